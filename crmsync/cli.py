@@ -1,0 +1,296 @@
+"""The `crmsync` command (contract: shared CLI.md). Foundation commands live here; each domain
+contributes its own click group (sandbox, sync, webhooks, rules, ...) registered in
+`DOMAIN_COMMANDS`, loaded only when used so `crmsync --help` stays fast."""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+from sqlalchemy import select
+
+from crmsync.console import bad_input, emit, failed, json_option, table
+from crmsync.settings import SettingsError
+
+DOMAIN_COMMANDS = {
+    "sandbox": "crmsync.sandbox.commands:sandbox",
+    "sync": "crmsync.sync.commands:sync",
+    "jobs": "crmsync.sync.commands:jobs",
+    "conflicts": "crmsync.sync.commands:conflicts",
+    "demo": "crmsync.sync.demo:demo",
+    "doctor": "crmsync.doctor:doctor",
+    "webhooks": "crmsync.ingest.commands:webhooks",
+    "ingest": "crmsync.ingest.commands:ingest",
+    "rules": "crmsync.automation.commands:rules",
+}
+
+
+class CrmsyncGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(DOMAIN_COMMANDS))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is not None or name not in DOMAIN_COMMANDS:
+            return command
+        module, attr = DOMAIN_COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SettingsError as err:
+            bad_input(f"bad setting {err}")
+
+
+@click.group(cls=CrmsyncGroup)
+def main():
+    """crmsync: two-way sync of CRM data with your own PostgreSQL."""
+
+
+def _session():
+    from crmsync.db import session_scope
+    return session_scope()
+
+
+def _vault():
+    from crmsync.credentials import Vault, VaultError
+    try:
+        return Vault()
+    except VaultError as err:
+        bad_input(str(err))
+
+
+# --- db ------------------------------------------------------------------------------------
+@main.group()
+def db():
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@json_option
+def db_upgrade(revision, as_json):
+    """Apply migrations up to REVISION."""
+    from crmsync.db.migrate import current_revision, upgrade
+    from crmsync.settings import get_settings
+    try:
+        upgrade(None, revision)
+    except Exception as err:  # the driver's message is the useful part (host down, auth, ...)
+        failed(f"migration failed: {type(err).__name__}: {str(err).splitlines()[0]}")
+    rev = current_revision()
+    emit({"revision": rev, "database": get_settings().redacted()["database_url"]}, as_json,
+         f"database at revision {rev}")
+
+
+@db.command("downgrade")
+@click.option("--revision", default="base", show_default=True)
+def db_downgrade(revision):
+    """Revert migrations down to REVISION (base drops every table)."""
+    from crmsync.db.migrate import downgrade
+    downgrade(None, revision)
+    click.echo(f"database downgraded to {revision}", err=True)
+
+
+# --- tenants ---------------------------------------------------------------------------------
+@main.group()
+def tenants():
+    """Tenants: the companies whose CRM data crmsync keeps."""
+
+
+@tenants.command("create")
+@click.option("--name", required=True)
+@json_option
+def tenants_create(name, as_json):
+    from crmsync.configs import ConfigError, create_tenant
+    with _session() as s:
+        try:
+            t = create_tenant(s, name)
+        except ConfigError as err:
+            bad_input(f"{err.field}: {err}")
+        out = {"id": t.id, "name": t.name, "created_at": t.created_at}
+    emit(out, as_json, out["id"])
+
+
+@tenants.command("list")
+@json_option
+def tenants_list(as_json):
+    from crmsync.db.models import Tenant
+    with _session() as s:
+        rows = [{"id": t.id, "name": t.name, "created_at": t.created_at}
+                for t in s.scalars(select(Tenant).order_by(Tenant.created_at))]
+    emit(rows, as_json, table(rows, ["id", "name", "created_at"]))
+
+
+# --- credentials -----------------------------------------------------------------------------
+@main.group()
+def credentials():
+    """The encrypted credential vault."""
+
+
+@credentials.command("set")
+@click.option("--name", required=True)
+@click.option("--platform", required=True, type=click.Choice(["hubspot", "pipedrive", "webhook", "api"]))
+@click.option("--from-env", "from_env", metavar="VAR", help="Read the secret from this environment variable.")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the secret from standard input.")
+@json_option
+def credentials_set(name, platform, from_env, from_stdin, as_json):
+    """Store a secret; it is never taken from the command line itself."""
+    from crmsync.credentials import VaultError, secret_from_text
+    if bool(from_env) == bool(from_stdin):
+        bad_input("give exactly one of --from-env VAR or --stdin")
+    if from_env:
+        text = os.environ.get(from_env)
+        if text is None:
+            bad_input(f"--from-env: environment variable {from_env} is not set")
+    else:
+        text = sys.stdin.read()
+    vault = _vault()
+    try:
+        value = secret_from_text(platform, text)
+        with _session() as s:
+            row = vault.store(s, name=name, platform=platform, value=value)
+            out = {"id": row.id, "name": row.name, "platform": row.platform}
+    except VaultError as err:
+        bad_input(str(err))
+    emit(out, as_json, out["id"])
+
+
+# --- api keys --------------------------------------------------------------------------------
+@main.group("api-keys")
+def api_keys():
+    """Keys tenants use to post product events (POST /events/<type>)."""
+
+
+@api_keys.command("create")
+@click.option("--tenant", "tenant_id", required=True)
+@json_option
+def api_keys_create(tenant_id, as_json):
+    from crmsync.configs import ConfigError, get_tenant
+    from crmsync.credentials import create_api_key
+    with _session() as s:
+        try:
+            get_tenant(s, tenant_id)
+        except ConfigError as err:
+            bad_input(f"--tenant: {err}")
+        row, key = create_api_key(s, tenant_id)
+        out = {"id": row.id, "tenant_id": tenant_id, "key": key}
+    emit(out, as_json, f"{key}\n(shown once; crmsync keeps only its hash)")
+
+
+# --- configs ---------------------------------------------------------------------------------
+@main.group()
+def configs():
+    """Sync configs (the seed's crm_sync_configs)."""
+
+
+def _csv(value):
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@configs.command("create")
+@click.option("--tenant", "tenant_id", required=True)
+@click.option("--platform", required=True)
+@click.option("--credentials", "credentials_vault_id", required=True, metavar="VAULT_ID")
+@click.option("--direction", default="bidirectional", show_default=True)
+@click.option("--frequency", default="60", show_default=True, metavar="MINUTES")
+@click.option("--strategy", default="timestamp_based", show_default=True)
+@click.option("--source-priority", metavar="A,B,...")
+@click.option("--entities", metavar="contacts,companies,...")
+@click.option("--base-url", metavar="URL")
+@click.option("--account-id", metavar="ID")
+@click.option("--webhook-secret", metavar="VAULT_ID")
+@click.option("--field-mapping", multiple=True, metavar="LOCAL=REMOTE")
+@click.option("--disabled", is_flag=True, help="Create it disabled.")
+@json_option
+def configs_create(tenant_id, platform, credentials_vault_id, direction, frequency, strategy, source_priority,
+                   entities, base_url, account_id, webhook_secret, field_mapping, disabled, as_json):
+    """Create a sync config; the CRM account id is looked up when not given."""
+    from crmsync.configs import ConfigError, config_as_dict, create_config
+    try:
+        frequency_minutes = int(frequency)
+    except ValueError:
+        bad_input(f"sync_frequency_minutes: not a whole number: {frequency!r}")
+    mappings = {}
+    for item in field_mapping:
+        local, sep, remote = item.partition("=")
+        if not sep or not local or not remote:
+            bad_input(f"field_mappings: expected LOCAL=REMOTE, got {item!r}")
+        mappings[local.strip()] = remote.strip()
+    data = {"tenant_id": tenant_id, "platform": platform, "credentials_vault_id": credentials_vault_id,
+            "sync_direction": direction, "sync_frequency_minutes": frequency_minutes,
+            "conflict_strategy": strategy, "source_priority": _csv(source_priority),
+            "entities": _csv(entities), "api_base_url": base_url, "account_id": account_id,
+            "webhook_secret_vault_id": webhook_secret, "field_mappings": mappings, "enabled": not disabled}
+    data = {k: v for k, v in data.items() if v is not None}
+    with _session() as s:
+        try:
+            config = create_config(s, data)
+        except ConfigError as err:
+            bad_input(str(err))
+        if config.account_id is None:
+            from crmsync.sync.connect import connect
+            try:
+                config.account_id = connect(s, config).account_id()
+            except Exception as err:
+                s.rollback()
+                failed(f"could not look up the {platform} account id ({type(err).__name__}: {err}); "
+                       "pass --account-id or check --base-url and the credentials")
+        out = config_as_dict(config)
+    emit(out, as_json, out["id"])
+
+
+@configs.command("list")
+@click.option("--tenant", "tenant_id")
+@json_option
+def configs_list(tenant_id, as_json):
+    from crmsync.configs import config_as_dict
+    from crmsync.db.models import SyncConfig
+    with _session() as s:
+        q = select(SyncConfig).order_by(SyncConfig.created_at)
+        if tenant_id:
+            q = q.where(SyncConfig.tenant_id == tenant_id)
+        rows = [config_as_dict(c) for c in s.scalars(q)]
+    emit(rows, as_json, table(rows, ["id", "tenant_id", "platform", "account_id", "sync_direction",
+                                     "conflict_strategy", "enabled", "next_sync_at"]))
+
+
+def _config_command(name, action):
+    @configs.command(name)
+    @click.argument("config_id")
+    @json_option
+    def command(config_id, as_json):
+        from crmsync.configs import ConfigError, config_as_dict
+        with _session() as s:
+            try:
+                out = config_as_dict(action(s, config_id))
+            except ConfigError as err:
+                bad_input(str(err))
+        emit(out, as_json, table([out], ["id", "platform", "account_id", "enabled", "next_sync_at"]))
+    command.__doc__ = {"show": "Show one config.", "enable": "Enable a config.", "disable": "Disable a config."}[name]
+    return command
+
+
+def _show(s, cid):
+    from crmsync.configs import get_config
+    return get_config(s, cid)
+
+
+def _enable(s, cid):
+    from crmsync.configs import set_enabled
+    return set_enabled(s, cid, True)
+
+
+def _disable(s, cid):
+    from crmsync.configs import set_enabled
+    return set_enabled(s, cid, False)
+
+
+_config_command("show", _show)
+_config_command("enable", _enable)
+_config_command("disable", _disable)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""Tenants and sync configs (the seed's `crm_sync_configs`): validated on the way in, so a bad
+config is refused with the field named and nothing written."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crmsync.db.models import SyncConfig, Tenant, VaultSecret, new_id
+from crmsync.db.types import utcnow
+from crmsync.entities import ENTITY_BY_PLURAL, ENTITY_PLURALS, SYNCED_FIELDS
+from crmsync.platforms import platform_names
+
+DIRECTIONS = ("push", "pull", "bidirectional")
+STRATEGIES = ("timestamp_based", "source_priority", "field_merge", "manual_review")
+LOCAL = "local"
+
+
+class ConfigError(Exception):
+    """A config or tenant request that cannot be carried out; `field` names the culprit."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class NotFoundError(ConfigError):
+    pass
+
+
+class SyncConfigSchema(Schema):
+    tenant_id = fields.UUID(required=True)
+    platform = fields.String(required=True)
+    credentials_vault_id = fields.UUID(required=True)
+    sync_direction = fields.String(load_default="bidirectional", validate=validate.OneOf(DIRECTIONS))
+    sync_frequency_minutes = fields.Integer(load_default=60, strict=True, validate=validate.Range(min=0))
+    conflict_strategy = fields.String(load_default="timestamp_based", validate=validate.OneOf(STRATEGIES))
+    source_priority = fields.List(fields.String(), load_default=None)
+    entities = fields.List(fields.String(), load_default=None)
+    api_base_url = fields.Url(load_default=None, require_tld=False, schemes={"http", "https"})
+    account_id = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
+    webhook_secret_vault_id = fields.UUID(load_default=None)
+    field_mappings = fields.Dict(keys=fields.String(), values=fields.String(validate=validate.Length(min=1)),
+                                 load_default=dict)
+    enabled = fields.Boolean(load_default=True)
+
+    @validates("platform")
+    def _platform(self, value, **_):
+        if value not in platform_names():
+            raise ValidationError(f"unknown platform {value!r}; expected one of {', '.join(platform_names())}")
+
+    @validates("source_priority")
+    def _priority(self, value, **_):
+        if value is None:
+            return
+        known = set(platform_names()) | {LOCAL}
+        unknown = [p for p in value if p not in known]
+        if unknown:
+            raise ValidationError(f"unknown platform {unknown[0]!r}; expected names from {', '.join(sorted(known))}")
+        if len(set(value)) != len(value):
+            raise ValidationError("names a platform twice")
+
+    @validates("entities")
+    def _entities(self, value, **_):
+        if value is None:
+            return
+        unknown = [e for e in value if e not in ENTITY_BY_PLURAL]
+        if unknown:
+            raise ValidationError(f"unknown entity {unknown[0]!r}; expected some of {', '.join(ENTITY_PLURALS.values())}")
+        if not value:
+            raise ValidationError("names no entity")
+
+    @validates_schema
+    def _mappings(self, data, **_):
+        known = {f for names in SYNCED_FIELDS.values() for f in names}
+        for local_field in data.get("field_mappings") or {}:
+            name = local_field.split(".", 1)[-1]
+            if name not in known and not local_field.startswith("custom_fields."):
+                raise ValidationError({"field_mappings": [f"unknown local field {local_field!r}"]})
+
+
+def first_error(err: ValidationError) -> tuple[str, str]:
+    """(field, message) of a marshmallow error, for a one-line CLI message."""
+    messages = err.messages if isinstance(err.messages, dict) else {"_schema": err.messages}
+    field, msgs = next(iter(messages.items()))
+    while isinstance(msgs, dict):
+        key, msgs = next(iter(msgs.items()))
+        field = f"{field}.{key}"
+    msg = msgs[0] if isinstance(msgs, list) and msgs else str(msgs)
+    return field, str(msg)
+
+
+# --- tenants ---------------------------------------------------------------------------------
+def create_tenant(session: Session, name: str) -> Tenant:
+    name = (name or "").strip()
+    if not name:
+        raise ConfigError("a tenant needs a name", field="name")
+    if session.scalar(select(Tenant).where(Tenant.name == name)):
+        raise ConfigError(f"a tenant called {name!r} exists", field="name")
+    tenant = Tenant(id=new_id(), name=name)
+    session.add(tenant)
+    session.flush()
+    return tenant
+
+
+def get_tenant(session: Session, tenant_id: str) -> Tenant:
+    tenant_id = parse_id(tenant_id, "tenant")
+    tenant = session.get(Tenant, str(tenant_id))
+    if tenant is None:
+        raise NotFoundError(f"no tenant {tenant_id}", field="tenant")
+    return tenant
+
+
+# --- configs ---------------------------------------------------------------------------------
+def create_config(session: Session, data: dict[str, Any], *, now: datetime | None = None) -> SyncConfig:
+    try:
+        clean = SyncConfigSchema().load(data)
+    except ValidationError as err:
+        field, msg = first_error(err)
+        raise ConfigError(f"{field}: {msg}", field=field) from None
+    get_tenant(session, str(clean["tenant_id"]))
+    for key in ("credentials_vault_id", "webhook_secret_vault_id"):
+        if clean.get(key) and session.get(VaultSecret, str(clean[key])) is None:
+            raise NotFoundError(f"{key}: no vault entry {clean[key]}", field=key)
+    entities = clean.pop("entities") or list(ENTITY_PLURALS.values())
+    priority = clean.pop("source_priority") or [clean["platform"], LOCAL]
+    if clean["account_id"] and session.scalar(select(SyncConfig).where(
+            SyncConfig.platform == clean["platform"], SyncConfig.account_id == clean["account_id"])):
+        raise ConfigError(f"account_id: {clean['platform']} account {clean['account_id']} already has a config",
+                          field="account_id")
+    config = SyncConfig(
+        id=new_id(),
+        tenant_id=str(clean["tenant_id"]),
+        platform=clean["platform"],
+        sync_direction=clean["sync_direction"],
+        sync_frequency_minutes=clean["sync_frequency_minutes"],
+        conflict_strategy=clean["conflict_strategy"],
+        source_priority=priority,
+        credentials_vault_id=str(clean["credentials_vault_id"]),
+        webhook_secret_vault_id=str(clean["webhook_secret_vault_id"]) if clean["webhook_secret_vault_id"] else None,
+        field_mappings=clean["field_mappings"],
+        account_id=clean["account_id"],
+        api_base_url=clean["api_base_url"],
+        enabled=clean["enabled"],
+        **{f"sync_{plural}": plural in entities for plural in ENTITY_PLURALS.values()},
+    )
+    # 0 minutes = real-time only (webhooks): never scheduled.
+    config.next_sync_at = (now or utcnow()) if config.sync_frequency_minutes > 0 and config.enabled else None
+    session.add(config)
+    session.flush()
+    return config
+
+
+def parse_id(value: str, what: str) -> str:
+    """A UUID given by a person, checked before it reaches a query."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise ConfigError(f"{what}: not an id: {value!r}", field=what) from None
+
+
+def get_config(session: Session, config_id: str, *, tenant_id: str | None = None) -> SyncConfig:
+    config_id = parse_id(config_id, "config")
+    query = select(SyncConfig).where(SyncConfig.id == str(config_id))
+    if tenant_id is not None:
+        query = query.where(SyncConfig.tenant_id == str(tenant_id))
+    config = session.scalar(query)
+    if config is None:
+        raise NotFoundError(f"no sync config {config_id}", field="config")
+    return config
+
+
+def set_enabled(session: Session, config_id: str, enabled: bool, *, now: datetime | None = None) -> SyncConfig:
+    config = get_config(session, config_id)
+    config.enabled = enabled
+    if enabled and config.sync_frequency_minutes > 0 and config.next_sync_at is None:
+        config.next_sync_at = now or utcnow()
+    session.flush()
+    return config
+
+
+def advance_schedule(config: SyncConfig, now: datetime) -> None:
+    config.next_sync_at = (now + timedelta(minutes=config.sync_frequency_minutes)
+                           if config.sync_frequency_minutes > 0 else None)
+
+
+def config_as_dict(config: SyncConfig) -> dict[str, Any]:
+    out = {c.name: getattr(config, c.name) for c in SyncConfig.__table__.columns}
+    out["entities"] = [p for p in ENTITY_PLURALS.values() if getattr(config, f"sync_{p}")]
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in out.items()}

@@ -1,0 +1,58 @@
+"""How every `crmsync` command reports: `--json` prints exactly one JSON document on stdout and
+everything else (human text, progress, logs) goes to stderr. Exit 0 success, 1 the operation
+failed, 2 bad usage or bad input."""
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, NoReturn
+
+import click
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+
+
+def _default(value: Any):
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    return str(value)
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, default=_default, indent=2, sort_keys=True)
+
+
+def emit(value: Any, as_json: bool, human: str | None = None) -> None:
+    if as_json:
+        click.echo(to_json(value))
+    else:
+        click.echo(human if human is not None else to_json(value))
+
+
+def bad_input(message: str) -> NoReturn:
+    """Exit 2: the caller gave something we refuse."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def failed(message: str) -> NoReturn:
+    """Exit 1: the input was fine, the operation failed."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    if not rows:
+        return "(none)"
+    widths = {c: max(len(c), *(len(str(r.get(c, "") if r.get(c) is not None else "")) for r in rows))
+              for c in columns}
+    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
+    for r in rows:
+        lines.append("  ".join(str(r.get(c) if r.get(c) is not None else "").ljust(widths[c]) for c in columns))
+    return "\n".join(lines)

@@ -1,0 +1,32 @@
+from alembic import context
+from sqlalchemy import pool
+
+from crmsync.db import get_engine
+from crmsync.db.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    url = config.get_main_option("sqlalchemy.url") or None
+    engine = get_engine(url)
+    with engine.connect() as conn:
+        _run(conn)
+        conn.commit()
+
+
+def _run(connection) -> None:
+    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True,
+                      render_as_batch=connection.dialect.name == "sqlite")
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    raise SystemExit("crmsync migrations run online only: set CRMSYNC_DATABASE_URL and run `crmsync db upgrade`")
+run_migrations_online()

@@ -1,0 +1,410 @@
+"""The data model: the seed's tables (`crm_*`) plus what the design needs beyond them —
+tenants, sync links with their base snapshot, checkpoints, job steps, the credential vault,
+API keys and automation runs.
+
+Every row that holds CRM data carries `tenant_id`; every query filters on it
+(`crmsync.db.scoped`). Ids are UUID strings.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text,
+                        UniqueConstraint, and_, text)
+from sqlalchemy.orm import DeclarativeBase, Mapped, foreign, mapped_column, relationship
+from sqlalchemy.types import Uuid
+
+from crmsync.db.types import Json, UTCDateTime, utcnow
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: Json, list[Any]: Json, datetime: UTCDateTime()}
+
+
+def _id() -> Mapped[str]:
+    return mapped_column(Uuid(as_uuid=False), primary_key=True, default=new_id)
+
+
+def _tenant() -> Mapped[str]:
+    return mapped_column(Uuid(as_uuid=False), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False)
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(default=utcnow, nullable=False)
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+    id: Mapped[str] = _id()
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = _created()
+
+
+class VaultSecret(Base):
+    """An encrypted secret (API token, OAuth token set, webhook secret). Only ciphertext is stored;
+    `crmsync.credentials` encrypts and decrypts with CRMSYNC_SECRET_KEY."""
+    __tablename__ = "crm_credentials_vault"
+    id: Mapped[str] = _id()
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ApiKey(Base):
+    """A tenant's key for `POST /events/<type>`; only its SHA-256 is kept."""
+    __tablename__ = "crm_api_keys"
+    id: Mapped[str] = _id()
+    tenant_id: Mapped[str] = _tenant()
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = _created()
+    revoked_at: Mapped[datetime | None]
+
+
+class SyncConfig(Base):
+    """The seed's `crm_sync_configs`: one CRM account of one tenant and how to sync it."""
+    __tablename__ = "crm_sync_configs"
+    id: Mapped[str] = _id()
+    tenant_id: Mapped[str] = _tenant()
+    platform: Mapped[str] = mapped_column(String(32))
+    sync_direction: Mapped[str] = mapped_column(String(16), default="bidirectional")
+    sync_frequency_minutes: Mapped[int] = mapped_column(Integer, default=60)
+    conflict_strategy: Mapped[str] = mapped_column(String(32), default="timestamp_based")
+    source_priority: Mapped[list[Any]] = mapped_column(default=lambda: ["hubspot", "local"])
+    sync_contacts: Mapped[bool] = mapped_column(Boolean, default=True)
+    sync_companies: Mapped[bool] = mapped_column(Boolean, default=True)
+    sync_deals: Mapped[bool] = mapped_column(Boolean, default=True)
+    sync_activities: Mapped[bool] = mapped_column(Boolean, default=True)
+    sync_tasks: Mapped[bool] = mapped_column(Boolean, default=True)
+    credentials_vault_id: Mapped[str] = mapped_column(
+        Uuid(as_uuid=False), ForeignKey("crm_credentials_vault.id", ondelete="RESTRICT"))
+    webhook_secret_vault_id: Mapped[str | None] = mapped_column(
+        Uuid(as_uuid=False), ForeignKey("crm_credentials_vault.id", ondelete="SET NULL"))
+    field_mappings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    account_id: Mapped[str | None] = mapped_column(String(64))
+    api_base_url: Mapped[str | None] = mapped_column(String(500))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    next_sync_at: Mapped[datetime | None]
+    last_sync_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        # Webhooks are routed by (platform, account): one tenant per CRM account.
+        UniqueConstraint("platform", "account_id", name="uq_crm_sync_configs_platform_account"),
+        Index("ix_crm_sync_configs_due", "enabled", "next_sync_at"),
+        Index("ix_crm_sync_configs_tenant", "tenant_id"),
+    )
+
+    def entity_enabled(self, entity: str) -> bool:
+        from crmsync.entities import ENTITY_PLURALS
+        return bool(getattr(self, f"sync_{ENTITY_PLURALS[entity]}"))
+
+
+class _Record:
+    """Columns every synced entity table shares."""
+    id: Mapped[str] = _id()
+    tenant_id: Mapped[str] = _tenant()
+    owner_id: Mapped[str | None] = mapped_column(String(64))
+    custom_fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Why the row last changed, e.g. "sync:hubspot", "rule:<id>:event:<id>:depth:1" (loop guard).
+    last_change_cause: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None]
+
+
+def _fk(table: str) -> Mapped[str | None]:
+    return mapped_column(Uuid(as_uuid=False), ForeignKey(f"{table}.id", ondelete="SET NULL"))
+
+
+def _links(entity: str, cls_name: str):
+    return relationship(
+        "SyncLink", viewonly=True, lazy="select",
+        primaryjoin=lambda: and_(foreign(SyncLink.local_id) == globals()[cls_name].id,
+                                 SyncLink.entity_type == entity))
+
+
+class _WithExternalIds:
+    @property
+    def external_ids(self) -> list[dict]:
+        """The seed's `external_ids` array, as a view of the sync links."""
+        return [{"platform": link.platform, "external_id": link.external_id,
+                 "last_synced_at": link.base_at.isoformat() if link.base_at else None}
+                for link in self.links]
+
+
+class Company(_Record, _WithExternalIds, Base):
+    __tablename__ = "crm_companies"
+    name: Mapped[str | None] = mapped_column(String(500))
+    domain: Mapped[str | None] = mapped_column(String(255))
+    industry: Mapped[str | None] = mapped_column(String(200))
+    phone: Mapped[str | None] = mapped_column(String(100))
+    website: Mapped[str | None] = mapped_column(String(500))
+    city: Mapped[str | None] = mapped_column(String(200))
+    country: Mapped[str | None] = mapped_column(String(200))
+    employee_count: Mapped[int | None] = mapped_column(Integer)
+    annual_revenue: Mapped[float | None] = mapped_column(Float)
+    description: Mapped[str | None] = mapped_column(Text)
+    links = _links("company", "Company")
+    __table_args__ = (Index("ix_crm_companies_tenant_domain", "tenant_id", "domain"),
+                      Index("ix_crm_companies_tenant_updated", "tenant_id", "updated_at"))
+
+
+class Contact(_Record, _WithExternalIds, Base):
+    __tablename__ = "crm_contacts"
+    email: Mapped[str | None] = mapped_column(String(320))
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    last_name: Mapped[str | None] = mapped_column(String(200))
+    phone: Mapped[str | None] = mapped_column(String(100))
+    job_title: Mapped[str | None] = mapped_column(String(200))
+    company_name: Mapped[str | None] = mapped_column(String(500))
+    lifecycle_stage: Mapped[str | None] = mapped_column(String(64))
+    lead_status: Mapped[str | None] = mapped_column(String(64))
+    lead_source: Mapped[str | None] = mapped_column(String(128))
+    lead_score: Mapped[float | None] = mapped_column(Float)
+    tags: Mapped[list[Any] | None] = mapped_column()
+    notes: Mapped[str | None] = mapped_column(Text)
+    city: Mapped[str | None] = mapped_column(String(200))
+    country: Mapped[str | None] = mapped_column(String(200))
+    company_id: Mapped[str | None] = _fk("crm_companies")
+    links = _links("contact", "Contact")
+    __table_args__ = (Index("ix_crm_contacts_tenant_email", "tenant_id", "email"),
+                      Index("ix_crm_contacts_tenant_updated", "tenant_id", "updated_at"))
+
+
+class Deal(_Record, _WithExternalIds, Base):
+    __tablename__ = "crm_deals"
+    name: Mapped[str | None] = mapped_column(String(500))
+    amount: Mapped[float | None] = mapped_column(Float)
+    currency: Mapped[str | None] = mapped_column(String(8))
+    stage: Mapped[str | None] = mapped_column(String(128))
+    pipeline: Mapped[str | None] = mapped_column(String(128))
+    probability: Mapped[float | None] = mapped_column(Float)
+    close_date: Mapped[datetime | None]
+    status: Mapped[str | None] = mapped_column(String(16))
+    description: Mapped[str | None] = mapped_column(Text)
+    company_id: Mapped[str | None] = _fk("crm_companies")
+    contact_id: Mapped[str | None] = _fk("crm_contacts")
+    links = _links("deal", "Deal")
+    __table_args__ = (Index("ix_crm_deals_tenant_updated", "tenant_id", "updated_at"),)
+
+
+class Activity(_Record, _WithExternalIds, Base):
+    __tablename__ = "crm_activities"
+    type: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str | None] = mapped_column(String(500))
+    body: Mapped[str | None] = mapped_column(Text)
+    occurred_at: Mapped[datetime | None]
+    duration_minutes: Mapped[int | None] = mapped_column(Integer)
+    direction: Mapped[str | None] = mapped_column(String(32))
+    outcome: Mapped[str | None] = mapped_column(String(64))
+    contact_id: Mapped[str | None] = _fk("crm_contacts")
+    company_id: Mapped[str | None] = _fk("crm_companies")
+    deal_id: Mapped[str | None] = _fk("crm_deals")
+    links = _links("activity", "Activity")
+    __table_args__ = (Index("ix_crm_activities_tenant_updated", "tenant_id", "updated_at"),)
+
+
+class Task(_Record, _WithExternalIds, Base):
+    __tablename__ = "crm_tasks"
+    title: Mapped[str] = mapped_column(String(500))
+    body: Mapped[str | None] = mapped_column(Text)
+    due_date: Mapped[datetime | None]
+    status: Mapped[str | None] = mapped_column(String(32))
+    priority: Mapped[str | None] = mapped_column(String(16))
+    task_type: Mapped[str | None] = mapped_column(String(32))
+    contact_id: Mapped[str | None] = _fk("crm_contacts")
+    company_id: Mapped[str | None] = _fk("crm_companies")
+    deal_id: Mapped[str | None] = _fk("crm_deals")
+    links = _links("task", "Task")
+    __table_args__ = (Index("ix_crm_tasks_tenant_updated", "tenant_id", "updated_at"),)
+
+
+ENTITY_MODELS: dict[str, type[_Record]] = {
+    "contact": Contact, "company": Company, "deal": Deal, "activity": Activity, "task": Task,
+}
+
+
+class SyncLink(Base):
+    """A local record ⇄ its id in one CRM, with the *base*: the field values both sides last
+    agreed on, and when. The three-way merge compares local and remote against it."""
+    __tablename__ = "crm_sync_links"
+    id: Mapped[str] = _id()
+    tenant_id: Mapped[str] = _tenant()
+    config_id: Mapped[str] = mapped_column(Uuid(as_uuid=False),
+                                           ForeignKey("crm_sync_configs.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(32))
+    entity_type: Mapped[str] = mapped_column(String(16))
+    local_id: Mapped[str] = mapped_column(Uuid(as_uuid=False))
+    external_id: Mapped[str] = mapped_column(String(64))
+    base: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    base_at: Mapped[datetime | None]
+    remote_updated_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "platform", "entity_type", "external_id", name="uq_crm_sync_links_external"),
+        UniqueConstraint("tenant_id", "platform", "entity_type", "local_id", name="uq_crm_sync_links_local"),
+        Index("ix_crm_sync_links_config", "config_id", "entity_type"),
+    )
+
+
+class SyncCheckpoint(Base):
+    """Where an entity's incremental pull resumes: the adapter's cursor, saved in the same
+    transaction as the page it follows."""
+    __tablename__ = "crm_sync_checkpoints"
+    id: Mapped[str] = _id()
+    tenant_id: Mapped[str] = _tenant()
+    config_id: Mapped[str] = mapped_column(Uuid(as_uuid=False),
+                                           ForeignKey("crm_sync_configs.id", ondelete="CASCADE"))
+    entity_type: Mapped[str] = mapped_column(String(16))
+    cursor: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    # Where the next run starts: the high-water mark of the last complete listing.
+    synced_until: Mapped[datetime | None]
+    job_id: Mapped[str | None] = mapped_column(Uuid(as_uuid=False))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    __table_args__ = (UniqueConstraint("config_id", "entity_type", name="uq_crm_sync_checkpoints_entity"),)
+
+
+JOB_ACTIVE_STATUSES = ("queued", "running", "waiting_quota")
+
+
+class SyncJob(Base):
+    """The seed's `crm_sync_jobs`: one run of one config."""
+    __tablename__ = "crm_sync_jobs"
+    id: Mapped[str] = _id()
+    tenant_id: Mapped[str] = _tenant()
+    sync_config_id: Mapped[str] = mapped_column(Uuid(as_uuid=False),
+                                                ForeignKey("crm_sync_configs.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    trigger: Mapped[str] = mapped_column(String(16), default="manual")
+    full: Mapped[bool] = mapped_column(Boolean, default=False)
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    paused_until: Mapped[datetime | None]
+    steps_total: Mapped[int] = mapped_column(Integer, default=0)
+    steps_done: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = _created()
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    __table_args__ = (
+        Index("ix_crm_sync_jobs_config_created", "sync_config_id", "created_at"),
+        # At most one active job per config, whatever dispatches it.
+        Index("uq_crm_sync_jobs_one_active", "sync_config_id", unique=True,
+              postgresql_where=text("status IN ('queued', 'running', 'waiting_quota')"),
+              sqlite_where=text("status IN ('queued', 'running', 'waiting_quota')")),
+        Index("ix_crm_sync_jobs_status", "status", "updated_at"),
+    )
+
+
+class SyncJobStep(Base):
+    """One unit of a job's fan-out (an entity's pull chain or push). The job finishes when
+    its steps are done — counted here, not with Celery chords. The outbox sweeper re-enqueues
+    steps that sit untouched too long."""
+    __tablename__ = "crm_sync_job_steps"
+    id: Mapped[str] = _id()
+    tenant_id: Mapped[str] = _tenant()
+    job_id: Mapped[str] = mapped_column(Uuid(as_uuid=False), ForeignKey("crm_sync_jobs.id", ondelete="CASCADE"))
+    entity_type: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(8))           # pull | push
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|done|failed
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    not_before: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    __table_args__ = (
+        UniqueConstraint("job_id", "entity_type", "kind", name="uq_crm_sync_job_steps_unit"),
+        Index("ix_crm_sync_job_steps_pending", "status", "updated_at"),
+    )
+
+
+class ConflictRecord(Base):
+    """The seed's `crm_conflict_records`: a field changed on both sides under `manual_review`."""
+    __tablename__ = "crm_conflict_records"
+    id: Mapped[str] = _id()
+    tenant_id: Mapped[str] = _tenant()
+    config_id: Mapped[str | None] = mapped_column(Uuid(as_uuid=False),
+                                                  ForeignKey("crm_sync_configs.id", ondelete="CASCADE"))
+    platform: Mapped[str | None] = mapped_column(String(32))
+    entity_type: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[str] = mapped_column(Uuid(as_uuid=False))
+    external_id: Mapped[str | None] = mapped_column(String(64))
+    local_snapshot: Mapped[dict[str, Any]] = mapped_column()
+    remote_snapshot: Mapped[dict[str, Any]] = mapped_column()
+    base_snapshot: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    conflicting_fields: Mapped[list[Any]] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    resolution: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    resolved_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (Index("ix_crm_conflict_records_tenant_status", "tenant_id", "status", "created_at"),
+                      Index("ix_crm_conflict_records_entity", "entity_type", "entity_id", "status"))
+
+
+class WebhookEvent(Base):
+    """The seed's `crm_webhook_events`: every CRM webhook event and product event, stored before
+    the request is answered; `processed` flips when a worker has applied it."""
+    __tablename__ = "crm_webhook_events"
+    id: Mapped[str] = _id()
+    tenant_id: Mapped[str] = _tenant()
+    config_id: Mapped[str | None] = mapped_column(Uuid(as_uuid=False),
+                                                  ForeignKey("crm_sync_configs.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(32))          # hubspot | pipedrive | product
+    account_id: Mapped[str] = mapped_column(String(64))
+    event_key: Mapped[str] = mapped_column(String(200))
+    event_type: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str | None] = mapped_column(String(16))
+    external_id: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    processed: Mapped[bool] = mapped_column(Boolean, default=False)
+    processed_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    occurred_at: Mapped[datetime | None]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (
+        UniqueConstraint("platform", "account_id", "event_key", name="uq_crm_webhook_events_key"),
+        Index("ix_crm_webhook_events_unprocessed", "processed", "received_at"),
+        Index("ix_crm_webhook_events_tenant", "tenant_id", "received_at"),
+    )
+
+
+class AutomationRule(Base):
+    """The seed's `crm_automation_rules`."""
+    __tablename__ = "crm_automation_rules"
+    id: Mapped[str] = _id()
+    tenant_id: Mapped[str] = _tenant()
+    name: Mapped[str] = mapped_column(String(200))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    trigger: Mapped[dict[str, Any]] = mapped_column()
+    conditions: Mapped[list[Any]] = mapped_column(default=list)
+    actions: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_crm_automation_rules_name"),)
+
+
+class AutomationRun(Base):
+    """One run of a rule for one event; the unique pair makes a rule run at most once per event."""
+    __tablename__ = "crm_automation_runs"
+    id: Mapped[str] = _id()
+    tenant_id: Mapped[str] = _tenant()
+    rule_id: Mapped[str] = mapped_column(Uuid(as_uuid=False),
+                                         ForeignKey("crm_automation_rules.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(Uuid(as_uuid=False),
+                                          ForeignKey("crm_webhook_events.id", ondelete="CASCADE"))
+    outcome: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (UniqueConstraint("rule_id", "event_id", name="uq_crm_automation_runs_once"),)

@@ -1,0 +1,176 @@
+"""The one interface the sync engine sees of a CRM.
+
+Each CRM lives in `crmsync/platforms/<name>/` (client, mapping, webhooks) and registers an
+`Adapter` subclass in `crmsync.platforms.registry`. Nothing outside that folder knows the
+CRM's wire format: records cross this boundary as unified dicts (see `crmsync.entities`),
+with associations as external ids.
+
+Incremental listing is cursor based. A cursor is a small JSON-serialisable dict owned by the
+adapter (the engine stores it verbatim in `crm_sync_checkpoints` in the same transaction as
+the page's rows), so a crash resumes at the last written page.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Mapping
+
+from crmsync.platforms.errors import PlatformError
+
+
+@dataclass
+class RemoteRecord:
+    """One record as a CRM holds it, already mapped to the unified shape.
+
+    `fields`: unified field values (association fields excluded), plus `custom_fields`.
+    `associations`: association field -> external id of the record it points to, e.g.
+    {"company_id": "901"} on a contact (keys from `crmsync.entities.ASSOCIATIONS`).
+    """
+    entity: str
+    external_id: str
+    fields: dict[str, Any]
+    updated_at: datetime | None = None
+    associations: dict[str, str | None] = field(default_factory=dict)
+    archived: bool = False
+    # HubSpot keeps the ids merged into a contact; their links move to this record.
+    merged_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Page:
+    records: list[RemoteRecord]
+    cursor: dict | None          # where the next page starts; None when this was the last page
+    requests: int = 1            # HTTP requests spent on this page (for the incremental budget)
+
+
+@dataclass
+class OutboundRecord:
+    """A local record on its way to the CRM. `external_id` is None for a create.
+    `associations` carry external ids already resolved through the sync links."""
+    local_id: str
+    fields: dict[str, Any]
+    external_id: str | None = None
+    associations: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass
+class WriteResult:
+    local_id: str
+    external_id: str | None
+    record: RemoteRecord | None = None
+    error: PlatformError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class WebhookRequest:
+    """What a webhook verifier needs of an HTTP request, independent of the web framework."""
+    method: str
+    url: str                      # the full URI as the CRM called it
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass
+class WebhookEvent:
+    """A CRM webhook event, normalized.
+
+    `event_key` is unique per (platform, account) for one delivery of one change and is what
+    `crm_webhook_events` deduplicates on. `action` is one of created, updated, deleted, merged,
+    restored. For a merge, `merged_ids` are the ids that no longer exist.
+    """
+    platform: str
+    account_id: str
+    event_key: str
+    entity: str | None            # unified entity, None for objects we do not sync
+    action: str
+    external_id: str
+    occurred_at: datetime | None = None
+    property_name: str | None = None
+    property_value: Any = None
+    merged_ids: list[str] = field(default_factory=list)
+    payload: dict = field(default_factory=dict)
+
+
+class Adapter(abc.ABC):
+    """A connection to one CRM account, made from a config's credentials.
+
+    `credentials` is the decrypted vault entry (a dict); an adapter must never put it in an
+    error message or a log line. `field_mappings` is the config's {unified field: remote name}.
+    `budget` is a `crmsync.ratelimit.RateBudget`; `wait` decides what happens when it says
+    wait: True sleeps (the inline CLI), False raises `RateLimited` (a Celery task reschedules).
+    `save_credentials` is called with the new dict after an OAuth refresh.
+    """
+    platform: str = ""
+    # Entities this CRM can sync.
+    entities: tuple[str, ...] = ()
+    max_batch: int = 100
+
+    def __init__(self, *, credentials: dict, base_url: str | None = None,
+                 account_id: str | None = None, field_mappings: Mapping[str, str] | None = None,
+                 budget: Any = None, wait: bool = True,
+                 save_credentials: Callable[[dict], None] | None = None, cache: Any = None):
+        self.credentials = credentials
+        self.base_url = base_url
+        self._account_id = account_id
+        self.field_mappings = dict(field_mappings or {})
+        self.budget = budget
+        self.wait = wait
+        self.save_credentials = save_credentials
+        self.cache = cache
+
+    # --- identity ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def account_id(self) -> str:
+        """The CRM account (HubSpot portalId, Pipedrive company_id); looked up once if not given."""
+
+    # --- reading ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def start_cursor(self, entity: str, since: datetime | None) -> dict:
+        """The cursor of a listing of records changed at or after `since` (None = everything)."""
+
+    @abc.abstractmethod
+    def list_changed(self, entity: str, cursor: dict, page_size: int = 100) -> Page:
+        """One page of records changed since the cursor's point, oldest first."""
+
+    @abc.abstractmethod
+    def get_many(self, entity: str, external_ids: list[str]) -> list[RemoteRecord]:
+        """The records that exist among these ids (missing or archived ones are left out)."""
+
+    @abc.abstractmethod
+    def list_deleted(self, entity: str, since: datetime | None) -> list[str]:
+        """External ids archived or deleted at or after `since`."""
+
+    # --- writing ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_many(self, entity: str, records: list[OutboundRecord]) -> list[WriteResult]:
+        """Create in batches of at most `max_batch`; one result per input, in order."""
+
+    @abc.abstractmethod
+    def update_many(self, entity: str, records: list[OutboundRecord]) -> list[WriteResult]:
+        ...
+
+    @abc.abstractmethod
+    def archive_many(self, entity: str, external_ids: list[str]) -> list[WriteResult]:
+        ...
+
+    @abc.abstractmethod
+    def find_existing(self, entity: str, record: OutboundRecord) -> str | None:
+        """The external id of a record that a create may already have made (by email for
+        contacts, domain for companies, else by the crmsync id stamped on create) — asked
+        before retrying a create whose outcome is unknown, so a retry never duplicates."""
+
+    # --- webhooks (class-level: run before the config is known) ------------------------
+    @classmethod
+    @abc.abstractmethod
+    def verify_webhook(cls, request: WebhookRequest, secret: str, *, now: datetime | None = None) -> None:
+        """Raise `WebhookRejected` unless the request is authentic and fresh."""
+
+    @classmethod
+    @abc.abstractmethod
+    def parse_webhook(cls, body: bytes) -> list[WebhookEvent]:
+        """Normalized events of one delivery; raises `WebhookRejected(http_status=400)` on bad input."""
