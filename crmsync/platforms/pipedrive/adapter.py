@@ -1,0 +1,328 @@
+"""`PipedriveAdapter`: the `crmsync.platforms.base.Adapter` of one Pipedrive company account.
+
+Cursor (stored verbatim by the sync engine): {"v": 1, "entity": "contact", "since": RFC 3339 or
+None, "next": Pipedrive's opaque next_cursor or None}. A page is GET /api/v2/{objects}
+?updated_since=since&sort_by=update_time&sort_direction=asc&cursor=next. `updated_since` is
+inclusive, so a record at the boundary comes twice across runs; the engine's upsert is idempotent.
+Activities and tasks both live in /activities; each listing keeps only its own kind (by type), so
+a page may hold fewer records than asked, even none, with a cursor to continue.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from crmsync.cache import MetadataCache
+from crmsync.entities import ASSOCIATIONS
+from crmsync.platforms.base import (
+    Adapter,
+    OutboundRecord,
+    Page,
+    RemoteRecord,
+    WebhookEvent,
+    WebhookRequest,
+    WriteResult,
+)
+from crmsync.platforms.errors import (
+    AuthenticationError,
+    NotFound,
+    PlatformError,
+    RateLimited,
+    ValidationError,
+)
+from crmsync.platforms.pipedrive import mapping
+from crmsync.platforms.pipedrive.client import DEFAULT_BASE_URL, PLATFORM, PipedriveClient
+from crmsync.platforms.pipedrive.mapping import (
+    OBJECT_BY_ENTITY,
+    MappingError,
+    PipedriveMetadata,
+    classify_pipedrive_activity,
+    format_time,
+)
+from crmsync.platforms.pipedrive.webhooks import parse_webhook_body, verify_basic_auth
+
+METADATA_TTL = 600.0  # seconds; field lists, stages and activity types change rarely
+# A custom field with this name (any object) gets the crmsync local id on create, so
+# `find_existing` can find a record whose create answer was lost even without email/domain.
+CRMSYNC_ID_FIELD = "crmsync_id"
+
+_process_cache = MetadataCache()  # when the caller gives none: one per process, not per adapter
+
+
+class PipedriveAdapter(Adapter):
+    platform = PLATFORM
+    entities = ("contact", "company", "deal", "activity", "task")
+    max_batch = 100  # Pipedrive has no batch writes; this only bounds one call's loop
+
+    def __init__(self, *, credentials: dict, base_url: str | None = None, account_id: str | None = None,
+                 field_mappings: Mapping[str, str] | None = None, budget: Any = None, wait: bool = True,
+                 save_credentials: Callable[[dict], None] | None = None, cache: Any = None,
+                 session: Any = None, max_wait: float = 30.0):
+        super().__init__(credentials=credentials, base_url=base_url, account_id=account_id,
+                         field_mappings=field_mappings, budget=budget, wait=wait,
+                         save_credentials=save_credentials, cache=cache)
+        token = credentials.get("api_token") or credentials.get("token")
+        oauth = None if token else {k: v for k, v in credentials.items() if k != "api_token"}
+        self.client = PipedriveClient(
+            token, oauth=oauth, base_url=base_url or (oauth or {}).get("api_domain") or DEFAULT_BASE_URL,
+            budget=budget, wait=wait, account=account_id, session=session, max_wait=max_wait,
+            save_credentials=save_credentials)
+        self.cache = cache if cache is not None else _process_cache
+
+    # ------------------------------------------------------------------ identity
+    def account_id(self) -> str:
+        if self._account_id is None:
+            me = self.client.users_me()
+            if me.get("company_id") is None:
+                raise AuthenticationError("users/me did not name a company", platform=PLATFORM)
+            self._account_id = str(me["company_id"])
+        self.client.account = self._account_id
+        return self._account_id
+
+    # ------------------------------------------------------------------ metadata
+    def _cached(self, part: str, load: Callable[[], Any]) -> Any:
+        key = f"pipedrive:{self.account_id()}:{part}"
+        return self.cache.get_or_load(key, load, METADATA_TTL)
+
+    def metadata(self, entity: str) -> PipedriveMetadata:
+        """What mapping `entity` needs: its object's fields; stages and pipelines for deals;
+        activity types for activities and tasks."""
+        obj = OBJECT_BY_ENTITY[entity]
+        meta = PipedriveMetadata(fields={obj: self._cached(
+            f"fields:{obj}", lambda: [PipedriveMetadata.field_from_api(f) for f in self.client.list_fields(obj)])})
+        if entity == "deal":
+            meta.pipelines = self._cached("pipelines", lambda: {
+                str(p["id"]): p.get("name") for p in self.client.list_pipelines()})
+            meta.stages = self._cached("stages", lambda: {
+                str(s["id"]): {"name": s.get("name"), "pipeline_id": s.get("pipeline_id")}
+                for s in self.client.list_stages()})
+        if entity in ("activity", "task"):
+            meta.activity_types = self._cached("activity_types", lambda: [
+                t.get("key_string") for t in self.client.list_activity_types()
+                if t.get("key_string") and t.get("active_flag", True)])
+        return meta
+
+    def invalidate_metadata(self) -> None:
+        for part in ("fields:person", "fields:organization", "fields:deal", "fields:activity", "pipelines",
+                     "stages", "activity_types"):
+            self.cache.invalidate(f"pipedrive:{self.account_id()}:{part}")
+
+    # ------------------------------------------------------------------ records
+    def to_remote(self, entity: str, raw: Mapping, meta: PipedriveMetadata | None = None) -> RemoteRecord:
+        """A Pipedrive record (v1 or v2 shape) as a `RemoteRecord` of `entity`."""
+        meta = meta or self.metadata(entity)
+        fields = mapping.to_unified(entity, raw, meta, self.field_mappings)
+        associations = {name: fields.pop(name, None) for name in ASSOCIATIONS[entity]}
+        normalized = mapping.normalize_record(OBJECT_BY_ENTITY[entity], raw)
+        return RemoteRecord(entity=entity, external_id=str(normalized["id"]), fields=fields,
+                            updated_at=fields.get("updated_at"), associations=associations,
+                            archived=bool(normalized.get("is_deleted")))
+
+    def _is_kind(self, entity: str, raw: Mapping) -> bool:
+        return entity not in ("activity", "task") or classify_pipedrive_activity(raw) == entity
+
+    def _check(self, entity: str) -> str:
+        if entity not in self.entities:
+            raise ValidationError(f"Pipedrive does not sync {entity!r}", platform=PLATFORM, entity=entity)
+        return OBJECT_BY_ENTITY[entity]
+
+    def start_cursor(self, entity: str, since: datetime | None) -> dict:
+        self._check(entity)
+        return {"v": 1, "entity": entity, "since": format_time(since) if since else None, "next": None}
+
+    def list_changed(self, entity: str, cursor: dict, page_size: int = 100) -> Page:
+        obj = self._check(entity)
+        if cursor.get("entity") not in (None, entity):
+            raise ValidationError(f"cursor of {cursor.get('entity')!r} used for {entity!r}", platform=PLATFORM)
+        self.account_id()
+        meta = self.metadata(entity)
+        before = self.client.requests_made
+        page = self.client.list_records(obj, updated_since=cursor.get("since"), cursor=cursor.get("next"),
+                                        limit=page_size, sort_by="update_time", sort_direction="asc")
+        records = [self.to_remote(entity, raw, meta) for raw in page.items if self._is_kind(entity, raw)]
+        following = dict(cursor, entity=entity, next=page.next_cursor) if page.next_cursor else None
+        return Page(records=records, cursor=following, requests=self.client.requests_made - before)
+
+    def get_many(self, entity: str, external_ids: list[str]) -> list[RemoteRecord]:
+        obj = self._check(entity)
+        ids = [i for i in dict.fromkeys(str(x) for x in external_ids) if i.isdigit()]
+        if not ids:
+            return []
+        self.account_id()
+        meta = self.metadata(entity)
+        raws = self.client.get_records(obj, ids)
+        return [self.to_remote(entity, raw, meta) for raw in raws
+                if self._is_kind(entity, raw) and not raw.get("is_deleted")]
+
+    def list_deleted(self, entity: str, since: datetime | None) -> list[str]:
+        """Deals only: Pipedrive lists deals deleted in the last 30 days (`status=deleted`). Persons,
+        organizations and activities have no deleted listing; their deletions arrive as webhooks
+        (`delete` events) or through id reconciliation by the engine."""
+        self._check(entity)
+        if entity != "deal":
+            return []
+        self.account_id()
+        out: list[str] = []
+        cursor = None
+        while True:
+            page = self.client.list_deleted_deals(updated_since=since, cursor=cursor)
+            out.extend(str(d["id"]) for d in page.items if d.get("id") is not None)
+            if not page.next_cursor:
+                return out
+            cursor = page.next_cursor
+
+    # ------------------------------------------------------------------ writing
+    def _body(self, entity: str, record: OutboundRecord, meta: PipedriveMetadata, *, create: bool) -> dict:
+        unified = dict(record.fields)
+        for name in ASSOCIATIONS[entity]:
+            if name in record.associations:
+                unified[name] = record.associations[name]
+            else:
+                unified.pop(name, None)  # local ids never reach Pipedrive
+        body = mapping.to_pipedrive(entity, unified, meta, self.field_mappings)
+        if create:
+            if entity == "activity":
+                body.setdefault("done", True)  # a logged call/meeting/email has happened
+            stamp = meta.custom_field_by_name(OBJECT_BY_ENTITY[entity], CRMSYNC_ID_FIELD)
+            if stamp is not None:
+                body.setdefault("custom_fields", {})[stamp["key"]] = record.local_id
+        return body
+
+    def _write(self, entity: str, records: list[OutboundRecord], create: bool) -> list[WriteResult]:
+        obj = self._check(entity)
+        self.account_id()
+        meta = self.metadata(entity)
+        results: list[WriteResult] = []
+        stop: PlatformError | None = None  # after an auth failure or a spent budget, skip the rest
+        for record in records:
+            if stop is not None:
+                results.append(WriteResult(record.local_id, record.external_id, error=stop))
+                continue
+            try:
+                if not create and not record.external_id:
+                    raise ValidationError("update without an external id", platform=PLATFORM, entity=entity)
+                try:
+                    body = self._body(entity, record, meta, create=create)
+                except MappingError as exc:
+                    raise ValidationError(str(exc), platform=PLATFORM, entity=entity,
+                                          external_id=record.external_id) from None
+                raw = self.client.create_record(obj, body) if create else \
+                    self.client.update_record(obj, record.external_id, body)
+                remote = self.to_remote(entity, raw, meta)
+                results.append(WriteResult(record.local_id, remote.external_id, record=remote))
+            except PlatformError as exc:
+                results.append(WriteResult(record.local_id, record.external_id, error=exc))
+                if isinstance(exc, (AuthenticationError, RateLimited)):
+                    stop = exc
+        return results
+
+    def create_many(self, entity: str, records: list[OutboundRecord]) -> list[WriteResult]:
+        return self._write(entity, records, create=True)
+
+    def update_many(self, entity: str, records: list[OutboundRecord]) -> list[WriteResult]:
+        return self._write(entity, records, create=False)
+
+    def archive_many(self, entity: str, external_ids: list[str]) -> list[WriteResult]:
+        """DELETE each record (Pipedrive keeps it 30 days as `is_deleted`). An id already gone
+        counts as archived: deleting is idempotent from the engine's point of view."""
+        obj = self._check(entity)
+        self.account_id()
+        results: list[WriteResult] = []
+        for external_id in external_ids:
+            try:
+                self.client.delete_record(obj, external_id)
+                results.append(WriteResult(external_id, external_id))
+            except NotFound:
+                results.append(WriteResult(external_id, external_id))
+            except PlatformError as exc:
+                results.append(WriteResult(external_id, external_id, error=exc))
+        return results
+
+    # ------------------------------------------------------------------ duplicates
+    def find_existing(self, entity: str, record: OutboundRecord) -> str | None:
+        """Where a create whose answer was lost may have landed, cheapest sure signal first:
+        1. the `crmsync_id` custom field stamped on create, when the account has one (search);
+        2. contact: exact email (persons search, fields=email);
+           company: exact domain through a mapped custom field, else exact name (organizations search);
+           deal: exact title among deals of the same person/organization (deals search);
+           activity/task: same type, subject and due date among the linked deal's, person's or
+           organization's activities (no search endpoint for activities).
+        """
+        obj = self._check(entity)
+        self.account_id()
+        meta = self.metadata(entity)
+        fields = record.fields
+        stamp = meta.custom_field_by_name(obj, CRMSYNC_ID_FIELD)
+        if stamp is not None and obj != "activity":
+            hit = self._search_one(obj, record.local_id, "custom_fields", lambda item: True)
+            if hit:
+                return hit
+        if entity == "contact" and fields.get("email"):
+            email = str(fields["email"]).lower()
+            return self._search_one("person", email, "email",
+                                    lambda item: email in [str(e).lower() for e in item.get("emails") or []])
+        if entity == "company":
+            domain_field = self.field_mappings.get("domain")
+            if fields.get("domain") and domain_field:
+                hit = self._search_one("organization", str(fields["domain"]), "custom_fields", lambda item: True)
+                if hit:
+                    return hit
+            if fields.get("name"):
+                name = str(fields["name"])
+                return self._search_one("organization", name, "name",
+                                        lambda item: (item.get("name") or "").casefold() == name.casefold())
+            return None
+        if entity == "deal" and fields.get("name"):
+            name = str(fields["name"])
+            person, org = record.associations.get("contact_id"), record.associations.get("company_id")
+
+            def same_deal(item: Mapping) -> bool:
+                if (item.get("title") or "") != name:
+                    return False
+                if person and str((item.get("person") or {}).get("id")) != str(person):
+                    return False
+                return not (org and str((item.get("organization") or {}).get("id")) != str(org))
+            return self._search_one("deal", name, "title", same_deal)
+        if entity in ("activity", "task"):
+            return self._find_activity(entity, record, meta)
+        return None
+
+    def _search_one(self, obj: str, term: str, fields: str, accept: Callable[[Mapping], bool]) -> str | None:
+        if len(term) < 2:
+            return None
+        for item in self.client.search(obj, term, fields=fields, exact_match=True, limit=10):
+            if item.get("id") is not None and accept(item):
+                return str(item["id"])
+        return None
+
+    def _find_activity(self, entity: str, record: OutboundRecord, meta: PipedriveMetadata) -> str | None:
+        try:
+            body = self._body(entity, record, meta, create=True)
+        except MappingError:
+            return None
+        filters = {}
+        for assoc, param in (("deal_id", "deal_id"), ("contact_id", "person_id"), ("company_id", "org_id")):
+            if record.associations.get(assoc):
+                filters[param] = record.associations[assoc]
+                break
+        if not filters:
+            return None  # listing every activity of the account to find one is not worth it
+        wanted = {k: body.get(k) for k in ("type", "subject", "due_date")}
+        for raw in self.client.iter_records("activity", sort_by="update_time", sort_direction="desc",
+                                            limit=100, **filters):
+            if all(raw.get(k) == v for k, v in wanted.items() if v is not None):
+                return str(raw["id"])
+        return None
+
+    # ------------------------------------------------------------------ webhooks
+    @classmethod
+    def verify_webhook(cls, request: WebhookRequest, secret: str, *, now: datetime | None = None) -> None:
+        verify_basic_auth(request, secret)
+
+    @classmethod
+    def parse_webhook(cls, body: bytes) -> list[WebhookEvent]:
+        return parse_webhook_body(body)
+
+
+__all__ = ["PipedriveAdapter"]
