@@ -40,7 +40,7 @@ DEAL_STATUSES = ("open", "won", "lost")
 
 RESERVED_CUSTOM_KEYS = {
     "person": ("emails", "phones"),
-    "organization": (),
+    "organization": ("address",),
     "deal": (),
     "activity": ("done",),
 }
@@ -239,7 +239,8 @@ def _duration_minutes(value: Any) -> int | None:
 def _duration_text(minutes: Any) -> str | None:
     if minutes is None:
         return None
-    minutes = int(minutes)
+    # Pipedrive keeps a duration as a clock time: 23:59 is the longest it can hold.
+    minutes = max(0, min(int(minutes), 23 * 60 + 59))
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
@@ -581,9 +582,16 @@ def map_unified_contact_to_pipedrive(contact: Mapping, meta: PipedriveMetadata |
     custom = contact.get("custom_fields") or {}
     if "first_name" in contact or "last_name" in contact:
         first, last = contact.get("first_name"), contact.get("last_name")
-        if "first_name" in contact and "last_name" in contact:
-            body["name"] = join_name(first, last)
+        name = join_name(first, last)
+        if "first_name" in contact and "last_name" in contact and name \
+                and split_name(name) == (first or None, last or None):
+            body["name"] = name  # the spec's field; Pipedrive derives the same first/last from it
+        # else first/last alone (v2 accepts them, migration guide) so "Mary Ann" + "Lee" stays exact;
+        # `name` would be re-split as "Mary" + "Ann Lee".
         body.update({k: contact[k] for k in ("first_name", "last_name") if k in contact})
+        if not name:  # a person's name cannot be cleared
+            body.pop("first_name", None)
+            body.pop("last_name", None)
     if "email" in contact:
         body["emails"] = _rebuild(contact["email"], custom.get("emails"))
     if "phone" in contact:
@@ -626,18 +634,33 @@ def map_pipedrive_organization_to_unified(org: Mapping, meta: PipedriveMetadata 
            "owner_id": _ext_id(rec.get("owner_id"))}
     for key in _ORG_OPTIONAL:
         out[key] = _coerce("company", key, rec.get(key))
-    return _finish_inbound("company", "organization", rec, out, meta, field_mappings, {})
+    # The full address (street, postal code...) rides along so a city edit does not erase it.
+    simple = {k: v for k, v in address.items() if v is not None}
+    keep = simple and simple != {k: v for k, v in _merge_address(None, out["city"], out["country"]).items()
+                                 if v is not None}
+    reserved = {"address": dict(address) if keep else None}
+    return _finish_inbound("company", "organization", rec, out, meta, field_mappings, reserved)
+
+
+def _merge_address(original: Any, city: str | None, country: str | None) -> dict | None:
+    address = {k: v for k, v in original.items() if v is not None} if isinstance(original, Mapping) else {}
+    address.update(locality=city, country=country)
+    if not address.get("value") or not isinstance(original, Mapping):
+        address["value"] = ", ".join(p for p in (city, country) if p)
+    if not address["value"] and not any(v for k, v in address.items() if k != "value"):
+        return None
+    return address
 
 
 def map_unified_company_to_pipedrive(company: Mapping, meta: PipedriveMetadata | None = None,
                                      field_mappings: Mapping[str, str] | None = None) -> dict:
     meta = meta or EMPTY_METADATA
     body = _start_body(company, "organization", meta, field_mappings)
-    if "name" in company:
-        body["name"] = company["name"]
+    if company.get("name"):
+        body["name"] = company["name"]  # required, cannot be cleared
     if "city" in company or "country" in company:
-        body["address"] = {"value": ", ".join(p for p in (company.get("city"), company.get("country")) if p),
-                           "locality": company.get("city"), "country": company.get("country")}
+        body["address"] = _merge_address(company.get("custom_fields", {}).get("address"),
+                                         company.get("city"), company.get("country"))
     for key in _ORG_OPTIONAL:
         if key in company and meta.has_standard_field("organization", key):
             body[key] = company[key]
@@ -674,10 +697,10 @@ def map_unified_deal_to_pipedrive(deal: Mapping, meta: PipedriveMetadata | None 
                                   field_mappings: Mapping[str, str] | None = None) -> dict:
     meta = meta or EMPTY_METADATA
     body = _start_body(deal, "deal", meta, field_mappings)
-    if "name" in deal:
-        body["title"] = deal["name"]
-    if "amount" in deal:
-        body["value"] = None if deal["amount"] is None else float(deal["amount"])
+    if deal.get("name"):
+        body["title"] = deal["name"]  # required, cannot be cleared
+    if deal.get("amount") is not None:
+        body["value"] = float(deal["amount"])  # Pipedrive has no empty value (it means 0)
     if deal.get("currency"):
         body["currency"] = deal["currency"]
     if deal.get("stage"):
@@ -789,8 +812,8 @@ def map_unified_activity_to_pipedrive(activity: Mapping, meta: PipedriveMetadata
         if kind not in ACTIVITY_TYPE_KEYS and kind not in meta.activity_types:
             raise MappingError(f"Pipedrive has no activity type {kind!r}", field="type")
         body["type"] = kind
-    if "subject" in activity:
-        body["subject"] = activity["subject"]
+    if activity.get("subject"):
+        body["subject"] = activity["subject"]  # an empty subject is refused; Pipedrive names it by type
     if "body" in activity:
         body["note"] = activity["body"]
     if "occurred_at" in activity:
@@ -814,7 +837,7 @@ def map_unified_task_to_pipedrive(task: Mapping, meta: PipedriveMetadata | None 
         if kind in ACTIVITY_TYPE_KEYS:
             raise MappingError(f"activity type {kind!r} is an activity, not a task", field="task_type")
         body["type"] = kind
-    if "title" in task:
+    if task.get("title"):
         body["subject"] = task["title"]
     if "body" in task:
         body["note"] = task["body"]

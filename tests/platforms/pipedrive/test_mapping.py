@@ -139,9 +139,13 @@ def test_organization_to_company_and_back():
     company = map_pipedrive_organization_to_unified(org, META, {"domain": "Domain"})
     assert company["name"] == "Northwind OÜ" and company["city"] == "Tallinn" and company["country"] == "Estonia"
     assert company["domain"] == "northwind.test" and company["website"] == "https://northwind.test"
-    assert company["custom_fields"] == {"Segment": "Enterprise"}
+    assert company["custom_fields"]["Segment"] == "Enterprise"
     body = map_unified_company_to_pipedrive(company, META, {"domain": "Domain"})
     assert body["custom_fields"] == {key("organization", "Segment"): 52, key("organization", "Domain"): "northwind.test"}
+    # the street rides along in custom_fields["address"], so a city edit does not erase it
+    assert company["custom_fields"]["address"]["value"] == "Tartu mnt 1, Tallinn"
+    body = map_unified_company_to_pipedrive(dict(company, city="Tartu"), META)
+    assert body["address"] == {"value": "Tartu mnt 1, Tallinn", "locality": "Tartu", "country": "Estonia"}
 
 
 def test_deal_stage_ids_become_names():
@@ -237,7 +241,7 @@ DEALS = st.fixed_dictionaries({
 })
 ACTIVITIES = st.fixed_dictionaries({
     "type": st.sampled_from(["call", "meeting", "email"]), "subject": maybe(texts), "body": maybe(texts),
-    "occurred_at": maybe(minute_times), "duration_minutes": maybe(st.integers(0, 10_000)),
+    "occurred_at": maybe(minute_times), "duration_minutes": maybe(st.integers(0, 23 * 60 + 59)),
     "outcome": maybe(texts), "owner_id": maybe(ids), "contact_id": maybe(ids), "company_id": maybe(ids),
     "deal_id": maybe(ids), "custom_fields": st.fixed_dictionaries({"done": st.booleans()}),
 })
