@@ -1,0 +1,170 @@
+"""HubSpot webhook deliveries: signature checks (v1, v2, v3) and normalized events.
+
+v3 (X-HubSpot-Signature-v3 + X-HubSpot-Request-Timestamp in ms): base64 HMAC-SHA256 keyed by
+the app secret over METHOD + URI + raw body + timestamp, where the URI has only HubSpot's short
+list of percent-encodings decoded. Timestamps older than 5 minutes are refused (replay), and
+so are timestamps more than a minute ahead (a clock that far off is not HubSpot's).
+v1/v2 (X-HubSpot-Signature + X-HubSpot-Signature-Version): hex SHA-256 of secret + body (v1) or
+secret + METHOD + URI + body (v2). They carry no timestamp, so they cannot be checked for
+freshness; v3 is preferred whenever the request carries it.
+
+Event identity: HubSpot retries a delivery with the same `eventId` and a higher
+`attemptNumber`, and says eventId alone is "not guaranteed to be unique", so `event_key` is
+subscriptionType + objectTypeId + objectId + eventId + occurredAt - everything that names the
+change and nothing that changes between attempts.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from crmsync.platforms.base import WebhookEvent, WebhookRequest
+from crmsync.platforms.errors import WebhookRejected
+
+from .errors import PLATFORM
+from .mapping import ENTITY_BY_OBJECT, OBJECT_BY_TYPE_ID, SINGULAR
+
+MAX_AGE_SECONDS = 300
+MAX_SKEW_AHEAD_SECONDS = 60
+MAX_EVENTS = 100
+# The only encodings HubSpot decodes before signing the URI (validating-requests guide).
+_URI_DECODES = {"%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$", "%27": "'",
+                "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";"}
+ACTIONS = {"creation": "created", "propertyChange": "updated", "deletion": "deleted",
+           "privacyDeletion": "deleted", "merge": "merged", "restore": "restored",
+           "associationChange": "updated"}
+_OBJECT_BY_SINGULAR = {v: k for k, v in SINGULAR.items()}
+
+
+def normalize_uri(uri: str) -> str:
+    out = []
+    i = 0
+    while i < len(uri):
+        chunk = uri[i:i + 3]
+        if chunk[:1] == "%" and chunk.upper() in _URI_DECODES:
+            out.append(_URI_DECODES[chunk.upper()])
+            i += 3
+        else:
+            out.append(uri[i])
+            i += 1
+    return "".join(out)
+
+
+def _reject(message: str, status: int = 401) -> WebhookRejected:
+    return WebhookRejected(message, http_status=status, platform=PLATFORM)
+
+
+def signature_v3(secret: str, method: str, uri: str, body: bytes, timestamp: str) -> str:
+    message = (method.upper() + normalize_uri(uri)).encode() + body + timestamp.encode()
+    return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
+
+
+def signature_v1(secret: str, body: bytes) -> str:
+    return hashlib.sha256(secret.encode() + body).hexdigest()
+
+
+def signature_v2(secret: str, method: str, uri: str, body: bytes) -> str:
+    return hashlib.sha256(secret.encode() + method.upper().encode() + uri.encode() + body).hexdigest()
+
+
+def verify(request: WebhookRequest, secret: str, *, now: datetime | None = None) -> str:
+    """Raise WebhookRejected(401) unless authentic (and, for v3, fresh); returns the version checked."""
+    if not secret:
+        raise _reject("no webhook secret is configured")
+    headers = {str(k).lower(): str(v) for k, v in (request.headers or {}).items()}
+    body = request.body or b""
+    v3 = headers.get("x-hubspot-signature-v3")
+    if v3 is not None:
+        stamp = headers.get("x-hubspot-request-timestamp", "").strip()
+        if not stamp.isdigit():
+            raise _reject("missing or malformed X-HubSpot-Request-Timestamp")
+        now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
+        age_ms = now_ms - int(stamp)
+        if age_ms > MAX_AGE_SECONDS * 1000:
+            raise _reject("webhook timestamp is older than 5 minutes")
+        if -age_ms > MAX_SKEW_AHEAD_SECONDS * 1000:
+            raise _reject("webhook timestamp is in the future")
+        expected = signature_v3(secret, request.method, request.url, body, stamp)
+        if not hmac.compare_digest(expected.encode(), v3.strip().encode()):
+            raise _reject("webhook signature (v3) does not match")
+        return "v3"
+    given = headers.get("x-hubspot-signature")
+    if given is None:
+        raise _reject("webhook carries no HubSpot signature")
+    version = headers.get("x-hubspot-signature-version", "v1").strip().lower()
+    if version == "v1":
+        expected = signature_v1(secret, body)
+    elif version == "v2":
+        expected = signature_v2(secret, request.method, request.url, body)
+    else:
+        raise _reject(f"unsupported signature version {version[:10]!r}")
+    if not hmac.compare_digest(expected.encode(), given.strip().lower().encode()):
+        raise _reject(f"webhook signature ({version}) does not match")
+    return version
+
+
+def _object_type(event: dict, subscription: str) -> str | None:
+    prefix = subscription.split(".", 1)[0]
+    if prefix == "object":
+        return OBJECT_BY_TYPE_ID.get(str(event.get("objectTypeId") or ""))
+    return _OBJECT_BY_SINGULAR.get(prefix)
+
+
+def _external_id(object_type: str | None, object_id: Any) -> str:
+    # Activities span four object types with separate id spaces, so their ids carry the type.
+    entity = ENTITY_BY_OBJECT.get(object_type or "")
+    if entity == "activity":
+        return f"{SINGULAR[object_type]}:{object_id}"
+    return str(object_id)
+
+
+def _when(ms: Any) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def parse(body: bytes) -> list[WebhookEvent]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise WebhookRejected("webhook body is not JSON", http_status=400, platform=PLATFORM) from None
+    if not isinstance(data, list):
+        raise WebhookRejected("webhook body must be a JSON array of events", http_status=400, platform=PLATFORM)
+    if len(data) > MAX_EVENTS:
+        raise WebhookRejected(f"webhook body has {len(data)} events; HubSpot sends at most {MAX_EVENTS}",
+                              http_status=400, platform=PLATFORM)
+    events = []
+    for n, raw in enumerate(data):
+        if not isinstance(raw, dict):
+            raise WebhookRejected(f"event {n} is not an object", http_status=400, platform=PLATFORM)
+        subscription = raw.get("subscriptionType") or raw.get("eventType")
+        missing = [k for k, v in (("subscriptionType", subscription), ("objectId", raw.get("objectId")),
+                                  ("portalId", raw.get("portalId")), ("eventId", raw.get("eventId"))) if v is None]
+        if missing or not isinstance(subscription, str) or "." not in subscription:
+            raise WebhookRejected(f"event {n} lacks {', '.join(missing) or 'a valid subscriptionType'}",
+                                  http_status=400, platform=PLATFORM)
+        object_type = _object_type(raw, subscription)
+        entity = ENTITY_BY_OBJECT.get(object_type or "")
+        kind = subscription.split(".", 1)[1]
+        action = ACTIONS.get(kind, "updated")
+        object_id = raw["objectId"]
+        merged: list[str] = []
+        if kind == "merge":
+            survivor = raw.get("newObjectId") or raw.get("primaryObjectId") or object_id
+            gone = [*(raw.get("mergedObjectIds") or []), raw.get("primaryObjectId"), object_id]
+            merged = sorted({_external_id(object_type, g) for g in gone if g is not None and str(g) != str(survivor)})
+            object_id = survivor
+        key = ":".join(str(p) for p in (subscription, raw.get("objectTypeId") or "", raw["objectId"],
+                                        raw["eventId"], raw.get("occurredAt") or ""))
+        events.append(WebhookEvent(
+            platform=PLATFORM, account_id=str(raw["portalId"]), event_key=key, entity=entity, action=action,
+            external_id=_external_id(object_type, object_id), occurred_at=_when(raw.get("occurredAt")),
+            property_name=raw.get("propertyName"), property_value=raw.get("propertyValue"),
+            merged_ids=merged, payload=raw))
+    return events
