@@ -10,7 +10,7 @@ a page may hold fewer records than asked, even none, with a cursor to continue.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from crmsync.cache import MetadataCache
@@ -47,6 +47,10 @@ METADATA_TTL = 600.0  # seconds; field lists, stages and activity types change r
 # `find_existing` can find a record whose create answer was lost even without email/domain.
 CRMSYNC_ID_FIELD = "crmsync_id"
 
+# How far back find_existing scans recent changes before it falls back to the search endpoint.
+FIND_LOOKBACK = timedelta(hours=2)
+FIND_MAX_PAGES = 4
+
 _process_cache = MetadataCache()  # when the caller gives none: one per process, not per adapter
 
 
@@ -63,11 +67,11 @@ class PipedriveAdapter(Adapter):
                          field_mappings=field_mappings, budget=budget, wait=wait,
                          save_credentials=save_credentials, cache=cache)
         token = credentials.get("api_token") or credentials.get("token")
-        oauth = None if token else {k: v for k, v in credentials.items() if k != "api_token"}
+        oauth = None if token else {k: v for k, v in credentials.items() if k != "token_url"}
         self.client = PipedriveClient(
             token, oauth=oauth, base_url=base_url or (oauth or {}).get("api_domain") or DEFAULT_BASE_URL,
             budget=budget, wait=wait, account=account_id, session=session, max_wait=max_wait,
-            save_credentials=save_credentials)
+            save_credentials=save_credentials, token_url=credentials.get("token_url"))
         self.cache = cache if cache is not None else _process_cache
 
     # ------------------------------------------------------------------ identity
@@ -241,77 +245,99 @@ class PipedriveAdapter(Adapter):
 
     # ------------------------------------------------------------------ duplicates
     def find_existing(self, entity: str, record: OutboundRecord) -> str | None:
-        """Where a create whose answer was lost may have landed, cheapest sure signal first:
-        1. the `crmsync_id` custom field stamped on create, when the account has one (search);
-        2. contact: exact email (persons search, fields=email);
-           company: exact domain through a mapped custom field, else exact name (organizations search);
-           deal: exact title among deals of the same person/organization (deals search);
-           activity/task: same type, subject and due date among the linked deal's, person's or
-           organization's activities (no search endpoint for activities).
+        """Where a create whose answer was lost may have landed.
+
+        1. Scan the records changed in the last `FIND_LOOKBACK` (newest first, at most
+           `FIND_MAX_PAGES` pages of 500; activities only among the linked deal's, person's or
+           organization's) for one that matches: the `crmsync_id` custom field stamped on create
+           when the account has one, else contact: an email; company: the domain (a mapped custom
+           field) or the exact name; deal: the title plus the same person/organization;
+           activity/task: type, subject and due date. A fresh create is found even before
+           Pipedrive's search index shows it, for 10 tokens per page.
+        2. Older creates (a retry parked for hours by a spent daily budget): the search endpoint,
+           by exact email (persons), name (organizations) or title (deals).
         """
         obj = self._check(entity)
         self.account_id()
         meta = self.metadata(entity)
-        fields = record.fields
-        stamp = meta.custom_field_by_name(obj, CRMSYNC_ID_FIELD)
-        if stamp is not None and obj != "activity":
-            hit = self._search_one(obj, record.local_id, "custom_fields", lambda item: True)
-            if hit:
-                return hit
-        if entity == "contact" and fields.get("email"):
-            email = str(fields["email"]).lower()
-            return self._search_one("person", email, "email",
-                                    lambda item: email in [str(e).lower() for e in item.get("emails") or []])
-        if entity == "company":
-            domain_field = self.field_mappings.get("domain")
-            if fields.get("domain") and domain_field:
-                hit = self._search_one("organization", str(fields["domain"]), "custom_fields", lambda item: True)
-                if hit:
-                    return hit
-            if fields.get("name"):
-                name = str(fields["name"])
-                return self._search_one("organization", name, "name",
-                                        lambda item: (item.get("name") or "").casefold() == name.casefold())
-            return None
-        if entity == "deal" and fields.get("name"):
-            name = str(fields["name"])
-            person, org = record.associations.get("contact_id"), record.associations.get("company_id")
-
-            def same_deal(item: Mapping) -> bool:
-                if (item.get("title") or "") != name:
-                    return False
-                if person and str((item.get("person") or {}).get("id")) != str(person):
-                    return False
-                return not (org and str((item.get("organization") or {}).get("id")) != str(org))
-            return self._search_one("deal", name, "title", same_deal)
-        if entity in ("activity", "task"):
-            return self._find_activity(entity, record, meta)
-        return None
-
-    def _search_one(self, obj: str, term: str, fields: str, accept: Callable[[Mapping], bool]) -> str | None:
-        if len(term) < 2:
-            return None
-        for item in self.client.search(obj, term, fields=fields, exact_match=True, limit=10):
-            if item.get("id") is not None and accept(item):
-                return str(item["id"])
-        return None
-
-    def _find_activity(self, entity: str, record: OutboundRecord, meta: PipedriveMetadata) -> str | None:
         try:
-            body = self._body(entity, record, meta, create=True)
+            wanted = self._body(entity, record, meta, create=True)
         except MappingError:
             return None
-        filters = {}
-        for assoc, param in (("deal_id", "deal_id"), ("contact_id", "person_id"), ("company_id", "org_id")):
-            if record.associations.get(assoc):
-                filters[param] = record.associations[assoc]
+        match = self._matcher(entity, record, meta, wanted)
+        if match is None:
+            return None
+        filters: dict[str, Any] = {}
+        if obj == "activity":
+            for assoc, param in (("deal_id", "deal_id"), ("contact_id", "person_id"), ("company_id", "org_id")):
+                if record.associations.get(assoc):
+                    filters[param] = int(record.associations[assoc])
+                    break
+            else:
+                return None  # scanning every activity of the account is not worth it
+        since = None if obj == "activity" else datetime.now(UTC) - FIND_LOOKBACK
+        cursor = None
+        for _ in range(FIND_MAX_PAGES):
+            page = self.client.list_records(obj, updated_since=since, sort_by="update_time",
+                                            sort_direction="desc", limit=500, cursor=cursor, **filters)
+            for raw in page.items:
+                if not raw.get("is_deleted") and match(raw):
+                    return str(raw["id"])
+            if not page.next_cursor:
                 break
-        if not filters:
-            return None  # listing every activity of the account to find one is not worth it
-        wanted = {k: body.get(k) for k in ("type", "subject", "due_date")}
-        for raw in self.client.iter_records("activity", sort_by="update_time", sort_direction="desc",
-                                            limit=100, **filters):
-            if all(raw.get(k) == v for k, v in wanted.items() if v is not None):
+            cursor = page.next_cursor
+        return self._search_fallback(entity, record, match)
+
+    def _matcher(self, entity: str, record: OutboundRecord, meta: PipedriveMetadata,
+                 wanted: dict) -> Callable[[Mapping], bool] | None:
+        obj = OBJECT_BY_ENTITY[entity]
+        stamp = meta.custom_field_by_name(obj, CRMSYNC_ID_FIELD)
+        if stamp is not None:
+            key = stamp["key"]
+            return lambda raw: str((raw.get("custom_fields") or {}).get(key)) == record.local_id
+        fields = record.fields
+        if entity == "contact":
+            email = str(fields.get("email") or "").casefold()
+            if not email:
+                return None
+            return lambda raw: email in [str(e.get("value", "")).casefold() for e in raw.get("emails") or []]
+        if entity == "company":
+            domain_key = (wanted.get("custom_fields") or {})
+            mapped = self.field_mappings.get("domain")
+            if fields.get("domain") and mapped:
+                fdef = meta.custom_field_by_name(obj, mapped) or meta.field_by_key(obj, mapped)
+                if fdef is not None and fdef["key"] in domain_key:
+                    domain = str(fields["domain"]).casefold()
+                    return lambda raw: str((raw.get("custom_fields") or {}).get(fdef["key"]) or "").casefold() == domain
+            name = str(fields.get("name") or "").casefold()
+            if not name:
+                return None
+            return lambda raw: str(raw.get("name") or "").casefold() == name
+        if entity == "deal":
+            if not wanted.get("title"):
+                return None
+            keys = [k for k in ("title", "person_id", "org_id") if wanted.get(k) is not None]
+            return lambda raw: all(raw.get(k) == wanted[k] for k in keys)
+        keys = [k for k in ("type", "subject", "due_date") if wanted.get(k) is not None]
+        if not keys:
+            return None
+        return lambda raw: all(raw.get(k) == wanted[k] for k in keys) and self._is_kind(entity, raw)
+
+    def _search_fallback(self, entity: str, record: OutboundRecord, match: Callable[[Mapping], bool]) -> str | None:
+        fields = record.fields
+        term, field = {"contact": (fields.get("email"), "email"), "company": (fields.get("name"), "name"),
+                       "deal": (fields.get("name"), "title")}.get(entity, (None, None))
+        if not term or len(str(term)) < 2:
+            return None
+        obj = OBJECT_BY_ENTITY[entity]
+        try:
+            items = self.client.search(obj, str(term), fields=field, exact_match=True, limit=10)
+        except NotFound:
+            return None
+        ids = [str(item["id"]) for item in items if item.get("id") is not None]
+        # search items are summaries: confirm each candidate on the full record
+        for raw in self.client.get_records(obj, ids) if ids else []:
+            if not raw.get("is_deleted") and match(raw):
                 return str(raw["id"])
         return None
 

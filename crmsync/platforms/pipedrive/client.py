@@ -88,7 +88,7 @@ class PipedriveClient:
                  account: str | None = None, limits: Mapping[str, Any] | None = None,
                  max_wait: float = 30.0, timeout: float = 30.0, session: requests.Session | None = None,
                  save_credentials: Callable[[dict], None] | None = None,
-                 token_url: str = OAUTH_TOKEN_URL, retries: int = 2):
+                 token_url: str | None = None, retries: int = 2):
         if not api_token and not (oauth and oauth.get("access_token")):
             raise AuthenticationError("no Pipedrive API token or OAuth access token given", platform=PLATFORM)
         self._api_token = api_token
@@ -104,7 +104,9 @@ class PipedriveClient:
         self.timeout = timeout
         self.session = session or requests.Session()
         self.save_credentials = save_credentials
-        self.token_url = token_url
+        # Pipedrive's OAuth server is its own host; a local stand-in serves /oauth/token itself.
+        self.token_url = token_url or (OAUTH_TOKEN_URL if self.base_url.endswith(".pipedrive.com")
+                                       else self.base_url + "/oauth/token")
         self.retries = retries
         self.requests_made = 0
         self._limits = self._default_limits(bool(self._oauth))
