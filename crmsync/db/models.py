@@ -244,7 +244,8 @@ class SyncLink(Base):
     platform: Mapped[str] = mapped_column(String(32))
     entity_type: Mapped[str] = mapped_column(String(16))
     local_id: Mapped[str] = mapped_column(Uuid(as_uuid=False))
-    external_id: Mapped[str] = mapped_column(String(64))
+    # NULL while a create is in flight: a retry looks the record up before creating it again.
+    external_id: Mapped[str | None] = mapped_column(String(64))
     base: Mapped[dict[str, Any]] = mapped_column(default=dict)
     base_at: Mapped[datetime | None]
     remote_updated_at: Mapped[datetime | None]
@@ -315,8 +316,11 @@ class SyncJobStep(Base):
     job_id: Mapped[str] = mapped_column(Uuid(as_uuid=False), ForeignKey("crm_sync_jobs.id", ondelete="CASCADE"))
     entity_type: Mapped[str] = mapped_column(String(16))
     kind: Mapped[str] = mapped_column(String(8))           # pull | push
+    position: Mapped[int] = mapped_column(Integer, default=0)  # steps run in this order
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|done|failed
     pages: Mapped[int] = mapped_column(Integer, default=0)
+    # Push steps walk rows in (updated_at, id) order; this is where the next batch starts.
+    cursor: Mapped[dict[str, Any] | None] = mapped_column(Json)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     not_before: Mapped[datetime | None]

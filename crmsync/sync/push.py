@@ -1,0 +1,213 @@
+"""Push: local rows changed since their link's base, or never linked, go out in batches.
+
+A row is a candidate when it has no link to this platform, or its `updated_at` is past the
+link's `base_at` (when both sides last agreed). Only fields that differ from the base are sent,
+so a push never overwrites a remote edit it has not merged. Fields under a pending
+manual-review conflict are held back.
+
+Creates are crash-safe: a link with no external id is written and committed before the create
+call; if that call's outcome is unknown (a crash, a timeout), the next attempt looks the record
+up (`find_existing`) instead of creating it again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select, tuple_
+from sqlalchemy.orm import Session
+
+from crmsync.db.models import ENTITY_MODELS, ConflictRecord, SyncConfig, SyncLink, new_id
+from crmsync.db.types import utcnow
+from crmsync.entities import ASSOCIATIONS, SYNCED_FIELDS
+from crmsync.platforms.base import Adapter, OutboundRecord, WriteResult
+from crmsync.platforms.errors import Conflict, PlatformError, TransientError
+from crmsync.sync import store
+from crmsync.sync.apply import DELETED, ApplyResult, apply_remote_records, remote_flat
+from crmsync.sync.merge import CUSTOM, flatten, unflatten
+
+
+@dataclass
+class PushOutcome:
+    result: ApplyResult
+    cursor: dict | None          # where the next batch starts; None when done
+    requests: int = 0
+    errors: list[str] | None = None
+
+
+def push_candidates(session: Session, config: SyncConfig, entity: str, *, after: dict | None, limit: int):
+    table = ENTITY_MODELS[entity].__table__
+    link = SyncLink.__table__
+    q = (select(table, link.c.id.label("link_id"))
+         .select_from(table.outerjoin(link, and_(link.c.local_id == table.c.id, link.c.tenant_id == table.c.tenant_id,
+                                                 link.c.platform == config.platform, link.c.entity_type == entity)))
+         .where(table.c.tenant_id == config.tenant_id,
+                or_(link.c.id.is_(None), link.c.base_at.is_(None), table.c.updated_at > link.c.base_at),
+                # Never-linked rows deleted here have nothing to archive there.
+                or_(table.c.deleted_at.is_(None), link.c.external_id.is_not(None)))
+         .order_by(table.c.updated_at, table.c.id).limit(limit))
+    if after:
+        q = q.where(tuple_(table.c.updated_at, table.c.id) > tuple_(store._to_datetime(after["updated_at"]), after["id"]))
+    return list(session.execute(q))
+
+
+def _held(session, config, entity, ids) -> dict[str, set[str]]:
+    rows = session.scalars(select(ConflictRecord).where(
+        ConflictRecord.tenant_id == config.tenant_id, ConflictRecord.platform == config.platform,
+        ConflictRecord.entity_type == entity, ConflictRecord.status == "pending", ConflictRecord.entity_id.in_(ids)))
+    return {c.entity_id: set(c.conflicting_fields) for c in rows}
+
+
+def _outbound(entity: str, row, fields_flat: dict, ext_by_local: dict, link: SyncLink | None) -> OutboundRecord:
+    plain = unflatten({f: v for f, v in fields_flat.items() if f not in ASSOCIATIONS[entity]})
+    assoc = {}
+    for fname in ASSOCIATIONS[entity]:
+        if fname in fields_flat:
+            local = fields_flat[fname]
+            if local is None:
+                assoc[fname] = None
+            elif (fname, local) in ext_by_local:
+                assoc[fname] = ext_by_local[(fname, local)]
+    return OutboundRecord(local_id=row.id, fields=plain, external_id=link.external_id if link else None,
+                          associations=assoc)
+
+
+def push_batch(session: Session, config: SyncConfig, adapter: Adapter, entity: str, *,
+               after: dict | None = None, limit: int = 100, now: datetime | None = None) -> PushOutcome:
+    """Push up to `limit` candidate rows. Commits in the middle (pending-create links) so a
+    crash can never turn into a duplicate remote record."""
+    now = now or utcnow()
+    tenant, platform = config.tenant_id, config.platform
+    rows = push_candidates(session, config, entity, after=after, limit=limit)
+    outcome = PushOutcome(result=ApplyResult(), cursor=None, errors=[])
+    if not rows:
+        return outcome
+    last = rows[-1]
+    outcome.cursor = {"updated_at": last.updated_at.isoformat(), "id": last.id} if len(rows) == limit else None
+    links = {l.local_id: l for l in store.load_links(session, tenant, platform, entity, local_ids=[r.id for r in rows])}
+    held = _held(session, config, entity, [r.id for r in rows])
+    ext_by_local = store.external_ids_for(session, tenant, platform, entity, rows)
+    result = outcome.result
+
+    creates, updates, archives, pending = [], [], [], []
+    for row in rows:
+        link = links.get(row.id)
+        if row.deleted_at is not None:
+            if link is not None and link.external_id and not link.base.get(DELETED):
+                archives.append((row, link))
+            continue
+        flat = store.row_to_flat(entity, row)
+        if link is None or link.external_id is None:
+            fields_flat = {f: v for f, v in flat.items() if v is not None}
+            if link is None:
+                link = SyncLink(id=new_id(), tenant_id=tenant, config_id=config.id, platform=platform,
+                                entity_type=entity, local_id=row.id, external_id=None, base={})
+                session.add(link)
+                links[row.id] = link
+            else:
+                pending.append(row.id)
+            creates.append((row, link, fields_flat))
+            continue
+        base = link.base or {}
+        skip = held.get(row.id, set())
+        diff = {f: v for f, v in flat.items() if f not in skip and base.get(f) != v
+                and (f in base or v is not None)}
+        if not diff:
+            link.base_at = now
+            result.skipped += 1
+            continue
+        updates.append((row, link, diff))
+    # The pending-create links must be durable before any create call leaves this process.
+    session.commit()
+
+    if pending:
+        # A create for these may have reached the CRM: look before creating again.
+        still = []
+        for row, link, fields_flat in creates:
+            if row.id in pending:
+                found = adapter.find_existing(entity, _outbound(entity, row, fields_flat, ext_by_local, None))
+                outcome.requests += 1
+                if found:
+                    link.external_id = found
+                    updates.append((row, link, fields_flat))
+                    continue
+            still.append((row, link, fields_flat))
+        creates = still
+
+    if creates:
+        batch = [_outbound(entity, row, f, ext_by_local, None) for row, _, f in creates]
+        results = adapter.create_many(entity, batch)
+        outcome.requests += (len(batch) + adapter.max_batch - 1) // adapter.max_batch
+        conflicts = []
+        for (row, link, fields_flat), res in zip(creates, results):
+            if res.ok:
+                _agree(link, entity, res, fields_flat, now, ext_by_local)
+                result.created += 1
+            elif isinstance(res.error, Conflict) and res.error.existing_id:
+                conflicts.append((row, link, res.error.existing_id))
+            else:
+                _failed(session, outcome, row, link, res)
+        if conflicts:
+            # The CRM already holds this record (409 duplicate email): link to it and merge
+            # as a first match — every differing field is settled by the strategy.
+            for _, link, _ in conflicts:
+                session.delete(link)
+            session.flush()
+            existing = adapter.get_many(entity, [c[2] for c in conflicts])
+            outcome.requests += 1
+            result.add(apply_remote_records(session, config, entity, existing, now=now))
+
+    if updates:
+        batch = [_outbound(entity, row, diff, ext_by_local, link) for row, link, diff in updates]
+        results = adapter.update_many(entity, batch)
+        outcome.requests += (len(batch) + adapter.max_batch - 1) // adapter.max_batch
+        for (row, link, diff), res in zip(updates, results):
+            if res.ok:
+                _agree(link, entity, res, diff, now, ext_by_local, merge_into=link.base)
+                result.updated += 1
+            else:
+                _failed(session, outcome, row, link, res)
+
+    if archives and config.sync_direction in ("push", "bidirectional"):
+        results = adapter.archive_many(entity, [link.external_id for _, link in archives])
+        outcome.requests += 1
+        for (row, link), res in zip(archives, results):
+            if res.ok or isinstance(res.error, PlatformError) and res.error.status == 404:
+                link.base = {**link.base, DELETED: True}
+                link.base_at = now
+                result.deleted += 1
+            else:
+                _failed(session, outcome, row, link, res)
+    session.flush()
+    return outcome
+
+
+def _agree(link: SyncLink, entity: str, res: WriteResult, sent: dict, now: datetime, ext_by_local,
+           merge_into: dict | None = None) -> None:
+    """The write succeeded: what we sent is now what both sides hold."""
+    base = dict(merge_into or {})
+    base.update({f: v for f, v in sent.items()})
+    if res.record is not None:
+        # What the CRM kept, in its own normalisation, is the base; associations we sent as
+        # local ids stay as sent.
+        returned = flatten(res.record.fields, SYNCED_FIELDS[entity])
+        for f in list(sent):
+            if f in returned and f not in ASSOCIATIONS[entity]:
+                base[f] = returned[f]
+        link.remote_updated_at = res.record.updated_at
+    link.external_id = res.external_id or link.external_id
+    link.base = base
+    link.base_at = now
+
+
+def _failed(session, outcome: PushOutcome, row, link: SyncLink, res: WriteResult) -> None:
+    if isinstance(res.error, TransientError):
+        raise res.error
+    outcome.result.failed += 1
+    if link.external_id is None:
+        session.delete(link)
+    if outcome.errors is not None and len(outcome.errors) < 20:
+        outcome.errors.append(f"{row.id}: {res.error}")
+
+
+__all__ = ["CUSTOM", "PushOutcome", "push_batch", "push_candidates", "remote_flat"]

@@ -1,0 +1,166 @@
+"""Local rows as the merge sees them: unified dicts in canonical form, read and written a page
+at a time with Core statements (one query per page, not per record)."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Float, Integer, bindparam, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from crmsync.db.models import ENTITY_MODELS, SyncLink
+from crmsync.db.types import UTCDateTime
+from crmsync.entities import ASSOCIATIONS, SYNCED_FIELDS
+from crmsync.sync.merge import CUSTOM, canonical
+
+
+@cache
+def _converters(entity: str) -> dict[str, Any]:
+    table = ENTITY_MODELS[entity].__table__
+    out = {}
+    for name in SYNCED_FIELDS[entity]:
+        col_type = table.c[name].type
+        if isinstance(col_type, UTCDateTime):
+            out[name] = _to_datetime
+        elif isinstance(col_type, Integer):
+            out[name] = lambda v: None if v is None else int(float(v))
+        elif isinstance(col_type, Float):
+            out[name] = lambda v: None if v is None else float(v)
+    return out
+
+
+def _to_datetime(value):
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+def row_to_flat(entity: str, row: Any) -> dict[str, Any]:
+    """A local row (Core Row or mapping) as canonical flat fields."""
+    m = row._mapping if hasattr(row, "_mapping") else row
+    out = {f: canonical(m[f]) for f in SYNCED_FIELDS[entity]}
+    for key, value in (m["custom_fields"] or {}).items():
+        out[CUSTOM + key] = canonical(value)
+    return out
+
+
+def flat_to_columns(entity: str, flat: dict[str, Any], current_custom: dict | None = None) -> dict[str, Any]:
+    """Canonical flat fields as column values for an INSERT/UPDATE."""
+    conv = _converters(entity)
+    cols: dict[str, Any] = {}
+    custom = dict(current_custom or {})
+    custom_touched = False
+    for key, value in flat.items():
+        if key.startswith(CUSTOM):
+            custom_touched = True
+            name = key[len(CUSTOM):]
+            if value is None:
+                custom.pop(name, None)
+            else:
+                custom[name] = value
+        elif key in SYNCED_FIELDS[entity]:
+            cols[key] = conv[key](value) if key in conv else value
+    if custom_touched or current_custom is None:
+        cols["custom_fields"] = custom
+    return cols
+
+
+def load_rows(session: Session, tenant_id: str, entity: str, ids: Iterable[str]) -> dict[str, Any]:
+    ids = list(ids)
+    if not ids:
+        return {}
+    table = ENTITY_MODELS[entity].__table__
+    rows = session.execute(select(table).where(table.c.tenant_id == tenant_id, table.c.id.in_(ids)))
+    return {r.id: r for r in rows}
+
+
+def load_links(session: Session, tenant_id: str, platform: str, entity: str, *, external_ids=None,
+               local_ids=None) -> list[SyncLink]:
+    q = select(SyncLink).where(SyncLink.tenant_id == tenant_id, SyncLink.platform == platform,
+                               SyncLink.entity_type == entity)
+    if external_ids is not None:
+        q = q.where(SyncLink.external_id.in_(list(external_ids)))
+    if local_ids is not None:
+        q = q.where(SyncLink.local_id.in_(list(local_ids)))
+    return list(session.scalars(q))
+
+
+def resolve_associations(session: Session, tenant_id: str, platform: str, entity: str,
+                         associations_by_record: list[dict[str, str | None]]) -> dict[tuple[str, str], str]:
+    """(association field, external id) -> local id, one query per associated entity type.
+    External ids we hold no link for are left out: the merge then leaves that field alone."""
+    wanted: dict[str, set[str]] = {}
+    for assoc in associations_by_record:
+        for fname, ext in assoc.items():
+            if ext and fname in ASSOCIATIONS[entity]:
+                wanted.setdefault(fname, set()).add(str(ext))
+    out: dict[tuple[str, str], str] = {}
+    for fname, ext_ids in wanted.items():
+        target = ASSOCIATIONS[entity][fname]
+        for link in load_links(session, tenant_id, platform, target, external_ids=ext_ids):
+            out[(fname, link.external_id)] = link.local_id
+    return out
+
+
+def external_ids_for(session: Session, tenant_id: str, platform: str, entity: str,
+                     rows: list[Any]) -> dict[tuple[str, str], str]:
+    """(association field, local id) -> external id for pushing associations."""
+    wanted: dict[str, set[str]] = {}
+    for row in rows:
+        m = row._mapping
+        for fname in ASSOCIATIONS[entity]:
+            if m[fname]:
+                wanted.setdefault(fname, set()).add(m[fname])
+    out: dict[tuple[str, str], str] = {}
+    for fname, local_ids in wanted.items():
+        target = ASSOCIATIONS[entity][fname]
+        for link in load_links(session, tenant_id, platform, target, local_ids=local_ids):
+            if link.external_id:
+                out[(fname, link.local_id)] = link.external_id
+    return out
+
+
+def match_unlinked(session: Session, tenant_id: str, platform: str, entity: str,
+                   keys: Iterable[str]) -> dict[str, Any]:
+    """Local rows with no link to this platform, by lowercased email (contacts) or domain
+    (companies): a record the CRM and we both hold but never connected. Never a duplicate."""
+    column = {"contact": "email", "company": "domain"}.get(entity)
+    keys = {k.lower() for k in keys if k}
+    if column is None or not keys:
+        return {}
+    table = ENTITY_MODELS[entity].__table__
+    linked = select(SyncLink.local_id).where(SyncLink.tenant_id == tenant_id, SyncLink.platform == platform,
+                                             SyncLink.entity_type == entity)
+    rows = session.execute(select(table).where(
+        table.c.tenant_id == tenant_id, func.lower(table.c[column]).in_(keys),
+        table.c.deleted_at.is_(None), table.c.id.not_in(linked)).order_by(table.c.created_at))
+    out = {}
+    for r in rows:
+        out.setdefault(r._mapping[column].lower(), r)
+    return out
+
+
+def insert_rows(session: Session, entity: str, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(ENTITY_MODELS[entity].__table__), _uniform(rows))
+
+
+def update_rows(session: Session, entity: str, rows: list[dict[str, Any]]) -> None:
+    """Each dict has `id`, `tenant_id` and the columns to set; grouped by column set so each
+    group is one executemany."""
+    table = ENTITY_MODELS[entity].__table__
+    groups: dict[tuple[str, ...], list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(sorted(k for k in row if k not in ("id", "tenant_id"))), []).append(row)
+    for cols, group in groups.items():
+        stmt = (update(table).where(table.c.id == bindparam("_id"), table.c.tenant_id == bindparam("_tenant"))
+                .values({c: bindparam(c) for c in cols}))
+        session.connection().execute(stmt, [{"_id": r["id"], "_tenant": r["tenant_id"],
+                                             **{c: r[c] for c in cols}} for r in group])
+
+
+def _uniform(rows: list[dict]) -> list[dict]:
+    keys = set().union(*(r.keys() for r in rows))
+    return [{k: r.get(k) for k in keys} for r in rows]
