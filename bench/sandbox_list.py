@@ -1,0 +1,70 @@
+"""Requests/s of HubSpot sandbox list calls: GET /crm/v3/objects/contacts?limit=100 with properties, over
+keep-alive with requests.Session, paging through all contacts repeatedly.
+
+Run: .venv/bin/python bench/sandbox_list.py [--contacts 10000] [--seconds 5] [--clients 1]
+"""
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+import requests
+
+from crmsync.sandbox.hubspot import create_app
+from crmsync.sandbox.server import SandboxServer
+
+PROPS = "email,firstname,lastname,phone,jobtitle,city,country,lifecyclestage,crm_tier,crm_score"
+
+
+def run_client(base: str, token: str, seconds: float, out: list) -> None:
+    s = requests.Session()
+    s.trust_env = False  # else requests re-reads every proxy variable of os.environ on each request
+    s.headers["Authorization"] = f"Bearer {token}"
+    n = records = 0
+    after = None
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        params = {"limit": 100, "properties": PROPS}
+        if after:
+            params["after"] = after
+        r = s.get(f"{base}/crm/v3/objects/contacts", params=params)
+        r.raise_for_status()
+        data = r.json()
+        n += 1
+        records += len(data["results"])
+        after = data.get("paging", {}).get("next", {}).get("after")
+    out.append((n, records))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--contacts", type=int, default=10_000)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--clients", type=int, default=1)
+    args = ap.parse_args()
+    app = create_app(contacts=args.contacts, companies=200, seed=1, rate_limit=0, daily_limit=0)
+    server = SandboxServer(app)
+    base = server.start()
+    try:
+        run_client(base, app.options.token, 0.5, [])  # warm the per-record JSON cache
+        results: list = []
+        threads = [threading.Thread(target=run_client, args=(base, app.options.token, args.seconds, results))
+                   for _ in range(args.clients)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - t0
+        reqs = sum(r[0] for r in results)
+        recs = sum(r[1] for r in results)
+        print(f"contacts={args.contacts} clients={args.clients} seconds={elapsed:.2f}")
+        print(f"list requests/s (limit=100, {len(PROPS.split(','))} properties): {reqs / elapsed:,.0f}")
+        print(f"records/s: {recs / elapsed:,.0f}")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
