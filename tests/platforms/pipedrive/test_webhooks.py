@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from crmsync.platforms import adapter_class
-from crmsync.platforms.base import WebhookRequest
+from crmsync.platforms.base import OutboundRecord, WebhookRequest
 from crmsync.platforms.errors import WebhookRejected
+from crmsync.sandbox.server import SandboxServer
 
 Adapter = adapter_class("pipedrive")
 SECRET = "pd-hook:s3cr3t:with-colon"
@@ -125,3 +126,40 @@ def test_malformed_bodies_rejected_400(body):
     with pytest.raises(WebhookRejected) as caught:
         Adapter.parse_webhook(body)
     assert caught.value.http_status == 400
+
+
+# ------------------------------------------------------------------ deliveries from the sandbox
+class _Receiver:
+    """A real HTTP endpoint that keeps what Pipedrive posts to it."""
+
+    def __init__(self):
+        self.requests: list[WebhookRequest] = []
+
+    def __call__(self, environ, start_response):
+        headers = {k[5:].replace("_", "-").title(): v for k, v in environ.items() if k.startswith("HTTP_")}
+        self.requests.append(WebhookRequest(environ["REQUEST_METHOD"], environ["PATH_INFO"], headers,
+                                            environ["sandbox.body"]))
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"{}"]
+
+
+@pytest.mark.parametrize("version", ["2.0", "1.0"])
+def test_sandbox_deliveries_verify_and_parse(pd_sandbox, adapter, version):
+    receiver = _Receiver()
+    with SandboxServer(receiver) as hook_url:
+        pd_sandbox.configure(webhook_url=hook_url + "/webhooks/pipedrive/1", webhook_auth=SECRET,
+                             webhook_version=version)
+        [made] = adapter.create_many("contact", [OutboundRecord("L1", {"first_name": "Web", "last_name": "Hook"})])
+        adapter.update_many("contact", [OutboundRecord("L1", {"last_name": "Hooked"}, made.external_id)])
+        adapter.archive_many("contact", [made.external_id])
+        assert pd_sandbox.app.webhooks.flush(5.0)
+    events = []
+    for request in receiver.requests:
+        Adapter.verify_webhook(request, SECRET)
+        events.extend(Adapter.parse_webhook(request.body))
+    mine = [e for e in events if e.external_id == made.external_id]
+    assert [e.action for e in mine] == ["created", "updated", "deleted"]
+    assert {e.entity for e in mine} == {"contact"} and {e.account_id for e in mine} == {"7788"}
+    assert len({e.event_key for e in mine}) == 3
+    with pytest.raises(WebhookRejected):
+        Adapter.verify_webhook(receiver.requests[0], "pd-hook:another")
