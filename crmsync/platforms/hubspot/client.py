@@ -98,6 +98,7 @@ class HubSpotClient:
         self.session = session or requests.Session()
         self.session.headers.update({"Accept": "application/json", "User-Agent": "crmsync/0.1"})
         self.requests_sent = 0
+        self._interval_ms: str | None = None
 
     def __repr__(self) -> str:
         return f"HubSpotClient(base_url={self.base_url!r}, account_id={self.account_id!r})"
@@ -168,7 +169,7 @@ class HubSpotClient:
                 err = TransientError(f"{method} {path}: {type(exc).__name__}", platform=PLATFORM,
                                      entity=entity, external_id=external_id)
                 if safe and self.wait and attempt < self.max_attempts:
-                    time.sleep(min(0.2 * attempt, 2.0))
+                    time.sleep(min(0.1 * attempt, 2.0))
                     continue
                 raise err from None
             finally:
@@ -179,6 +180,9 @@ class HubSpotClient:
                 except Exception:  # the budget's bookkeeping must never fail the call that succeeded
                     log.warning("rate budget observe failed", exc_info=True)
             status = resp.status_code
+            interval = resp.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds")
+            if interval:
+                self._interval_ms = interval  # 429 bodies lack it; the window seen last is the best guess
             if 200 <= status < 300:
                 if status == 204 or not resp.content:
                     return {}
@@ -188,7 +192,10 @@ class HubSpotClient:
                     body.get("category") in ("EXPIRED_AUTHENTICATION", "INVALID_AUTHENTICATION"):
                 refreshed = self.auth.force_refresh(self.session, self.base_url)
                 continue
-            err = error_for(status, resp.content, resp.headers, search=(kind == "search"), entity=entity,
+            answer_headers = resp.headers.copy()
+            if self._interval_ms and "X-HubSpot-RateLimit-Interval-Milliseconds" not in resp.headers:
+                answer_headers["X-HubSpot-RateLimit-Interval-Milliseconds"] = self._interval_ms
+            err = error_for(status, resp.content, answer_headers, search=(kind == "search"), entity=entity,
                             external_id=external_id, time_zone=self.time_zone)
             if isinstance(err, RateLimited):
                 self._penalize(err, kind)
@@ -199,7 +206,7 @@ class HubSpotClient:
                     continue  # the budget's acquire waits out the penalty
                 raise err
             if isinstance(err, TransientError) and safe and self.wait and attempt < self.max_attempts:
-                time.sleep(min(getattr(err, "retry_after", 0.2 * attempt), self.max_wait))
+                time.sleep(min(getattr(err, "retry_after", None) or 0.1 * attempt, self.max_wait))
                 continue
             raise err
 

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from requests.structures import CaseInsensitiveDict
+
 from crmsync.platforms.errors import (
     AuthenticationError,
     Conflict,
@@ -76,7 +78,7 @@ def error_for(status: int, body_text: str | bytes | None, headers: Mapping[str, 
               search: bool = False, entity: str | None = None, external_id: str | None = None,
               time_zone: str | None = None, now: datetime | None = None) -> PlatformError:
     """The typed error for a non-2xx HubSpot answer."""
-    headers = headers or {}
+    headers = CaseInsensitiveDict(headers or {})
     body = parse_body(body_text)
     message = str(body.get("message") or body.get("error_description") or f"HTTP {status}")
     category = body.get("category") or body.get("status") or body.get("error")
@@ -109,7 +111,7 @@ def error_for(status: int, body_text: str | bytes | None, headers: Mapping[str, 
         return ValidationError(detail, **kw)
     err = TransientError(detail, **kw)
     # 423 Locked: HubSpot's upsert locks last 2 s; 477 and 503 may carry Retry-After.
-    err.retry_after = _retry_after(headers) or (2.0 if status == 423 else 1.0)
+    err.retry_after = _retry_after(headers) or (2.0 if status == 423 else None)
     return err
 
 
