@@ -1,0 +1,288 @@
+"""Sync jobs: one run of one config, fanned out into steps (an entity's pull, an entity's push),
+each made of page-sized units so a big tenant's backfill interleaves with everyone else's work.
+
+Steps run in order — companies, contacts, deals, activities, tasks; pulls before pushes — so
+associations always find the records they point to. The fan-in is counted in PostgreSQL
+(`steps_done`), not with chords. Every unit is idempotent: a page's rows and its checkpoint are
+one transaction, so a unit that dies at any line and runs again gives the same result.
+
+These functions take a session and string ids; `crmsync.queue` (Celery or inline) calls them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from crmsync.db.models import JOB_ACTIVE_STATUSES, SyncCheckpoint, SyncConfig, SyncJob, SyncJobStep, new_id
+from crmsync.db.types import utcnow
+from crmsync.entities import ENTITY_PLURALS
+from crmsync.platforms.errors import PlatformError, RateLimited
+from crmsync.sync.apply import ApplyResult, apply_remote_deletions, apply_remote_records
+from crmsync.sync.errors import JobAlreadyActive, SyncError
+from crmsync.sync.push import push_batch
+
+ENTITY_ORDER = ("company", "contact", "deal", "activity", "task")
+COUNT_NAMES = ("created", "updated", "deleted", "conflicts", "skipped", "failed")
+
+
+def _enqueue(session: Session, enqueue: bool, name: str, *ids: str, countdown: float | None = None) -> None:
+    if enqueue:
+        from crmsync.queue import enqueue_after_commit
+        enqueue_after_commit(session, name, *ids, countdown=countdown)
+
+
+# --- creating and starting -------------------------------------------------------------------
+def active_job(session: Session, config_id: str) -> SyncJob | None:
+    return session.scalar(select(SyncJob).where(SyncJob.sync_config_id == config_id,
+                                                SyncJob.status.in_(JOB_ACTIVE_STATUSES)))
+
+
+def create_job(session: Session, config: SyncConfig, *, trigger: str = "manual", full: bool = False,
+               now: datetime | None = None) -> SyncJob:
+    """A queued job for the config; JobAlreadyActive when one is queued, running or parked.
+    The partial unique index settles races between dispatchers."""
+    existing = active_job(session, config.id)
+    if existing is not None:
+        raise JobAlreadyActive(config.id, existing.id)
+    job = SyncJob(id=new_id(), tenant_id=config.tenant_id, sync_config_id=config.id, status="queued",
+                  trigger=trigger, full=full, counts={}, created_at=now or utcnow())
+    try:
+        with session.begin_nested():
+            session.add(job)
+            session.flush()
+    except IntegrityError:
+        other = active_job(session, config.id)
+        raise JobAlreadyActive(config.id, other.id if other else "?") from None
+    return job
+
+
+def start_job(session: Session, job_id: str, *, enqueue: bool = True, now: datetime | None = None) -> None:
+    """Plan the job's steps and enqueue the first. Idempotent: a started job is left alone."""
+    now = now or utcnow()
+    job = session.scalar(select(SyncJob).where(SyncJob.id == job_id).with_for_update())
+    if job is None or job.status != "queued":
+        return
+    config = session.get(SyncConfig, job.sync_config_id)
+    entities = [e for e in ENTITY_ORDER if config.entity_enabled(e)]
+    kinds = []
+    if config.sync_direction in ("pull", "bidirectional") and job.trigger != "push":
+        kinds.append("pull")
+    if config.sync_direction in ("push", "bidirectional"):
+        kinds.append("push")
+    steps = [SyncJobStep(id=new_id(), tenant_id=job.tenant_id, job_id=job.id, entity_type=e, kind=k,
+                         position=i, status="pending", updated_at=now)
+             for i, (k, e) in enumerate((k, e) for k in kinds for e in entities)]
+    session.add_all(steps)
+    if job.full:
+        for cp in session.scalars(select(SyncCheckpoint).where(SyncCheckpoint.config_id == config.id)):
+            cp.cursor, cp.synced_until = None, None
+    job.status = "running"
+    job.started_at = now
+    job.steps_total = len(steps)
+    job.counts = {e: dict.fromkeys(COUNT_NAMES, 0) for e in entities}
+    session.flush()
+    if steps:
+        _enqueue(session, enqueue, "crmsync.sync.run_step", steps[0].id)
+    else:
+        _finish(session, job, config, now)
+
+
+# --- running one unit ------------------------------------------------------------------------
+@dataclass
+class StepProgress:
+    entity: str
+    kind: str
+    pages: int
+    done: bool
+    job_status: str
+    counts: dict
+
+
+def run_step(session: Session, step_id: str, *, enqueue: bool = True, wait: bool | None = None,
+             now: datetime | None = None) -> StepProgress | None:
+    """One unit of a step: a page pulled or a batch pushed. Enqueues its own continuation, or
+    the job's next step, after commit; finishes the job after the last step."""
+    now = now or utcnow()
+    step = session.scalar(select(SyncJobStep).where(SyncJobStep.id == step_id).with_for_update())
+    if step is None or step.status != "pending":
+        return None
+    job = session.get(SyncJob, step.job_id)
+    if job.status not in ("running", "waiting_quota"):
+        return None
+    if job.status == "waiting_quota":
+        job.status, job.paused_until = "running", None
+    config = session.get(SyncConfig, job.sync_config_id)
+    from crmsync.settings import get_settings
+    from crmsync.sync.connect import connect
+    adapter = connect(session, config, wait=get_settings().inline if wait is None else wait)
+    step.attempts += 1
+    try:
+        if step.kind == "pull":
+            more, result = _pull_page(session, config, adapter, job, step, now)
+        else:
+            more, result = _push_batch(session, config, adapter, step, now)
+    except RateLimited as err:
+        session.rollback()
+        return _wait_for_budget(session, step_id, err, enqueue, now)
+    except (SyncError, PlatformError) as err:
+        if isinstance(err, PlatformError) and err.retryable:
+            raise
+        session.rollback()
+        fail_step(session, step_id, str(err))
+        return None
+    _count(job, step.entity_type, result)
+    step.updated_at = now
+    if more:
+        step.pages += 1
+        _enqueue(session, enqueue, "crmsync.sync.run_step", step.id)
+    else:
+        step.pages += 1
+        step.status = "done"
+        job.steps_done += 1
+        nxt = session.scalar(select(SyncJobStep).where(SyncJobStep.job_id == job.id, SyncJobStep.status == "pending",
+                                                       SyncJobStep.id != step.id)
+                             .order_by(SyncJobStep.position).limit(1))
+        if nxt is not None:
+            nxt.updated_at = now
+            _enqueue(session, enqueue, "crmsync.sync.run_step", nxt.id)
+        else:
+            _finish(session, job, config, now)
+    session.flush()
+    return StepProgress(step.entity_type, step.kind, step.pages, step.status == "done", job.status,
+                        dict(job.counts.get(step.entity_type, {})))
+
+
+def _checkpoint(session: Session, config: SyncConfig, entity: str) -> SyncCheckpoint:
+    cp = session.scalar(select(SyncCheckpoint).where(SyncCheckpoint.config_id == config.id,
+                                                     SyncCheckpoint.entity_type == entity).with_for_update())
+    if cp is None:
+        cp = SyncCheckpoint(id=new_id(), tenant_id=config.tenant_id, config_id=config.id, entity_type=entity)
+        session.add(cp)
+        session.flush()
+    return cp
+
+
+def _pull_page(session, config, adapter, job, step, now) -> tuple[bool, ApplyResult]:
+    from crmsync.settings import get_settings
+    cp = _checkpoint(session, config, step.entity_type)
+    if cp.cursor is None:
+        cursor = adapter.start_cursor(step.entity_type, cp.synced_until)
+        started = now.isoformat()
+    else:
+        cursor, started = cp.cursor["adapter"], cp.cursor["started_at"]
+    page = adapter.list_changed(step.entity_type, cursor, get_settings().page_size)
+    result = apply_remote_records(session, config, step.entity_type, page.records, now=now)
+    if page.cursor is not None:
+        cp.cursor = {"adapter": page.cursor, "started_at": started}
+        cp.job_id = job.id
+        return True, result
+    if cp.synced_until is not None:
+        # Archived or deleted in the CRM since the last complete listing.
+        gone = adapter.list_deleted(step.entity_type, cp.synced_until)
+        if gone:
+            result.add(apply_remote_deletions(session, config, step.entity_type, gone, now=now))
+    cp.cursor = None
+    cp.synced_until = datetime.fromisoformat(started)
+    cp.job_id = job.id
+    return False, result
+
+
+def _push_batch(session, config, adapter, step, now) -> tuple[bool, ApplyResult]:
+    outcome = push_batch(session, config, adapter, step.entity_type, after=step.cursor, limit=adapter.max_batch,
+                         now=now)
+    step.cursor = outcome.cursor
+    if outcome.errors:
+        job = session.get(SyncJob, step.job_id)
+        job.counts = {**job.counts, "errors": (job.counts.get("errors", []) + outcome.errors)[:50]}
+    return outcome.cursor is not None, outcome.result
+
+
+def _wait_for_budget(session: Session, step_id: str, err: RateLimited, enqueue: bool, now: datetime):
+    """The account's budget says wait: re-enqueue with a countdown (no worker slot held); a
+    spent daily quota parks the job until the reset."""
+    step = session.get(SyncJobStep, step_id)
+    job = session.get(SyncJob, step.job_id)
+    step.updated_at = now
+    if err.resume_at is not None:
+        job.status = "waiting_quota"
+        job.paused_until = err.resume_at
+        delay = max(1.0, (err.resume_at - now).total_seconds())
+    else:
+        delay = max(0.05, err.retry_after)
+    _enqueue(session, enqueue, "crmsync.sync.run_step", step.id, countdown=delay)
+    session.flush()
+    return StepProgress(step.entity_type, step.kind, step.pages, False, job.status, {})
+
+
+def _count(job: SyncJob, entity: str, result: ApplyResult) -> None:
+    counts = {k: dict(v) if isinstance(v, dict) else v for k, v in (job.counts or {}).items()}
+    entity_counts = counts.setdefault(entity, dict.fromkeys(COUNT_NAMES, 0))
+    for name, value in result.counts().items():
+        entity_counts[name] = entity_counts.get(name, 0) + value
+    job.counts = counts
+
+
+def _finish(session: Session, job: SyncJob, config: SyncConfig, now: datetime) -> None:
+    job.status = "succeeded"
+    job.finished_at = now
+    config.last_sync_at = now
+
+
+# --- failure hooks (called by crmsync.queue on permanent errors) -----------------------------
+def fail_step(session: Session, step_id: str, error: str) -> None:
+    step = session.get(SyncJobStep, step_id)
+    if step is None:
+        return
+    step.status = "failed"
+    step.error = error[:2000]
+    fail_job(session, step.job_id, f"{step.kind} {ENTITY_PLURALS[step.entity_type]}: {error}")
+
+
+def fail_job(session: Session, job_id: str, error: str) -> None:
+    job = session.get(SyncJob, job_id)
+    if job is None or job.status in ("succeeded", "failed"):
+        return
+    job.status = "failed"
+    job.error = error[:2000]
+    job.finished_at = utcnow()
+    session.flush()
+
+
+# --- pushes requested by automation ----------------------------------------------------------
+def request_push(session: Session, tenant_id: str, *, now: datetime | None = None) -> list[str]:
+    """Send a tenant's local changes to its CRMs soon: a push job per enabled config that pushes,
+    or, when a job is already active, an immediate next run."""
+    now = now or utcnow()
+    jobs = []
+    configs = session.scalars(select(SyncConfig).where(SyncConfig.tenant_id == tenant_id,
+                                                       SyncConfig.enabled.is_(True),
+                                                       SyncConfig.sync_direction.in_(("push", "bidirectional"))))
+    for config in configs:
+        try:
+            job = create_job(session, config, trigger="push", now=now)
+        except JobAlreadyActive:
+            config.next_sync_at = now
+            continue
+        jobs.append(job.id)
+        _enqueue(session, True, "crmsync.sync.start_job", job.id)
+    return jobs
+
+
+def job_as_dict(job: SyncJob) -> dict:
+    synced = {}
+    conflicts = 0
+    for entity, plural in ENTITY_PLURALS.items():
+        c = (job.counts or {}).get(entity) or {}
+        synced[f"{plural}_synced"] = c.get("created", 0) + c.get("updated", 0) + c.get("deleted", 0)
+        conflicts += c.get("conflicts", 0)
+    duration = ((job.finished_at - job.started_at).total_seconds()
+                if job.finished_at and job.started_at else None)
+    return {"job_id": job.id, "config_id": job.sync_config_id, "tenant_id": job.tenant_id, "status": job.status,
+            "trigger": job.trigger, "full": job.full, **synced, "conflicts": conflicts, "error": job.error,
+            "counts": job.counts, "paused_until": job.paused_until, "created_at": job.created_at,
+            "started_at": job.started_at, "finished_at": job.finished_at, "duration_seconds": duration,
+            "steps_total": job.steps_total, "steps_done": job.steps_done}

@@ -1,0 +1,87 @@
+"""The seed's orchestrator API under Python names:
+
+    orchestrator = create_sync_orchestrator()
+    orchestrator.initialize_platform("hubspot", api_key=...)
+    result = orchestrator.perform_sync(config)
+    result.success, result.data["contacts_synced"], result.error
+
+`perform_sync` runs a whole job in this process (the same steps the workers run, one after
+another); `run_job_inline` is what `crmsync sync run --inline` and the demo use.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from crmsync.db import session_scope
+from crmsync.db.models import SyncConfig, SyncJob, SyncJobStep
+from crmsync.sync.jobs import StepProgress, create_job, job_as_dict, run_step, start_job
+
+
+@dataclass
+class SyncResult:
+    success: bool
+    data: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def run_job_inline(config_id: str, *, full: bool = False, trigger: str = "manual", database_url: str | None = None,
+                   progress: Callable[[StepProgress], None] | None = None) -> dict[str, Any]:
+    """Create a job for the config and run every unit of it here, in order. Returns job_as_dict."""
+    with session_scope(database_url) as s:
+        config = s.get(SyncConfig, config_id)
+        job = create_job(s, config, trigger=trigger, full=full)
+        job_id = job.id
+    with session_scope(database_url) as s:
+        start_job(s, job_id, enqueue=False)
+    while True:
+        with session_scope(database_url) as s:
+            job = s.get(SyncJob, job_id)
+            if job.status != "running":
+                break
+            step = s.scalar(select(SyncJobStep).where(SyncJobStep.job_id == job_id, SyncJobStep.status == "pending")
+                            .order_by(SyncJobStep.position).limit(1))
+            if step is None:
+                break
+            outcome = run_step(s, step.id, enqueue=False, wait=True)
+        if progress is not None and outcome is not None:
+            progress(outcome)
+    with session_scope(database_url) as s:
+        return job_as_dict(s.get(SyncJob, job_id))
+
+
+class SyncOrchestrator:
+    def __init__(self, database_url: str | None = None):
+        self.database_url = database_url
+        self.platform_credentials: dict[str, dict] = {}
+
+    def initialize_platform(self, platform: str, credentials: dict | None = None, **kwargs) -> None:
+        """Check a platform is known and keep its credentials for `connect_platform`.
+        (Configs normally carry credentials through the vault; this mirrors the seed.)"""
+        from crmsync.platforms import adapter_class
+        adapter_class(platform)
+        creds = dict(credentials or {})
+        if "api_key" in kwargs:
+            creds.setdefault("token", kwargs.pop("api_key"))
+        creds.update(kwargs)
+        self.platform_credentials[platform] = creds
+
+    def connect_platform(self, platform: str, *, base_url: str | None = None):
+        from crmsync.platforms import adapter_class
+        return adapter_class(platform)(credentials=self.platform_credentials[platform], base_url=base_url)
+
+    def perform_sync(self, config: SyncConfig | str, *, full: bool = False,
+                     progress: Callable[[StepProgress], None] | None = None) -> SyncResult:
+        config_id = config if isinstance(config, str) else config.id
+        try:
+            data = run_job_inline(config_id, full=full, database_url=self.database_url, progress=progress)
+        except Exception as err:  # noqa: BLE001 — the seed's contract: a result, never a raise
+            return SyncResult(success=False, error=f"{type(err).__name__}: {err}")
+        return SyncResult(success=data["status"] == "succeeded", data=data, error=data.get("error"))
+
+
+def create_sync_orchestrator(database_url: str | None = None, **_ignored) -> SyncOrchestrator:
+    return SyncOrchestrator(database_url)
