@@ -186,6 +186,8 @@ class PipedriveAdapter(Adapter):
                 unified.pop(name, None)  # local ids never reach Pipedrive
         body = mapping.to_pipedrive(entity, unified, meta, self.field_mappings)
         if create:
+            if entity == "contact" and not (body.get("name") or body.get("first_name") or body.get("last_name")):
+                body["name"] = mapping.person_placeholder_name(unified)
             if entity == "activity":
                 body.setdefault("done", True)  # a logged call/meeting/email has happened
             stamp = meta.custom_field_by_name(OBJECT_BY_ENTITY[entity], CRMSYNC_ID_FIELD)

@@ -561,6 +561,8 @@ def map_pipedrive_person_to_unified(person: Mapping, meta: PipedriveMetadata | N
     if first is None and last is None:
         first, last = split_name(rec.get("name"))
     email, emails = _primary(rec.get("emails"))
+    if email and rec.get("name") == email and first == email:
+        first, last = None, None  # our placeholder for a nameless contact (see person_placeholder_name)
     phone, phones = _primary(rec.get("phones"))
     address = rec.get("postal_address") if isinstance(rec.get("postal_address"), Mapping) else {}
     labels = meta.label_options("person")
@@ -573,6 +575,12 @@ def map_pipedrive_person_to_unified(person: Mapping, meta: PipedriveMetadata | N
     }
     reserved = {"emails": _extras(emails, email), "phones": _extras(phones, phone)}
     return _finish_inbound("contact", "person", rec, out, meta, field_mappings, reserved)
+
+
+def person_placeholder_name(contact: Mapping) -> str:
+    """Pipedrive requires a person's name; a contact known only by email (or phone) is created
+    under it, and reads back with no first/last name."""
+    return contact.get("email") or contact.get("phone") or "(no name)"
 
 
 def map_unified_contact_to_pipedrive(contact: Mapping, meta: PipedriveMetadata | None = None,
@@ -873,11 +881,28 @@ TO_PIPEDRIVE = {
 }
 
 
+def mappings_for(entity: str, field_mappings: Mapping[str, str] | None) -> dict[str, str]:
+    """The config's field_mappings that concern `entity`: a key is a unified field ("description",
+    for every entity that has one) or an entity-qualified one ("deal.description"), which wins."""
+    known = set(SCHEMAS[entity]._declared_fields) - {"id", "tenant_id", "custom_fields", "created_at",
+                                                     "updated_at", "deleted_at"}
+    out: dict[str, str] = {}
+    for key, remote in (field_mappings or {}).items():
+        qualifier, _, name = key.rpartition(".")
+        if (qualifier and qualifier != entity) or name not in known:
+            continue
+        if not qualifier and f"{entity}.{name}" in field_mappings:
+            continue
+        out[name] = remote
+    return out
+
+
 def to_unified(entity: str, record: Mapping, meta: PipedriveMetadata | None = None,
                field_mappings: Mapping[str, str] | None = None) -> dict:
-    return TO_UNIFIED[entity](record, meta, field_mappings)
+    """`record` (v1 or v2 shape) as a unified `entity`; `field_mappings` as the config holds them."""
+    return TO_UNIFIED[entity](record, meta, mappings_for(entity, field_mappings))
 
 
 def to_pipedrive(entity: str, record: Mapping, meta: PipedriveMetadata | None = None,
                  field_mappings: Mapping[str, str] | None = None) -> dict:
-    return TO_PIPEDRIVE[entity](record, meta, field_mappings)
+    return TO_PIPEDRIVE[entity](record, meta, mappings_for(entity, field_mappings))

@@ -290,3 +290,10 @@ def test_wait_mode_waits_out_a_short_429(pd_sandbox):
     for i in range(3):  # the third call is refused with a 1-2 s retry-after, waited out, then answered
         assert client.get_person(i + 1)["id"] == i + 1
     assert pd_sandbox.counters()["rejected"]["burst_2s"] >= 1
+
+
+def test_contact_with_only_an_email_can_be_pushed(adapter):
+    [made] = adapter.create_many("contact", [OutboundRecord("L1", {"email": "solo@example.org"})])
+    assert made.ok, made.error
+    assert (made.record.fields["first_name"], made.record.fields["last_name"]) == (None, None)
+    assert made.record.fields["email"] == "solo@example.org"

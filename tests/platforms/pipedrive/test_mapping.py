@@ -284,3 +284,19 @@ def test_round_trip_from_pipedrive_keeps_every_email(contact, emails):
     body = map_unified_contact_to_pipedrive(unified, META)
     assert sorted((e["value"], e["label"], e["primary"]) for e in body["emails"]) == \
         sorted((e["value"], e["label"], i == 0) for i, e in enumerate(emails))
+
+
+def test_field_mappings_are_per_entity():
+    mappings = {"description": "Description", "contact.lead_source": "Lead Source", "lead_source": "Other"}
+    deal = to_unified("deal", {"id": 1, "title": "t", "custom_fields": {key("deal", "Description"): "d"}},
+                      META, mappings)
+    assert deal["description"] == "d" and "lead_source" not in deal
+    contact = to_unified("contact", V2_PERSON, META, mappings)
+    assert contact["lead_source"] == "webinar"  # the qualified key wins
+    assert "description" not in contact  # contacts have no description field
+
+
+def test_nameless_contact_reads_back_nameless():
+    body = {"name": "only@mail.test", "emails": [{"value": "only@mail.test", "primary": True}]}
+    contact = map_pipedrive_person_to_unified(dict(body, id=3, first_name="only@mail.test", last_name=""))
+    assert contact["first_name"] is None and contact["last_name"] is None and contact["email"] == "only@mail.test"
