@@ -1,0 +1,74 @@
+"""The Celery app: `celery -A workers worker -Q events,syncs,backfills`, `celery -A workers beat`,
+`celery -A workers flower`.
+
+Settings come from crmsync (CRMSYNC_* variables). The producer in `crmsync.queue` and this app
+share `celery_settings`, so routing, JSON-only serialization and the broker's visibility timeout
+agree on both sides. Fan-in is counted in PostgreSQL (crm_sync_jobs.steps_done): no chords, no
+result backend.
+"""
+from __future__ import annotations
+
+import logging
+
+from celery import Celery, signals
+
+from crmsync.queue import TaskContextFilter, celery_settings
+from crmsync.settings import SettingsError, get_settings
+
+
+def make_app() -> Celery:
+    settings = get_settings()
+    if settings.inline:
+        raise SettingsError("CRMSYNC_BROKER_URL", "the Celery workers need a broker, e.g. redis://127.0.0.1:6379/1")
+    app = Celery("crmsync")
+    app.conf.update(celery_settings(settings))
+    hard = settings.task_time_limit
+    app.conf.update(
+        # A task is acked when it has finished, and re-queued if its process dies (kill -9, OOM):
+        # every task is idempotent, and PostgreSQL holds the attempt counts.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        # Both limits sit well under the visibility timeout, or Redis hands a running task to a
+        # second worker.
+        task_time_limit=hard,
+        task_soft_time_limit=max(1, hard - max(5, hard // 10)),
+        worker_eta_task_limit=1000,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_soft_shutdown_timeout=30.0,
+        worker_max_tasks_per_child=1000,
+        worker_max_memory_per_child=400_000,  # KiB; a child above this is replaced after its task
+        worker_send_task_events=True,
+        worker_hijack_root_logger=False,
+        worker_log_format="[%(asctime)s: %(levelname)s/%(processName)s] %(message)s",
+        worker_disable_rate_limits=True,  # per-account budgets live in crmsync.ratelimit
+        beat_schedule=_beat_schedule(),
+    )
+    return app
+
+
+def _beat_schedule() -> dict:
+    import beat_schedule
+    return beat_schedule.schedule()
+
+
+app = make_app()
+
+
+@signals.worker_process_init.connect
+def _fresh_connections_after_fork(**_):
+    # Prefork children must not share the parent's pooled database connections.
+    from crmsync.db import dispose_engines
+    from crmsync.queue import reset_producer
+    dispose_engines()
+    reset_producer()
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _task_context_in_logs(logger=None, **_):
+    for handler in (logger or logging.getLogger()).handlers:
+        handler.addFilter(TaskContextFilter())
+
+
+from workers import tasks  # noqa: F401  (registers the tasks on `app`)

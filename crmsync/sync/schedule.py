@@ -1,0 +1,108 @@
+"""The beat-driven side of syncing: claim configs that are due and create their jobs, and sweep
+the outbox — re-enqueue work whose message Redis may have lost.
+
+The schedule lives in crm_sync_configs.next_sync_at, not in beat. A claim is a row update under
+`FOR UPDATE SKIP LOCKED`, so two dispatchers ticking at once (a second beat, a manual tick)
+each take different rows; the partial unique index on active jobs is the last word on "at most
+one active job per config".
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from crmsync.configs import advance_schedule
+from crmsync.db import is_postgres
+from crmsync.db.models import SyncConfig, SyncJob, SyncJobStep, WebhookEvent
+from crmsync.db.types import utcnow
+from crmsync.queue import enqueue_after_commit
+
+log = logging.getLogger("crmsync.schedule")
+
+SWEEP_BATCH = 500
+
+
+def dispatch_due_syncs(session: Session, now: datetime | None = None, limit: int = 100) -> list[str]:
+    """Claim up to `limit` enabled configs with next_sync_at <= now, move each one's next_sync_at
+    on by its frequency, create a scheduled job and enqueue its start after commit. A config that
+    already has an active job (manual run, slow job) is moved on and skipped. Returns the job ids."""
+    from crmsync.sync.errors import JobAlreadyActive
+    from crmsync.sync.jobs import create_job
+    now = now or utcnow()
+    query = (select(SyncConfig)
+             .where(SyncConfig.enabled.is_(True), SyncConfig.next_sync_at.is_not(None),
+                    SyncConfig.next_sync_at <= now, SyncConfig.sync_frequency_minutes > 0)
+             .order_by(SyncConfig.next_sync_at)
+             .limit(limit))
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    job_ids: list[str] = []
+    for config in session.scalars(query).all():
+        advance_schedule(config, now)
+        try:
+            with session.begin_nested():  # a refused job leaves the claim (and the others) intact
+                job = create_job(session, config, trigger="schedule", now=now)
+        except JobAlreadyActive as err:
+            log.info("config %s skipped: job %s is still active", config.id, err.job_id)
+            continue
+        enqueue_after_commit(session, "crmsync.sync.start_job", job.id)
+        job_ids.append(job.id)
+    session.flush()
+    return job_ids
+
+
+def sweep_outbox(session: Session, now: datetime | None = None) -> dict[str, int]:
+    """Re-enqueue what should have run by now (a message lost with Redis, a publish that failed
+    after commit): unprocessed webhook events, pending steps of running jobs, and parked jobs whose
+    pause is over. Each re-enqueued row's updated_at (events: received_at is kept, attempts are
+    not touched) is moved to now, so the next sweep leaves it alone for another threshold."""
+    from crmsync.settings import get_settings
+    now = now or utcnow()
+    threshold = now - timedelta(seconds=get_settings().outbox_after_seconds)
+    postgres = is_postgres(session)
+    counts = {"events": 0, "steps": 0, "jobs": 0}
+
+    events = (select(WebhookEvent.id)
+              .where(WebhookEvent.processed.is_(False), WebhookEvent.received_at <= threshold)
+              .order_by(WebhookEvent.received_at).limit(SWEEP_BATCH))
+    if postgres:
+        events = events.with_for_update(skip_locked=True)
+    for event_id in session.scalars(events).all():
+        # received_at moves so the next sweep waits a full threshold again; the event's own
+        # time is occurred_at.
+        session.execute(update(WebhookEvent).where(WebhookEvent.id == event_id).values(received_at=now))
+        enqueue_after_commit(session, "crmsync.events.process", event_id)
+        counts["events"] += 1
+
+    steps = (select(SyncJobStep.id)
+             .join(SyncJob, SyncJob.id == SyncJobStep.job_id)
+             .where(SyncJobStep.status == "pending", SyncJobStep.updated_at <= threshold,
+                    SyncJob.status == "running",
+                    or_(SyncJobStep.not_before.is_(None), SyncJobStep.not_before <= now))
+             .order_by(SyncJobStep.updated_at).limit(SWEEP_BATCH))
+    if postgres:
+        steps = steps.with_for_update(of=SyncJobStep, skip_locked=True)
+    for step_id in session.scalars(steps).all():
+        session.execute(update(SyncJobStep).where(SyncJobStep.id == step_id).values(updated_at=now))
+        enqueue_after_commit(session, "crmsync.sync.run_step", step_id)
+        counts["steps"] += 1
+
+    parked = (select(SyncJob.id)
+              .where(SyncJob.status == "waiting_quota", SyncJob.paused_until.is_not(None),
+                     SyncJob.paused_until <= now, SyncJob.updated_at <= threshold)
+              .order_by(SyncJob.paused_until).limit(SWEEP_BATCH))
+    if postgres:
+        parked = parked.with_for_update(skip_locked=True)
+    for job_id in session.scalars(parked).all():
+        session.execute(update(SyncJob).where(SyncJob.id == job_id).values(updated_at=now))
+        for step_id in session.scalars(select(SyncJobStep.id).where(
+                SyncJobStep.job_id == job_id, SyncJobStep.status == "pending")).all():
+            enqueue_after_commit(session, "crmsync.sync.run_step", step_id)
+        counts["jobs"] += 1
+
+    if any(counts.values()):
+        log.info("outbox sweep re-enqueued %(events)d events, %(steps)d steps, %(jobs)d parked jobs", counts)
+    return counts
