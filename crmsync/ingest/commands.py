@@ -1,0 +1,119 @@
+"""`crmsync webhooks list|replay` and `crmsync ingest serve` (contract: shared CLI.md)."""
+from __future__ import annotations
+
+import click
+from sqlalchemy import select, update
+
+from crmsync.console import bad_input, emit, failed, json_option, table
+
+COLUMNS = ["id", "platform", "account_id", "event_type", "external_id", "processed", "outcome", "attempts",
+           "received_at"]
+
+
+def _row(e) -> dict:
+    return {"id": e.id, "tenant_id": e.tenant_id, "config_id": e.config_id, "platform": e.platform,
+            "account_id": e.account_id, "event_key": e.event_key, "event_type": e.event_type,
+            "entity_type": e.entity_type, "external_id": e.external_id, "processed": e.processed,
+            "outcome": e.outcome, "error": e.error, "attempts": e.attempts, "occurred_at": e.occurred_at,
+            "received_at": e.received_at, "processed_at": e.processed_at}
+
+
+@click.group()
+def webhooks():
+    """Stored webhook and product events."""
+
+
+@webhooks.command("list")
+@click.option("--unprocessed", is_flag=True, help="Only events not yet applied.")
+@click.option("--failed", "only_failed", is_flag=True, help="Only events whose processing failed.")
+@click.option("--tenant", "tenant_id", help="Only this tenant's events.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@json_option
+def webhooks_list(unprocessed, only_failed, tenant_id, limit, as_json):
+    """The newest events first."""
+    from crmsync.db import session_scope
+    from crmsync.db.models import WebhookEvent
+    query = select(WebhookEvent).order_by(WebhookEvent.received_at.desc()).limit(limit)
+    if unprocessed:
+        query = query.where(WebhookEvent.processed.is_(False))
+    if only_failed:
+        query = query.where(WebhookEvent.outcome == "failed")
+    if tenant_id:
+        query = query.where(WebhookEvent.tenant_id == tenant_id)
+    with session_scope() as s:
+        rows = [_row(e) for e in s.scalars(query)]
+    emit(rows, as_json, table(rows, COLUMNS))
+
+
+@webhooks.command("replay")
+@click.argument("event_id", required=False)
+@click.option("--failed", "all_failed", is_flag=True, help="Replay every event whose processing failed.")
+@json_option
+def webhooks_replay(event_id, all_failed, as_json):
+    """Mark events unprocessed again and enqueue their processing."""
+    import uuid
+
+    from crmsync.db import session_scope
+    from crmsync.db.models import WebhookEvent
+    from crmsync.ingest.store import PROCESS_TASK
+    if bool(event_id) == bool(all_failed):
+        bad_input("give exactly one of EVENT_ID or --failed")
+    if event_id:
+        try:
+            uuid.UUID(event_id)
+        except ValueError:
+            bad_input(f"EVENT_ID: not an event id: {event_id!r}")
+    with session_scope() as s:
+        if event_id:
+            ids = s.scalars(select(WebhookEvent.id).where(WebhookEvent.id == event_id)).all()
+            if not ids:
+                bad_input(f"no event {event_id}")
+        else:
+            ids = s.scalars(select(WebhookEvent.id).where(WebhookEvent.outcome == "failed")).all()
+        if ids:
+            s.execute(update(WebhookEvent).where(WebhookEvent.id.in_(ids)).values(
+                processed=False, processed_at=None, outcome=None, error=None))
+    # Committed first: a failed enqueue leaves them unprocessed, and the sweeper re-enqueues them.
+    from crmsync.queue import QueueError, enqueue
+    enqueued = 0
+    try:
+        for i in ids:
+            enqueue(PROCESS_TASK, i)
+            enqueued += 1
+    except QueueError as err:
+        failed(f"{len(ids)} event(s) reset, {enqueued} enqueued; the broker refused the rest ({err}); "
+               "the outbox sweeper will enqueue them")
+    out = {"replayed": list(ids), "count": len(ids)}
+    emit(out, as_json, f"replayed {len(ids)} event(s)")
+
+
+@click.group()
+def ingest():
+    """The ingest web app (webhooks, product events, cron)."""
+
+
+@ingest.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="Run under gunicorn with this many workers (0: the Flask development server).")
+def ingest_serve(host, port, workers):
+    """Serve the ingest app for development (production: gunicorn "crmsync.ingest:create_app()")."""
+    from crmsync.ingest import create_app
+    click.echo(f"ingest app on http://{host}:{port} (POST /webhooks/hubspot, /webhooks/pipedrive/<config id>, "
+               f"/events/<type>, /cron/sync; GET /healthz, /readyz, /openapi.json)", err=True)
+    if workers:
+        from gunicorn.app.base import BaseApplication
+
+        class _Gunicorn(BaseApplication):
+            def load_config(self):
+                self.cfg.set("bind", f"{host}:{port}")
+                self.cfg.set("workers", workers)
+
+            def load(self):
+                return create_app()
+
+        _Gunicorn().run()
+        return
+    app = create_app()
+    app.run(host=host, port=port, threaded=True, use_reloader=False)

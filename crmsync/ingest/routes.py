@@ -1,0 +1,267 @@
+"""The ingest endpoints (contract: shared CLI.md). Each one checks who is calling, writes the event rows
+in one short transaction, commits, then enqueues by task name and answers. No sync work here.
+
+Order of checks: size, then who (tenant, signature/credentials), then shape — so an unauthenticated
+caller learns nothing about what a valid body looks like, and nothing is written before all pass.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import uuid
+
+from flask import Blueprint, current_app, request
+from sqlalchemy import select, text
+from sqlalchemy.exc import DataError
+
+from crmsync.credentials import tenant_for_api_key
+from crmsync.db.models import SyncConfig, WebhookEvent
+from crmsync.db.types import utcnow
+from crmsync.ingest.errors import (
+    Forbidden,
+    InvalidEvent,
+    MalformedBody,
+    NotConfigured,
+    Unauthenticated,
+    UnknownEventType,
+    UnknownTenant,
+)
+from crmsync.ingest.inbound import bearer_token, parse_json, raw_body, require_json_type
+from crmsync.ingest.product_events import PRODUCT_EVENTS, ProductEventInvalid, normalize_product_event
+from crmsync.ingest.store import AUTOMATION_TASK, PROCESS_TASK, crm_event_row, enqueue_each, insert_events
+from crmsync.ingest.tenancy import ConfigRoute, secret_text
+from crmsync.platforms import adapter_class
+from crmsync.platforms.base import WebhookRequest
+from crmsync.platforms.errors import WebhookRejected
+
+log = logging.getLogger(__name__)
+bp = Blueprint("ingest", __name__)
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+def _state():
+    return current_app.extensions["crmsync_ingest"]
+
+
+def _body() -> bytes:
+    return raw_body(request, _state().max_body_bytes)
+
+
+def _webhook_request(body: bytes) -> WebhookRequest:
+    return WebhookRequest(method=request.method, url=_state().uri_of(request), headers=dict(request.headers),
+                          body=body)
+
+
+def _parse_platform_events(adapter, body: bytes):
+    try:
+        events = adapter.parse_webhook(body)
+    except WebhookRejected as err:
+        raise MalformedBody(err.message) from None
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as err:
+        # An adapter that trips over odd input is a bug to fix there, but the sender still only
+        # sent a body we cannot read: 400, and the type in our log.
+        log.warning("%s webhook parser raised %s on a delivery", adapter.platform, type(err).__name__)
+        raise MalformedBody("not a webhook payload this endpoint reads") from None
+    if not events:
+        raise MalformedBody("the delivery holds no events")
+    return events
+
+
+def _verify(session, adapter, route: ConfigRoute, webhook: WebhookRequest) -> None:
+    state = _state()
+    if not route.webhook_secret_vault_id:
+        raise Unauthenticated(f"config {route.id} has no webhook secret configured", code="webhook_secret_missing")
+    entry, cached = state.secrets.entry(session, route.webhook_secret_vault_id)
+    try:
+        adapter.verify_webhook(webhook, webhook_secret(entry) or "")
+        return
+    except WebhookRejected as err:
+        if not cached:
+            raise _rejected(err) from None
+    # The cached secret may be stale (rotated); one fresh read decides.
+    entry, _ = state.secrets.entry(session, route.webhook_secret_vault_id, fresh=True)
+    try:
+        adapter.verify_webhook(webhook, webhook_secret(entry) or "")
+    except WebhookRejected as err:
+        raise _rejected(err) from None
+
+
+def webhook_secret(entry: dict) -> str | None:
+    """The shared secret; Pipedrive entries may also be {"user": ..., "password": ...}."""
+    if isinstance(entry.get("user"), str) and isinstance(entry.get("password"), str):
+        return f"{entry['user']}:{entry['password']}"
+    return secret_text(entry)
+
+
+def _rejected(err: WebhookRejected) -> Unauthenticated:
+    status = err.http_status if 400 <= (err.http_status or 0) < 500 else 401
+    return Unauthenticated(err.message, code="signature_rejected" if status == 401 else "webhook_rejected",
+                           status=status)
+
+
+def _store(session, rows) -> list[str]:
+    try:
+        new_ids = insert_events(session, rows)
+        session.commit()
+    except DataError:
+        # e.g. a \u0000 inside a string, which jsonb refuses: the body's fault, not ours.
+        session.rollback()
+        raise MalformedBody("a value in the body cannot be stored (NUL character or out-of-range number)") \
+            from None
+    return new_ids
+
+
+# --- CRM webhooks ----------------------------------------------------------------------------------
+@bp.post("/webhooks/hubspot")
+def hubspot_webhook():
+    state = _state()
+    body = _body()
+    require_json_type(request)
+    adapter = adapter_class("hubspot")
+    events = _parse_platform_events(adapter, body)
+    accounts = {str(e.account_id or "") for e in events}
+    if "" in accounts:
+        raise MalformedBody("an event has no portalId")
+    webhook = _webhook_request(body)
+    with state.sessions() as session:
+        routes = state.configs.by_accounts(session, "hubspot", accounts)
+        unknown = accounts - routes.keys()
+        if unknown:
+            shown = ", ".join(sorted(unknown)[:5])
+            raise UnknownTenant(f"no HubSpot config for portal {shown[:200]}")
+        # Every config a delivery touches must accept the signature (one per portal in practice).
+        for route in {r.id: r for r in routes.values()}.values():
+            _verify(session, adapter, route, webhook)
+        received = utcnow()
+        rows = [crm_event_row(e, tenant_id=routes[e.account_id].tenant_id, config_id=routes[e.account_id].id,
+                              account_id=e.account_id, received_at=received) for e in events]
+        new_ids = _store(session, rows)
+    enqueue_each(PROCESS_TASK, new_ids)
+    return {"received": len(events), "stored": len(new_ids), "duplicates": len(events) - len(new_ids)}, 200
+
+
+def _pipedrive_config(session, config_id: str) -> ConfigRoute:
+    try:
+        uuid.UUID(config_id)
+    except ValueError:
+        raise UnknownTenant("no Pipedrive config with this id") from None
+    config = session.get(SyncConfig, config_id)
+    if config is None or config.platform != "pipedrive":
+        raise UnknownTenant("no Pipedrive config with this id")
+    return ConfigRoute.of(config)
+
+
+@bp.post("/webhooks/pipedrive/<config_id>")
+def pipedrive_webhook(config_id: str):
+    state = _state()
+    body = _body()
+    adapter = adapter_class("pipedrive")
+    with state.sessions() as session:
+        route = _pipedrive_config(session, config_id)
+        _verify(session, adapter, route, _webhook_request(body))
+        require_json_type(request)
+        events = _parse_platform_events(adapter, body)
+        account = route.account_id or route.id
+        for e in events:
+            if route.account_id and e.account_id and str(e.account_id) != route.account_id:
+                # Credentials shared between two Pipedrive companies: the data is not this config's.
+                raise Forbidden(f"event of Pipedrive company {str(e.account_id)[:64]} sent to the config of "
+                                f"company {route.account_id}", code="account_mismatch")
+        received = utcnow()
+        rows = [crm_event_row(e, tenant_id=route.tenant_id, config_id=route.id, account_id=account,
+                              received_at=received) for e in events]
+        new_ids = _store(session, rows)
+    enqueue_each(PROCESS_TASK, new_ids)
+    return {"received": len(events), "stored": len(new_ids), "duplicates": len(events) - len(new_ids)}, 200
+
+
+# --- product events --------------------------------------------------------------------------------
+@bp.post("/events/<event_type>")
+def product_event(event_type: str):
+    state = _state()
+    key = bearer_token(request)
+    body = _body()
+    with state.sessions() as session:
+        tenant_id = tenant_for_api_key(session, key)
+        if tenant_id is None:
+            raise Unauthenticated("unknown or revoked API key")
+        if event_type not in PRODUCT_EVENTS:
+            raise UnknownEventType(f"unknown event type {event_type[:64]!r}; known: {', '.join(PRODUCT_EVENTS)}")
+        require_json_type(request)
+        data = parse_json(body)
+        try:
+            payload = normalize_product_event(event_type, data)
+        except ProductEventInvalid as err:
+            raise InvalidEvent(f"the {event_type} event is invalid", details=err.messages) from None
+        idem = request.headers.get("Idempotency-Key")
+        if idem is not None and not _IDEMPOTENCY_KEY.match(idem):
+            raise MalformedBody("Idempotency-Key must be 1-200 printable ASCII characters without spaces",
+                                code="bad_idempotency_key")
+        event_key = idem or str(uuid.uuid4())
+        occurred = None
+        if payload.get("occurred_at"):
+            from datetime import datetime
+            occurred = datetime.fromisoformat(payload["occurred_at"])
+        row = {"id": str(uuid.uuid4()), "tenant_id": tenant_id, "config_id": None, "platform": "product",
+               "account_id": tenant_id, "event_key": event_key, "event_type": event_type, "entity_type": None,
+               "external_id": None, "payload": payload, "processed": False, "attempts": 0,
+               "occurred_at": occurred, "received_at": utcnow()}
+        new_ids = _store(session, [row])
+        if not new_ids:
+            existing = session.scalar(select(WebhookEvent.id).where(
+                WebhookEvent.platform == "product", WebhookEvent.account_id == tenant_id,
+                WebhookEvent.event_key == event_key))
+            return {"id": existing, "event_type": event_type, "duplicate": True}, 200
+    enqueue_each(AUTOMATION_TASK, new_ids)
+    return {"id": new_ids[0], "event_type": event_type, "duplicate": False}, 202
+
+
+# --- cron ----------------------------------------------------------------------------------------
+@bp.route("/cron/sync", methods=["POST", "GET"])  # GET too: Vercel's cron calls with GET
+def cron_sync():
+    state = _state()
+    secret = state.cron_secret
+    if not secret:
+        raise NotConfigured("CRMSYNC_CRON_SECRET is not set; /cron/sync is disabled")
+    token = bearer_token(request)
+    if not hmac.compare_digest(token.encode("utf-8", "surrogateescape"), secret.encode("utf-8")):
+        raise Unauthenticated("wrong cron secret")
+    from crmsync.sync.schedule import dispatch_due_syncs
+    with state.sessions() as session:
+        result = dispatch_due_syncs(session)
+        session.commit()
+    ids = [str(getattr(item, "id", item)) for item in (result or [])]
+    return {"dispatched": ids}, 200
+
+
+# --- health --------------------------------------------------------------------------------------
+@bp.get("/healthz")
+def healthz():
+    return {"status": "ok"}, 200
+
+
+@bp.get("/readyz")
+def readyz():
+    state = _state()
+    checks: dict[str, str] = {}
+    try:
+        with state.sessions() as session:
+            session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as err:  # noqa: BLE001  any failure means "not ready"; the type says which
+        checks["database"] = f"unreachable: {type(err).__name__}"
+    checks["broker"] = state.broker_status()
+    ready = all(v in ("ok", "inline") for v in checks.values())
+    failed = [k for k, v in checks.items() if v not in ("ok", "inline")]
+    body = {"status": "ready" if ready else "not_ready", "checks": checks}
+    if not ready:
+        body.update(error="not_ready", message=f"unreachable: {', '.join(failed)}")
+    return body, 200 if ready else 503
+
+
+@bp.get("/openapi.json")
+def openapi():
+    from crmsync.ingest.openapi import openapi_document
+    return openapi_document(), 200
