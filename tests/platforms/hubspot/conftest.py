@@ -26,6 +26,7 @@ def hs(hubspot_server):
     ready-made `client` and `adapter` on the private-app token."""
     app, base_url = hubspot_server
     app.reset(reseed=False)
+    app.state.reset()
     client = HubSpotClient(app.options.token, base_url)
     adapter = HubSpotAdapter(credentials={"token": app.options.token}, base_url=base_url)
     yield SimpleNamespace(app=app, base_url=base_url, token=app.options.token, state=app.state,
