@@ -258,9 +258,10 @@ class PipedriveState:
         cursor = encode_cursor(q.sort_by, q.descending, last_key) if last_key is not None else None
         return rows, cursor
 
-    def counts(self) -> dict:
+    def counts(self) -> dict[str, int]:
+        """Live (not deleted) records per entity."""
         with self.lock:
-            return {e: {"total": len(t.rows), "deleted": len(t.deleted)} for e, t in self.tables.items()}
+            return {e: len(t.rows) - len(t.deleted) for e, t in self.tables.items()}
 
     # ----- entity writes ---------------------------------------------------------------------
     def create(self, entity: str, body: dict, user_id: int = 1, source: str = "api") -> dict:
