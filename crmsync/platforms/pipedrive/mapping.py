@@ -70,6 +70,7 @@ class PipedriveMetadata:
     stages: dict[str, dict] = field(default_factory=dict)
     pipelines: dict[str, str] = field(default_factory=dict)
     activity_types: list[str] = field(default_factory=list)
+    _index: dict = field(default_factory=dict, repr=False, compare=False)
 
     def to_json(self) -> dict:
         return {"fields": self.fields, "stages": self.stages, "pipelines": self.pipelines,
@@ -95,10 +96,11 @@ class PipedriveMetadata:
         return [f for f in self.fields.get(obj, []) if f.get("custom")]
 
     def field_by_key(self, obj: str, key: str) -> dict | None:
-        for f in self.fields.get(obj, []):
-            if f.get("key") == key:
-                return f
-        return None
+        defs = self.fields.get(obj, [])
+        cached = self._index.get(obj)
+        if cached is None or cached[0] is not defs:  # built once per field list (mapping is hot)
+            cached = self._index[obj] = (defs, {f.get("key"): f for f in reversed(defs)})
+        return cached[1].get(key)
 
     def custom_field_by_name(self, obj: str, name: str) -> dict | None:
         folded = name.casefold()
@@ -329,7 +331,7 @@ def normalize_record(obj: str, record: Mapping) -> dict:
                 address[part] = rec[f"address_{part}"]
         rec["address"] = address
     # v1 custom fields: top-level hash keys with suffixed subfields.
-    hashes = [k for k in rec if _HASH_KEY.match(k)]
+    hashes = [k for k in rec if len(k) == 40 and _HASH_KEY.match(k)]
     if hashes:
         custom = dict(rec.get("custom_fields") or {})
         for key in hashes:
@@ -399,8 +401,11 @@ def extract_pipedrive_custom_fields(record: Mapping, meta: PipedriveMetadata | N
                                     obj: str = "person", *, skip_keys: set[str] | frozenset = frozenset()) -> dict:
     """The custom fields of a Pipedrive record (v1 or v2 shape), keyed by field name, with option
     ids turned into labels. Fields unknown to the metadata keep their hash key."""
-    meta = meta or EMPTY_METADATA
-    rec = normalize_record(obj, record)
+    return _custom_by_name(normalize_record(obj, record), meta or EMPTY_METADATA, obj, skip_keys)
+
+
+def _custom_by_name(rec: Mapping, meta: PipedriveMetadata, obj: str,
+                    skip_keys: set[str] | frozenset = frozenset()) -> dict:
     out: dict[str, Any] = {}
     for key, value in (rec.get("custom_fields") or {}).items():
         if key in skip_keys:
@@ -484,7 +489,7 @@ def _mapped_custom_names(meta: PipedriveMetadata, obj: str, field_mappings: Mapp
 
 def _finish_inbound(entity: str, obj: str, rec: dict, out: dict, meta: PipedriveMetadata,
                     field_mappings: Mapping[str, str] | None, reserved: dict) -> dict:
-    custom = extract_pipedrive_custom_fields(rec, meta, obj)
+    custom = _custom_by_name(rec, meta, obj)
     custom.update({k: v for k, v in reserved.items() if v is not None})
     out["custom_fields"] = custom
     out["created_at"] = parse_time(rec.get("add_time"))
