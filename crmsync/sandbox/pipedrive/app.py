@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 from ..faults import FaultConfig, FaultInjector
 from ..requestlog import RequestLog
 from ..server import DropConnection
-from ..wsgi import BadJson, Request, respond_json
+from ..wsgi import BadJson, Request, dumps, respond, respond_json
 from .admin import handle_admin
 from .entities import SINGULAR
 from .errors import ApiError, BadRequest, NotFound, PipedriveSandboxError, Unauthorized
@@ -63,6 +63,7 @@ class PipedriveApp:
                  webhooks: WebhookSender, options: PipedriveOptions):
         self.state, self.limits, self.faults, self.webhooks = state, limits, faults, webhooks
         self.log = RequestLog()
+        self.response_hooks: list = []  # callables(method, raw_path, query, status, headers, body); tests
         self.initial = replace(options, faults=dict(options.faults))
         self.options = options
         self.ui_user_id = 2  # edits made "in the UI" come from this user
@@ -111,7 +112,11 @@ class PipedriveApp:
                         (time.perf_counter() - started) * 1000)
         if status == 429:
             self.log.peaks.update(self.limits.peaks())
-        return respond_json(start_response, status, body, list(headers.items()))
+        payload = dumps(body)
+        header_list = list(headers.items())
+        for hook in self.response_hooks:
+            hook(req.method, req.raw_path, req.query_string, status, header_list, payload)
+        return respond(start_response, status, payload, header_list)
 
     def _route(self, method: str, seg: list[str]):
         """(endpoint template, handler, token cost, handler args) for a request, or 404/405."""

@@ -14,14 +14,12 @@ import requests
 from crmsync.sandbox.pipedrive import PipedriveApp, create_app
 from crmsync.sandbox.server import SandboxServer
 
-from .spec import build_validator
-
-UNCHECKED_PREFIXES = ("/_sandbox", "/oauth/")  # not Pipedrive API operations
+from .spec import cached_validator, check_response
 
 
 @pytest.fixture(scope="session")
-def pipedrive_spec(tmp_path_factory):
-    return build_validator(tmp_path_factory.mktemp("pipedrive-spec"))
+def pipedrive_spec():
+    return cached_validator()
 
 
 class SpecCheckingApp:
@@ -41,16 +39,13 @@ class SpecCheckingApp:
             return start_response(status, headers, exc_info)
 
         body = b"".join(self.app(environ, capture))
-        path = environ.get("PATH_INFO", "/")
-        if path.startswith("/v1/"):
-            path = "/api" + path
-        if not path.startswith(UNCHECKED_PREFIXES):
-            status = int(captured["status"].split()[0])
-            ctype = {k.lower(): v for k, v in captured["headers"]}.get("content-type", "")
-            problems = self.validator.check(environ["REQUEST_METHOD"], path, status, body, ctype)
-            with self._lock:
-                self.checked += 1
-                self.violations.extend(problems)
+        status = int(captured["status"].split()[0])
+        ctype = {k.lower(): v for k, v in captured["headers"]}.get("content-type", "")
+        problems = check_response(self.validator, environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/"),
+                                  status, body, ctype)
+        with self._lock:
+            self.checked += 1
+            self.violations.extend(problems)
         return [body]
 
 
