@@ -32,7 +32,7 @@ from crmsync.platforms.errors import (
     ValidationError,
 )
 from crmsync.platforms.pipedrive import mapping
-from crmsync.platforms.pipedrive.client import DEFAULT_BASE_URL, PLATFORM, PipedriveClient
+from crmsync.platforms.pipedrive.client import DEFAULT_BASE_URL, PLATFORM, PipedriveClient, plan_limits
 from crmsync.platforms.pipedrive.mapping import (
     OBJECT_BY_ENTITY,
     MappingError,
@@ -57,7 +57,10 @@ _process_cache = MetadataCache()  # when the caller gives none: one per process,
 class PipedriveAdapter(Adapter):
     platform = PLATFORM
     entities = ("contact", "company", "deal", "activity", "task")
-    max_batch = 100  # Pipedrive has no batch writes; this only bounds one call's loop
+    # Pipedrive has no batch writes: a batch is one request per record. 20 fits the smallest burst
+    # window (Lite, 20 per 2 s), so a Celery push step (wait=False) is not cut off by our own budget
+    # halfway through a batch.
+    max_batch = 20
 
     def __init__(self, *, credentials: dict, base_url: str | None = None, account_id: str | None = None,
                  field_mappings: Mapping[str, str] | None = None, budget: Any = None, wait: bool = True,
@@ -71,7 +74,8 @@ class PipedriveAdapter(Adapter):
         self.client = PipedriveClient(
             token, oauth=oauth, base_url=base_url or (oauth or {}).get("api_domain") or DEFAULT_BASE_URL,
             budget=budget, wait=wait, account=account_id, session=session, max_wait=max_wait,
-            save_credentials=save_credentials, token_url=credentials.get("token_url"))
+            save_credentials=save_credentials, token_url=credentials.get("token_url"),
+            limits=plan_limits(credentials.get("plan"), oauth=oauth is not None, seats=credentials.get("seats")))
         self.cache = cache if cache is not None else _process_cache
 
     # ------------------------------------------------------------------ identity

@@ -67,6 +67,24 @@ def scrub(text: str) -> str:
     return _SECRET_QUERY.sub(r"\1=***", text)
 
 
+# Burst requests per 2 s by plan (API token, OAuth) and the daily token multiplier (reference §7).
+PLANS = {"lite": (20, 80, 1), "growth": (40, 160, 2), "premium": (100, 400, 5), "ultimate": (120, 480, 7)}
+
+
+def plan_limits(plan: str | None, *, oauth: bool = False, seats: int | None = None) -> dict:
+    """Budget limits for a Pipedrive plan (the config's credentials may name "plan" and "seats");
+    unknown or absent plan: {} (the client's Lite defaults). The budget also learns lower burst
+    limits from x-ratelimit-limit headers, never higher ones."""
+    if not plan or str(plan).lower() not in PLANS:
+        return {}
+    from crmsync.ratelimit import Limit
+
+    token_burst, oauth_burst, multiplier = PLANS[str(plan).lower()]
+    seats = max(1, int(seats or 1))
+    return {KIND_BURST: Limit(oauth_burst if oauth else token_burst, 2.0),
+            KIND_DAILY: Limit.daily(30_000 * multiplier * seats)}
+
+
 @dataclass
 class ListPage:
     items: list[dict]

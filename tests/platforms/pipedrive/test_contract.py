@@ -297,3 +297,25 @@ def test_contact_with_only_an_email_can_be_pushed(adapter):
     assert made.ok, made.error
     assert (made.record.fields["first_name"], made.record.fields["last_name"]) == (None, None)
     assert made.record.fields["email"] == "solo@example.org"
+
+
+def test_webhook_payloads_map_like_api_reads(adapter, pd_sandbox):
+    """A v2 webhook `data` and a v1 `current` (object relations, top-level hash keys) map to the same
+    unified record as the API's own read of that person."""
+    row = pd_sandbox.rows("person")[0]
+    from_api = adapter.get_many("contact", [str(row["id"])])[0]
+    v1 = {k: v for k, v in row.items() if k not in ("custom_fields", "emails", "phones", "is_deleted")}
+    v1.update({"email": row["emails"], "phone": row["phones"], "active_flag": True,
+               "org_id": {"value": row["org_id"], "name": "x"} if row["org_id"] else None,
+               "owner_id": {"id": row["owner_id"], "value": row["owner_id"]}, **row["custom_fields"]})
+    assert adapter.to_remote("contact", v1).fields == from_api.fields
+    assert adapter.to_remote("contact", row).associations == from_api.associations
+
+
+def test_plan_limits():
+    from crmsync.platforms.pipedrive.client import plan_limits
+
+    limits = plan_limits("Premium", seats=10)
+    assert limits["standard"].capacity == 100 and limits["daily"].capacity == 30_000 * 5 * 10
+    assert plan_limits("growth", oauth=True)["standard"].capacity == 160
+    assert plan_limits(None) == {} and plan_limits("gold") == {}
