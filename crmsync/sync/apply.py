@@ -112,6 +112,8 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
     unlinked_keys = [str(r.fields.get(key_field) or "") for r in records
                      if key_field and (r.external_id not in links or links[r.external_id].local_id not in rows)]
     matches = store.match_unlinked(session, tenant, platform, entity, unlinked_keys)
+    in_flight = {l.local_id: l for l in store.load_links(session, tenant, platform, entity,
+                                                         local_ids=[r.id for r in matches.values()])}
     held = _held_fields(session, config, entity, [l.local_id for l in links.values()])
 
     inserts, updates = [], []
@@ -129,6 +131,9 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
             if candidate is not None and candidate.id not in claimed:
                 row = candidate
                 claimed.add(row.id)
+                link = in_flight.get(row.id)   # our own create that reached the CRM: adopt its id
+                if link is not None:
+                    link.external_id = rec.external_id
         if row is None:
             local_id = new_id()
             cols = store.flat_to_columns(entity, rflat)

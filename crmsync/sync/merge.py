@@ -129,7 +129,7 @@ def _merge_field(rule: str, name: str, lv: Any, rv: Any, bv: Any, local_newer: b
         if bt and lt.startswith(bt) and rt.startswith(bt):
             # Both appended to the same text: keep the base once, then both additions.
             local_add, remote_add = lt[len(bt):], rt[len(bt):]
-            joint = "" if not local_add or local_add.endswith("\n") else "\n"
+            joint = "" if not local_add or local_add.endswith("\n") or remote_add.startswith("\n") else "\n"
             return canonical(bt + local_add + joint + remote_add)
         if lt in rt:
             return canonical(rt)
@@ -140,7 +140,7 @@ def _merge_field(rule: str, name: str, lv: Any, rv: Any, bv: Any, local_newer: b
         nums = [v for v in (lv, rv) if isinstance(v, (int, float))]
         return canonical(max(nums)) if nums else (lv if local_newer else rv)
     if rule == "union":
-        return canonical(list(lv or []) + list(rv or []))
+        return canonical(sorted(set(lv or []) | set(rv or []), key=str))
     return lv if local_newer else rv
 
 

@@ -131,8 +131,9 @@ def match_unlinked(session: Session, tenant_id: str, platform: str, entity: str,
     if column is None or not keys:
         return {}
     table = ENTITY_MODELS[entity].__table__
+    # A link without an external id is a create in flight: its row is still a fair match.
     linked = select(SyncLink.local_id).where(SyncLink.tenant_id == tenant_id, SyncLink.platform == platform,
-                                             SyncLink.entity_type == entity)
+                                             SyncLink.entity_type == entity, SyncLink.external_id.is_not(None))
     rows = session.execute(select(table).where(
         table.c.tenant_id == tenant_id, func.lower(table.c[column]).in_(keys),
         table.c.deleted_at.is_(None), table.c.id.not_in(linked)).order_by(table.c.created_at))
