@@ -1,55 +1,39 @@
-"""The Pipedrive sandbox (crmsync/sandbox/pipedrive) on a free 127.0.0.1 port, one per test module,
-reseeded to the same small account before each test; and an adapter pointed at it."""
+"""Pipedrive contract-test helpers on top of the shared `pipedrive_sandbox` fixture
+(tests/fixtures/sandbox.py: one sandbox per session, reseeded before each test, rate limits off,
+responses checked against Pipedrive's OpenAPI specs at teardown); and an adapter pointed at it."""
 from __future__ import annotations
 
 import pytest
 
 from crmsync.cache import MetadataCache
 from crmsync.platforms.pipedrive import PipedriveAdapter
-from crmsync.sandbox.pipedrive import create_app
-from crmsync.sandbox.server import SandboxServer
-
-SEED = {"seed": 11, "persons": 25, "organizations": 8, "deals": 12, "activities": 30}
 
 
-class PipedriveSandbox:
-    def __init__(self, app, base_url: str):
-        self.app, self.base_url = app, base_url
-        self.token = app.options.token
+class PipedriveContract:
+    """`pipedrive_sandbox` plus the few views these tests need of the fake account."""
+
+    def __init__(self, sandbox):
+        self.sandbox = sandbox
+        self.app, self.base_url, self.token = sandbox.app, sandbox.base_url, sandbox.token
 
     def configure(self, **changes) -> dict:
-        return self.app.configure(**changes)
+        return self.sandbox.configure(**changes)
 
     def counters(self) -> dict:
         return self.app.counters()
 
     def requests_to(self, endpoint: str) -> int:
         """How many requests reached an endpoint template, e.g. "GET /api/v1/personFields"."""
-        hits = self.app.counters()["by_endpoint"].get(endpoint, 0)
-        return hits if isinstance(hits, int) else sum(v for v in hits.values() if isinstance(v, int))
-
-    def count(self, entity: str) -> int:
-        return self.app.state.counts()[entity]
+        return self.app.counters()["by_endpoint"].get(endpoint, 0)
 
     def rows(self, entity: str) -> list[dict]:
         with self.app.state.lock:
             return [dict(r) for r in self.app.state.tables[entity].rows.values() if not r.get("is_deleted")]
 
 
-@pytest.fixture(scope="module")
-def _pd_server():
-    app = create_app(rate_limit=0, daily_budget=0, **SEED)
-    server = SandboxServer(app)
-    base_url = server.start()
-    yield PipedriveSandbox(app, base_url)
-    server.stop()
-    app.close()
-
-
 @pytest.fixture
-def pd_sandbox(_pd_server):
-    _pd_server.app.reset(reseed=True)
-    return _pd_server
+def pd_sandbox(pipedrive_sandbox) -> PipedriveContract:
+    return PipedriveContract(pipedrive_sandbox)
 
 
 @pytest.fixture
