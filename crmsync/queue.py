@@ -258,7 +258,7 @@ def enqueue(name: str, *ids: str, countdown: float | None = None, queue: str | N
     if countdown is not None:
         countdown = min(max(float(countdown), 0.0), MAX_COUNTDOWN_SECONDS)
     if get_settings().inline:
-        _inline.submit(name, ids, countdown)
+        (getattr(_draining, "runner", None) or _inline).submit(name, ids, countdown)
         return
     q = queue or queue_for(name, ids, session)
     publish(name, ids, queue=q, countdown=countdown)
@@ -415,6 +415,8 @@ class InlineRunner:
     def drain(self) -> None:
         st = self._state()
         st.draining = True
+        outer = getattr(_draining, "runner", None)
+        _draining.runner = self  # what the running tasks enqueue comes back to this runner
         try:
             while st.queue:
                 item = self._next_due(st.queue)
@@ -425,6 +427,7 @@ class InlineRunner:
                 self._run(*item)
         finally:
             st.draining = False
+            _draining.runner = outer
 
     def _next_due(self, queue: deque):
         now = self.clock()
@@ -441,12 +444,16 @@ class InlineRunner:
             decision = classify(exc, attempt)
             if decision.action == "retry":
                 log.info("inline: retrying %s in %.1f s (%s)", describe(name, ids), decision.delay, decision.reason)
-                self.submit(name, ids, decision.delay, attempt + (1 if decision.counts else 0))
+                # a backoff is bounded here (the caller is waiting); a rate wait beyond the bound is
+                # left to the job's own state in PostgreSQL (see submit)
+                delay = min(decision.delay, INLINE_MAX_WAIT_SECONDS) if decision.counts else decision.delay
+                self.submit(name, ids, delay, attempt + (1 if decision.counts else 0))
             else:
                 fail_permanently(name, ids, decision.reason)
 
 
 _inline = InlineRunner()
+_draining = threading.local()
 
 
 def inline_runner() -> InlineRunner:

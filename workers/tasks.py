@@ -3,13 +3,14 @@ into the library through `CrmsyncTask.run_library`. Arguments are ids only, so F
 broker never see a secret."""
 from __future__ import annotations
 
-from crmsync.queue import TASKS
+from crmsync.queue import route
 from workers import app
 from workers.base import CrmsyncTask
 
 
 def _task(name: str):
-    return app.task(name=name, base=CrmsyncTask, bind=True, queue=TASKS[name].queue)
+    route(name)  # only names of the table (their queues come from task_routes, built from it)
+    return app.task(name=name, base=CrmsyncTask, bind=True)
 
 
 @_task("crmsync.sync.start_job")

@@ -1,0 +1,187 @@
+"""The dispatcher and the outbox sweeper on PostgreSQL, publishing real Celery messages to a Redis
+list nobody consumes (so the test reads exactly what was enqueued)."""
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from crmsync.db import session_scope
+from crmsync.db.models import SyncConfig, SyncJob, SyncJobStep, WebhookEvent
+from crmsync.db.types import utcnow
+from crmsync.queue import reset_producer
+from crmsync.sync.schedule import dispatch_due_syncs, sweep_outbox
+from tests.fixtures.db import _set_env
+from tests.fixtures.factories import make_config, make_tenant
+
+PARKED_BROKER_DB = 5
+
+
+@pytest.fixture
+def parked_broker(monkeypatch, db_url, worker_redis):
+    """Settings with a broker database no worker consumes; yields a reader of its queues."""
+    client = worker_redis.client(PARKED_BROKER_DB)
+    client.flushdb()
+    _set_env(monkeypatch, {"CRMSYNC_DATABASE_URL": db_url,
+                           "CRMSYNC_BROKER_URL": f"redis://127.0.0.1:{worker_redis.port}/{PARKED_BROKER_DB}",
+                           "CRMSYNC_OUTBOX_AFTER_SECONDS": "60"})
+    reset_producer()
+
+    def messages(queue: str) -> list[tuple[str, list]]:
+        out = []
+        for raw in reversed(client.lrange(queue, 0, -1)):  # LPUSH'd: oldest last
+            msg = json.loads(raw)
+            body = json.loads(base64.b64decode(msg["body"]))
+            out.append((msg["headers"]["task"], body[0]))
+        return out
+    yield messages
+    reset_producer()
+    client.flushdb()
+
+
+def _job(s, config, status="running", **kw):
+    job = SyncJob(tenant_id=config.tenant_id, sync_config_id=config.id, status=status, **kw)
+    s.add(job)
+    s.flush()
+    return job
+
+
+def _step(s, job, entity, status="pending", age=0.0, kind="pull"):
+    step = SyncJobStep(tenant_id=job.tenant_id, job_id=job.id, entity_type=entity, kind=kind, status=status,
+                       updated_at=utcnow() - timedelta(seconds=age))
+    s.add(step)
+    s.flush()
+    return step
+
+
+def _event(s, config, key, processed=False, age=0.0):
+    ev = WebhookEvent(tenant_id=config.tenant_id, config_id=config.id, platform="hubspot",
+                      account_id=config.account_id, event_key=key, event_type="contact.propertyChange",
+                      entity_type="contact", external_id="1", payload={"objectId": 1}, processed=processed,
+                      received_at=utcnow() - timedelta(seconds=age))
+    s.add(ev)
+    s.flush()
+    return ev
+
+
+def test_sweep_reenqueues_stale_events_steps_and_resumed_jobs_once(db_url, parked_broker):
+    with session_scope(db_url) as s:
+        tenant = make_tenant(s)
+        c1, c2, c3 = (make_config(s, tenant) for _ in range(3))
+        running = _job(s, c1, full=True)
+        stale = _step(s, running, "contact", age=120)
+        _step(s, running, "company", age=1)                          # fresh: in flight
+        _step(s, running, "deal", status="done", age=120)            # finished
+        failed_job = _job(s, c2, status="failed")
+        _step(s, failed_job, "contact", age=120)                     # its job is over
+        parked = _job(s, c3, status="waiting_quota", paused_until=utcnow() - timedelta(seconds=5),
+                      updated_at=utcnow() - timedelta(seconds=300))
+        parked_step = _step(s, parked, "deal", age=300)
+        old_event = _event(s, c1, "e1", age=120)
+        _event(s, c1, "e2", age=1)
+        _event(s, c1, "e3", processed=True, age=120)
+        ids = {"stale": stale.id, "parked_step": parked_step.id, "event": old_event.id}
+
+    with session_scope(db_url) as s:
+        counts = sweep_outbox(s)
+    assert counts == {"events": 1, "steps": 1, "jobs": 1}
+    assert parked_broker("events") == [("crmsync.events.process", [ids["event"]])]
+    # the step of a full job goes to the backfills queue; the parked incremental job's to syncs
+    assert parked_broker("backfills") == [("crmsync.sync.run_step", [ids["stale"]])]
+    assert parked_broker("syncs") == [("crmsync.sync.run_step", [ids["parked_step"]])]
+
+    with session_scope(db_url) as s:  # touched: the next sweep does not flood
+        assert sweep_outbox(s) == {"events": 0, "steps": 0, "jobs": 0}
+    with session_scope(db_url) as s:  # ...until another threshold has passed (the fresh ones too now)
+        assert sweep_outbox(s, now=utcnow() + timedelta(seconds=61)) == {"events": 2, "steps": 2, "jobs": 1}
+
+
+def test_sweep_publishes_nothing_when_its_transaction_rolls_back(db_url, parked_broker):
+    with session_scope(db_url) as s:
+        config = make_config(s, make_tenant(s))
+        _event(s, config, "e1", age=120)
+    with pytest.raises(RuntimeError), session_scope(db_url) as s:
+        sweep_outbox(s)
+        raise RuntimeError("crash before commit")
+    assert parked_broker("events") == []
+
+
+def _due_configs(db_url, n, **kw):
+    with session_scope(db_url) as s:
+        tenant = make_tenant(s)
+        ids = []
+        for _ in range(n):
+            c = make_config(s, tenant, **kw)
+            c.next_sync_at = utcnow() - timedelta(seconds=10)
+            ids.append(c.id)
+        return ids
+
+
+def test_dispatch_claims_due_configs_and_moves_them_on(db_url, parked_broker):
+    due = _due_configs(db_url, 3, sync_frequency_minutes=15)
+    with session_scope(db_url) as s:
+        tenant = make_tenant(s)
+        realtime = make_config(s, tenant, sync_frequency_minutes=0)
+        disabled = make_config(s, tenant, enabled=False)
+        later = make_config(s, tenant)
+        later.next_sync_at = utcnow() + timedelta(minutes=5)
+        skipped = [realtime.id, disabled.id, later.id]
+    now = utcnow()
+    with session_scope(db_url) as s:
+        job_ids = dispatch_due_syncs(s, now=now)
+    assert len(job_ids) == 3
+    with session_scope(db_url) as s:
+        jobs = s.scalars(select(SyncJob)).all()
+        assert sorted(j.sync_config_id for j in jobs) == sorted(due)
+        assert {j.trigger for j in jobs} == {"schedule"}
+        for cid in due:
+            assert s.get(SyncConfig, cid).next_sync_at == now + timedelta(minutes=15)
+        assert not any(j.sync_config_id in skipped for j in jobs)
+    assert sorted(args[0] for _, args in parked_broker("syncs")) == sorted(job_ids)
+    assert {name for name, _ in parked_broker("syncs")} == {"crmsync.sync.start_job"}
+
+
+def test_dispatch_skips_a_config_with_an_active_job_but_moves_it_on(db_url, parked_broker):
+    (cid,) = _due_configs(db_url, 1)
+    with session_scope(db_url) as s:
+        _job(s, s.get(SyncConfig, cid), status="running", trigger="manual")
+    with session_scope(db_url) as s:
+        assert dispatch_due_syncs(s) == []
+    with session_scope(db_url) as s:
+        assert s.get(SyncConfig, cid).next_sync_at > utcnow()
+        assert s.scalar(select(func.count()).select_from(SyncJob)) == 1
+    assert parked_broker("syncs") == []
+
+
+def test_two_dispatchers_racing_dispatch_each_config_exactly_once(db_url, parked_broker):
+    due = _due_configs(db_url, 40)
+    barrier = threading.Barrier(4)
+    results: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def tick():
+        try:
+            barrier.wait()
+            for _ in range(3):  # each dispatcher ticks a few times, as a double beat would
+                with session_scope(db_url) as s:
+                    results.append(dispatch_due_syncs(s, limit=7))
+        except BaseException as err:  # noqa: BLE001  reported below
+            errors.append(err)
+    threads = [threading.Thread(target=tick) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    dispatched = [j for r in results for j in r]
+    assert len(dispatched) == len(set(dispatched)) == 40
+    with session_scope(db_url) as s:
+        per_config = dict(s.execute(select(SyncJob.sync_config_id, func.count()).group_by(
+            SyncJob.sync_config_id)).all())
+    assert per_config == {cid: 1 for cid in due}
+    started = [args[0] for _, args in parked_broker("syncs")]
+    assert sorted(started) == sorted(dispatched)
