@@ -76,6 +76,8 @@ class HubSpotAdapter(Adapter):
         super().__init__(credentials=credentials, base_url=base_url, account_id=account_id,
                          field_mappings=field_mappings, budget=budget, wait=wait,
                          save_credentials=save_credentials, cache=cache)
+        # The engine hands us its Redis-backed metadata cache; its Redis also serves the OAuth lock.
+        redis_client = redis_client if redis_client is not None else getattr(cache, "redis", None)
         self.client = client or HubSpotClient(
             credentials, base_url, budget=budget, account_id=account_id, wait=wait,
             save_credentials=save_credentials, redis_client=redis_client,
