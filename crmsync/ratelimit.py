@@ -186,10 +186,11 @@ class Demand:
 class Grant:
     """The answer to "may I call now?".
 
-    ``granted`` -- the cost was taken from every bucket. Otherwise nothing was taken and
-    ``wait_seconds`` says how long until the call would fit, ``resume_at`` when that is (the quota reset
-    if ``daily_exhausted``), ``limited_by`` which kind said no. ``at`` is the decision time on the
-    budget's clock (Redis TIME for the shared backend), in epoch seconds.
+    ``granted`` -- the cost was taken from every bucket; hand the grant back to
+    :meth:`RateBudget.complete` (or ``observe(..., grant=)``) when the response arrives. Otherwise
+    nothing was taken and ``wait_seconds`` says how long until the call would fit, ``resume_at`` when
+    that is (the quota reset if ``daily_exhausted``), ``limited_by`` which kind said no. ``at`` is the
+    decision time on the budget's clock (Redis TIME for the shared backend), in epoch seconds.
     """
 
     granted: bool
@@ -198,6 +199,9 @@ class Grant:
     daily_exhausted: bool = False
     limited_by: str | None = None
     at: float = 0.0
+    platform: str = ""
+    account: str = ""
+    receipts: tuple[tuple[str, str], ...] = ()  # (kind, log entry) of each rolling bucket taken from
 
 
 @dataclass(frozen=True)
@@ -394,9 +398,11 @@ end
 
 local function log_cost(b, score, cost)
   local seq = redis.call('HINCRBY', b.st, 'seq', 1)
+  local member = seq .. ':' .. cost
   -- scores as text: Lua would pass a number with 14 digits, 100 us at today's epoch
-  redis.call('ZADD', b.log, string.format('%.6f', score), seq .. ':' .. cost)
+  redis.call('ZADD', b.log, string.format('%.6f', score), member)
   redis.call('PEXPIRE', b.log, math.ceil(b.span * 1000) + 1000)
+  return member
 end
 
 local function fmt(x) return string.format('%.6f', x) end
@@ -443,16 +449,32 @@ if op == 'acquire' or op == 'peek' then
   if resume > now then
     return {'0', fmt(resume), tostring(daily), tostring(limited), fmt(now)}
   end
+  local out = {'1', '0', '0', '0', fmt(now)}
   for i = 1, n do
     local b = buckets[i]
     if b.cal then
       redis.call('HSET', b.st, 'win', b.win, 'used', b.used + b.cost)
+      out[#out + 1] = ''
     else
-      log_cost(b, now, b.cost)
+      out[#out + 1] = log_cost(b, now, b.cost)
     end
     keep(b)
   end
-  return {'1', '0', '0', '0', fmt(now)}
+  return out
+end
+
+if op == 'complete' then
+  -- the call got its response, so it reached the CRM no later than now: its slot counts from now.
+  -- Re-added if it already left the log: the CRM may have counted it just now.
+  for i = 1, n do
+    local member = ARGV[2 + i]
+    local s = redis.call('HMGET', KEYS[2 * i + 1], 'int', 'mar')
+    if member ~= '' and s[1] then
+      redis.call('ZADD', KEYS[2 * i], fmt(now), member)
+      redis.call('PEXPIRE', KEYS[2 * i], math.ceil((tonumber(s[1]) + tonumber(s[2])) * 1000) + 1000)
+    end
+  end
+  return fmt(now)
 end
 
 if op == 'observe' then
@@ -553,10 +575,15 @@ class _RedisBuckets:
             raise RateBudgetUnavailable(f"rate budget store unavailable: {type(exc).__name__}") from exc
 
     def acquire(self, platform: str, account: str, demands: Sequence[Demand], peek: bool = False) -> list:
+        # answer: granted, resume at, daily, limiting bucket, now, then the log entry of each bucket
         args = ["peek" if peek else "acquire", str(len(demands))]
         for d in demands:
             args += _limit_args(d.limit) + [str(d.cost), "", "", ""]
         return [_text(v) for v in self._run(self._keys(platform, account, [d.kind for d in demands]), args)]
+
+    def complete(self, platform: str, account: str, receipts: Sequence[tuple[str, str]]) -> None:
+        self._run(self._keys(platform, account, [k for k, _ in receipts]),
+                  ["complete", str(len(receipts)), *[entry for _, entry in receipts]])
 
     def observe(self, platform: str, account: str, found: dict[str, _Observation]) -> list[str]:
         kinds = list(found)
@@ -584,13 +611,24 @@ def _opt(value: float | None) -> str:
 
 @dataclass
 class _LocalBucket:
-    entries: deque = field(default_factory=deque)  # (granted_at, cost), oldest first
+    entries: deque = field(default_factory=deque)  # [at, cost, entry id], oldest first
     used: int = 0  # calendar: cost taken in window `win`
     win: int | None = None
     blocked_until: float = 0.0
     cap_low: int | None = None
     cap_low_until: float = 0.0
     limit: Limit | None = None
+    seq: int = 0
+
+    def log(self, at: float, cost: int) -> str:
+        self.seq += 1
+        entry = [at, cost, f"{self.seq}:{cost}"]
+        if self.entries and self.entries[-1][0] > at:
+            # keep the log ordered by time: the wait arithmetic walks it oldest first
+            self.entries = deque(sorted([*self.entries, entry], key=lambda e: e[0]))
+        else:
+            self.entries.append(entry)
+        return entry[2]
 
 
 class _LocalBuckets:
@@ -626,7 +664,7 @@ class _LocalBuckets:
         else:
             while b.entries and b.entries[0][0] <= now - limit.span:
                 b.entries.popleft()
-            view["used"] = sum(c for _, c in b.entries)
+            view["used"] = sum(e[1] for e in b.entries)
         return view
 
     def acquire(self, platform: str, account: str, demands: Sequence[Demand], peek: bool = False) -> list:
@@ -657,7 +695,7 @@ class _LocalBuckets:
                         consider(v["reset"], True, i)
                     else:
                         need, freed = v["used"] + d.cost - v["cap"], 0
-                        for at, cost in v["b"].entries:
+                        for at, cost, _ in v["b"].entries:
                             freed += cost
                             if freed >= need:
                                 consider(at + d.limit.span, False, i)
@@ -666,13 +704,26 @@ class _LocalBuckets:
                 return [repr(now), *map(str, remaining)]
             if resume > now:
                 return ["0", repr(resume), "1" if daily else "0", str(limited), repr(now)]
+            out = ["1", "0", "0", "0", repr(now)]
             for d, v in zip(demands, views, strict=True):
                 b = v["b"]
                 if d.limit.calendar:
                     b.win, b.used = v["win"], v["used"] + d.cost
+                    out.append("")
                 else:
-                    b.entries.append((now, d.cost))
-            return ["1", "0", "0", "0", repr(now)]
+                    out.append(b.log(now, d.cost))
+            return out
+
+    def complete(self, platform: str, account: str, receipts: Sequence[tuple[str, str]]) -> None:
+        with self._lock:
+            now = self._clock()
+            for kind, entry_id in receipts:
+                b = self._buckets.get((platform, account, kind))
+                if b is None or not entry_id:
+                    continue
+                # re-added if it already left the log, as in the Lua script
+                kept = [e for e in b.entries if e[2] != entry_id]
+                b.entries = deque([*kept, [now, int(entry_id.rsplit(":", 1)[1]), entry_id]])
 
     def observe(self, platform: str, account: str, found: dict[str, _Observation]) -> list[str]:
         lowered = []
@@ -694,9 +745,7 @@ class _LocalBuckets:
                         at = now
                         if o.reset_in is not None:
                             at = now + min(o.reset_in, limit.span) - limit.span
-                        # keep the log ordered by time: the wait arithmetic walks it oldest first
-                        entries = sorted([*b.entries, (at, deficit)], key=lambda e: e[0])
-                        b.entries = deque(entries)
+                        b.log(at, deficit)
                     lowered.append(kind)
         return lowered
 
@@ -776,9 +825,10 @@ class RateBudget:
         for d in demands:
             if isinstance(d.cost, bool) or not isinstance(d.cost, int) or not 1 <= d.cost <= d.limit.capacity:
                 raise InvalidLimit(f"cost of a {d.kind} call must be 1..{d.limit.capacity}, not {d.cost!r}")
-        granted, resume, daily, limited, at = self._buckets.acquire(platform, account, demands)
+        granted, resume, daily, limited, at, *entries = self._buckets.acquire(platform, account, demands)
         if granted == "1":
-            return Grant(True, at=float(at))
+            receipts = tuple((d.kind, e) for d, e in zip(demands, entries, strict=True) if e)
+            return Grant(True, at=float(at), platform=platform, account=account, receipts=receipts)
         who = int(limited)
         # microsecond ceiling: waking a hair early would only earn a second refusal
         wait = math.ceil((float(resume) - float(at)) * 1e6) / 1e6
@@ -789,6 +839,8 @@ class RateBudget:
             daily_exhausted=daily == "1",
             limited_by=DAILY if who == -1 else demands[who - 1].kind,
             at=float(at),
+            platform=platform,
+            account=account,
         )
 
     def acquire(self, platform: str, account: str, kind: str, limit: Limit, cost: int = 1, *,
@@ -822,19 +874,40 @@ class RateBudget:
 
     # -- learning from the CRM
 
+    def complete(self, grant: Grant) -> None:
+        """The call this grant paid for got its response: count its slot in the rolling windows from now.
+
+        The CRM counts a call when it arrives, somewhere between our grant and the response. Queueing
+        (a burst of calls through one connection pool, a busy event loop) can make that tens to
+        hundreds of milliseconds after the grant; counting the slot from the response is the one time
+        the CRM's count can never be later than, so the CRM never sees more than the capacity in its
+        window however late calls arrive. It costs each slot the call's latency. Without this call the
+        slot counts from the grant, protected only by ``Limit.margin_seconds``.
+        """
+        if grant.granted and grant.receipts:
+            self._buckets.complete(grant.platform, grant.account, grant.receipts)
+
     def observe(self, platform: str, account: str, headers: Mapping[str, Any], *,
-                kind: str = STANDARD) -> list[str]:
+                kind: str = STANDARD, grant: Grant | None = None) -> list[str]:
         """Lower our remaining budget when a response's rate headers say less is left (other apps or
         integrations share the account's quota; the server's window is the truth). Never raises it.
 
         ``kind`` is the bucket the request was counted in. Reads X-HubSpot-RateLimit-Remaining / -Max
         / -Daily / -Daily-Remaining and Pipedrive x-ratelimit-remaining / -limit / -reset,
         x-daily-ratelimit-token-remaining / -limit and x-daily-requests-left (kind ``daily_writes``).
-        Buckets never acquired are left alone (we know no window for them). Returns the kinds lowered.
+        Buckets never acquired are left alone (we know no window for them). With ``grant`` (the grant
+        of the call this response answers) it also does :meth:`complete`. Returns the kinds lowered.
         """
         platform, account = _check_part("platform", platform), _check_part("account", account)
+        if grant is not None:
+            self.complete(grant)
         found = _observations(headers, _check_part("kind", kind))
-        return self._buckets.observe(platform, account, found) if found else []
+        lowered = self._buckets.observe(platform, account, found) if found else []
+        if found.get(DAILY) and found[DAILY].remaining == 0:
+            # the day's quota is gone for every kind of call, not only those that draw on `daily`
+            self.penalize(platform, account, kind=DAILY)
+            lowered = lowered if DAILY in lowered else [*lowered, DAILY]
+        return lowered
 
     def penalize(self, platform: str, account: str, retry_after_seconds: float | None = None, *,
                  kind: str = STANDARD, limit: Limit | None = None) -> datetime:

@@ -182,6 +182,31 @@ def test_acquire_refuses_at_once_when_the_wait_is_longer_than_allowed(budget):
     assert not isinstance(caught.value, DailyQuotaExhausted)
 
 
+def test_a_completed_call_counts_from_its_response(budget):
+    limit = Limit(1, 0.5)
+    grant = budget.try_acquire("hubspot", "603", STANDARD, limit)
+    time.sleep(0.2)  # the call is in flight
+
+    budget.observe("hubspot", "603", {}, grant=grant)
+
+    refused = budget.try_acquire("hubspot", "603", STANDARD, limit)
+    assert refused.resume_at.timestamp() >= grant.at + 0.2 + limit.span
+    assert refused.wait_seconds == pytest.approx(limit.span, abs=0.05)
+
+
+def test_a_call_completed_after_its_window_still_holds_its_slot(budget):
+    limit = Limit(1, 0.2)
+    grant = budget.try_acquire("hubspot", "604", STANDARD, limit)
+    deadline = time.monotonic() + 2
+    while budget.remaining("hubspot", "604", STANDARD, limit) == 0:  # the slow call left the window
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+    budget.complete(grant)
+
+    assert not budget.try_acquire("hubspot", "604", STANDARD, limit).granted
+
+
 # ---------------------------------------------------------------------------------------- daily quota
 
 
@@ -276,9 +301,10 @@ def test_observe_daily_remaining_zero_spends_the_daily_quota(budget):
     budget.observe("hubspot", "905", {"X-HubSpot-RateLimit-Daily": "250000",
                                       "X-HubSpot-RateLimit-Daily-Remaining": "0"})
 
-    refused = budget.try_acquire("hubspot", "905", DAILY, daily)
-    assert refused.daily_exhausted
-    assert refused.resume_at == pytest.approx(next_midnight("UTC"), abs=timedelta(milliseconds=5))
+    for kind, limit in ((DAILY, daily), (STANDARD, TEN_PER_SECOND)):
+        refused = budget.try_acquire("hubspot", "905", kind, limit)
+        assert refused.daily_exhausted
+        assert refused.resume_at == pytest.approx(next_midnight("UTC"), abs=timedelta(milliseconds=5))
 
 
 def test_observe_ignores_buckets_it_never_saw_and_garbage_headers(budget):
