@@ -1,0 +1,232 @@
+"""POST /webhooks/hubspot: signatures made by HubSpot's own Python helper are accepted, any change to
+body, URI, timestamp or secret is refused; events are routed by portalId, stored once, enqueued."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from crmsync.db import session_scope
+from crmsync.db.models import WebhookEvent
+from tests.fixtures.ingest import hubspot_event, hubspot_headers, hubspot_portal
+
+URI = "http://localhost/webhooks/hubspot"
+
+
+@pytest.fixture
+def portal(ingest_env, db_url):
+    with session_scope(db_url) as s:
+        return hubspot_portal(s)
+
+
+def _body(*events) -> bytes:
+    return json.dumps(list(events), separators=(",", ":")).encode()
+
+
+def _events(db_url):
+    with session_scope(db_url) as s:
+        return s.scalars(select(WebhookEvent).order_by(WebhookEvent.received_at)).all()
+
+
+def _count(db_url) -> int:
+    with session_scope(db_url) as s:
+        return s.scalar(select(func.count()).select_from(WebhookEvent))
+
+
+@pytest.mark.parametrize("version", ["v1", "v2", "v3"])
+def test_official_signatures_are_accepted_and_events_stored_then_enqueued(
+        version, portal, ingest_client, ingest_queue, db_url):
+    events = [hubspot_event(portal.account_id, 101 + i) for i in range(3)]
+    body = _body(*events)
+    res = ingest_client.post("/webhooks/hubspot", data=body, headers=hubspot_headers(body, URI, portal.secret, version))
+    assert res.status_code == 200, res.json
+    assert res.json == {"received": 3, "stored": 3, "duplicates": 0}
+    rows = _events(db_url)
+    assert {r.external_id for r in rows} == {"101", "102", "103"}
+    assert {(r.tenant_id, r.config_id, r.platform, r.account_id) for r in rows} == {
+        (portal.tenant.id, portal.config.id, "hubspot", portal.account_id)}
+    assert all(r.event_type == "contact.updated" and r.entity_type == "contact" and not r.processed for r in rows)
+    assert sorted(ingest_queue.tasks("events")) == sorted(("crmsync.events.process", [r.id]) for r in rows)
+
+
+# What each version signs: v1 secret + body; v2 adds method and URI; v3 adds the timestamp.
+SIGNED_PARTS = [("v1", c) for c in ("body", "secret")] + [("v2", c) for c in ("body", "uri", "secret")] + [
+    ("v3", c) for c in ("body", "uri", "timestamp", "secret")]
+
+
+def test_any_change_is_rejected(portal, ingest_client, ingest_queue, db_url):
+    # One test over the whole matrix: each case writes nothing, so no reset is needed between them.
+    for version, change in SIGNED_PARTS:
+        body = _body(hubspot_event(portal.account_id))
+        signed_body, uri, secret = body, URI, portal.secret
+        if change == "body":
+            signed_body = body.replace(b"ada@", b"eve@")
+        elif change == "uri":
+            uri = "https://localhost/webhooks/hubspot"
+        elif change == "secret":
+            secret = portal.secret + "x"
+        headers = hubspot_headers(signed_body, uri, secret, version)
+        if change == "timestamp":
+            headers["X-HubSpot-Request-Timestamp"] = str(int(headers["X-HubSpot-Request-Timestamp"]) + 1)
+        res = ingest_client.post("/webhooks/hubspot", data=body, headers=headers)
+        assert res.status_code == 401, (version, change, res.json)
+        assert res.json["error"] == "signature_rejected" and res.json["message"]
+    assert _count(db_url) == 0
+    assert ingest_queue.tasks() == []
+
+
+def test_stale_or_future_v3_timestamp_is_rejected(portal, ingest_client, db_url):
+    for age_seconds in (301, 3600, -120):
+        body = _body(hubspot_event(portal.account_id))
+        stamp = str(int((time.time() - age_seconds) * 1000))
+        res = ingest_client.post("/webhooks/hubspot", data=body,
+                                 headers=hubspot_headers(body, URI, portal.secret, "v3", timestamp=stamp))
+        assert res.status_code == 401, age_seconds
+    assert _count(db_url) == 0
+
+
+def test_missing_signature_is_rejected(portal, ingest_client, db_url):
+    body = _body(hubspot_event(portal.account_id))
+    res = ingest_client.post("/webhooks/hubspot", data=body, content_type="application/json")
+    assert res.status_code == 401 and res.json["error"] == "signature_rejected"
+    assert _count(db_url) == 0
+
+
+def test_query_string_is_signed_with_hubspots_decodings(portal, ingest_client, db_url):
+    # HubSpot decodes %3A and %2F (among a few) before signing; the official helper takes the URI as given.
+    body = _body(hubspot_event(portal.account_id))
+    headers = hubspot_headers(body, URI + "?src=hs:app/v3&x=a%20b", portal.secret, "v3")
+    res = ingest_client.post("/webhooks/hubspot?src=hs%3Aapp%2Fv3&x=a%20b", data=body, headers=headers)
+    assert res.status_code == 200, res.json
+
+
+def test_duplicates_are_stored_and_enqueued_once(portal, ingest_client, ingest_queue, db_url):
+    a, b = hubspot_event(portal.account_id, 1), hubspot_event(portal.account_id, 2)
+    first = _body(a, b)
+    assert ingest_client.post("/webhooks/hubspot", data=first,
+                              headers=hubspot_headers(first, URI, portal.secret)).json["stored"] == 2
+    # HubSpot's retry: same events, higher attemptNumber, fresh signature; plus one event twice in a batch.
+    retry = _body({**a, "attemptNumber": 1}, {**b, "attemptNumber": 1}, a)
+    res = ingest_client.post("/webhooks/hubspot", data=retry, headers=hubspot_headers(retry, URI, portal.secret))
+    assert res.status_code == 200
+    assert res.json == {"received": 3, "stored": 0, "duplicates": 3}
+    assert _count(db_url) == 2
+    assert len(ingest_queue.tasks()) == 2
+
+
+def test_unknown_portal_is_404_and_writes_nothing(portal, ingest_client, ingest_queue, db_url):
+    body = _body(hubspot_event(portal.account_id), hubspot_event("999000111"))
+    res = ingest_client.post("/webhooks/hubspot", data=body, headers=hubspot_headers(body, URI, portal.secret))
+    assert res.status_code == 404
+    assert res.json["error"] == "unknown_tenant" and "999000111" in res.json["message"]
+    assert _count(db_url) == 0 and ingest_queue.tasks() == []
+
+
+def test_portal_a_signature_never_reaches_tenant_b(ingest_env, ingest_client, db_url):
+    with session_scope(db_url) as s:
+        a, b = hubspot_portal(s), hubspot_portal(s)
+    # B's event signed with A's secret, alone or hidden in a batch with A's events: refused whole.
+    for events in ([hubspot_event(b.account_id)], [hubspot_event(a.account_id), hubspot_event(b.account_id)]):
+        body = _body(*events)
+        res = ingest_client.post("/webhooks/hubspot", data=body, headers=hubspot_headers(body, URI, a.secret))
+        assert res.status_code == 401
+    assert _count(db_url) == 0
+    # A's own event lands on A only.
+    body = _body(hubspot_event(a.account_id))
+    assert ingest_client.post("/webhooks/hubspot", data=body,
+                              headers=hubspot_headers(body, URI, a.secret)).status_code == 200
+    assert {(e.tenant_id, e.config_id) for e in _events(db_url)} == {(a.tenant.id, a.config.id)}
+
+
+def test_body_over_the_limit_is_413(portal, ingest_client, db_url):
+    big = b"[" + b" " * (1_048_576) + b"]"
+    res = ingest_client.post("/webhooks/hubspot", data=big, headers=hubspot_headers(big, URI, portal.secret))
+    assert res.status_code == 413 and res.json["error"] == "body_too_large"
+    assert _count(db_url) == 0
+
+
+def test_wrong_content_type_is_415(portal, ingest_client, db_url):
+    for content_type in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", None]:
+        body = _body(hubspot_event(portal.account_id))
+        headers = hubspot_headers(body, URI, portal.secret)
+        headers.pop("Content-Type")
+        if content_type:
+            headers["Content-Type"] = content_type
+        res = ingest_client.post("/webhooks/hubspot", data=body, headers=headers)
+        assert res.status_code == 415 and res.json["error"] == "unsupported_content_type", content_type
+    assert _count(db_url) == 0
+
+
+def test_malformed_bodies_are_400(portal, ingest_client, db_url):
+    for body in [b"", b"{", b"{}", b"[1]", b'[{"portalId": 1}]', b"[NaN]", b'"x"', b"\xff\xfe",
+                 _body(*[hubspot_event(portal.account_id, i) for i in range(101)])]:
+        res = ingest_client.post("/webhooks/hubspot", data=body, headers=hubspot_headers(
+            body, URI, portal.secret, "v1") if body.isascii() else {"Content-Type": "application/json"})
+        assert res.status_code == 400 and res.json["error"] == "malformed_body", body[:40]
+    assert _count(db_url) == 0
+
+
+def test_trusted_proxy_headers_give_the_uri_hubspot_called(ingest_env, db_url):
+    from crmsync.ingest import create_app
+    with session_scope(db_url) as s:
+        portal = hubspot_portal(s)
+    public = "https://hooks.example.com/webhooks/hubspot"
+    body = _body(hubspot_event(portal.account_id))
+    headers = {**hubspot_headers(body, public, portal.secret), "X-Forwarded-Proto": "https",
+               "X-Forwarded-Host": "hooks.example.com"}
+    # Not trusted by default: the forwarded headers are ignored and the signature does not match.
+    assert create_app().test_client().post("/webhooks/hubspot", data=body, headers=headers).status_code == 401
+    res = create_app(proxy_hops=1).test_client().post("/webhooks/hubspot", data=body, headers=headers)
+    assert res.status_code == 200, res.json
+    headers = hubspot_headers(body, public, portal.secret)
+    res = create_app(public_url="https://hooks.example.com").test_client().post(
+        "/webhooks/hubspot", data=body, headers=headers)
+    assert res.status_code == 200, res.json
+
+
+def test_rotated_secret_is_picked_up_at_once(portal, ingest_client, db_url):
+    from crmsync.credentials import Vault
+    body = _body(hubspot_event(portal.account_id))
+    assert ingest_client.post("/webhooks/hubspot", data=body,
+                              headers=hubspot_headers(body, URI, portal.secret)).status_code == 200
+    with session_scope(db_url) as s:
+        Vault().replace(s, portal.config.webhook_secret_vault_id, {"secret": "rotated-secret"})
+    body = _body(hubspot_event(portal.account_id))
+    assert ingest_client.post("/webhooks/hubspot", data=body,
+                              headers=hubspot_headers(body, URI, "rotated-secret")).status_code == 200
+    body = _body(hubspot_event(portal.account_id))
+    assert ingest_client.post("/webhooks/hubspot", data=body,
+                              headers=hubspot_headers(body, URI, portal.secret)).status_code == 401
+
+
+def test_a_failed_enqueue_loses_nothing(monkeypatch, ingest_env, db_url):
+    """Broker down: the rows are committed, the answer is still 2xx; the sweeper re-enqueues them."""
+    from crmsync import settings
+    from crmsync.ingest import create_app
+    from crmsync.queue import reset_producer
+    from crmsync.sync.schedule import sweep_outbox
+    from tests.fixtures.workers import free_port
+    monkeypatch.setenv("CRMSYNC_BROKER_URL", f"redis://127.0.0.1:{free_port()}/0")
+    settings.get_settings.cache_clear()
+    reset_producer()
+    with session_scope(db_url) as s:
+        portal = hubspot_portal(s)
+    body = _body(hubspot_event(portal.account_id, 1), hubspot_event(portal.account_id, 2))
+    started = time.monotonic()
+    res = create_app().test_client().post("/webhooks/hubspot", data=body,
+                                          headers=hubspot_headers(body, URI, portal.secret))
+    assert res.status_code == 200 and res.json["stored"] == 2
+    assert time.monotonic() - started < 5
+    assert [e.processed for e in _events(db_url)] == [False, False]
+    # What the sweeper finds once outbox_after_seconds have passed.
+    from datetime import timedelta
+
+    from crmsync.db.types import utcnow
+    with session_scope(db_url) as s:
+        monkeypatch.setenv("CRMSYNC_BROKER_URL", ingest_env["CRMSYNC_BROKER_URL"])
+        settings.get_settings.cache_clear()
+        reset_producer()
+        counts = sweep_outbox(s, now=utcnow() + timedelta(seconds=settings.get_settings().outbox_after_seconds + 1))
+    assert counts["events"] == 2

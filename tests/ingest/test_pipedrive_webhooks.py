@@ -1,0 +1,115 @@
+"""POST /webhooks/pipedrive/<config id>: HTTP Basic auth against the config's webhook secret; v2 and v1
+payloads; one row per event, deduplicated; the company must be the config's."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from crmsync.db import session_scope
+from crmsync.db.models import WebhookEvent
+from tests.fixtures.ingest import basic_auth, hubspot_portal, pipedrive_account
+
+
+@pytest.fixture
+def account(ingest_env, db_url):
+    with session_scope(db_url) as s:
+        return pipedrive_account(s)
+
+
+def v2_event(company_id, entity_id="1201", action="change", event_id=None) -> dict:
+    return {"meta": {"action": action, "entity": "person", "entity_id": entity_id,
+                     "id": event_id or str(uuid.uuid4()), "company_id": str(company_id), "user_id": "55",
+                     "timestamp": "2025-02-14T16:40:03.512Z", "type": "general", "version": "2.0",
+                     "webhook_id": "91", "change_source": "api", "attempt": 1},
+            "data": {"id": int(entity_id), "name": "Liis Tamm", "first_name": "Liis", "last_name": "Tamm",
+                     "emails": [{"value": "liis@northwind.test", "primary": True}],
+                     "update_time": "2025-02-14T16:40:03Z"},
+            "previous": {"name": "Liis Tamme"}}
+
+
+def v1_event(company_id, object_id=1201) -> dict:
+    return {"v": 1, "meta": {"v": 1, "action": "updated", "object": "person", "id": object_id,
+                             "company_id": int(company_id), "user_id": 55, "timestamp": 1739550003,
+                             "timestamp_micro": 1739550003123456, "webhook_id": "91"},
+            "retry": 0, "current": {"id": object_id, "name": "Liis Tamm", "update_time": "2025-02-14 16:40:03"},
+            "previous": {"id": object_id, "name": "Liis Tamme"}, "event": "updated.person"}
+
+
+def _post(client, config_id, doc, credentials, **kw):
+    body = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+    headers = {"Content-Type": "application/json", **(basic_auth(credentials) if credentials else {})}
+    return client.post(f"/webhooks/pipedrive/{config_id}", data=body, headers=headers, **kw)
+
+
+def _rows(db_url):
+    with session_scope(db_url) as s:
+        return s.scalars(select(WebhookEvent)).all()
+
+
+def test_v2_and_v1_payloads_with_basic_auth_are_stored_and_enqueued(account, ingest_client, ingest_queue, db_url):
+    res = _post(ingest_client, account.config.id, v2_event(account.account_id, "1201"), account.secret)
+    assert res.status_code == 200 and res.json["stored"] == 1, res.json
+    res = _post(ingest_client, account.config.id, v1_event(account.account_id, 1202), account.secret)
+    assert res.status_code == 200 and res.json["stored"] == 1, res.json
+    rows = _rows(db_url)
+    assert {(r.external_id, r.entity_type, r.event_type) for r in rows} == {
+        ("1201", "contact", "contact.updated"), ("1202", "contact", "contact.updated")}
+    assert {(r.tenant_id, r.config_id, r.platform, r.account_id) for r in rows} == {
+        (account.tenant.id, account.config.id, "pipedrive", account.account_id)}
+    assert sorted(ingest_queue.tasks("events")) == sorted(("crmsync.events.process", [r.id]) for r in rows)
+
+
+def test_a_resent_event_is_stored_once(account, ingest_client, ingest_queue, db_url):
+    doc = v2_event(account.account_id, event_id="6f1c2a9e-3b7d-4c11-9a0e-2f5b8c7d1e40")
+    assert _post(ingest_client, account.config.id, doc, account.secret).json["stored"] == 1
+    doc["meta"]["attempt"] = 2
+    res = _post(ingest_client, account.config.id, doc, account.secret)
+    assert res.status_code == 200 and res.json == {"received": 1, "stored": 0, "duplicates": 1}
+    v1 = v1_event(account.account_id)
+    assert _post(ingest_client, account.config.id, v1, account.secret).json["stored"] == 1
+    assert _post(ingest_client, account.config.id, {**v1, "retry": 1}, account.secret).json["stored"] == 0
+    assert len(_rows(db_url)) == 2 and len(ingest_queue.tasks()) == 2
+
+
+def test_wrong_or_missing_credentials_are_401(account, ingest_client, ingest_queue, db_url):
+    user, password = account.secret.split(":")
+    doc = v2_event(account.account_id)
+    for credentials in [None, f"{user}:{password}x", f"{user}x:{password}", f"{user}:", password, ""]:
+        res = _post(ingest_client, account.config.id, doc, credentials)
+        assert res.status_code == 401, credentials
+        assert res.json["error"] == "signature_rejected"
+    for header in ["Bearer abc", "Basic !!!notbase64", "Basic", "Digest x"]:
+        res = ingest_client.post(f"/webhooks/pipedrive/{account.config.id}", data=json.dumps(doc),
+                                 headers={"Content-Type": "application/json", "Authorization": header})
+        assert res.status_code == 401, header
+    assert _rows(db_url) == [] and ingest_queue.tasks() == []
+
+
+def test_unknown_config_is_404(account, ingest_client, db_url):
+    with session_scope(db_url) as s:
+        hubspot_config_id = hubspot_portal(s).config.id
+    for config_id in [str(uuid.uuid4()), "not-a-uuid", hubspot_config_id]:
+        res = _post(ingest_client, config_id, v2_event(account.account_id), account.secret)
+        assert res.status_code == 404 and res.json["error"] == "unknown_tenant", config_id
+    assert _rows(db_url) == []
+
+
+def test_another_companys_event_is_refused(account, ingest_client, db_url):
+    res = _post(ingest_client, account.config.id, v2_event("99999999"), account.secret)
+    assert res.status_code == 403 and res.json["error"] == "account_mismatch"
+    assert _rows(db_url) == []
+
+
+def test_bad_bodies_are_4xx_after_auth(account, ingest_client, db_url):
+    for body in [b"", b"{", b"[]", b"{}", b'{"meta": {"version": "2.0"}}', b'{"event": "x"}']:
+        res = _post(ingest_client, account.config.id, body, account.secret)
+        assert res.status_code == 400 and res.json["error"] == "malformed_body", body
+    res = ingest_client.post(f"/webhooks/pipedrive/{account.config.id}", data=b"x=1",
+                             headers={"Content-Type": "application/x-www-form-urlencoded",
+                                      **basic_auth(account.secret)})
+    assert res.status_code == 415
+    with session_scope(db_url) as s:
+        assert s.scalar(select(func.count()).select_from(WebhookEvent)) == 0
