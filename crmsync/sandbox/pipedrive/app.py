@@ -49,6 +49,15 @@ COSTS = {
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
+class RawJson:
+    """A response body already encoded as JSON bytes."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+
 @dataclass
 class Caller:
     kind: str      # api_token | oauth
@@ -112,7 +121,7 @@ class PipedriveApp:
                         (time.perf_counter() - started) * 1000)
         if status == 429:
             self.log.peaks.update(self.limits.peaks())
-        payload = dumps(body)
+        payload = body.data if isinstance(body, RawJson) else dumps(body)
         header_list = list(headers.items())
         for hook in self.response_hooks:
             hook(req.method, req.raw_path, req.query_string, status, header_list, payload)
@@ -295,7 +304,19 @@ class PipedriveApp:
         rows, cursor = self.state.list(entity, q)
         if only is not None:
             rows = [self._shape(r, only) for r in rows]
-        return 200, {"success": True, "data": rows, "additional_data": {"next_cursor": cursor}}
+            return 200, {"success": True, "data": rows, "additional_data": {"next_cursor": cursor}}
+        # rows are immutable once stored, so each one's JSON is encoded once and reused (list speed)
+        encoded = self.state.encoded
+        parts = []
+        for row in rows:
+            key = (entity, row["id"])
+            hit = encoded.get(key)
+            if hit is None or hit[0] is not row:
+                hit = encoded[key] = (row, dumps(row))
+            parts.append(hit[1])
+        tail = b'"' + cursor.encode() + b'"' if cursor else b"null"
+        return 200, RawJson(b'{"success":true,"data":[' + b",".join(parts)
+                            + b'],"additional_data":{"next_cursor":' + tail + b"}}")
 
     def _v2_get(self, req: Request, caller: Caller, entity: str, rid: int):
         return 200, {"success": True, "data": self._shape(self.state.get(entity, rid),

@@ -101,6 +101,8 @@ class PipedriveState:
         self.access_tokens: dict[str, tuple[int, float]] = {}   # token -> (user_id, expires_at)
         self.refresh_tokens: dict[str, int] = {}
         self._listeners: list[Callable[[ChangeEvent], None]] = []
+        # (entity, id) -> (row, its JSON): valid while that row object is still the stored one
+        self.encoded: dict[tuple[str, int], tuple[dict, bytes]] = {}
         self.reset()
 
     # ----- account ---------------------------------------------------------------------------
@@ -137,6 +139,7 @@ class PipedriveState:
             self.tables = {e: EntityTable(e) for e in ENTITIES}
             self.webhooks: dict[int, dict] = {}
             self.next_webhook_id = 1
+            self.encoded = {}
 
     def _user(self, uid: int, name: str, email: str, admin: bool = False) -> dict:
         t = v1_time(ACCOUNT_CREATED)
