@@ -31,6 +31,11 @@ SUBSCRIPTION_IDS = {f"{t}.{k}": 100 + i * 10 + j
                                            "associationChange", "privacyDeletion"))}
 
 
+# Observers of every response of every HubSpotApp in this process: (method, raw_path, query, status,
+# headers, body). The test suite registers one to check all responses against the OpenAPI specs.
+GLOBAL_RESPONSE_HOOKS: list = []
+
+
 @dataclass
 class HubSpotOptions:
     token: str = "pat-na1-sandbox-0000"          # static private-app token
@@ -273,6 +278,8 @@ class HubSpotApp:
             self.log.record(req.method, endpoint, status, req.raw_path, req.query_string,
                             (time.perf_counter() - started) * 1000)
         for hook in self.response_hooks:
+            hook(req.method, req.raw_path, req.query_string, status, headers, body)
+        for hook in GLOBAL_RESPONSE_HOOKS:
             hook(req.method, req.raw_path, req.query_string, status, headers, body)
         return respond(start_response, status, body, headers)
 
