@@ -23,9 +23,21 @@ The Redis backend decides everything in one Lua script (loaded once, called by E
 the time from Redis ``TIME``, so host clocks never matter and no two processes can both take the
 last slot. Responses correct the budget (:meth:`RateBudget.observe`), and a 429 stops every worker
 of that account (:meth:`RateBudget.penalize`).
+
+Typical use in a platform client::
+
+    grant = budget.try_acquire_many("hubspot", portal_id, [Demand(STANDARD, limits.standard),
+                                                           Demand(DAILY, limits.daily)])
+    if not grant.granted:
+        raise RateLimited(grant.wait_seconds, grant.resume_at, daily=grant.daily_exhausted)
+    response = session.get(...)
+    budget.observe("hubspot", portal_id, response.headers, grant=grant)
+    if response.status_code == 429:
+        budget.penalize_response("hubspot", portal_id, response.headers, response.content)
 """
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -311,8 +323,6 @@ def rejection_from_response(headers: Mapping[str, Any], body: Any = None, *,
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
     if isinstance(body, str):
-        import json
-
         try:
             body = json.loads(body)
         except ValueError:
@@ -326,8 +336,8 @@ def rejection_from_response(headers: Mapping[str, Any], body: Any = None, *,
         rejected = DAILY
     elif policy == "TEN_SECONDLY_ROLLING":
         rejected = STANDARD
-    elif "secondly limit" in message or body.get("category") == "RATE_LIMITS":
-        rejected = SEARCH
+    elif "secondly limit" in message:
+        rejected = SEARCH  # the legacy per-second limit is no longer enforced; search's is
 
     retry_after = parse_retry_after(h.get("retry-after"))
     if retry_after is None and rejected != DAILY:
@@ -337,13 +347,16 @@ def rejection_from_response(headers: Mapping[str, Any], body: Any = None, *,
 
 # ------------------------------------------------------------------------------------------ backends
 
-# One script, four operations, so the bucket arithmetic exists once on the Redis side.
+# One script (acquire, peek, complete, observe, penalize), so the bucket arithmetic exists once on the
+# Redis side and every decision is one atomic step on Redis's clock.
 #   KEYS[1]          account hash: blocked_until, daily (a spent daily quota stops every kind)
-#   KEYS[2i], [2i+1] bucket i: sorted-set log ("seq:cost" scored by grant time), state hash
+#   KEYS[2i], [2i+1] bucket i: sorted-set log ("seq:cost" scored by grant time), state hash (limit,
+#                    calendar count, penalty, learned capacity)
 #   ARGV[1] op, ARGV[2] n buckets, then 9 per bucket:
 #     calendar(0/1|'' = use stored), capacity, interval, margin, utc offset,
 #     cost, observed remaining, observed max, observed reset-in   ('' = none)
-#   op "penalize" adds ARGV[3 + 9n] = seconds ('' = the window), ARGV[4 + 9n] = account-wide (0/1)
+#   "penalize" adds seconds ('' = the window), account-wide (0/1), fallback seconds (bucket unknown)
+#   "complete" takes instead one log entry per bucket: ARGV[2 + i]
 _LUA = r"""
 local op = ARGV[1]
 local n = tonumber(ARGV[2])
