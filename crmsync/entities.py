@@ -26,18 +26,19 @@ TASK_PRIORITIES = ("low", "medium", "high")
 DEAL_STATUSES = ("open", "won", "lost")
 
 # Fields compared and merged field by field, per entity. Associations are compared too:
-# moving a deal to another company is an edit like any other.
+# moving a deal to another company is an edit like any other. `owner_id` is not: it names a user
+# of one CRM, meaningless in another, so it is kept as each CRM reports it and never pushed.
 SYNCED_FIELDS: dict[str, tuple[str, ...]] = {
     "contact": ("email", "first_name", "last_name", "phone", "job_title", "company_name",
-                "lifecycle_stage", "lead_status", "lead_source", "lead_score", "owner_id", "tags",
+                "lifecycle_stage", "lead_status", "lead_source", "lead_score", "tags",
                 "notes", "city", "country", "company_id"),
     "company": ("name", "domain", "industry", "phone", "website", "city", "country",
-                "employee_count", "annual_revenue", "owner_id", "description"),
+                "employee_count", "annual_revenue", "description"),
     "deal": ("name", "amount", "currency", "stage", "pipeline", "probability", "close_date",
-             "status", "owner_id", "description", "company_id", "contact_id"),
+             "status", "description", "company_id", "contact_id"),
     "activity": ("type", "subject", "body", "occurred_at", "duration_minutes", "direction",
-                 "outcome", "owner_id", "contact_id", "company_id", "deal_id"),
-    "task": ("title", "body", "due_date", "status", "priority", "task_type", "owner_id",
+                 "outcome", "contact_id", "company_id", "deal_id"),
+    "task": ("title", "body", "due_date", "status", "priority", "task_type",
              "contact_id", "company_id", "deal_id"),
 }
 

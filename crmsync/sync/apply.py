@@ -25,7 +25,9 @@ from crmsync.sync import store
 from crmsync.sync.errors import DeleteGuardTripped
 from crmsync.sync.merge import canonical, flatten, resolve_conflict
 
+# Bookkeeping keys inside a link's base (never field names).
 DELETED = "__deleted"
+UNSUPPORTED = "__unsupported"   # fields this CRM does not keep for the record
 
 
 @dataclass
@@ -152,6 +154,9 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
             result.skipped += 1       # deleted locally: the push archives it remotely
             continue
         lflat = store.row_to_flat(entity, row)
+        if link is not None and link.base.get(UNSUPPORTED):
+            for f in link.base[UNSUPPORTED]:
+                rflat.pop(f, None)
         conflict = held.get(row.id)
         base = dict(link.base) if link is not None else None
         res = resolve_conflict(local=lflat, remote=rflat, base=base, strategy=config.conflict_strategy,
@@ -191,7 +196,7 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
         # Agreed when, outside held fields, the local row now equals what the remote holds;
         # otherwise local-winning values remain and the push step must send them.
         agreed = all(res.merged.get(f) == v for f, v in new_base.items()
-                     if f not in held_now and f != DELETED)
+                     if f not in held_now and not f.startswith("__"))
         _put_link(session, config, entity, link, row.id, rec, new_base, now, agreed=agreed)
         if not changed:
             result.skipped += 1

@@ -23,7 +23,7 @@ from crmsync.entities import ASSOCIATIONS, SYNCED_FIELDS
 from crmsync.platforms.base import Adapter, OutboundRecord, WriteResult
 from crmsync.platforms.errors import Conflict, PlatformError, TransientError
 from crmsync.sync import store
-from crmsync.sync.apply import DELETED, ApplyResult, apply_remote_records, remote_flat
+from crmsync.sync.apply import DELETED, UNSUPPORTED, ApplyResult, apply_remote_records, remote_flat
 from crmsync.sync.merge import CUSTOM, flatten, unflatten
 
 
@@ -109,7 +109,7 @@ def push_batch(session: Session, config: SyncConfig, adapter: Adapter, entity: s
             creates.append((row, link, fields_flat))
             continue
         base = link.base or {}
-        skip = held.get(row.id, set())
+        skip = held.get(row.id, set()) | set(base.get(UNSUPPORTED, ()))
         diff = {f: v for f, v in flat.items() if f not in skip and base.get(f) != v
                 and (f in base or v is not None)}
         if not diff:
@@ -139,14 +139,17 @@ def push_batch(session: Session, config: SyncConfig, adapter: Adapter, entity: s
         results = adapter.create_many(entity, batch)
         outcome.requests += (len(batch) + adapter.max_batch - 1) // adapter.max_batch
         conflicts = []
+        adopted = []
         for (row, link, fields_flat), res in zip(creates, results):
             if res.ok:
                 _agree(link, entity, res, fields_flat, now, ext_by_local)
+                adopted += _adopt_remote_values(entity, row, res, now)
                 result.created += 1
             elif isinstance(res.error, Conflict) and res.error.existing_id:
                 conflicts.append((row, link, res.error.existing_id))
             else:
                 _failed(session, outcome, row, link, res)
+        store.update_rows(session, entity, adopted)
         if conflicts:
             # The CRM already holds this record (409 duplicate email): link to it and merge
             # as a first match — every differing field is settled by the strategy.
@@ -188,16 +191,42 @@ def _agree(link: SyncLink, entity: str, res: WriteResult, sent: dict, now: datet
     base = dict(merge_into or {})
     base.update({f: v for f, v in sent.items()})
     if res.record is not None:
-        # What the CRM kept, in its own normalisation, is the base; associations we sent as
-        # local ids stay as sent.
+        # What the CRM kept, in its own normalisation, is the base (after a create, every field
+        # it holds; after an update, the fields we sent); associations stay as sent (local ids).
         returned = flatten(res.record.fields, SYNCED_FIELDS[entity])
-        for f in list(sent):
-            if f in returned and f not in ASSOCIATIONS[entity]:
-                base[f] = returned[f]
+        for f, v in returned.items():
+            if f in ASSOCIATIONS[entity] or (merge_into is not None and f not in sent):
+                continue
+            if merge_into is None and v is None and f not in sent:
+                continue
+            base[f] = v
+        # A value we sent that the CRM does not give back is a field it cannot hold (a property
+        # the portal lacks, a field Pipedrive has no place for): never compare or send it again.
+        dropped = {f for f, v in sent.items() if v is not None and f not in ASSOCIATIONS[entity]
+                   and returned.get(f) is None}
+        if dropped:
+            base[UNSUPPORTED] = sorted(set(base.get(UNSUPPORTED, ())) | dropped)
+            for f in dropped:
+                base.pop(f, None)
         link.remote_updated_at = res.record.updated_at
     link.external_id = res.external_id or link.external_id
     link.base = base
     link.base_at = now
+
+
+def _adopt_remote_values(entity: str, row, res: WriteResult, now: datetime) -> list[dict]:
+    """After a create, what the CRM filled in or normalised (a default stage, a lowercased
+    email) is the agreed state: take it locally too, or it would read as an edit on one side."""
+    if res.record is None:
+        return []
+    local = store.row_to_flat(entity, row)
+    returned = {f: v for f, v in flatten(res.record.fields, SYNCED_FIELDS[entity]).items()
+                if f not in ASSOCIATIONS[entity] and v is not None and local.get(f) != v}
+    if not returned:
+        return []
+    cols = store.flat_to_columns(entity, returned, row.custom_fields or {})
+    cols.update(id=row.id, tenant_id=row.tenant_id, updated_at=now)
+    return [cols]
 
 
 def _failed(session, outcome: PushOutcome, row, link: SyncLink, res: WriteResult) -> None:

@@ -59,3 +59,24 @@ def world(crmsync_env, db_url, hubspot_sandbox):
 @pytest.fixture
 def make(crmsync_env, db_url, hubspot_sandbox):
     return lambda **config: make_world(db_url, hubspot_sandbox, **config)
+
+
+@pytest.fixture
+def pipedrive_crm():
+    """A Pipedrive sandbox on its own port, empty, no rate limits."""
+    from crmsync.sandbox.pipedrive import create_app
+    from crmsync.sandbox.server import SandboxServer
+    app = create_app(persons=0, organizations=0, deals=0, activities=0, rate_limit=0, daily_budget=0)
+    server = SandboxServer(app)
+    base_url = server.start()
+    yield SimpleNamespace(app=app, state=app.state, base_url=base_url, token=app.options.token)
+    server.stop()
+
+
+def add_pipedrive_config(world, pipedrive_crm, **config):
+    with session_scope(world.db_url) as s:
+        secret = make_secret(s, {"api_token": pipedrive_crm.token}, platform="pipedrive")
+        cfg = create_config(s, {"tenant_id": world.tenant_id, "platform": "pipedrive",
+                                "credentials_vault_id": secret.id, "api_base_url": pipedrive_crm.base_url,
+                                "account_id": str(pipedrive_crm.app.options.company_id), **config})
+        return cfg.id

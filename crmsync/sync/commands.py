@@ -1,0 +1,232 @@
+"""CLI: `sync run`, `jobs list|show`, `conflicts list|show|resolve` (contract: CLI.md)."""
+from __future__ import annotations
+
+import time
+
+import click
+from sqlalchemy import select
+
+from crmsync.console import bad_input, emit, failed, json_option, table
+
+
+def _session():
+    from crmsync.db import session_scope
+    return session_scope()
+
+
+def _progress_printer(as_json: bool):
+    """A rich progress display on stderr: one line per entity and direction."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description:<22}"), BarColumn(bar_width=None, pulse_style="cyan"),
+                        TextColumn("{task.fields[summary]}"), TimeElapsedColumn(),
+                        console=Console(stderr=True), transient=False)
+    tasks: dict[tuple[str, str], int] = {}
+
+    def update(step) -> None:
+        key = (step.kind, step.entity)
+        if key not in tasks:
+            tasks[key] = progress.add_task(f"{step.kind} {step.entity}", total=None, summary="")
+        c = step.counts or {}
+        summary = (f"pages {step.pages}  +{c.get('created', 0)} ~{c.get('updated', 0)} -{c.get('deleted', 0)}"
+                   f"  conflicts {c.get('conflicts', 0)}  failed {c.get('failed', 0)}")
+        progress.update(tasks[key], summary=summary, total=1 if step.done else None, completed=1 if step.done else 0)
+    return progress, update
+
+
+def _job_summary(job: dict) -> str:
+    parts = [f"job {job['job_id']}: {job['status']}"]
+    parts += [f"{k.removesuffix('_synced')} {job[k]}" for k in job if k.endswith("_synced")]
+    parts.append(f"conflicts {job['conflicts']}")
+    if job.get("error"):
+        parts.append(f"error: {job['error']}")
+    return ", ".join(parts)
+
+
+@click.group()
+def sync():
+    """Run syncs."""
+
+
+@sync.command("run")
+@click.argument("config_id")
+@click.option("--inline", "inline", is_flag=True, help="Run the whole job in this process.")
+@click.option("--wait", "wait", is_flag=True, help="Enqueue, then follow the job until it ends.")
+@click.option("--full", is_flag=True, help="Ignore checkpoints: list everything again.")
+@json_option
+def sync_run(config_id, inline, wait, full, as_json):
+    """Sync one config now."""
+    from crmsync.configs import ConfigError, get_config
+    from crmsync.sync.errors import JobAlreadyActive
+    from crmsync.sync.jobs import create_job, job_as_dict
+    if inline and wait:
+        bad_input("give at most one of --inline and --wait")
+    with _session() as s:
+        try:
+            config = get_config(s, config_id)
+        except ConfigError as err:
+            bad_input(str(err))
+        config_id = config.id
+    if inline:
+        from crmsync.sync.orchestrator import run_job_inline
+        progress, update = _progress_printer(as_json)
+        try:
+            with progress:
+                job = run_job_inline(config_id, full=full, progress=update)
+        except JobAlreadyActive as err:
+            failed(str(err))
+    else:
+        from crmsync.queue import enqueue_after_commit
+        with _session() as s:
+            try:
+                job_row = create_job(s, get_config(s, config_id), trigger="manual", full=full)
+            except JobAlreadyActive as err:
+                failed(str(err))
+            job_id = job_row.id
+            enqueue_after_commit(s, "crmsync.sync.start_job", job_id)
+        job = _follow(job_id) if wait else None
+        if job is None:
+            with _session() as s:
+                from crmsync.db.models import SyncJob
+                job = job_as_dict(s.get(SyncJob, job_id))
+    emit(job, as_json, _job_summary(job))
+    if job["status"] == "failed":
+        raise SystemExit(1)
+
+
+def _follow(job_id: str, timeout: float = 3600.0) -> dict:
+    from crmsync.db.models import SyncJob
+    from crmsync.sync.jobs import job_as_dict
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        with _session() as s:
+            job = job_as_dict(s.get(SyncJob, job_id))
+        line = f"{job['status']}: steps {job['steps_done']}/{job['steps_total']}"
+        if line != last:
+            click.echo(line, err=True)
+            last = line
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.5)
+    failed(f"job {job_id} still {job['status']} after {timeout:.0f} s")
+
+
+@click.group()
+def jobs():
+    """Sync jobs (the seed's crm_sync_jobs)."""
+
+
+@jobs.command("list")
+@click.option("--config", "config_id")
+@click.option("--limit", default=20, show_default=True)
+@json_option
+def jobs_list(config_id, limit, as_json):
+    from crmsync.configs import ConfigError, parse_id
+    from crmsync.db.models import SyncJob
+    from crmsync.sync.jobs import job_as_dict
+    with _session() as s:
+        q = select(SyncJob).order_by(SyncJob.created_at.desc()).limit(limit)
+        if config_id:
+            try:
+                q = q.where(SyncJob.sync_config_id == parse_id(config_id, "config"))
+            except ConfigError as err:
+                bad_input(str(err))
+        rows = [job_as_dict(j) for j in s.scalars(q)]
+    emit(rows, as_json, table(rows, ["job_id", "config_id", "status", "trigger", "contacts_synced", "deals_synced",
+                                     "conflicts", "created_at", "error"]))
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@json_option
+def jobs_show(job_id, as_json):
+    from crmsync.configs import ConfigError, parse_id
+    from crmsync.db.models import SyncJob, SyncJobStep
+    from crmsync.sync.jobs import job_as_dict
+    with _session() as s:
+        try:
+            job = s.get(SyncJob, parse_id(job_id, "job"))
+        except ConfigError as err:
+            bad_input(str(err))
+        if job is None:
+            bad_input(f"no job {job_id}")
+        out = job_as_dict(job)
+        out["steps"] = [{"entity": st.entity_type, "kind": st.kind, "status": st.status, "pages": st.pages,
+                         "attempts": st.attempts, "error": st.error}
+                        for st in s.scalars(select(SyncJobStep).where(SyncJobStep.job_id == job.id)
+                                            .order_by(SyncJobStep.position))]
+    emit(out, as_json, _job_summary(out) + "\n" + table(out["steps"], ["kind", "entity", "status", "pages",
+                                                                      "attempts", "error"]))
+
+
+@click.group()
+def conflicts():
+    """Conflicts held for review (the seed's crm_conflict_records)."""
+
+
+@conflicts.command("list")
+@click.option("--status", default="pending", show_default=True)
+@click.option("--tenant", "tenant_id")
+@json_option
+def conflicts_list(status, tenant_id, as_json):
+    from crmsync.sync.conflicts import conflict_as_dict, list_conflicts
+    with _session() as s:
+        rows = [conflict_as_dict(c) for c in list_conflicts(s, tenant_id=tenant_id, status=status or None)]
+    emit(rows, as_json, table(rows, ["id", "entity_type", "entity_id", "platform", "conflicting_fields", "status"]))
+
+
+@conflicts.command("show")
+@click.argument("conflict_id")
+@json_option
+def conflicts_show(conflict_id, as_json):
+    from crmsync.sync.conflicts import conflict_as_dict, get_conflict
+    from crmsync.sync.errors import ConflictResolutionError
+    with _session() as s:
+        try:
+            out = conflict_as_dict(get_conflict(s, conflict_id))
+        except ConflictResolutionError as err:
+            bad_input(str(err))
+    lines = [f"{out['entity_type']} {out['entity_id']} ({out['platform']} {out['external_id']}): {out['status']}"]
+    for f in out["conflicting_fields"]:
+        lines.append(f"  {f}: local={out['local'][f]!r} remote={out['remote'][f]!r} base={out['base'][f]!r}")
+    emit(out, as_json, "\n".join(lines))
+
+
+@conflicts.command("resolve")
+@click.argument("conflict_id")
+@click.option("--take", type=click.Choice(["local", "remote"]))
+@click.option("--value", "values", multiple=True, metavar="FIELD=VALUE")
+@json_option
+def conflicts_resolve(conflict_id, take, values, as_json):
+    """Settle a conflict; the result is pushed to the CRM."""
+    from crmsync.settings import get_settings
+    from crmsync.sync.conflicts import conflict_as_dict, resolve_conflict_record
+    from crmsync.sync.errors import ConflictResolutionError
+    parsed = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            bad_input(f"--value: expected FIELD=VALUE, got {item!r}")
+        parsed[name] = value
+    with _session() as s:
+        try:
+            conflict = resolve_conflict_record(s, conflict_id, take=take, values=parsed or None)
+        except ConflictResolutionError as err:
+            bad_input(str(err))
+        out = conflict_as_dict(conflict)
+        config_id, tenant_id = conflict.config_id, conflict.tenant_id
+    # Push the resolution: inline without a broker, else through the workers.
+    if get_settings().inline and config_id:
+        from crmsync.sync.errors import JobAlreadyActive
+        from crmsync.sync.orchestrator import run_job_inline
+        try:
+            out["push_job"] = run_job_inline(config_id, trigger="push")
+        except JobAlreadyActive as err:
+            out["push_job"] = {"error": str(err)}
+    else:
+        from crmsync.sync.jobs import request_push
+        with _session() as s:
+            out["push_jobs"] = request_push(s, tenant_id)
+    emit(out, as_json, f"conflict {out['id']} resolved")
