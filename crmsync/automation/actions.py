@@ -154,10 +154,32 @@ def perform(session: Session | None, tenant_id: str, index: int, action: dict, c
     path = f"actions[{index}]"
     spec = ACTIONS[action["type"]]
     values = render_params(path, spec, action.get("params") or {}, ctx)
+    if session is not None:
+        _check_associations(session, tenant_id, path, values)
     if spec.op == "create":
         return _create(session, tenant_id, path, index, spec, values, ctx, cause=cause, now=now,
                        dry_run=dry_run, changes=changes)
     return _update(index, spec, values, ctx, cause=cause, now=now, dry_run=dry_run, changes=changes)
+
+
+_ASSOCIATION_TARGETS = {"contact_id": "contact", "deal_id": "deal", "company_id": "company"}
+
+
+def _check_associations(session: Session, tenant_id: str, path: str, values: dict[str, Any]) -> None:
+    """An association given in params must name one of this tenant's live records."""
+    import uuid
+    for key, entity in _ASSOCIATION_TARGETS.items():
+        value = values.get(key)
+        if value is None or str(value).startswith("new:"):
+            continue
+        try:
+            uuid.UUID(str(value))
+        except ValueError:
+            raise ActionError(f"{path}.params.{key}", f"{value!r} is not a {entity} id") from None
+        model = ENTITY_MODELS[entity]
+        row = session.get(model, str(value))
+        if row is None or row.tenant_id != tenant_id or row.deleted_at is not None:
+            raise ActionError(f"{path}.params.{key}", f"no {entity} {value} in this tenant")
 
 
 def _links(spec: ActionSpec, ctx: RuleContext) -> dict[str, Any]:

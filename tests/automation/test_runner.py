@@ -211,3 +211,19 @@ def test_dry_run_writes_nothing(db_url, tenant_id):
                   overrides={"deal": {"stage": "qualified_to_buy", "name": "Z"}, "contact": {"first_name": "Zed"}})
     assert r.outcome == "succeeded" and r.actions[1]["values"]["title"] == "Prepare for meeting with Zed"
     assert count(db_url, Task) == 0
+
+
+def test_associations_in_params_must_be_the_tenants_own(db_url, tenant_id):
+    with session_scope(db_url) as s:
+        other = make_tenant(s)
+        foreign = Deal(tenant_id=other.id, name="theirs", stage="x", status="open")
+        s.add(foreign)
+        s.flush()
+        apply_rules(s, tenant_id, {"name": "cross-tenant", "trigger": {"type": "email_replied"},
+                                   "actions": [{"type": "create_task",
+                                                "params": {"title": "t", "deal_id": foreign.id}}]})
+    event_id = _event(db_url, tenant_id, "email_replied", sender_email="mallory@example.org")
+    results = {r.rule_name: r for r in _run(db_url, event_id)}
+    assert results["cross-tenant"].outcome == "failed"
+    assert "actions[0].params.deal_id: no deal" in results["cross-tenant"].error
+    assert count(db_url, Task) == 0
