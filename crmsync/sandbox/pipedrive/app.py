@@ -47,6 +47,9 @@ COSTS = {
     "GET /api/v1/stages/{id}": 2, "GET /api/v1/pipelines": 10, "GET /api/v1/pipelines/{id}": 2,
 }
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+# callables(method, raw_path, query, status, headers, body) run for every API response of every app in
+# this process; the test suite checks them all against the official spec
+GLOBAL_RESPONSE_HOOKS: list = []
 
 
 class RawJson:
@@ -124,6 +127,8 @@ class PipedriveApp:
         payload = body.data if isinstance(body, RawJson) else dumps(body)
         header_list = list(headers.items())
         for hook in self.response_hooks:
+            hook(req.method, req.raw_path, req.query_string, status, header_list, payload)
+        for hook in GLOBAL_RESPONSE_HOOKS:
             hook(req.method, req.raw_path, req.query_string, status, header_list, payload)
         return respond(start_response, status, payload, header_list)
 

@@ -5,7 +5,9 @@ Pipedrive's retry count (3 retries, 4 attempts). Delivery runs on the shared
 
 The real retry clock is +3 s, +30 s, +150 s; the sandbox shortens it by ``time_scale`` (default 0.01)
 and, because the shared dispatcher backs off exponentially, the spacing is doubling rather than
-Pipedrive's exact 10x/5x steps.
+Pipedrive's exact 10x/5x steps. The ban works as documented: every failed *first* attempt counts;
+at 10 the webhook is banned for 30 minutes (times ``time_scale``), events during the ban are lost,
+and the counter starts again after it.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from .state import ChangeEvent, PipedriveState
 from .timefmt import iso_millis
 from .v1shapes import to_v1
 
+BAN_AFTER_FAILURES = 10
+BAN_SECONDS = 30 * 60
 V1_ACTION = {"create": "added", "change": "updated", "delete": "deleted"}
 V2_ACTION_OF_V1 = {"added": "create", "updated": "change", "deleted": "delete", "merged": "change"}
 
@@ -35,6 +39,8 @@ class WebhookSender:
         self.duplicate_rate = duplicate_rate
         self.out_of_order = out_of_order
         self.enabled = True
+        self._bans: dict[int, dict] = {}  # webhook id -> {"fails", "seen_until", "banned_until"}
+        self.lost_to_ban = 0
         state.subscribe(self._on_change)
 
     # ----- configuration ---------------------------------------------------------------------
@@ -80,6 +86,8 @@ class WebhookSender:
             d.stop()
 
     def reset(self) -> None:
+        self._bans.clear()
+        self.lost_to_ban = 0
         with self._lock:
             dispatchers, self._dispatchers = list(self._dispatchers.values()), {}
         for d in dispatchers:
@@ -114,8 +122,33 @@ class WebhookSender:
             wanted = V2_ACTION_OF_V1.get(action, action)
             if wanted not in (event.action, "*"):
                 continue
+            dispatcher = self._dispatcher(hook)
+            if self._banned(hook["id"], dispatcher):
+                self.lost_to_ban += 1
+                continue
             payload = self._v1_payload(hook, event) if hook["version"] == "1.0" else self._v2_payload(hook, event)
-            self._dispatcher(hook).enqueue([payload])
+            dispatcher.enqueue([payload])
+
+    def _banned(self, webhook_id: int, dispatcher: WebhookDispatcher) -> bool:
+        """Count first-attempt failures delivered since the last look; ban at 10."""
+        ban = self._bans.setdefault(webhook_id, {"fails": 0, "seen_until": 0.0, "banned_until": 0.0})
+        now = time.time()
+        if now < ban["banned_until"]:
+            return True
+        for entry in dispatcher.deliveries():
+            if entry["t"] <= ban["seen_until"]:
+                continue
+            ban["seen_until"] = entry["t"]
+            if entry["attempt"] == 0 and not entry["ok"] and not entry["duplicate"]:
+                ban["fails"] += 1
+        if ban["fails"] >= BAN_AFTER_FAILURES:
+            ban["fails"] = 0
+            ban["banned_until"] = now + BAN_SECONDS * self.time_scale
+            return True
+        return False
+
+    def banned_until(self, webhook_id: int) -> float:
+        return self._bans.get(webhook_id, {}).get("banned_until", 0.0)
 
     def _common(self, hook: dict, event: ChangeEvent) -> tuple[str, list[int]]:
         host = f"{self.state.company['domain']}.pipedrive.com"
@@ -175,7 +208,7 @@ class WebhookSender:
     def counters(self) -> dict:
         with self._lock:
             dispatchers = list(self._dispatchers.values())
-        total: dict = {}
+        total: dict = {"lost_to_ban": self.lost_to_ban}
         for d in dispatchers:
             for k, v in d.snapshot()["counters"].items():
                 total[k] = total.get(k, 0) + v

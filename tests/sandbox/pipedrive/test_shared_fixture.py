@@ -10,7 +10,7 @@ def test_shared_fixture_serves_a_fresh_seeded_account(pipedrive_sandbox):
     pipedrive_sandbox.merge("person", 2, 3)
     assert pipedrive_sandbox.requests_log()["by_endpoint"]["GET /api/v2/persons"] == 1
     assert pipedrive_sandbox.api("GET", "/api/v2/persons/1").json()["data"]["name"] == "Edited In UI"
-    assert pipedrive_sandbox.responses  # captured for the spec check at teardown
+    assert pipedrive_sandbox.recorder.responses  # captured for the spec check at teardown
 
 
 def test_shared_fixture_was_reset(pipedrive_sandbox):

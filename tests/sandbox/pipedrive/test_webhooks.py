@@ -135,3 +135,19 @@ def test_random_ui_edits_change_records(pd, entity):
     assert len(edited) == 2
     for e in edited:
         assert after[e["id"]]["update_time"] >= before[e["id"]]["update_time"]
+
+
+def test_ten_first_attempt_failures_ban_the_webhook(make_pipedrive, webhook_receiver):
+    # time_scale 0.001: retries after ~3/6/12 ms, the 30-minute ban lasts 1.8 s
+    sandbox = make_pipedrive(webhook_time_scale=0.001)
+    receiver = webhook_receiver(fail_first=10_000)
+    _register(sandbox, receiver.url, event_object="organization")
+    for n in range(10):
+        sandbox.api("PATCH", "/api/v2/organizations/1", json={"name": f"Failing {n}"})
+        assert sandbox.admin("POST", "webhooks/flush", {"timeout": 5})["drained"]
+    sent = len(receiver.received)
+    assert sent == 40  # 10 events x 4 attempts
+    sandbox.api("PATCH", "/api/v2/organizations/1", json={"name": "Lost during the ban"})
+    assert sandbox.admin("POST", "webhooks/flush", {"timeout": 5})["drained"]
+    assert len(receiver.received) == sent
+    assert sandbox.admin("GET", "webhooks")["counters"]["lost_to_ban"] == 1
