@@ -164,12 +164,15 @@ def push_batch(session: Session, config: SyncConfig, adapter: Adapter, entity: s
         batch = [_outbound(entity, row, diff, ext_by_local, link) for row, link, diff in updates]
         results = adapter.update_many(entity, batch)
         outcome.requests += (len(batch) + adapter.max_batch - 1) // adapter.max_batch
+        adopted = []
         for (row, link, diff), res in zip(updates, results):
             if res.ok:
                 _agree(link, entity, res, diff, now, ext_by_local, merge_into=link.base)
+                adopted += _adopt_remote_values(entity, row, res, now, only=diff)
                 result.updated += 1
             else:
                 _failed(session, outcome, row, link, res)
+        store.update_rows(session, entity, adopted)
 
     if archives and config.sync_direction in ("push", "bidirectional"):
         results = adapter.archive_many(entity, [link.external_id for _, link in archives])
@@ -214,14 +217,16 @@ def _agree(link: SyncLink, entity: str, res: WriteResult, sent: dict, now: datet
     link.base_at = now
 
 
-def _adopt_remote_values(entity: str, row, res: WriteResult, now: datetime) -> list[dict]:
-    """After a create, what the CRM filled in or normalised (a default stage, a lowercased
-    email) is the agreed state: take it locally too, or it would read as an edit on one side."""
+def _adopt_remote_values(entity: str, row, res: WriteResult, now: datetime, only: dict | None = None) -> list[dict]:
+    """What the CRM filled in or normalised (a default stage, a stage name turned into its id, a
+    lowercased email) is the agreed state: take it locally too, or it would read as an edit on
+    one side forever. After an update, only the fields sent count."""
     if res.record is None:
         return []
     local = store.row_to_flat(entity, row)
     returned = {f: v for f, v in flatten(res.record.fields, SYNCED_FIELDS[entity]).items()
-                if f not in ASSOCIATIONS[entity] and v is not None and local.get(f) != v}
+                if f not in ASSOCIATIONS[entity] and v is not None and local.get(f) != v
+                and (only is None or f in only)}
     if not returned:
         return []
     cols = store.flat_to_columns(entity, returned, row.custom_fields or {})

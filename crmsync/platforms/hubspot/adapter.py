@@ -280,6 +280,8 @@ class HubSpotAdapter(Adapter):
         if entity == "activity":
             fields["type"] = m.ACTIVITY_TYPE_BY_OBJECT[object_type]
         props = m.map_unified_to_hubspot(entity, fields, self.field_mappings)
+        if entity == "deal" and (creating or "dealstage" in props):
+            self._resolve_pipeline_and_stage(props, creating)
         if creating and self._has_marker(object_type):
             props[self.marker_property] = str(rec.local_id)
         writable = self._writable(object_type)
@@ -291,6 +293,34 @@ class HubSpotAdapter(Adapter):
         if creating:
             props = {k: v for k, v in props.items() if v != ""}
         return props
+
+    def _resolve_pipeline_and_stage(self, props: dict, creating: bool) -> None:
+        """HubSpot requires a pipeline on a new deal and a stage id of that pipeline. Names that
+        people and rules use ("Qualified to buy", "qualified_to_buy") match the stage's id or label
+        once case and punctuation are dropped; the default pipeline stands in when none is given."""
+        def norm(text) -> str:
+            return "".join(ch for ch in str(text).lower() if ch.isalnum())
+        pipelines = self.pipelines("deals") or []
+        if not pipelines:
+            return
+        wanted = props.get("pipeline")
+        pipeline = next((p for p in pipelines if wanted and norm(wanted) in (norm(p["id"]), norm(p.get("label", "")))),
+                        None)
+        if pipeline is None and (creating or wanted):
+            pipeline = next((p for p in pipelines if p["id"] == "default"), pipelines[0])
+            if wanted and not creating:
+                return
+        if pipeline is None:
+            return
+        props["pipeline"] = pipeline["id"]
+        stage = props.get("dealstage")
+        stages = pipeline.get("stages") or []
+        match = next((st for st in stages if stage and norm(stage) in (norm(st["id"]), norm(st.get("label", "")))),
+                     None)
+        if match is not None:
+            props["dealstage"] = match["id"]
+        elif creating and not stage and stages:
+            props["dealstage"] = sorted(stages, key=lambda st: st.get("displayOrder", 0))[0]["id"]
 
     def _group(self, entity: str, records: list[OutboundRecord]) -> dict[str, list[int]]:
         groups: dict[str, list[int]] = {}
