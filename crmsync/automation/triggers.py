@@ -190,11 +190,13 @@ def store_events(session: Session, rows: list[dict]) -> list[str]:
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(table).on_conflict_do_nothing(index_elements=["platform", "account_id", "event_key"])
-    stored = []
-    for row in rows:     # few rows (one per matching change); RETURNING tells which were new
-        if session.execute(stmt.values(**row).returning(table.c.id)).first() is not None:
-            stored.append(row["id"])
+    # One statement for the page; RETURNING names the rows that were new (keys already stored,
+    # e.g. a replayed page, return nothing).
+    # (executemany with RETURNING: SQLAlchemy batches it as "insertmanyvalues", compiled once.)
+    stmt = (insert(table).on_conflict_do_nothing(index_elements=["platform", "account_id", "event_key"])
+            .returning(table.c.id))
+    keys = set().union(*rows)
+    stored = [row[0] for row in session.execute(stmt, [{k: r.get(k) for k in keys} for r in rows])]
     if stored:
         from crmsync.queue import enqueue_after_commit
         for event_id in stored:
