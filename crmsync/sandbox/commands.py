@@ -84,8 +84,11 @@ def serve(platform: str, host: str, port: int, error_rate: float, latency_ms: fl
     except SandboxServerError as exc:
         raise click.ClickException(str(exc)) from None
     token = getattr(getattr(app, "options", None), "token", None)
-    click.echo(f"{platform} sandbox at {base_url}", err=True)
-    click.echo(f"token: {token}", err=True)
-    click.echo(f"admin: {base_url}/_sandbox/  (Ctrl-C to stop)", err=True)
-    sys.stderr.flush()
-    server.serve_until_interrupted()
+    try:  # Ctrl-C may arrive while we are still printing: that is a clean stop too
+        click.echo(f"admin: {base_url}/_sandbox/  (Ctrl-C to stop)", err=True)
+        click.echo(f"{platform} sandbox at {base_url}", err=True)
+        click.echo(f"token: {token}", err=True)
+        sys.stderr.flush()
+        server.serve_until_interrupted()
+    except KeyboardInterrupt:
+        server.stop()

@@ -259,8 +259,8 @@ class SandboxServer:
 
     def serve_until_interrupted(self) -> None:
         """Start (if needed) and block until Ctrl-C; used by ``crmsync sandbox serve``."""
-        self.start()
         try:
+            self.start()
             while self._thread is not None and self._thread.is_alive():
                 self._thread.join(0.5)
         except KeyboardInterrupt:
