@@ -67,10 +67,13 @@ class ConfigDirectory:
 
 
 class WebhookSecrets:
-    def __init__(self, vault_factory=Vault, ttl: float = 60.0):
+    def __init__(self, vault_factory=Vault, ttl: float = 60.0, refresh_after: float = 2.0):
         self._vault_factory = vault_factory
         self._vault: Vault | None = None
         self.ttl = ttl
+        # A failed check re-reads a cached secret only if it is older than this, so a flood of
+        # bad signatures cannot turn into a flood of vault reads.
+        self.refresh_after = refresh_after
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, dict]] = {}
 
@@ -80,13 +83,15 @@ class WebhookSecrets:
         return self._vault.read(session, vault_id)
 
     def entry(self, session: Session, vault_id: str, *, fresh: bool = False) -> tuple[dict, bool]:
-        """The decrypted entry and whether it came from the cache."""
+        """The decrypted entry and whether a fresh read could give another (it came from a cache entry
+        older than `refresh_after`). `fresh` skips such a cache entry."""
         now = time.monotonic()
-        if not fresh:
-            with self._lock:
-                hit = self._cache.get(vault_id)
-            if hit and hit[0] > now:
-                return hit[1], True
+        with self._lock:
+            hit = self._cache.get(vault_id)
+        if hit and hit[0] > now:
+            stale = now - (hit[0] - self.ttl) >= self.refresh_after
+            if not (fresh and stale):
+                return hit[1], stale
         try:
             value = self._open(session, vault_id)
         except VaultError as err:
