@@ -401,6 +401,8 @@ class PipedriveApp:
             errors["event_object"] = "Invalid event_object"
         if body.get("version", "2.0") not in ("1.0", "2.0"):
             errors["version"] = "Must be 1.0 or 2.0"
+        if not isinstance(body.get("name"), str) or not body["name"].strip() or len(body["name"]) > 255:
+            errors["name"] = "A name of 1 to 255 characters is required"
         if "user_id" in body and body["user_id"] not in self.state.users_by_id:
             errors["user_id"] = "User not found"
         if errors:

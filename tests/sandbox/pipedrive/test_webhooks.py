@@ -115,6 +115,9 @@ def test_webhook_management_errors(pd, webhook_receiver):
     bad = pd.api("POST", "/api/v1/webhooks", json={"subscription_url": "ftp://x", "event_action": "*",
                                                     "event_object": "*", "name": "x"})
     assert bad.status_code == 400 and "subscription_url" in bad.json()["errors"]
+    nameless = pd.api("POST", "/api/v1/webhooks", json={"subscription_url": receiver.url, "event_action": "*",
+                                                         "event_object": "*"})
+    assert nameless.status_code == 400 and "name" in nameless.json()["errors"]  # required by the spec
     hook = _register(pd, receiver.url)
     assert pd.api("DELETE", f"/api/v1/webhooks/{hook['id']}").json() == {"status": "ok", "success": True}
     assert pd.api("DELETE", f"/api/v1/webhooks/{hook['id']}").status_code == 404
