@@ -1,0 +1,132 @@
+"""process_event against the HubSpot sandbox: the event is received through the app, processing fetches
+the record's current state and runs the merge path; duplicates, stale and out-of-order events are
+harmless; deletions are confirmed by the fetch; bursts for one record cost one fetch."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select
+
+from crmsync.db import session_scope
+from crmsync.db.models import Contact, WebhookEvent
+from crmsync.ingest.processing import process_event
+from tests.fixtures.factories import make_secret
+from tests.fixtures.ingest import hubspot_event, hubspot_headers, hubspot_portal
+
+URI = "http://localhost/webhooks/hubspot"
+
+
+@pytest.fixture
+def hs(ingest_env, hubspot_sandbox, db_url):
+    with session_scope(db_url) as s:
+        creds = make_secret(s, {"token": hubspot_sandbox.token})
+        portal = hubspot_portal(s, portal_id=str(hubspot_sandbox.app.options.portal_id),
+                                credentials_vault_id=creds.id, api_base_url=hubspot_sandbox.base_url,
+                                entities=["contacts", "companies"])
+    return portal
+
+
+@pytest.fixture
+def deliver(ingest_client, ingest_queue):
+    def post(portal, *events):
+        ingest_queue.clear()
+        body = json.dumps(list(events)).encode()
+        res = ingest_client.post("/webhooks/hubspot", data=body, headers=hubspot_headers(body, URI, portal.secret))
+        assert res.status_code == 200, res.json
+        return [args[0] for _, args in ingest_queue.tasks()]
+    return post
+
+
+def _process(db_url, event_id):
+    with session_scope(db_url) as s:
+        process_event(s, event_id)
+    with session_scope(db_url) as s:
+        return s.get(WebhookEvent, event_id)
+
+
+def _contacts(db_url, tenant_id):
+    with session_scope(db_url) as s:
+        return s.scalars(select(Contact).where(Contact.tenant_id == tenant_id)).all()
+
+
+def _create_contact(sandbox, **props) -> str:
+    res = sandbox.api("POST", "/crm/v3/objects/contacts", json={"properties": props})
+    assert res.status_code == 201, res.text
+    return res.json()["id"]
+
+
+def test_creation_update_and_deletion_flow_through_the_merge_path(hs, hubspot_sandbox, deliver, db_url):
+    cid = _create_contact(hubspot_sandbox, email="ada@example.org", firstname="Ada")
+    [created] = deliver(hs, hubspot_event(hs.account_id, int(cid), subscription="contact.creation"))
+    event = _process(db_url, created)
+    assert (event.processed, event.outcome) == (True, "applied")
+    [row] = _contacts(db_url, hs.tenant.id)
+    assert (row.email, row.first_name) == ("ada@example.org", "Ada")
+
+    # Processing again (a redelivered message) changes nothing.
+    assert _process(db_url, created).outcome == "applied"
+
+    # A burst of property changes: the first processed fetches once, the rest are coalesced.
+    hubspot_sandbox.edit("contacts", cid, {"firstname": "Ada L.", "lastname": "Lovelace"})
+    ids = deliver(hs, *[hubspot_event(hs.account_id, int(cid), propertyName=p) for p in ("firstname", "lastname")])
+    assert _process(db_url, ids[0]).outcome == "applied"
+    assert _process(db_url, ids[1]).outcome == "coalesced"
+    [row] = _contacts(db_url, hs.tenant.id)
+    assert (row.first_name, row.last_name) == ("Ada L.", "Lovelace")
+
+    # An old event arriving late reads the current state: nothing goes back.
+    [late] = deliver(hs, hubspot_event(hs.account_id, int(cid), occurred_at=1_600_000_000_000))
+    assert _process(db_url, late).outcome == "unchanged"
+    assert _contacts(db_url, hs.tenant.id)[0].first_name == "Ada L."
+
+    # A deletion event while the record still exists (restored since) deletes nothing.
+    [early_delete] = deliver(hs, hubspot_event(hs.account_id, int(cid), subscription="contact.deletion"))
+    assert _process(db_url, early_delete).outcome == "unchanged"
+    assert _contacts(db_url, hs.tenant.id)[0].deleted_at is None
+
+    hubspot_sandbox.delete("contacts", cid)
+    [deleted] = deliver(hs, hubspot_event(hs.account_id, int(cid), subscription="contact.deletion"))
+    assert _process(db_url, deleted).outcome == "deleted"
+    assert _contacts(db_url, hs.tenant.id)[0].deleted_at is not None
+
+    # A change event for a record gone since: nothing to apply.
+    [gone] = deliver(hs, hubspot_event(hs.account_id, int(cid)))
+    assert _process(db_url, gone).outcome == "missing"
+
+
+def test_events_for_objects_or_directions_not_synced_are_ignored(hs, deliver, db_url):
+    ids = deliver(hs, hubspot_event(hs.account_id, 5, subscription="deal.creation"),
+                  hubspot_event(hs.account_id, 6, subscription="ticket.creation"))
+    assert [_process(db_url, i).outcome for i in ids] == ["ignored", "ignored"]
+    with session_scope(db_url) as s:
+        s.get(type(hs.config), hs.config.id).enabled = False
+    [off] = deliver(hs, hubspot_event(hs.account_id, 7, subscription="contact.creation"))
+    event = _process(db_url, off)
+    assert event.outcome == "ignored" and event.error == "the config is disabled"
+
+
+def test_one_tenants_event_never_touches_another_tenants_rows(hs, hubspot_sandbox, deliver, db_url):
+    with session_scope(db_url) as s:
+        other = hubspot_portal(s)
+        s.add(Contact(tenant_id=other.tenant.id, email="ada@example.org", first_name="Other"))
+    cid = _create_contact(hubspot_sandbox, email="ada@example.org", firstname="Ada")
+    [created] = deliver(hs, hubspot_event(hs.account_id, int(cid), subscription="contact.creation"))
+    assert _process(db_url, created).outcome == "applied"
+    [theirs] = _contacts(db_url, other.tenant.id)
+    assert (theirs.first_name, theirs.deleted_at) == ("Other", None)
+    assert [c.first_name for c in _contacts(db_url, hs.tenant.id)] == ["Ada"]
+
+
+def test_product_events_are_handed_to_automation(ingest_env, ingest_client, ingest_queue, db_url):
+    from crmsync.credentials import create_api_key
+    from tests.fixtures.factories import make_tenant
+    with session_scope(db_url) as s:
+        _, key = create_api_key(s, make_tenant(s).id)
+    res = ingest_client.post("/events/email_replied", json={"sender_email": "ada@example.org"},
+                             headers={"Authorization": f"Bearer {key}"})
+    assert res.status_code == 202
+    ingest_queue.clear()
+    event = _process(db_url, res.json["id"])  # as the outbox sweeper's re-enqueue would run it
+    assert event.processed is False
+    assert ingest_queue.tasks() == [("crmsync.automation.run", [res.json["id"]])]
