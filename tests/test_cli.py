@@ -55,6 +55,19 @@ def test_tenant_credentials_config_flow(run):
     assert len(ok_json(run("configs", "list", "--json"))) == 1
 
 
+@pytest.fixture
+def invoke(crmsync_env):
+    """The same command in this process (click's runner): for the many bad-input cases."""
+    from click.testing import CliRunner
+
+    from crmsync.cli import main
+    runner = CliRunner()
+
+    def invoke(*args, stdin=None):
+        return runner.invoke(main, list(args), input=stdin, catch_exceptions=False)
+    return invoke
+
+
 @pytest.mark.parametrize("args,field", [
     (["--platform", "zoho"], "platform"),
     (["--strategy", "coin_flip"], "conflict_strategy"),
@@ -65,20 +78,20 @@ def test_tenant_credentials_config_flow(run):
     (["--field-mapping", "nonsense"], "field_mappings"),
     (["--base-url", "not a url"], "api_base_url"),
 ])
-def test_bad_config_exits_2_naming_the_field(run, args, field):
-    tenant = ok_json(run("tenants", "create", "--name", "t", "--json"))
-    secret = ok_json(run("credentials", "set", "--name", "hs", "--platform", "hubspot", "--from-env", "HS_TOKEN",
-                         "--json"))
+def test_bad_config_exits_2_naming_the_field(invoke, args, field):
+    tenant = json.loads(invoke("tenants", "create", "--name", "t", "--json").stdout)
+    secret = json.loads(invoke("credentials", "set", "--name", "hs", "--platform", "hubspot", "--stdin", "--json",
+                               stdin="tok").stdout)
     base = {"--platform": "hubspot", "--account-id": "1"}
     flags = dict(zip(args[::2], args[1::2]))
     merged = {**base, **flags}
     argv = ["configs", "create", "--tenant", tenant["id"], "--credentials", secret["id"], "--json"]
     for k, v in merged.items():
         argv += [k, v]
-    result = run(*argv)
-    assert result.returncode == 2, result.stderr
+    result = invoke(*argv)
+    assert result.exit_code == 2, result.output
     assert field in result.stderr
-    assert ok_json(run("configs", "list", "--json")) == []
+    assert json.loads(invoke("configs", "list", "--json").stdout) == []
 
 
 def test_unknown_tenant_and_bad_ids(run):
