@@ -172,9 +172,9 @@ def classify(exc: BaseException, attempt: int, *, now: datetime | None = None) -
     """What to do after a task raised `exc` on its `attempt`-th retry (0 = first run).
 
     RateLimited -> wait what the budget or the CRM says (resume_at for a spent daily quota), capped
-    so the message stays a short ETA; TransientError, database/broker blips and unknown errors ->
-    exponential backoff with full jitter, at most MAX_RETRIES; other PlatformError/SyncError ->
-    permanent: the failure hook stores the reason."""
+    so the message stays a short ETA; TransientError and database/Redis/network blips ->
+    exponential backoff with full jitter, at most MAX_RETRIES; anything else (other
+    PlatformError/SyncError, a bug) -> permanent: the failure hook stores the reason."""
     from crmsync.platforms.errors import PlatformError, RateLimited, TransientError
     from crmsync.sync.errors import SyncError
     reason = _reason(exc)
@@ -187,11 +187,31 @@ def classify(exc: BaseException, attempt: int, *, now: datetime | None = None) -
         # a little jitter so the workers of one account do not all wake in the same millisecond
         return Decision("retry", delay + random.uniform(0, min(1.0, 0.1 * delay + 0.05)), counts=False,
                         reason=reason)
-    if isinstance(exc, (PlatformError, SyncError)) and not isinstance(exc, TransientError):
+    if not isinstance(exc, TransientError) and (isinstance(exc, (PlatformError, SyncError))
+                                                 or not _is_transient(exc)):
         return Decision("fail", reason=reason)
     if attempt >= MAX_RETRIES:
         return Decision("fail", reason=f"gave up after {attempt + 1} attempts: {reason}")
     return Decision("retry", backoff(attempt), reason=reason)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Infrastructure blips worth another try: the database, Redis or the network went away, a
+    duplicate delivery lost a race on a unique key, the soft time limit hit. A bug (AttributeError,
+    TypeError, ...) is not: it fails at once with its reason stored instead of retrying for hours."""
+    from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+    transient: tuple[type[BaseException], ...] = (OSError, OperationalError, InterfaceError, IntegrityError)
+    try:
+        import redis
+        transient += (redis.RedisError,)
+    except ImportError:  # redis is a dependency; keep classification importable without it
+        pass
+    try:
+        from celery.exceptions import SoftTimeLimitExceeded
+        transient += (SoftTimeLimitExceeded,)
+    except ImportError:
+        pass
+    return isinstance(exc, transient)
 
 
 def _reason(exc: BaseException) -> str:

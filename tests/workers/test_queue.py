@@ -177,7 +177,10 @@ def test_classify_transient_permanent_and_unknown():
     assert classify(targets.transient(), MAX_RETRIES).action == "fail"
     assert classify(AuthenticationError("token revoked", platform="pipedrive", status=401), 0).action == "fail"
     assert classify(DeleteGuardTripped("contact", 60, 100, 0.5), 0).action == "fail"
-    # a database blip or a bug: retried a bounded number of times
+    # a network or database blip: retried a bounded number of times; a bug fails at once
     assert classify(ConnectionResetError(), 3).action == "retry"
+    from sqlalchemy.exc import OperationalError
+    assert classify(OperationalError("SELECT 1", {}, Exception("server closed the connection")), 0).action == "retry"
+    assert classify(AttributeError("module has no attribute"), 0).action == "fail"
     for attempt in range(10):
         assert 0 <= classify(targets.transient(), min(attempt, MAX_RETRIES - 1)).delay <= queue.BACKOFF_CAP_SECONDS
