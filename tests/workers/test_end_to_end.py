@@ -191,7 +191,7 @@ def test_kill_9_of_worker_processes_during_a_job_three_times(worker_env, db_url,
         (job_id,) = dispatch_due_syncs(s)
     seen, kills = 0, 0
     for _ in range(3):
-        wait_until(lambda: _sweep_tick(db_url) or _progress(db_url, job_id) > seen, 30, interval=0.02,
+        wait_until(lambda seen=seen: _sweep_tick(db_url) or _progress(db_url, job_id) > seen, 30, interval=0.02,
                    what="progress before a kill")
         assert job_states(db_url, [job_id])[job_id] == "running", "the job ended before three kills"
         children = celery_worker.child_pids()
@@ -231,7 +231,7 @@ def test_redis_flushed_during_a_job_the_sweeper_finishes_it(worker_env, db_url, 
         broker = worker_redis.client(0)
         wait_until(lambda: broker.llen("syncs") + broker.llen("backfills") > 0 or all(
             v == "succeeded" for v in job_states(db_url, job_ids).values()), 15, what="queued successors")
-        time.sleep(0.3)  # noqa: let any task still running commit; correctness does not depend on it
+        time.sleep(0.3)  # let a task still running commit (correctness does not depend on it)
         broker.flushall()
         for q in ("syncs", "backfills"):
             control.control.add_consumer(q, destination=[celery_worker.hostname], reply=True, timeout=5)
