@@ -58,6 +58,7 @@ stop() {
   for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   [[ -n "${TAIL_PID:-}" ]] && kill "$TAIL_PID" 2>/dev/null || true
   wait 2>/dev/null || true
+  exit 0
 }
 trap stop INT TERM EXIT
 
