@@ -969,3 +969,28 @@ def budget_from_settings(settings: Any | None = None) -> RateBudget:
 
         settings = get_settings()
     return budget_for_url(getattr(settings, "redis_url", None))
+
+
+def apply_limit_overrides(defaults: Mapping[str, Limit], overrides: Any) -> dict[str, Limit]:
+    """A CRM account's own limits, from its vault entry's "rate_limits": the string "none" turns
+    our budget off for the account (a sandbox, a dedicated test portal); a mapping sets or removes
+    (null) single kinds: {"standard": {"capacity": 190, "interval_seconds": 10}, "search": null}.
+    HubSpot's higher tiers (190 or 250 per 10 s) are the usual reason."""
+    if overrides is None:
+        return dict(defaults)
+    if overrides == "none":
+        return {}
+    if not isinstance(overrides, Mapping):
+        raise InvalidLimit('rate_limits must be "none" or a mapping of kind -> limit')
+    out = dict(defaults)
+    for kind, spec in overrides.items():
+        if spec is None:
+            out.pop(kind, None)
+        elif isinstance(spec, Mapping):
+            try:
+                out[kind] = Limit(int(spec["capacity"]), float(spec["interval_seconds"]))
+            except (KeyError, TypeError, ValueError) as err:
+                raise InvalidLimit(f"rate_limits.{kind}: needs capacity and interval_seconds ({err})") from None
+        else:
+            raise InvalidLimit(f"rate_limits.{kind}: expected a mapping or null")
+    return out

@@ -62,7 +62,7 @@ class Settings:
     home: str = ".crmsync"
     log_level: str = "INFO"
     # Sync behaviour
-    page_size: int = 100
+    page_size: int = 500                    # records per unit of work (one transaction, one checkpoint)
     max_delete_share: float = 0.5          # a run deleting more than this share of a tenant's rows stops
     search_lookback_seconds: float = 300.0  # catch records HubSpot's search index shows late
     outbox_after_seconds: float = 60.0     # the sweeper re-enqueues work unprocessed this long
@@ -107,7 +107,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     share = _number("CRMSYNC_MAX_DELETE_SHARE", env.get("CRMSYNC_MAX_DELETE_SHARE"), 0.5)
     if share > 1:
         raise SettingsError("CRMSYNC_MAX_DELETE_SHARE", "is a share between 0 and 1")
-    page_size = _number("CRMSYNC_PAGE_SIZE", env.get("CRMSYNC_PAGE_SIZE"), 100, minimum=1, integer=True)
+    page_size = _number("CRMSYNC_PAGE_SIZE", env.get("CRMSYNC_PAGE_SIZE"), 500, minimum=1, integer=True)
     return Settings(
         database_url=database_url,
         broker_url=_url("CRMSYNC_BROKER_URL", env.get("CRMSYNC_BROKER_URL"),

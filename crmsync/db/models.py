@@ -154,7 +154,8 @@ class Company(_Record, _WithExternalIds, Base):
     annual_revenue: Mapped[float | None] = mapped_column(Float)
     description: Mapped[str | None] = mapped_column(Text)
     links = _links("company", "Company")
-    __table_args__ = (Index("ix_crm_companies_tenant_domain", "tenant_id", "domain"),
+    # Matching an unlinked CRM record by domain compares case-insensitively.
+    __table_args__ = (Index("ix_crm_companies_tenant_domain", "tenant_id", text("lower(domain)")),
                       Index("ix_crm_companies_tenant_updated", "tenant_id", "updated_at"))
 
 
@@ -176,7 +177,8 @@ class Contact(_Record, _WithExternalIds, Base):
     country: Mapped[str | None] = mapped_column(String(200))
     company_id: Mapped[str | None] = _fk("crm_companies")
     links = _links("contact", "Contact")
-    __table_args__ = (Index("ix_crm_contacts_tenant_email", "tenant_id", "email"),
+    # Matching an unlinked CRM record by email compares case-insensitively.
+    __table_args__ = (Index("ix_crm_contacts_tenant_email", "tenant_id", text("lower(email)")),
                       Index("ix_crm_contacts_tenant_updated", "tenant_id", "updated_at"))
 
 

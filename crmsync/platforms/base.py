@@ -12,9 +12,10 @@ the page's rows), so a crash resumes at the last written page.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from crmsync.platforms.errors import PlatformError
 

@@ -118,7 +118,7 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
                                                          local_ids=[r.id for r in matches.values()])}
     held = _held_fields(session, config, entity, [l.local_id for l in links.values()])
 
-    inserts, updates = [], []
+    inserts, updates, new_links = [], [], []
     claimed: set[str] = set()
     for rec in records:
         rflat = remote_flat(entity, rec, resolved)
@@ -145,7 +145,7 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
             if entity == "task" and not cols.get("title"):
                 cols["title"] = "(untitled task)"
             inserts.append(cols)
-            _put_link(session, config, entity, link, local_id, rec, rflat, now)
+            _put_link(session, config, entity, link, local_id, rec, rflat, now, new_links=new_links)
             result.created += 1
             result.changes.append(RecordChange(entity, local_id, "created", {k: (None, v) for k, v in rflat.items()}))
             continue
@@ -202,6 +202,7 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
             result.skipped += 1
 
     store.insert_rows(session, entity, inserts)
+    store.insert_many(session, SyncLink.__table__, new_links)
     store.update_rows(session, entity, updates)
     session.flush()
     _notify(session, tenant, result, cause)
@@ -209,15 +210,21 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
 
 
 def _put_link(session: Session, config: SyncConfig, entity: str, link: SyncLink | None, local_id: str,
-              rec: RemoteRecord, base: dict, now: datetime, *, agreed: bool = True) -> None:
+              rec: RemoteRecord, base: dict, now: datetime, *, agreed: bool = True,
+              new_links: list[dict] | None = None) -> None:
+    # base_at is when both sides last agreed; None makes the row a push candidate at once.
     if link is None:
-        link = SyncLink(id=new_id(), tenant_id=config.tenant_id, config_id=config.id, platform=config.platform,
-                        entity_type=entity, local_id=local_id, external_id=rec.external_id)
-        session.add(link)
+        row = {"id": new_id(), "tenant_id": config.tenant_id, "config_id": config.id, "platform": config.platform,
+               "entity_type": entity, "local_id": local_id, "external_id": rec.external_id, "base": base,
+               "base_at": now if agreed else None, "remote_updated_at": rec.updated_at, "created_at": now}
+        if new_links is not None:
+            new_links.append(row)
+        else:
+            session.add(SyncLink(**row))
+        return
     link.local_id = local_id
     link.base = base
     link.remote_updated_at = rec.updated_at
-    # base_at is when both sides last agreed; None makes the row a push candidate at once.
     link.base_at = now if agreed else None
 
 

@@ -213,6 +213,6 @@ def _where_values_went(session_scope, tenant_id, hs, pd, contact_a, contact_b) -
     return "\n".join([
         f"  HubSpot's last-name edit:  local {a.last_name!r}, Pipedrive {pd_a.get('last_name')!r}",
         f"  Pipedrive's phone edit:    local {b.phone!r}, HubSpot {hs_b.props.get('phone')!r}",
-        f"  local job-title edit:      HubSpot {hs_b.props.get('jobtitle')!r} (Pipedrive has no job title field; "
-        "crmsync keeps it)",
+        (f"  local job-title edit:      HubSpot {hs_b.props.get('jobtitle')!r} (Pipedrive has no job title field; "
+         "crmsync keeps it)"),
     ])

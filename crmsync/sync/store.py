@@ -2,12 +2,14 @@
 at a time with Core statements (one query per page, not per record)."""
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Float, Integer, bindparam, func, insert, select, update
+from sqlalchemy import JSON, Float, Integer, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from crmsync.db.models import ENTITY_MODELS, SyncLink
@@ -132,11 +134,12 @@ def match_unlinked(session: Session, tenant_id: str, platform: str, entity: str,
         return {}
     table = ENTITY_MODELS[entity].__table__
     # A link without an external id is a create in flight: its row is still a fair match.
-    linked = select(SyncLink.local_id).where(SyncLink.tenant_id == tenant_id, SyncLink.platform == platform,
-                                             SyncLink.entity_type == entity, SyncLink.external_id.is_not(None))
+    linked = select(SyncLink.id).where(SyncLink.local_id == table.c.id, SyncLink.tenant_id == tenant_id,
+                                       SyncLink.platform == platform, SyncLink.entity_type == entity,
+                                       SyncLink.external_id.is_not(None)).exists()
     rows = session.execute(select(table).where(
         table.c.tenant_id == tenant_id, func.lower(table.c[column]).in_(keys),
-        table.c.deleted_at.is_(None), table.c.id.not_in(linked)).order_by(table.c.created_at))
+        table.c.deleted_at.is_(None), ~linked).order_by(table.c.created_at))
     out = {}
     for r in rows:
         out.setdefault(r._mapping[column].lower(), r)
@@ -144,8 +147,26 @@ def match_unlinked(session: Session, tenant_id: str, platform: str, entity: str,
 
 
 def insert_rows(session: Session, entity: str, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        session.execute(insert(ENTITY_MODELS[entity].__table__), _uniform(rows))
+    insert_many(session, ENTITY_MODELS[entity].__table__, rows)
+
+
+def insert_many(session: Session, table, rows: list[dict[str, Any]]) -> None:
+    """New rows in bulk: COPY on PostgreSQL (several times faster than INSERTs for a page), an
+    executemany INSERT elsewhere. Same transaction either way."""
+    if not rows:
+        return
+    rows = _uniform(rows)
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(insert(table), rows)
+        return
+    session.flush()
+    columns = list(rows[0])
+    json_columns = {c for c in columns if isinstance(table.c[c].type, (JSON, JSONB))}
+    raw = session.connection().connection.dbapi_connection
+    with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([json.dumps(row[c]) if c in json_columns and row[c] is not None else row[c]
+                            for c in columns])
 
 
 def update_rows(session: Session, entity: str, rows: list[dict[str, Any]]) -> None:

@@ -81,7 +81,8 @@ class HubSpotAdapter(Adapter):
         self.client = client or HubSpotClient(
             credentials, base_url, budget=budget, account_id=account_id, wait=wait,
             save_credentials=save_credentials, redis_client=redis_client,
-            time_zone=(credentials or {}).get("time_zone"))
+            time_zone=(credentials or {}).get("time_zone"),
+            limit_overrides=(credentials or {}).get("rate_limits"))
         self.cache = cache if cache is not None else MetadataCache(redis_client)
         self.lookback = lookback
         self.marker_property = marker_property
@@ -320,7 +321,7 @@ class HubSpotAdapter(Adapter):
         if match is not None:
             props["dealstage"] = match["id"]
         elif creating and not stage and stages:
-            props["dealstage"] = sorted(stages, key=lambda st: st.get("displayOrder", 0))[0]["id"]
+            props["dealstage"] = min(stages, key=lambda st: st.get("displayOrder", 0))["id"]
 
     def _group(self, entity: str, records: list[OutboundRecord]) -> dict[str, list[int]]:
         groups: dict[str, list[int]] = {}

@@ -83,7 +83,8 @@ class HubSpotClient:
                  account_id: str | None = None, wait: bool = True,
                  save_credentials: Callable[[dict], None] | None = None, redis_client: Any = None,
                  limits: dict | None = None, time_zone: str | None = None, max_wait: float = 30.0,
-                 timeout: float = 30.0, max_attempts: int = 5, session: requests.Session | None = None):
+                 timeout: float = 30.0, max_attempts: int = 5, session: requests.Session | None = None,
+                 limit_overrides: Any = None):
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self.auth = make_auth(credentials, redis_client=redis_client, account_id=account_id,
                               save_credentials=save_credentials)
@@ -95,6 +96,7 @@ class HubSpotClient:
         self.timeout = timeout
         self.max_attempts = max_attempts
         self._limits = limits
+        self._limit_overrides = limit_overrides
         self.session = session or requests.Session()
         self.session.headers.update({"Accept": "application/json", "User-Agent": "crmsync/0.1"})
         self.requests_sent = 0
@@ -124,16 +126,18 @@ class HubSpotClient:
     @property
     def limits(self) -> dict:
         if self._limits is None:
-            self._limits = default_limits(self.auth.oauth, self.time_zone or "UTC")
+            from crmsync.ratelimit import apply_limit_overrides
+            self._limits = apply_limit_overrides(default_limits(self.auth.oauth, self.time_zone or "UTC"),
+                                                 self._limit_overrides)
         return self._limits
 
     def _take_budget(self, kind: str) -> None:
         if self.budget is None:
             return
         from crmsync.ratelimit import Demand, RateLimitWait
-        demands = [Demand(kind, self.limits[kind])]
-        if "daily" in self.limits:
-            demands.append(Demand("daily", self.limits["daily"]))
+        demands = [Demand(k, self.limits[k]) for k in (kind, "daily") if k in self.limits]
+        if not demands:
+            return
         if self.wait:
             try:
                 self.budget.acquire_many(PLATFORM, self.budget_account, demands, max_wait=self.max_wait)

@@ -41,6 +41,7 @@ from crmsync.platforms.pipedrive.mapping import (
     format_time,
 )
 from crmsync.platforms.pipedrive.webhooks import parse_webhook_body, verify_basic_auth
+from crmsync.ratelimit import apply_limit_overrides
 
 METADATA_TTL = 600.0  # seconds; field lists, stages and activity types change rarely
 # A custom field with this name (any object) gets the crmsync local id on create, so
@@ -75,7 +76,9 @@ class PipedriveAdapter(Adapter):
             token, oauth=oauth, base_url=base_url or (oauth or {}).get("api_domain") or DEFAULT_BASE_URL,
             budget=budget, wait=wait, account=account_id, session=session, max_wait=max_wait,
             save_credentials=save_credentials, token_url=credentials.get("token_url"),
-            limits=plan_limits(credentials.get("plan"), oauth=oauth is not None, seats=credentials.get("seats")))
+            limits=apply_limit_overrides(plan_limits(credentials.get("plan"), oauth=oauth is not None,
+                                                     seats=credentials.get("seats")),
+                                         credentials.get("rate_limits")))
         self.cache = cache if cache is not None else _process_cache
 
     # ------------------------------------------------------------------ identity

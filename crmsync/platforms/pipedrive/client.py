@@ -127,8 +127,8 @@ class PipedriveClient:
                                        else self.base_url + "/oauth/token")
         self.retries = retries
         self.requests_made = 0
-        self._limits = self._default_limits(bool(self._oauth))
-        self._limits.update(limits or {})
+        # Given limits replace the defaults whole: an account may run with some kinds off.
+        self._limits = dict(limits) if limits is not None else self._default_limits(bool(self._oauth))
 
     # ------------------------------------------------------------------ rate budget plumbing
     @staticmethod
@@ -144,10 +144,15 @@ class PipedriveClient:
             return
         from crmsync.ratelimit import Demand, RateBudgetUnavailable
 
-        demands = [Demand(KIND_BURST, self._limits[KIND_BURST], 1),
-                   Demand(KIND_DAILY, self._limits[KIND_DAILY], min(cost, self._limits[KIND_DAILY].capacity))]
-        if search:
-            demands.insert(1, Demand(KIND_SEARCH, self._limits[KIND_SEARCH], 1))
+        demands = []
+        if KIND_BURST in self._limits:
+            demands.append(Demand(KIND_BURST, self._limits[KIND_BURST], 1))
+        if search and KIND_SEARCH in self._limits:
+            demands.append(Demand(KIND_SEARCH, self._limits[KIND_SEARCH], 1))
+        if KIND_DAILY in self._limits:
+            demands.append(Demand(KIND_DAILY, self._limits[KIND_DAILY], min(cost, self._limits[KIND_DAILY].capacity)))
+        if not demands:
+            return
         deadline = time.monotonic() + (self.max_wait if self.wait else 0.0)
         while True:
             try:

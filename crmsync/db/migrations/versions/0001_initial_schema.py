@@ -85,7 +85,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )
-    op.create_index('ix_crm_companies_tenant_domain', 'crm_companies', ['tenant_id', 'domain'], unique=False)
+    op.create_index('ix_crm_companies_tenant_domain', 'crm_companies', ['tenant_id', sa.text('lower(domain)')], unique=False)
     op.create_index('ix_crm_companies_tenant_updated', 'crm_companies', ['tenant_id', 'updated_at'], unique=False)
     op.create_table('crm_sync_configs',
     sa.Column('id', sa.Uuid(as_uuid=False), nullable=False),
@@ -168,7 +168,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )
-    op.create_index('ix_crm_contacts_tenant_email', 'crm_contacts', ['tenant_id', 'email'], unique=False)
+    op.create_index('ix_crm_contacts_tenant_email', 'crm_contacts', ['tenant_id', sa.text('lower(email)')], unique=False)
     op.create_index('ix_crm_contacts_tenant_updated', 'crm_contacts', ['tenant_id', 'updated_at'], unique=False)
     op.create_table('crm_sync_checkpoints',
     sa.Column('id', sa.Uuid(as_uuid=False), nullable=False),
