@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, tuple_
+from sqlalchemy import and_, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from crmsync.db.models import ENTITY_MODELS, ConflictRecord, SyncConfig, SyncLink, new_id
@@ -47,7 +47,9 @@ def push_candidates(session: Session, config: SyncConfig, entity: str, *, after:
                 or_(table.c.deleted_at.is_(None), link.c.external_id.is_not(None)))
          .order_by(table.c.updated_at, table.c.id).limit(limit))
     if after:
-        q = q.where(tuple_(table.c.updated_at, table.c.id) > tuple_(store._to_datetime(after["updated_at"]), after["id"]))
+        q = q.where(tuple_(table.c.updated_at, table.c.id) > tuple_(
+            literal(store._to_datetime(after["updated_at"]), table.c.updated_at.type),
+            literal(after["id"], table.c.id.type)))
     return list(session.execute(q))
 
 
