@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 from urllib.parse import urlsplit
 
@@ -39,6 +40,30 @@ class IngestState:
         self.secrets = WebhookSecrets()
         self._broker = None
         self._broker_lock = threading.Lock()
+        self._inline_queue: queue.SimpleQueue | None = None
+        self._inline_lock = threading.Lock()
+
+    def dispatch(self, task: str, event_ids: list[str]) -> None:
+        """Enqueue `task(id)` per committed event. Without a broker, tasks would run inline in this
+        request (CRM fetches, retries with sleeps) while the CRM waits for its answer; they run in one
+        background thread of this process instead, and the request answers at once."""
+        from crmsync.ingest.store import enqueue_each
+        if not event_ids:
+            return
+        if not self.settings.inline:
+            enqueue_each(task, event_ids)
+            return
+        with self._inline_lock:
+            if self._inline_queue is None:
+                self._inline_queue = queue.SimpleQueue()
+                threading.Thread(target=self._run_inline, name="ingest-inline-tasks", daemon=True).start()
+        self._inline_queue.put((task, list(event_ids)))
+
+    def _run_inline(self) -> None:
+        from crmsync.ingest.store import enqueue_each
+        while True:
+            task, ids = self._inline_queue.get()
+            enqueue_each(task, ids)  # inline: runs them here, in this thread's FIFO
 
     def uri_of(self, request: Request) -> str:
         from crmsync.ingest.inbound import called_uri

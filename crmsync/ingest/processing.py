@@ -1,48 +1,57 @@
-"""Applying one stored event (task `crmsync.events.process(event_id)`).
+"""Applying stored events (task `crmsync.events.process(event_id)`).
 
-A CRM event only says "object X changed": the task fetches X's current state and runs it through
+A CRM event only says "object X changed": processing fetches X's current state and runs it through
 the same merge path as a pull (`crmsync.sync.apply`, echo suppression included). Because it reads
-the current state, duplicates and out-of-order deliveries are harmless: the last one to run
-applies whatever the CRM holds now. Deletions are confirmed by the same fetch (a record restored
-since is not deleted); merges use the payload's merged ids.
+the current state, duplicates and out-of-order deliveries are harmless: whichever runs last applies
+what the CRM holds now. Deletions are confirmed by the same fetch (a record restored since is not
+deleted); merges take the merged ids from the payload.
 
-HubSpot sends one event per changed property, so an edit of five fields is five events: the first
-one processed fetches the record once and marks the others received before that fetch as
-"coalesced" (their change is in what it fetched).
+One task per delivery, not per event: the ingest app enqueues the delivery's first new event (per
+config) and its task takes the whole delivery — the unprocessed events of the same config stored
+in the same transaction (same `received_at`). A HubSpot delivery of 100 events then costs one batch
+read per entity and one pass of the merge path, instead of 100 of each; and 100 broker messages
+per request would cost the ingest app more than everything else it does. If that message is lost,
+the outbox sweeper re-enqueues the events (each one; the first to run takes the group again).
 
-Events without a config (product events, automation's internal events) belong to automation:
-they are handed to `crmsync.automation.run`.
+HubSpot also sends one event per changed property, so an edit of five fields is five events: after
+the fetch, other unprocessed change events of the same records received before it are marked
+"coalesced" (their change is in what was fetched).
 
-Outcomes: applied, unchanged, conflict, missing (the record no longer exists), deleted, merged,
-ignored (config disabled, object or direction not synced), coalesced, failed (set by the
-failure hook `crmsync.queue.fail_event` on a permanent error).
-Errors are not caught here: the task runner retries transient ones and calls the hook.
+Events without a config (product events, automation's internal events) belong to automation: they
+are handed to `crmsync.automation.run`.
+
+Outcomes: applied (the merge path changed the local record), unchanged (it went through and
+nothing changed), missing (the record no longer exists in the CRM), deleted, merged, ignored
+(config disabled or push-only, object not synced), coalesced, failed (set by the failure hook
+`crmsync.queue.fail_event` on a permanent error). Transient errors propagate: the task runner
+retries the whole group (idempotent).
 """
 from __future__ import annotations
 
+import json
 import logging
+from collections import defaultdict
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from crmsync.db import is_postgres
-from crmsync.db.models import SyncConfig, WebhookEvent
+from crmsync.db.models import SyncConfig, SyncLink, WebhookEvent
 from crmsync.db.types import utcnow
 from crmsync.ingest.store import AUTOMATION_TASK
 
 log = logging.getLogger(__name__)
 
 REFETCH_ACTIONS = ("created", "updated", "restored")
+MAX_GROUP = 500
 # The payload of a stored event, as a delivery body the platform's parser reads again.
 _DELIVERY_OF_PAYLOAD = {"hubspot": lambda payload: [payload]}
 
 
-def _locked_event(session: Session, event_id: str) -> WebhookEvent | None:
-    query = select(WebhookEvent).where(WebhookEvent.id == event_id)
-    if is_postgres(session):
-        # Another worker holding it (a duplicate message) will finish it; skip instead of waiting.
-        query = query.with_for_update(skip_locked=True)
-    return session.scalars(query).first()
+def _skip_locked(session: Session, query):
+    # Another worker holding a row (a duplicate message) will finish it; skip instead of waiting.
+    return query.with_for_update(skip_locked=True) if is_postgres(session) else query
 
 
 def _finish(event: WebhookEvent, outcome: str, error: str | None = None) -> None:
@@ -52,13 +61,12 @@ def _finish(event: WebhookEvent, outcome: str, error: str | None = None) -> None
     event.error = error
 
 
-def _action(event: WebhookEvent) -> str:
+def action_of(event: WebhookEvent) -> str:
+    """The normalized action, from event_type "<entity>.<action>" (see `store.event_type_of`)."""
     return (event.event_type or "").rsplit(".", 1)[-1]
 
 
 def _merged_ids(event: WebhookEvent) -> list[str]:
-    import json
-
     from crmsync.platforms import adapter_class
     delivery = _DELIVERY_OF_PAYLOAD.get(event.platform, lambda p: p)(event.payload)
     for parsed in adapter_class(event.platform).parse_webhook(json.dumps(delivery).encode()):
@@ -84,73 +92,108 @@ def _ignore_reason(event: WebhookEvent, config: SyncConfig | None) -> str | None
 
 
 def process_event(session: Session, event_id: str) -> None:
-    event = _locked_event(session, event_id)
-    if event is None or event.processed:
+    leader = session.scalars(_skip_locked(session, select(WebhookEvent).where(WebhookEvent.id == event_id))).first()
+    if leader is None or leader.processed:
         return
-    event.attempts = (event.attempts or 0) + 1
-    if event.config_id is None:
+    if leader.config_id is None:
+        leader.attempts = (leader.attempts or 0) + 1
         from crmsync.queue import enqueue_after_commit
-        enqueue_after_commit(session, AUTOMATION_TASK, event.id)
+        enqueue_after_commit(session, AUTOMATION_TASK, leader.id)
         return
-    config = session.get(SyncConfig, event.config_id)
-    reason = _ignore_reason(event, config)
-    if reason:
-        log.info("event %s ignored: %s", event.id, reason)
-        _finish(event, "ignored", reason)
-        return
-    fetched_at = utcnow()
-    outcome = _apply(session, config, event)
-    _finish(event, outcome)
-    if _action(event) in REFETCH_ACTIONS and outcome != "failed":
-        _coalesce(session, event, fetched_at)
+    siblings = session.scalars(_skip_locked(session, select(WebhookEvent).where(
+        WebhookEvent.config_id == leader.config_id, WebhookEvent.received_at == leader.received_at,
+        WebhookEvent.processed.is_(False), WebhookEvent.id != leader.id)
+        .order_by(WebhookEvent.occurred_at).limit(MAX_GROUP))).all()
+    process_group(session, [leader, *siblings])
 
 
-def _apply(session: Session, config: SyncConfig, event: WebhookEvent) -> str:
-    from crmsync.sync.apply import apply_remote_deletions, apply_remote_merge, apply_remote_records
+def process_group(session: Session, events: list[WebhookEvent]) -> None:
+    """Apply events of one config (already locked, unprocessed)."""
+    config = session.get(SyncConfig, events[0].config_id)
+    work = []
+    for event in events:
+        event.attempts = (event.attempts or 0) + 1
+        reason = _ignore_reason(event, config)
+        if reason:
+            _finish(event, "ignored", reason)
+        else:
+            work.append(event)
+    if not work:
+        return
     from crmsync.sync.connect import connect
-    entity, external_id, action = event.entity_type, event.external_id, _action(event)
-    cause = f"webhook:{event.platform}"
     adapter = connect(session, config, wait=False)
-    if action == "merged":
-        merged = _merged_ids(event)
-        if merged:
-            apply_remote_merge(session, config, entity, external_id, merged)
-        records = adapter.get_many(entity, [external_id])
-        if records:
-            apply_remote_records(session, config, entity, records, cause=cause)
-        return "merged"
-    records = adapter.get_many(entity, [external_id])
-    if action == "deleted":
-        if records:
-            # Restored (or never gone) since this event was sent: the fetch is the truth.
-            return _outcome_of(apply_remote_records(session, config, entity, records, cause=cause))
-        result = apply_remote_deletions(session, config, entity, [external_id])
-        return "deleted" if result.deleted else "unchanged"
-    if not records:
-        # Deleted or merged away since: its own deletion/merge event does the rest.
-        return "missing"
-    return _outcome_of(apply_remote_records(session, config, entity, records, cause=cause))
+    by_entity: dict[str, list[WebhookEvent]] = defaultdict(list)
+    for event in work:
+        by_entity[event.entity_type].append(event)
+    for entity, entity_events in by_entity.items():
+        fetched_at = utcnow()
+        refetched = _apply_entity(session, config, adapter, entity, entity_events)
+        _coalesce(session, config.id, entity, refetched, fetched_at)
 
 
-def _outcome_of(result) -> str:
-    if result.failed:
-        return "failed"
-    if result.conflicts:
-        return "conflict"
-    if result.created or result.updated or result.deleted:
-        return "applied"
-    return "unchanged"
+def _apply_entity(session: Session, config: SyncConfig, adapter, entity: str,
+                  events: list[WebhookEvent]) -> list[str]:
+    """Fetch, merge, delete; set each event's outcome. Returns the external ids whose current state
+    was read (for coalescing)."""
+    from crmsync.sync.apply import apply_remote_deletions, apply_remote_merge, apply_remote_records
+    cause = f"webhook:{config.platform}"
+    for event in events:
+        if action_of(event) == "merged":
+            merged = _merged_ids(event)
+            if merged:
+                apply_remote_merge(session, config, entity, event.external_id, merged)
+    wanted = list(dict.fromkeys(e.external_id for e in events))
+    records = {}
+    step = max(1, int(getattr(adapter, "max_batch", 100) or 100))
+    for start in range(0, len(wanted), step):
+        for record in adapter.get_many(entity, wanted[start:start + step]):
+            records[str(record.external_id)] = record
+    changed: set[str] = set()
+    if records:
+        result = apply_remote_records(session, config, entity, list(records.values()), cause=cause)
+        if result.failed:
+            log.warning("%d of %d %s record(s) from webhooks failed to apply", result.failed, len(records), entity)
+        changed = _external_ids(session, config, entity, result.changes)
+    # Confirmed gone by the fetch itself, so the mass-deletion guard of pulls does not apply: a user
+    # deleting 50 contacts in the CRM sends 50 deletion events, each one checked here.
+    gone = list(dict.fromkeys(e.external_id for e in events
+                              if action_of(e) == "deleted" and e.external_id not in records))
+    deleted: set[str] = set()
+    if gone:
+        result = apply_remote_deletions(session, config, entity, gone, guard=False)
+        deleted = _external_ids(session, config, entity, result.changes)
+    for event in events:
+        action, ext = action_of(event), event.external_id
+        if action == "merged":
+            outcome = "merged"
+        elif ext in records:
+            outcome = "applied" if ext in changed else "unchanged"
+        elif action == "deleted":
+            outcome = "deleted" if ext in deleted else "unchanged"
+        else:
+            outcome = "missing"     # deleted or merged away since; its own event does the rest
+        _finish(event, outcome)
+    return [e.external_id for e in events if action_of(e) in REFETCH_ACTIONS]
 
 
-def _coalesce(session: Session, event: WebhookEvent, fetched_at) -> None:
-    """Mark the same record's other change events, received before our fetch, as done by it."""
-    query = select(WebhookEvent.id).where(
-        WebhookEvent.config_id == event.config_id, WebhookEvent.entity_type == event.entity_type,
-        WebhookEvent.external_id == event.external_id, WebhookEvent.processed.is_(False),
-        WebhookEvent.id != event.id, WebhookEvent.received_at <= fetched_at,
-        WebhookEvent.event_type.in_([f"{event.entity_type}.{a}" for a in REFETCH_ACTIONS]))
-    if is_postgres(session):
-        query = query.with_for_update(skip_locked=True)
+def _external_ids(session: Session, config: SyncConfig, entity: str, changes) -> set[str]:
+    local_ids = {c.local_id for c in changes or [] if c.entity == entity}
+    if not local_ids:
+        return set()
+    return set(session.scalars(select(SyncLink.external_id).where(
+        SyncLink.tenant_id == config.tenant_id, SyncLink.platform == config.platform,
+        SyncLink.entity_type == entity, SyncLink.local_id.in_(local_ids))).all())
+
+
+def _coalesce(session: Session, config_id: str, entity: str, external_ids: list[str], fetched_at: datetime) -> None:
+    """Mark other change events of these records, received before the fetch, as done by it."""
+    if not external_ids:
+        return
+    query = _skip_locked(session, select(WebhookEvent.id).where(
+        WebhookEvent.config_id == config_id, WebhookEvent.entity_type == entity,
+        WebhookEvent.external_id.in_(external_ids), WebhookEvent.processed.is_(False),
+        WebhookEvent.received_at <= fetched_at,
+        WebhookEvent.event_type.in_([f"{entity}.{a}" for a in REFETCH_ACTIONS])))
     ids = session.scalars(query).all()
     if ids:
         session.execute(update(WebhookEvent).where(WebhookEvent.id.in_(ids)).values(

@@ -29,7 +29,7 @@ from crmsync.ingest.errors import (
 )
 from crmsync.ingest.inbound import bearer_token, parse_json, raw_body, require_json_type
 from crmsync.ingest.product_events import PRODUCT_EVENTS, ProductEventInvalid, normalize_product_event
-from crmsync.ingest.store import AUTOMATION_TASK, PROCESS_TASK, crm_event_row, enqueue_each, insert_events
+from crmsync.ingest.store import AUTOMATION_TASK, PROCESS_TASK, crm_event_row, insert_events
 from crmsync.ingest.tenancy import ConfigRoute, secret_text
 from crmsync.platforms import adapter_class
 from crmsync.platforms.base import WebhookRequest
@@ -138,8 +138,19 @@ def hubspot_webhook():
         rows = [crm_event_row(e, tenant_id=routes[e.account_id].tenant_id, config_id=routes[e.account_id].id,
                               account_id=e.account_id, received_at=received) for e in events]
         new_ids = _store(session, rows)
-    enqueue_each(PROCESS_TASK, new_ids)
+    state.dispatch(PROCESS_TASK, delivery_leaders(rows, new_ids))
     return {"received": len(events), "stored": len(new_ids), "duplicates": len(events) - len(new_ids)}, 200
+
+
+def delivery_leaders(rows, new_ids: list[str]) -> list[str]:
+    """One task per config per delivery: its first new event; the task takes the rest of the delivery
+    (same config and received_at, see crmsync.ingest.processing)."""
+    new = set(new_ids)
+    leaders: dict[str, str] = {}
+    for row in rows:
+        if row["id"] in new:
+            leaders.setdefault(row["config_id"], row["id"])
+    return list(leaders.values())
 
 
 def _pipedrive_config(session, config_id: str) -> ConfigRoute:
@@ -173,7 +184,7 @@ def pipedrive_webhook(config_id: str):
         rows = [crm_event_row(e, tenant_id=route.tenant_id, config_id=route.id, account_id=account,
                               received_at=received) for e in events]
         new_ids = _store(session, rows)
-    enqueue_each(PROCESS_TASK, new_ids)
+    state.dispatch(PROCESS_TASK, delivery_leaders(rows, new_ids))
     return {"received": len(events), "stored": len(new_ids), "duplicates": len(events) - len(new_ids)}, 200
 
 
@@ -214,7 +225,7 @@ def product_event(event_type: str):
                 WebhookEvent.platform == "product", WebhookEvent.account_id == tenant_id,
                 WebhookEvent.event_key == event_key))
             return {"id": existing, "event_type": event_type, "duplicate": True}, 200
-    enqueue_each(AUTOMATION_TASK, new_ids)
+    state.dispatch(AUTOMATION_TASK, new_ids)
     return {"id": new_ids[0], "event_type": event_type, "duplicate": False}, 202
 
 

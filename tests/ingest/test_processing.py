@@ -45,6 +45,14 @@ def _process(db_url, event_id):
         return s.get(WebhookEvent, event_id)
 
 
+def _outcomes(db_url, external_id) -> dict[str, int]:
+    with session_scope(db_url) as s:
+        out: dict[str, int] = {}
+        for e in s.scalars(select(WebhookEvent).where(WebhookEvent.external_id == str(external_id))):
+            out[e.outcome] = out.get(e.outcome, 0) + 1
+        return out
+
+
 def _contacts(db_url, tenant_id):
     with session_scope(db_url) as s:
         return s.scalars(select(Contact).where(Contact.tenant_id == tenant_id)).all()
@@ -67,13 +75,21 @@ def test_creation_update_and_deletion_flow_through_the_merge_path(hs, hubspot_sa
     # Processing again (a redelivered message) changes nothing.
     assert _process(db_url, created).outcome == "applied"
 
-    # A burst of property changes: the first processed fetches once, the rest are coalesced.
+    # A burst of property changes in one delivery: one task, one fetch, every event applied.
     hubspot_sandbox.edit("contacts", cid, {"firstname": "Ada L.", "lastname": "Lovelace"})
-    ids = deliver(hs, *[hubspot_event(hs.account_id, int(cid), propertyName=p) for p in ("firstname", "lastname")])
-    assert _process(db_url, ids[0]).outcome == "applied"
-    assert _process(db_url, ids[1]).outcome == "coalesced"
+    [leader] = deliver(hs, *[hubspot_event(hs.account_id, int(cid), propertyName=p)
+                             for p in ("firstname", "lastname")])
+    assert _process(db_url, leader).outcome == "applied"
+    assert _outcomes(db_url, cid) == {"applied": 3}  # the creation's and the two changes'
     [row] = _contacts(db_url, hs.tenant.id)
     assert (row.first_name, row.last_name) == ("Ada L.", "Lovelace")
+    # ... and in separate deliveries: the first fetch covers the later-received one ("coalesced").
+    hubspot_sandbox.edit("contacts", cid, {"jobtitle": "Countess"})
+    [first] = deliver(hs, hubspot_event(hs.account_id, int(cid), propertyName="jobtitle"))
+    [second] = deliver(hs, hubspot_event(hs.account_id, int(cid), propertyName="jobtitle"))
+    assert _process(db_url, first).outcome == "applied"
+    assert _process(db_url, second).outcome == "coalesced"
+    assert _contacts(db_url, hs.tenant.id)[0].job_title == "Countess"
 
     # An old event arriving late reads the current state: nothing goes back.
     [late] = deliver(hs, hubspot_event(hs.account_id, int(cid), occurred_at=1_600_000_000_000))
@@ -96,9 +112,10 @@ def test_creation_update_and_deletion_flow_through_the_merge_path(hs, hubspot_sa
 
 
 def test_events_for_objects_or_directions_not_synced_are_ignored(hs, deliver, db_url):
-    ids = deliver(hs, hubspot_event(hs.account_id, 5, subscription="deal.creation"),
-                  hubspot_event(hs.account_id, 6, subscription="ticket.creation"))
-    assert [_process(db_url, i).outcome for i in ids] == ["ignored", "ignored"]
+    [leader] = deliver(hs, hubspot_event(hs.account_id, 5, subscription="deal.creation"),
+                       hubspot_event(hs.account_id, 6, subscription="ticket.creation"))
+    _process(db_url, leader)
+    assert _outcomes(db_url, 5) == {"ignored": 1} and _outcomes(db_url, 6) == {"ignored": 1}
     with session_scope(db_url) as s:
         s.get(type(hs.config), hs.config.id).enabled = False
     [off] = deliver(hs, hubspot_event(hs.account_id, 7, subscription="contact.creation"))
@@ -130,3 +147,19 @@ def test_product_events_are_handed_to_automation(ingest_env, ingest_client, inge
     event = _process(db_url, res.json["id"])  # as the outbox sweeper's re-enqueue would run it
     assert event.processed is False
     assert ingest_queue.tasks() == [("crmsync.automation.run", [res.json["id"]])]
+
+
+def test_a_100_event_delivery_is_one_task_and_one_batch_read(hs, hubspot_sandbox, deliver, db_url):
+    res = hubspot_sandbox.api("POST", "/crm/v3/objects/contacts/batch/create", json={"inputs": [
+        {"properties": {"email": f"p{i}@example.org", "firstname": f"P{i}"}} for i in range(100)]})
+    assert res.status_code == 201, res.text
+    ids = [r["id"] for r in res.json()["results"]]
+    before = hubspot_sandbox.requests_log(0)["total"]
+    [leader] = deliver(hs, *[hubspot_event(hs.account_id, int(i), subscription="contact.creation") for i in ids])
+    _process(db_url, leader)
+    assert len(_contacts(db_url, hs.tenant.id)) == 100
+    with session_scope(db_url) as s:
+        outcomes = s.execute(select(WebhookEvent.outcome).where(WebhookEvent.tenant_id == hs.tenant.id)).scalars()
+        assert set(outcomes) == {"applied"}
+    # One batch read of the 100 (plus what connecting costs), not 100 reads.
+    assert hubspot_sandbox.requests_log(0)["total"] - before <= 3
