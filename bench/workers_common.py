@@ -15,8 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.fixtures.db import create_database, drop_database  # noqa: E402
-from tests.fixtures.workers import (  # noqa: E402
+from tests.fixtures.db import create_database, drop_database
+from tests.fixtures.workers import (
     SandboxAccount,
     add_sandbox_config,
     rss_kib,

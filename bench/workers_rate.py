@@ -23,7 +23,7 @@ def main() -> None:
     account, timed = start_timed_sandbox("hubspot", 9101, seed=5, contacts=args.contacts, rate_limit=100,
                                          rate_window_ms=10_000, search_rate_limit=0, daily_limit=0)
     try:
-        with environment(workers=args.workers, concurrency=1) as (db_url, _env, workers):
+        with environment(workers=args.workers, concurrency=1) as (db_url, _env, _workers):
             _, config_id = due_config(db_url, account, sync_frequency_minutes=0, entities=["contacts"])
             t0 = time.monotonic()
             job_id = job_for(db_url, config_id)
