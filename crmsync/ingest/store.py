@@ -6,10 +6,12 @@ this natively, so a duplicate costs no extra round trip and no exception.
 """
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from crmsync.db import is_postgres
@@ -58,16 +60,36 @@ def insert_events(session: Session, rows: list[dict[str, Any]]) -> list[str]:
             seen.add(key)
             unique.append(row)
     if is_postgres(session):
-        from sqlalchemy.dialects.postgresql import insert
+        new = set(_insert_postgres(session, unique))
     else:
         from sqlalchemy.dialects.sqlite import insert
-    # executemany form: SQLAlchemy batches it into multi-row VALUES with RETURNING ("insertmanyvalues")
-    # from one cached compiled statement, instead of compiling a 100-row VALUES per delivery.
-    stmt = (insert(WebhookEvent)
-            .on_conflict_do_nothing(index_elements=["platform", "account_id", "event_key"])
-            .returning(WebhookEvent.id))
-    new = set(session.scalars(stmt, unique).all())
+        # executemany form: SQLAlchemy batches it into multi-row VALUES with RETURNING
+        # ("insertmanyvalues") from one cached compiled statement.
+        stmt = (insert(WebhookEvent)
+                .on_conflict_do_nothing(index_elements=["platform", "account_id", "event_key"])
+                .returning(WebhookEvent.id))
+        new = set(session.scalars(stmt, unique).all())
     return [row["id"] for row in unique if row["id"] in new]
+
+
+_COLUMNS = {"id": "uuid", "tenant_id": "uuid", "config_id": "uuid", "platform": "text", "account_id": "text",
+            "event_key": "text", "event_type": "text", "entity_type": "text", "external_id": "text",
+            "payload": "jsonb", "occurred_at": "timestamptz", "received_at": "timestamptz"}
+# One statement and one parameter whatever the batch size: the rows travel as one JSON document
+# that PostgreSQL unpacks in C (jsonb_to_recordset). Binding 12 columns x 100 rows through psycopg's
+# text-array escaping cost more than the rest of the request together.
+_RECORDSET_INSERT = text(
+    f"INSERT INTO crm_webhook_events ({', '.join(_COLUMNS)}, processed, attempts) "
+    f"SELECT {', '.join('u.' + c for c in _COLUMNS)}, false, 0 "
+    "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
+    f"AS u({', '.join(f'{c} {t}' for c, t in _COLUMNS.items())}) "
+    "ON CONFLICT (platform, account_id, event_key) DO NOTHING RETURNING id")
+
+
+def _insert_postgres(session: Session, rows: list[dict[str, Any]]) -> list[str]:
+    doc = json.dumps([{c: (r[c].isoformat() if c.endswith("_at") and r[c] is not None else r[c]) for c in _COLUMNS}
+                      for r in rows], separators=(",", ":"))
+    return [str(i) for i in session.execute(_RECORDSET_INSERT, {"rows": doc}).scalars()]
 
 
 def enqueue_each(task: str, event_ids: list[str]) -> int:
