@@ -294,7 +294,8 @@ def enqueue_after_commit(session: Session, name: str, *ids: str, countdown: floa
     if queue is None and not get_settings().inline:
         queue = queue_for(name, ids, session)  # decided now: SQL cannot run inside after_commit
     pending = session.info.setdefault(_PENDING, [])
-    pending.append((name, ids, countdown, queue))
+    # the SAVEPOINT (if any) it belongs to: rolling that back drops it, and only it
+    pending.append((name, ids, countdown, queue, session.get_nested_transaction()))
     if not session.info.get(_HOOKED):
         session.info[_HOOKED] = True
         event.listen(session, "after_commit", _after_commit)
@@ -306,8 +307,12 @@ _HOOKED = "crmsync.queue.hooked"
 
 
 def _after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        # SQLAlchemy fires after_commit when a SAVEPOINT is released too; the rows are not
+        # durable until the outermost transaction commits.
+        return
     pending = session.info.pop(_PENDING, [])
-    for name, ids, countdown, queue in pending:
+    for name, ids, countdown, queue, _savepoint in pending:
         try:
             enqueue(name, *ids, countdown=countdown, queue=queue)
         except QueueUnavailable as err:
@@ -317,7 +322,22 @@ def _after_commit(session: Session) -> None:
 
 
 def _after_rollback(session: Session) -> None:
-    session.info.pop(_PENDING, None)
+    savepoint = session.get_nested_transaction()
+    if savepoint is None:
+        session.info.pop(_PENDING, None)
+        return
+    # A SAVEPOINT rolled back (e.g. a refused job in the dispatcher): drop what was enqueued
+    # inside it, keep what the enclosing transaction enqueued.
+    session.info[_PENDING] = [item for item in session.info.get(_PENDING, [])
+                              if not _inside(item[4], savepoint)]
+
+
+def _inside(transaction, savepoint) -> bool:
+    while transaction is not None:
+        if transaction is savepoint:
+            return True
+        transaction = transaction.parent
+    return False
 
 
 # --- publishing to the broker ----------------------------------------------------------------

@@ -56,14 +56,14 @@ def dispatch_due_syncs(session: Session, now: datetime | None = None, limit: int
 
 def sweep_outbox(session: Session, now: datetime | None = None) -> dict[str, int]:
     """Re-enqueue what should have run by now (a message lost with Redis, a publish that failed
-    after commit): unprocessed webhook events, pending steps of running jobs, and parked jobs whose
-    pause is over. Each re-enqueued row's updated_at (events: received_at is kept, attempts are
+    after commit): unprocessed webhook events, pending steps of running jobs, parked jobs whose
+    pause is over, and jobs still queued (their start message lost). Each re-enqueued row's updated_at (events: received_at is kept, attempts are
     not touched) is moved to now, so the next sweep leaves it alone for another threshold."""
     from crmsync.settings import get_settings
     now = now or utcnow()
     threshold = now - timedelta(seconds=get_settings().outbox_after_seconds)
     postgres = is_postgres(session)
-    counts = {"events": 0, "steps": 0, "jobs": 0}
+    counts = {"events": 0, "steps": 0, "jobs": 0, "queued": 0}
 
     events = (select(WebhookEvent.id)
               .where(WebhookEvent.processed.is_(False), WebhookEvent.received_at <= threshold)
@@ -103,6 +103,19 @@ def sweep_outbox(session: Session, now: datetime | None = None) -> dict[str, int
             enqueue_after_commit(session, "crmsync.sync.run_step", step_id)
         counts["jobs"] += 1
 
+    # A job whose start message was lost (Redis down at commit, a flush) would stay queued for
+    # ever, and block its config's next run: start it again (start_job ignores started jobs).
+    queued = (select(SyncJob.id)
+              .where(SyncJob.status == "queued", SyncJob.updated_at <= threshold)
+              .order_by(SyncJob.updated_at).limit(SWEEP_BATCH))
+    if postgres:
+        queued = queued.with_for_update(skip_locked=True)
+    for job_id in session.scalars(queued).all():
+        session.execute(update(SyncJob).where(SyncJob.id == job_id).values(updated_at=now))
+        enqueue_after_commit(session, "crmsync.sync.start_job", job_id)
+        counts["queued"] += 1
+
     if any(counts.values()):
-        log.info("outbox sweep re-enqueued %(events)d events, %(steps)d steps, %(jobs)d parked jobs", counts)
+        log.info("outbox sweep re-enqueued %(events)d events, %(steps)d steps, %(jobs)d parked jobs, "
+                 "%(queued)d unstarted jobs", counts)
     return counts

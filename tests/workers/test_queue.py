@@ -153,6 +153,28 @@ def test_enqueue_after_commit_runs_only_after_commit(test_task, db_url):
     assert labels() == ["after"]
 
 
+def test_enqueue_after_commit_waits_for_the_outermost_commit_not_a_savepoint(test_task, db_url):
+    from crmsync.db import session_scope
+    with session_scope(db_url) as s:
+        enqueue_after_commit(s, "test.record", "first")
+        with s.begin_nested(), s.begin_nested():
+            enqueue_after_commit(s, "test.record", "second")
+        assert labels() == [], "published at a SAVEPOINT release, before the rows were durable"
+    assert labels() == ["first", "second"]
+
+
+def test_a_savepoint_rollback_drops_only_what_was_enqueued_inside_it(test_task, db_url):
+    from crmsync.db import session_scope
+    with session_scope(db_url) as s:
+        enqueue_after_commit(s, "test.record", "outer")
+        with pytest.raises(RuntimeError), s.begin_nested():
+            with s.begin_nested():
+                enqueue_after_commit(s, "test.record", "inner")
+            raise RuntimeError("refused")
+        enqueue_after_commit(s, "test.record", "after")
+    assert labels() == ["outer", "after"]
+
+
 def test_enqueue_after_commit_is_dropped_on_rollback(test_task, db_url):
     from crmsync.db import session_scope
     with pytest.raises(RuntimeError), session_scope(db_url) as s:

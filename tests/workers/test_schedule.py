@@ -81,23 +81,27 @@ def test_sweep_reenqueues_stale_events_steps_and_resumed_jobs_once(db_url, parke
         parked = _job(s, c3, status="waiting_quota", paused_until=utcnow() - timedelta(seconds=5),
                       updated_at=utcnow() - timedelta(seconds=300))
         parked_step = _step(s, parked, "deal", age=300)
+        c4, c5 = make_config(s, tenant), make_config(s, tenant)
+        unstarted = _job(s, c4, status="queued", updated_at=utcnow() - timedelta(seconds=120))
+        _job(s, c5, status="queued")                                  # just created: its message is on its way
         old_event = _event(s, c1, "e1", age=120)
         _event(s, c1, "e2", age=1)
         _event(s, c1, "e3", processed=True, age=120)
-        ids = {"stale": stale.id, "parked_step": parked_step.id, "event": old_event.id}
+        ids = {"stale": stale.id, "parked_step": parked_step.id, "event": old_event.id, "unstarted": unstarted.id}
 
     with session_scope(db_url) as s:
         counts = sweep_outbox(s)
-    assert counts == {"events": 1, "steps": 1, "jobs": 1}
+    assert counts == {"events": 1, "steps": 1, "jobs": 1, "queued": 1}
     assert parked_broker("events") == [("crmsync.events.process", [ids["event"]])]
     # the step of a full job goes to the backfills queue; the parked incremental job's to syncs
     assert parked_broker("backfills") == [("crmsync.sync.run_step", [ids["stale"]])]
-    assert parked_broker("syncs") == [("crmsync.sync.run_step", [ids["parked_step"]])]
+    assert parked_broker("syncs") == [("crmsync.sync.run_step", [ids["parked_step"]]),
+                                      ("crmsync.sync.start_job", [ids["unstarted"]])]
 
     with session_scope(db_url) as s:  # touched: the next sweep does not flood
-        assert sweep_outbox(s) == {"events": 0, "steps": 0, "jobs": 0}
+        assert sweep_outbox(s) == {"events": 0, "steps": 0, "jobs": 0, "queued": 0}
     with session_scope(db_url) as s:  # ...until another threshold has passed (the fresh ones too now)
-        assert sweep_outbox(s, now=utcnow() + timedelta(seconds=61)) == {"events": 2, "steps": 2, "jobs": 1}
+        assert sweep_outbox(s, now=utcnow() + timedelta(seconds=61)) == {"events": 2, "steps": 2, "jobs": 1, "queued": 2}
 
 
 def test_sweep_publishes_nothing_when_its_transaction_rolls_back(db_url, parked_broker):
