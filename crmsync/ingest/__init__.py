@@ -7,6 +7,7 @@ Behind a reverse proxy, signatures need the URI the CRM called, not the one the 
 set CRMSYNC_INGEST_PROXY_HOPS=N to trust N hops of X-Forwarded-Proto/Host/Port/Prefix, or
 CRMSYNC_INGEST_PUBLIC_URL=https://hooks.example.com to fix scheme and host outright. Neither is
 trusted by default (a caller could otherwise choose the URI that gets signed).
+CRMSYNC_INGEST_COALESCE_SECONDS (default 0.25) delays CRM event processing so bursts share a fetch.
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ class IngestState:
         self.max_body_bytes = settings.webhook_max_body_bytes
         self.cron_secret = settings.cron_secret
         self.public_url = public_url.rstrip("/") if public_url else None
+        # CRM events wait this long before their task runs, so a burst is applied with one fetch.
+        self.coalesce_seconds = _env_float("CRMSYNC_INGEST_COALESCE_SECONDS", 0.25) or None
         self.configs = ConfigDirectory()
         self.secrets = WebhookSecrets()
         self._broker = None
@@ -43,7 +46,7 @@ class IngestState:
         self._inline_queue: queue.SimpleQueue | None = None
         self._inline_lock = threading.Lock()
 
-    def dispatch(self, task: str, event_ids: list[str]) -> None:
+    def dispatch(self, task: str, event_ids: list[str], *, coalesce: bool = False) -> None:
         """Enqueue `task(id)` per committed event. Without a broker, tasks would run inline in this
         request (CRM fetches, retries with sleeps) while the CRM waits for its answer; they run in one
         background thread of this process instead, and the request answers at once."""
@@ -51,7 +54,7 @@ class IngestState:
         if not event_ids:
             return
         if not self.settings.inline:
-            enqueue_each(task, event_ids)
+            enqueue_each(task, event_ids, countdown=self.coalesce_seconds if coalesce else None)
             return
         with self._inline_lock:
             if self._inline_queue is None:
@@ -93,6 +96,19 @@ class IngestState:
             return "ok"
         except Exception as err:  # noqa: BLE001  any failure means "not ready"; the type says which
             return f"unreachable: {type(err).__name__}"
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingsError(name, f"expected a number of seconds, got {value!r}") from None
+    if not 0 <= number <= 60:
+        raise SettingsError(name, "must be between 0 and 60 seconds")
+    return number
 
 
 def _env_int(name: str, default: int) -> int:

@@ -7,11 +7,13 @@ what the CRM holds now. Deletions are confirmed by the same fetch (a record rest
 deleted); merges take the merged ids from the payload.
 
 One task per delivery, not per event: the ingest app enqueues the delivery's first new event (per
-config) and its task takes the whole delivery — the unprocessed events of the same config stored
-in the same transaction (same `received_at`). A HubSpot delivery of 100 events then costs one batch
-read per entity and one pass of the merge path, instead of 100 of each; and 100 broker messages
-per request would cost the ingest app more than everything else it does. If that message is lost,
-the outbox sweeper re-enqueues the events (each one; the first to run takes the group again).
+config), a moment later (settings: CRMSYNC_INGEST_COALESCE_SECONDS), and that task takes every
+pending event of the config — its own delivery and whatever else arrived meanwhile or waited behind
+a rate-limit pause. A HubSpot delivery of 100 events then costs one batch read per entity and one
+pass of the merge path instead of 100 of each (HubSpot allows 10 calls/s per account, shared with
+the syncs), and the ingest app publishes one broker message per request instead of 100, which cost
+it more than everything else it does. Tasks whose events were taken by another find them processed
+and return. If a message is lost, the outbox sweeper re-enqueues the events.
 
 HubSpot also sends one event per changed property, so an edit of five fields is five events: after
 the fetch, other unprocessed change events of the same records received before it are marked
@@ -100,10 +102,11 @@ def process_event(session: Session, event_id: str) -> None:
         from crmsync.queue import enqueue_after_commit
         enqueue_after_commit(session, AUTOMATION_TASK, leader.id)
         return
+    # The leader takes every pending event of its config (its own delivery and any other waiting, e.g.
+    # behind a rate-limit pause): one batch read for all. Rows another worker holds are skipped.
     siblings = session.scalars(_skip_locked(session, select(WebhookEvent).where(
-        WebhookEvent.config_id == leader.config_id, WebhookEvent.received_at == leader.received_at,
-        WebhookEvent.processed.is_(False), WebhookEvent.id != leader.id)
-        .order_by(WebhookEvent.occurred_at).limit(MAX_GROUP))).all()
+        WebhookEvent.config_id == leader.config_id, WebhookEvent.processed.is_(False),
+        WebhookEvent.id != leader.id).order_by(WebhookEvent.received_at).limit(MAX_GROUP))).all()
     process_group(session, [leader, *siblings])
 
 

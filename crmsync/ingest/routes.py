@@ -138,7 +138,7 @@ def hubspot_webhook():
         rows = [crm_event_row(e, tenant_id=routes[e.account_id].tenant_id, config_id=routes[e.account_id].id,
                               account_id=e.account_id, received_at=received) for e in events]
         new_ids = _store(session, rows)
-    state.dispatch(PROCESS_TASK, delivery_leaders(rows, new_ids))
+    state.dispatch(PROCESS_TASK, delivery_leaders(rows, new_ids), coalesce=True)
     return {"received": len(events), "stored": len(new_ids), "duplicates": len(events) - len(new_ids)}, 200
 
 
@@ -184,7 +184,7 @@ def pipedrive_webhook(config_id: str):
         rows = [crm_event_row(e, tenant_id=route.tenant_id, config_id=route.id, account_id=account,
                               received_at=received) for e in events]
         new_ids = _store(session, rows)
-    state.dispatch(PROCESS_TASK, delivery_leaders(rows, new_ids))
+    state.dispatch(PROCESS_TASK, delivery_leaders(rows, new_ids), coalesce=True)
     return {"received": len(events), "stored": len(new_ids), "duplicates": len(events) - len(new_ids)}, 200
 
 

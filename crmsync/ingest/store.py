@@ -92,7 +92,7 @@ def _insert_postgres(session: Session, rows: list[dict[str, Any]]) -> list[str]:
     return [str(i) for i in session.execute(_RECORDSET_INSERT, {"rows": doc}).scalars()]
 
 
-def enqueue_each(task: str, event_ids: list[str]) -> int:
+def enqueue_each(task: str, event_ids: list[str], countdown: float | None = None) -> int:
     """Enqueue `task(event_id)` per id after the rows are committed. A failure is logged and
     swallowed: the row is durable and the outbox sweeper re-enqueues unprocessed events."""
     if not event_ids:
@@ -106,7 +106,7 @@ def enqueue_each(task: str, event_ids: list[str]) -> int:
     done = 0
     for event_id in event_ids:
         try:
-            enqueue(task, event_id)
+            enqueue(task, event_id, countdown=countdown)
             done += 1
         except Exception as err:  # noqa: BLE001  any failure to publish: the committed row is the outbox
             log.error("enqueue %s(%s) failed (%s: %s); the outbox sweeper will pick it up",
