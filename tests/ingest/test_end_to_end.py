@@ -52,3 +52,36 @@ def test_sandbox_webhooks_change_local_rows_through_gunicorn_and_workers(worker_
     finally:
         server.stop()
     assert "Traceback" not in server.log(), server.log()[-3000:]
+
+
+def test_pipedrive_sandbox_webhooks_change_local_rows(worker_env, pipedrive_sandbox, db_url, tmp_path):
+    from tests.fixtures.ingest import pipedrive_account
+    company_id = str(pipedrive_sandbox.state.company["id"])
+    with session_scope(db_url) as s:
+        creds = make_secret(s, {"token": pipedrive_sandbox.token}, platform="pipedrive")
+        account = pipedrive_account(s, company_id=company_id, credentials_vault_id=creds.id,
+                                    api_base_url=pipedrive_sandbox.base_url)
+    user, password = account.secret.split(":")
+    server = start_ingest_server({**worker_env, "CRMSYNC_CRON_SECRET": CRON_SECRET}, tmp_path, workers=2)
+    try:
+        res = pipedrive_sandbox.api("POST", "/v1/webhooks", json={
+            "subscription_url": f"{server.url}/webhooks/pipedrive/{account.config.id}", "event_action": "*",
+            "event_object": "person", "name": "crmsync ingest", "http_auth_user": user, "http_auth_password": password, "version": "2.0"})
+        assert res.status_code == 201, res.text
+
+        def person():
+            with session_scope(db_url) as s:
+                return s.scalars(select(Contact).where(Contact.tenant_id == account.tenant.id,
+                                                       Contact.email == "linus@example.org")).first()
+
+        res = pipedrive_sandbox.api("POST", "/api/v2/persons", json={
+            "name": "Linus T", "emails": [{"value": "linus@example.org", "primary": True, "label": "work"}]})
+        assert res.status_code in (200, 201), res.text
+        pid = res.json()["data"]["id"]
+        row = wait_until(person, 20, what="the created person to arrive by webhook")
+        assert row.deleted_at is None
+        pipedrive_sandbox.delete("persons", pid)
+        wait_until(lambda: person().deleted_at is not None, 20, what="the deletion to arrive")
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log(), server.log()[-3000:]

@@ -249,3 +249,19 @@ def test_a_failed_enqueue_loses_nothing(monkeypatch, ingest_env, db_url):
         reset_producer()
         counts = sweep_outbox(s, now=utcnow() + timedelta(seconds=settings.get_settings().outbox_after_seconds + 1))
     assert counts["events"] == 2
+
+
+def test_the_embedded_sqlite_default_stores_and_deduplicates_too(monkeypatch, ingest_env, sqlite_url, ingest_queue):
+    from crmsync import settings
+    from crmsync.ingest import create_app
+    monkeypatch.setenv("CRMSYNC_DATABASE_URL", sqlite_url)
+    settings.get_settings.cache_clear()
+    with session_scope(sqlite_url) as s:
+        portal = hubspot_portal(s)
+    client = create_app().test_client()
+    body = _body(hubspot_event(portal.account_id, 1), hubspot_event(portal.account_id, 2))
+    for stored in (2, 0):
+        res = client.post("/webhooks/hubspot", data=body, headers=hubspot_headers(body, URI, portal.secret))
+        assert res.status_code == 200 and res.json["stored"] == stored
+    assert _count(sqlite_url) == 2
+    assert len(ingest_queue.tasks()) == 1
