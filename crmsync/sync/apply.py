@@ -195,8 +195,12 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
             continue
         # Agreed when, outside held fields, the local row now equals what the remote holds;
         # otherwise local-winning values remain and the push step must send them.
-        agreed = all(res.merged.get(f) == v for f, v in new_base.items()
-                     if f not in held_now and not f.startswith("__"))
+        # (A local value the remote left empty counts too: the push fills it, or learns the CRM
+        # cannot hold it and marks it unsupported.)
+        unsupported = set(new_base.get(UNSUPPORTED, ()))
+        agreed = all(res.merged.get(f) == new_base.get(f)
+                     for f in set(new_base) | {f for f, v in res.merged.items() if v is not None}
+                     if f not in held_now and f not in unsupported and not f.startswith("__"))
         _put_link(session, config, entity, link, row.id, rec, new_base, now, agreed=agreed)
         if not changed:
             result.skipped += 1

@@ -10,7 +10,8 @@ different values: a real conflict, which the config's strategy settles:
   otherwise the newer value.
 - `manual_review`: the field is held — untouched on both sides — and reported for a person.
 
-Without a base (a first match by email or domain) every differing field is a conflict.
+Without a base (a first match by email or domain) a field filled on one side only takes that
+value; a field both sides fill with different values is a conflict.
 Values are compared in a canonical form (`canonical`), so 1500 == 1500.0 and datetimes compare
 at the millisecond HubSpot keeps.
 """
@@ -172,8 +173,12 @@ def resolve_conflict(*, local: Mapping[str, Any], remote: Mapping[str, Any], str
         if lv == rv:
             continue
         bv = bf.get(f) if bf is not None else _MISSING
-        local_changed = bv is _MISSING or lv != bv
-        remote_changed = bv is _MISSING or rv != bv
+        if bv is _MISSING:
+            # No base (a first match): a value on one side and nothing on the other is no
+            # conflict — the value fills the gap; only two different values conflict.
+            local_changed, remote_changed = lv is not None, rv is not None
+        else:
+            local_changed, remote_changed = lv != bv, rv != bv
         if remote_changed and not local_changed:
             merged[f], winners[f] = rv, "remote"
             continue

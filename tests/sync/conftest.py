@@ -40,14 +40,15 @@ class World(SimpleNamespace):
                       .values(**values, updated_at=datetime.now(timezone.utc)))
 
 
-def make_world(db_url, hubspot_sandbox, **config):
+def make_world(db_url, hubspot_sandbox, account_id=None, **config):
     hubspot_sandbox.configure(rate_limit=0, search_rate_limit=0, daily_limit=0)
     with session_scope(db_url) as s:
         tenant = make_tenant(s)
-        secret = make_secret(s, {"token": hubspot_sandbox.token})
+        # The sandbox runs without limits; our own budget is off for it too ("rate_limits": "none").
+        secret = make_secret(s, {"token": hubspot_sandbox.token, "rate_limits": "none"})
         cfg = create_config(s, {"tenant_id": tenant.id, "platform": "hubspot", "credentials_vault_id": secret.id,
                                 "api_base_url": hubspot_sandbox.base_url,
-                                "account_id": str(hubspot_sandbox.app.options.portal_id), **config})
+                                "account_id": account_id or str(hubspot_sandbox.app.options.portal_id), **config})
         return World(db_url=db_url, tenant_id=tenant.id, config_id=cfg.id, hs=hubspot_sandbox)
 
 
