@@ -1,0 +1,20 @@
+"""`make demo`'s command, as a user runs it: SQLite, inline, both sandboxes in-process."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_demo_runs_and_tells_what_happened(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
+    env["CRMSYNC_HOME"] = str(tmp_path)
+    crmsync = Path(sys.executable).parent / "crmsync"
+    result = subprocess.run([str(crmsync), "demo", "--contacts", "30", "--persons", "20"], capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "neither side was overwritten" in out and "HubSpot now says first name = 'Loretta'" in out
+    assert "Edited-In-HubSpot', Pipedrive 'Edited-In-HubSpot'" in out
+    last_round = out.split("6. Nothing left to do")[1]
+    assert last_round.count("nothing to do") == 2
+    assert (tmp_path / "demo.db").exists()
