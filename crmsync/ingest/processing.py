@@ -24,9 +24,10 @@ are handed to `crmsync.automation.run`.
 
 Outcomes: applied (the merge path changed the local record), unchanged (it went through and
 nothing changed), missing (the record no longer exists in the CRM), deleted, merged, ignored
-(config disabled or push-only, object not synced), coalesced, failed (set by the failure hook
-`crmsync.queue.fail_event` on a permanent error). Transient errors propagate: the task runner
-retries the whole group (idempotent).
+(config disabled or push-only, object not synced), coalesced, failed (a permanent platform or sync
+error, e.g. revoked credentials: every event of the group, with the reason in `error`; other errors
+after the runner's retries: the leader, by the failure hook `crmsync.queue.fail_event`). Transient
+errors propagate: the task runner retries the whole group (idempotent).
 """
 from __future__ import annotations
 
@@ -107,7 +108,24 @@ def process_event(session: Session, event_id: str) -> None:
     siblings = session.scalars(_skip_locked(session, select(WebhookEvent).where(
         WebhookEvent.config_id == leader.config_id, WebhookEvent.processed.is_(False),
         WebhookEvent.id != leader.id).order_by(WebhookEvent.received_at).limit(MAX_GROUP))).all()
-    process_group(session, [leader, *siblings])
+    group = [leader, *siblings]
+    from crmsync.platforms.errors import PlatformError, TransientError
+    from crmsync.sync.errors import SyncError
+    try:
+        with session.begin_nested():
+            process_group(session, group)
+    except (PlatformError, SyncError) as err:
+        if isinstance(err, TransientError):
+            raise       # rate limits, 5xx, timeouts: the runner retries the task later
+        # Permanent (credentials revoked, config wrong): it fails the whole group alike, so every
+        # event is marked here, not only the leader through the failure hook — otherwise the others
+        # would come back from the sweeper one by one to fail again. `webhooks replay --failed`
+        # brings them back once fixed.
+        reason = f"{type(err).__name__}: {err}"[:2000]
+        log.warning("%d event(s) of config %s failed: %s", len(group), leader.config_id, reason)
+        for event in group:
+            event.attempts = (event.attempts or 0) + 1
+            _finish(event, "failed", reason)
 
 
 def process_group(session: Session, events: list[WebhookEvent]) -> None:

@@ -166,3 +166,15 @@ def test_a_100_event_delivery_is_one_task_and_one_batch_read(hs, hubspot_sandbox
         assert set(outcomes) == {"applied"}
     # One batch read of the 100 (plus what connecting costs), not 100 reads.
     assert hubspot_sandbox.requests_log(0)["total"] - before <= 3
+
+
+def test_a_permanent_error_fails_the_whole_group_with_its_reason(hs, hubspot_sandbox, deliver, db_url):
+    from crmsync.credentials import Vault
+    with session_scope(db_url) as s:
+        Vault().replace(s, hs.config.credentials_vault_id, {"token": "revoked-token"})
+    [leader] = deliver(hs, hubspot_event(hs.account_id, 1), hubspot_event(hs.account_id, 2))
+    _process(db_url, leader)
+    with session_scope(db_url) as s:
+        events = s.scalars(select(WebhookEvent)).all()
+    assert [(e.processed, e.outcome) for e in events] == [(True, "failed")] * 2
+    assert all(e.error.startswith("AuthenticationError") and "revoked-token" not in e.error for e in events)
