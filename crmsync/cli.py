@@ -82,7 +82,7 @@ def db_upgrade(revision, as_json):
     from crmsync.settings import get_settings
     try:
         upgrade(None, revision)
-    except Exception as err:  # the driver's message is the useful part (host down, auth, ...)
+    except Exception as err:  # noqa: BLE001 — the driver's message is the useful part (host down, auth, ...)
         failed(f"migration failed: {type(err).__name__}: {str(err).splitlines()[0]}")
     rev = current_revision()
     emit({"revision": rev, "database": get_settings().redacted()["database_url"]}, as_json,
@@ -238,7 +238,7 @@ def configs_create(tenant_id, platform, credentials_vault_id, direction, frequen
             from crmsync.sync.connect import connect
             try:
                 config.account_id = connect(s, config).account_id()
-            except Exception as err:
+            except Exception as err:  # noqa: BLE001 — any failure of the lookup is reported the same way
                 s.rollback()
                 failed(f"could not look up the {platform} account id ({type(err).__name__}: {err}); "
                        "pass --account-id or check --base-url and the credentials")

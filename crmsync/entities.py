@@ -10,7 +10,7 @@ associations as external ids instead (see `crmsync.platforms.base.RemoteRecord`)
 """
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate, EXCLUDE
+from marshmallow import EXCLUDE, Schema, fields, validate
 
 ENTITY_TYPES: tuple[str, ...] = ("contact", "company", "deal", "activity", "task")
 

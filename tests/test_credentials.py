@@ -26,9 +26,8 @@ def test_round_trip_and_no_plaintext_at_rest(db_url):
 def test_wrong_key_fails_clearly(db_url):
     with session_scope(db_url) as s:
         vid = Vault(TEST_SECRET_KEY).store(s, name="hs", platform="hubspot", value={"token": TOKEN}).id
-    with session_scope(db_url) as s:
-        with pytest.raises(VaultKeyMismatch) as err:
-            Vault("another-key-entirely-0000000000").read(s, vid)
+    with session_scope(db_url) as s, pytest.raises(VaultKeyMismatch) as err:
+        Vault("another-key-entirely-0000000000").read(s, vid)
     assert "CRMSYNC_SECRET_KEY" in str(err.value) and TOKEN not in str(err.value)
 
 
@@ -52,9 +51,8 @@ def test_ciphertext_bound_to_its_row(db_url):
         b = vault.store(s, name="b", platform="hubspot", value={"token": "B"})
         b.ciphertext = a.ciphertext
         bid = b.id
-    with session_scope(db_url) as s:
-        with pytest.raises(VaultKeyMismatch):
-            vault.read(s, bid)
+    with session_scope(db_url) as s, pytest.raises(VaultKeyMismatch):
+        vault.read(s, bid)
 
 
 def test_secret_from_text_shapes():

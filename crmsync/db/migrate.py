@@ -27,6 +27,7 @@ def downgrade(url: str | None = None, revision: str = "base") -> None:
 
 def current_revision(url: str | None = None) -> str | None:
     from alembic.runtime.migration import MigrationContext
+
     from crmsync.db import get_engine
     with get_engine(url).connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()

@@ -17,21 +17,19 @@ def test_one_link_per_external_id(any_db_url):
         s.add(SyncLink(tenant_id=tenant.id, config_id=config.id, platform="hubspot", entity_type="contact",
                        local_id=a.id, external_id="101"))
         ids = (tenant.id, config.id, b.id)
-    with pytest.raises(IntegrityError):
-        with session_scope(any_db_url) as s:
-            s.add(SyncLink(tenant_id=ids[0], config_id=ids[1], platform="hubspot", entity_type="contact",
-                           local_id=ids[2], external_id="101"))
+    with pytest.raises(IntegrityError), session_scope(any_db_url) as s:
+        s.add(SyncLink(tenant_id=ids[0], config_id=ids[1], platform="hubspot", entity_type="contact",
+                       local_id=ids[2], external_id="101"))
 
 
 def test_one_webhook_event_per_key(any_db_url):
     with session_scope(any_db_url) as s:
         tenant = make_tenant(s)
-        row = dict(tenant_id=tenant.id, platform="hubspot", account_id="42", event_key="e1",
-                   event_type="contact.creation", payload={})
+        row = {"tenant_id": tenant.id, "platform": "hubspot", "account_id": "42", "event_key": "e1",
+               "event_type": "contact.creation", "payload": {}}
         s.add(WebhookEvent(**row))
-    with pytest.raises(IntegrityError):
-        with session_scope(any_db_url) as s:
-            s.add(WebhookEvent(**row))
+    with pytest.raises(IntegrityError), session_scope(any_db_url) as s:
+        s.add(WebhookEvent(**row))
 
 
 def test_one_active_job_per_config(any_db_url):
@@ -41,9 +39,8 @@ def test_one_active_job_per_config(any_db_url):
         s.add(SyncJob(tenant_id=tenant.id, sync_config_id=config.id, status="succeeded"))
         s.add(SyncJob(tenant_id=tenant.id, sync_config_id=config.id, status="running"))
         ids = (tenant.id, config.id)
-    with pytest.raises(IntegrityError):
-        with session_scope(any_db_url) as s:
-            s.add(SyncJob(tenant_id=ids[0], sync_config_id=ids[1], status="queued"))
+    with pytest.raises(IntegrityError), session_scope(any_db_url) as s:
+        s.add(SyncJob(tenant_id=ids[0], sync_config_id=ids[1], status="queued"))
 
 
 def test_external_ids_is_a_view_of_links(any_db_url):

@@ -1,6 +1,7 @@
 """A tenant with a HubSpot config pointed at the sandbox, on the real PostgreSQL test database."""
 from __future__ import annotations
 
+from datetime import UTC
 from types import SimpleNamespace
 
 import pytest
@@ -31,13 +32,13 @@ class World(SimpleNamespace):
                 SyncLink.tenant_id == self.tenant_id, SyncLink.entity_type == entity, SyncLink.platform == platform))}
 
     def local_edit(self, entity, local_id, **values):
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         from sqlalchemy import update
         table = ENTITY_MODELS[entity].__table__
         with session_scope(self.db_url) as s:
             s.execute(update(table).where(table.c.id == local_id, table.c.tenant_id == self.tenant_id)
-                      .values(**values, updated_at=datetime.now(timezone.utc)))
+                      .values(**values, updated_at=datetime.now(UTC)))
 
 
 def make_world(db_url, hubspot_sandbox, account_id=None, **config):

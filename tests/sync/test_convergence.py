@@ -8,11 +8,10 @@ edits and deletes on both sides, interleaved with sync rounds.
 """
 import uuid
 
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
-
-import pytest
 
 from crmsync.db import session_scope
 from crmsync.db.models import ConflictRecord, Contact

@@ -51,9 +51,8 @@ def test_fault_between_pages_then_rerun_equals_uninterrupted(world, monkeypatch)
     while (step_id := next_step(world.db_url, job_id)) is not None:
         if pages in (2, 5):          # the CRM drops the connection in the middle of the backfill
             world.hs.configure(faults={"drop_rate": 1.0})
-            with pytest.raises(TransientError):
-                with session_scope(world.db_url) as s:
-                    run_step(s, step_id, enqueue=False, wait=True)
+            with pytest.raises(TransientError), session_scope(world.db_url) as s:
+                run_step(s, step_id, enqueue=False, wait=True)
             world.hs.configure(faults={"drop_rate": 0.0})
             crashed += 1
         with session_scope(world.db_url) as s:

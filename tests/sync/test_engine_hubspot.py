@@ -1,4 +1,6 @@
 """The sync engine against the sandbox HubSpot, on the real PostgreSQL."""
+from datetime import UTC
+
 from sqlalchemy import func, select
 
 from crmsync.db import session_scope
@@ -66,7 +68,7 @@ def test_timestamp_based_newer_remote_wins(world):
 
 def test_source_priority_local_first(make):
     world = make(conflict_strategy="source_priority", source_priority=["local", "hubspot"])
-    ext, local_id, job = _conflict(world, "Local", "Remote")
+    ext, local_id, _ = _conflict(world, "Local", "Remote")
     row = next(r for r in world.rows() if r["id"] == local_id)
     assert row["first_name"] == "Local"
     assert world.hs.state.records["contacts"][int(ext)].props["firstname"] == "Local"
@@ -149,13 +151,13 @@ def test_pull_matches_existing_local_contact_by_email(world):
 
 
 def test_remote_archive_soft_deletes_and_local_delete_archives(world):
-    from datetime import datetime, timezone
+    from datetime import datetime
     world.hs.seed(contacts=30, seed=9)
     world.sync()
     links = world.links()
     exts = list(links)
     world.hs.delete("contacts", exts[0])
-    world.local_edit("contact", links[exts[1]], deleted_at=datetime.now(timezone.utc))
+    world.local_edit("contact", links[exts[1]], deleted_at=datetime.now(UTC))
     job = world.sync()
     assert job["status"] == "succeeded", job
     deleted = {r["id"] for r in world.rows(include_deleted=True) if r["deleted_at"]}
@@ -197,8 +199,7 @@ def test_one_active_job_per_config(world):
     with session_scope(world.db_url) as s:
         create_job(s, s.get(SyncConfig, world.config_id))
     import pytest
-    with pytest.raises(JobAlreadyActive):
-        with session_scope(world.db_url) as s:
-            create_job(s, s.get(SyncConfig, world.config_id))
+    with pytest.raises(JobAlreadyActive), session_scope(world.db_url) as s:
+        create_job(s, s.get(SyncConfig, world.config_id))
     with session_scope(world.db_url) as s:
         assert s.scalar(select(func.count()).select_from(SyncJob)) == 1

@@ -1,11 +1,11 @@
 """The three-way merge and the seed's four strategies, field by field."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from crmsync.sync.merge import canonical, detect_conflicting_fields, resolve_conflict
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 BASE = {"email": "ada@x.org", "first_name": "Ada", "last_name": "L", "lead_score": 10, "notes": "met at expo",
         "tags": ["a"]}
 
@@ -86,7 +86,7 @@ def test_custom_fields_merge_per_key():
 def test_canonical_forms():
     assert canonical(1500) == canonical(1500.0) == canonical(1500)
     assert canonical("") is None and canonical([]) is None
-    assert canonical(datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)) == "2026-01-01T12:00:00.123Z"
+    assert canonical(datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)) == "2026-01-01T12:00:00.123Z"
     assert canonical(["b", "a"]) == ["a", "b"]
 
 

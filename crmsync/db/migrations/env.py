@@ -1,5 +1,4 @@
 from alembic import context
-from sqlalchemy import pool
 
 from crmsync.db import get_engine
 from crmsync.db.models import Base
