@@ -108,7 +108,13 @@ def run_step(session: Session, step_id: str, *, enqueue: bool = True, wait: bool
     the job's next step, after commit; finishes the job after the last step."""
     now = now or utcnow()
     step = session.scalar(select(SyncJobStep).where(SyncJobStep.id == step_id).with_for_update())
-    if step is None or step.status != "pending":
+    if step is None:
+        return None
+    if step.status != "pending":
+        # A redelivered message of a finished step: its worker may have died after the commit
+        # and before publishing what comes next, so publish it again (running twice is harmless).
+        if step.status == "done":
+            _enqueue_next(session, step, enqueue)
         return None
     job = session.get(SyncJob, step.job_id)
     if job.status not in ("running", "waiting_quota"):
@@ -154,6 +160,16 @@ def run_step(session: Session, step_id: str, *, enqueue: bool = True, wait: bool
     session.flush()
     return StepProgress(step.entity_type, step.kind, step.pages, step.status == "done", job.status,
                         dict(job.counts.get(step.entity_type, {})))
+
+
+def _enqueue_next(session: Session, step: SyncJobStep, enqueue: bool) -> None:
+    job = session.get(SyncJob, step.job_id)
+    if job is None or job.status != "running":
+        return
+    nxt = session.scalar(select(SyncJobStep).where(SyncJobStep.job_id == job.id, SyncJobStep.status == "pending")
+                         .order_by(SyncJobStep.position).limit(1))
+    if nxt is not None:
+        _enqueue(session, enqueue, "crmsync.sync.run_step", nxt.id)
 
 
 def _checkpoint(session: Session, config: SyncConfig, entity: str) -> SyncCheckpoint:
