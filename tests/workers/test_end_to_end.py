@@ -282,7 +282,9 @@ def test_flower_lists_tasks_by_name_and_no_argument_holds_a_secret(worker_env, d
         flower.terminate()
         flower.wait(10)
         log.close()
-    names = {t.get("name") for t in seen.values()}
+    # Flower can hear a task's later events before its "received" one (it names it then): those
+    # entries have no name yet and are not counted against the table.
+    names = {t.get("name") for t in seen.values()} - {None}
     assert names <= set(TASKS), names
     with session_scope(db_url) as s:
         secrets = {str(v) for c in s.scalars(select(SyncConfig).where(SyncConfig.id.in_(config_ids)))
