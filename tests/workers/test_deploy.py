@@ -14,7 +14,7 @@ from crmsync.queue import QUEUES, TASKS
 from crmsync.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEC = ROOT.parent / "shared" / "specs" / "compose" / "compose-spec.json"
+SPEC = ROOT / "tests" / "specs" / "compose" / "compose-spec.json"
 
 
 def compose() -> dict:

@@ -21,7 +21,7 @@ import yaml
 
 from crmsync.sandbox.spec_check import SpecValidator
 
-SPEC_DIR = Path("/work/shared/specs/pipedrive")
+SPEC_DIR = Path(__file__).resolve().parents[2] / "specs" / "pipedrive"
 NULLABLE = {
     "next_cursor", "org_id", "person_id", "deal_id", "lead_id", "project_id", "picture_id", "address",
     "location", "due_date", "due_time", "duration", "marked_as_done_time", "expected_close_date", "won_time",
