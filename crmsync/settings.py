@@ -71,6 +71,13 @@ class Settings:
     webhook_tolerance_seconds: float = 300.0
     task_time_limit: int = 300             # under the broker's visibility timeout
     visibility_timeout: int = 3600
+    # Beat
+    dispatch_every_seconds: float = 5.0    # how often beat claims due configs
+    sweep_every_seconds: float = 30.0      # how often the outbox sweeper runs
+    # Ingest app
+    ingest_proxy_hops: int = 0             # trusted X-Forwarded-* hops (0: use the request as received)
+    ingest_public_url: str | None = None   # the URL the CRMs call, when a proxy rewrites it
+    ingest_coalesce_seconds: float = 0.25  # delay CRM event processing so a burst shares one fetch
 
     @property
     def inline(self) -> bool:
@@ -108,7 +115,18 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     if share > 1:
         raise SettingsError("CRMSYNC_MAX_DELETE_SHARE", "is a share between 0 and 1")
     page_size = _number("CRMSYNC_PAGE_SIZE", env.get("CRMSYNC_PAGE_SIZE"), 500, minimum=1, integer=True)
+    public_url = _url("CRMSYNC_INGEST_PUBLIC_URL", env.get("CRMSYNC_INGEST_PUBLIC_URL"), ("http", "https"))
+    coalesce = _number("CRMSYNC_INGEST_COALESCE_SECONDS", env.get("CRMSYNC_INGEST_COALESCE_SECONDS"), 0.25)
+    if coalesce > 60:
+        raise SettingsError("CRMSYNC_INGEST_COALESCE_SECONDS", "must be between 0 and 60 seconds")
     return Settings(
+        dispatch_every_seconds=_number("CRMSYNC_DISPATCH_EVERY_SECONDS", env.get("CRMSYNC_DISPATCH_EVERY_SECONDS"),
+                                       5.0, minimum=0.5),
+        sweep_every_seconds=_number("CRMSYNC_SWEEP_EVERY_SECONDS", env.get("CRMSYNC_SWEEP_EVERY_SECONDS"), 30.0,
+                                    minimum=1),
+        ingest_proxy_hops=_number("CRMSYNC_INGEST_PROXY_HOPS", env.get("CRMSYNC_INGEST_PROXY_HOPS"), 0, integer=True),
+        ingest_public_url=public_url,
+        ingest_coalesce_seconds=coalesce,
         database_url=database_url,
         broker_url=_url("CRMSYNC_BROKER_URL", env.get("CRMSYNC_BROKER_URL"),
                         ("redis", "rediss", "amqp", "memory")),

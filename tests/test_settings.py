@@ -22,6 +22,10 @@ def test_postgres_url_normalised_to_psycopg():
     ("CRMSYNC_PAGE_SIZE", "0"),
     ("CRMSYNC_MAX_DELETE_SHARE", "2"),
     ("CRMSYNC_LOG_LEVEL", "LOUD"),
+    ("CRMSYNC_INGEST_PUBLIC_URL", "ftp://x"),
+    ("CRMSYNC_INGEST_COALESCE_SECONDS", "999"),
+    ("CRMSYNC_INGEST_PROXY_HOPS", "-1"),
+    ("CRMSYNC_DISPATCH_EVERY_SECONDS", "0"),
 ])
 def test_bad_value_names_the_variable(var, value):
     with pytest.raises(SettingsError) as err:

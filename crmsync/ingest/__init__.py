@@ -7,12 +7,11 @@ Behind a reverse proxy, signatures need the URI the CRM called, not the one the 
 set CRMSYNC_INGEST_PROXY_HOPS=N to trust N hops of X-Forwarded-Proto/Host/Port/Prefix, or
 CRMSYNC_INGEST_PUBLIC_URL=https://hooks.example.com to fix scheme and host outright. Neither is
 trusted by default (a caller could otherwise choose the URI that gets signed).
-CRMSYNC_INGEST_COALESCE_SECONDS (default 0.25) delays CRM event processing so bursts share a fetch.
+CRMSYNC_INGEST_COALESCE_SECONDS (default 0.25, crmsync.settings) delays CRM event processing so bursts share a fetch.
 """
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 from urllib.parse import urlsplit
@@ -38,7 +37,7 @@ class IngestState:
         self.cron_secret = settings.cron_secret
         self.public_url = public_url.rstrip("/") if public_url else None
         # CRM events wait this long before their task runs, so a burst is applied with one fetch.
-        self.coalesce_seconds = _env_float("CRMSYNC_INGEST_COALESCE_SECONDS", 0.25) or None
+        self.coalesce_seconds = settings.ingest_coalesce_seconds or None
         self.configs = ConfigDirectory()
         self.secrets = WebhookSecrets()
         self._broker = None
@@ -98,37 +97,11 @@ class IngestState:
             return f"unreachable: {type(err).__name__}"
 
 
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    if not value:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise SettingsError(name, f"expected a number of seconds, got {value!r}") from None
-    if not 0 <= number <= 60:
-        raise SettingsError(name, "must be between 0 and 60 seconds")
-    return number
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if not value:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise SettingsError(name, f"expected a whole number, got {value!r}") from None
-    if number < 0:
-        raise SettingsError(name, "must be 0 or more")
-    return number
-
-
 def create_app(settings: Settings | None = None, *, proxy_hops: int | None = None,
                public_url: str | None = None) -> Flask:
     settings = settings or get_settings()
-    proxy_hops = _env_int("CRMSYNC_INGEST_PROXY_HOPS", 0) if proxy_hops is None else proxy_hops
-    public_url = public_url if public_url is not None else (os.environ.get("CRMSYNC_INGEST_PUBLIC_URL") or None)
+    proxy_hops = settings.ingest_proxy_hops if proxy_hops is None else proxy_hops
+    public_url = public_url if public_url is not None else settings.ingest_public_url
     if public_url and urlsplit(public_url).scheme not in ("http", "https"):
         raise SettingsError("CRMSYNC_INGEST_PUBLIC_URL", "expected an http:// or https:// URL")
 
