@@ -207,10 +207,12 @@ def _csv(value):
 @click.option("--account-id", metavar="ID")
 @click.option("--webhook-secret", metavar="VAULT_ID")
 @click.option("--field-mapping", multiple=True, metavar="LOCAL=REMOTE")
+@click.option("--value-mapping", multiple=True, metavar="ENTITY.FIELD=LOCAL:REMOTE",
+              help="Translate a value at this CRM's boundary, e.g. deal.stage=qualified:qualifiedtobuy")
 @click.option("--disabled", is_flag=True, help="Create it disabled.")
 @json_option
 def configs_create(tenant_id, platform, credentials_vault_id, direction, frequency, strategy, source_priority,
-                   entities, base_url, account_id, webhook_secret, field_mapping, disabled, as_json):
+                   entities, base_url, account_id, webhook_secret, field_mapping, value_mapping, disabled, as_json):
     """Create a sync config; the CRM account id is looked up when not given."""
     from crmsync.configs import ConfigError, config_as_dict, create_config
     try:
@@ -223,11 +225,19 @@ def configs_create(tenant_id, platform, credentials_vault_id, direction, frequen
         if not sep or not local or not remote:
             bad_input(f"field_mappings: expected LOCAL=REMOTE, got {item!r}")
         mappings[local.strip()] = remote.strip()
+    values: dict[str, dict[str, str]] = {}
+    for item in value_mapping:
+        key, sep, pair = item.partition("=")
+        local, sep2, remote = pair.partition(":")
+        if not sep or not sep2 or not key or not local or not remote:
+            bad_input(f"value_mappings: expected ENTITY.FIELD=LOCAL:REMOTE, got {item!r}")
+        values.setdefault(key.strip(), {})[local.strip()] = remote.strip()
     data = {"tenant_id": tenant_id, "platform": platform, "credentials_vault_id": credentials_vault_id,
             "sync_direction": direction, "sync_frequency_minutes": frequency_minutes,
             "conflict_strategy": strategy, "source_priority": _csv(source_priority),
             "entities": _csv(entities), "api_base_url": base_url, "account_id": account_id,
-            "webhook_secret_vault_id": webhook_secret, "field_mappings": mappings, "enabled": not disabled}
+            "webhook_secret_vault_id": webhook_secret, "field_mappings": mappings, "value_mappings": values,
+            "enabled": not disabled}
     data = {k: v for k, v in data.items() if v is not None}
     with _session() as s:
         try:

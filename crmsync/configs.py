@@ -46,6 +46,8 @@ class SyncConfigSchema(Schema):
     webhook_secret_vault_id = fields.UUID(load_default=None)
     field_mappings = fields.Dict(keys=fields.String(), values=fields.String(validate=validate.Length(min=1)),
                                  load_default=dict)
+    value_mappings = fields.Dict(keys=fields.String(), values=fields.Dict(keys=fields.String(), values=fields.String()),
+                                 load_default=dict)
     enabled = fields.Boolean(load_default=True)
 
     @validates("platform")
@@ -81,6 +83,13 @@ class SyncConfigSchema(Schema):
             name = local_field.split(".", 1)[-1]
             if name not in known and not local_field.startswith("custom_fields."):
                 raise ValidationError({"field_mappings": [f"unknown local field {local_field!r}"]})
+        for key in data.get("value_mappings") or {}:
+            entity, _, name = key.partition(".")
+            if entity not in SYNCED_FIELDS or name not in SYNCED_FIELDS[entity]:
+                raise ValidationError({"value_mappings": [f"expected ENTITY.FIELD such as deal.stage, got {key!r}"]})
+            remote_values = list(data["value_mappings"][key].values())
+            if len(set(remote_values)) != len(remote_values):
+                raise ValidationError({"value_mappings": [f"{key}: two local values map to one remote value"]})
 
 
 def first_error(err: ValidationError) -> tuple[str, str]:
@@ -143,6 +152,7 @@ def create_config(session: Session, data: dict[str, Any], *, now: datetime | Non
         credentials_vault_id=str(clean["credentials_vault_id"]),
         webhook_secret_vault_id=str(clean["webhook_secret_vault_id"]) if clean["webhook_secret_vault_id"] else None,
         field_mappings=clean["field_mappings"],
+        value_mappings=clean["value_mappings"],
         account_id=clean["account_id"],
         api_base_url=clean["api_base_url"],
         enabled=clean["enabled"],

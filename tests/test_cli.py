@@ -19,7 +19,7 @@ def run(db_url):
 
     def run(*args, stdin=None, extra_env=None):
         return subprocess.run([CRMSYNC, *args], capture_output=True, text=True, input=stdin,
-                              env={**env, **(extra_env or {})}, timeout=60)
+                              env={**env, **(extra_env or {})}, timeout=60, check=False)
     return run
 
 
@@ -39,11 +39,13 @@ def test_tenant_credentials_config_flow(run):
                          "--credentials", secret["id"], "--direction", "pull", "--frequency", "15",
                          "--strategy", "source_priority", "--source-priority", "hubspot,local",
                          "--entities", "contacts,deals", "--base-url", "http://127.0.0.1:9/",
-                         "--account-id", "4242", "--field-mapping", "lead_score=hubspotscore", "--json"))
+                         "--account-id", "4242", "--field-mapping", "lead_score=hubspotscore",
+                         "--value-mapping", "deal.stage=qualified:qualifiedtobuy", "--json"))
     assert config["sync_direction"] == "pull" and config["sync_frequency_minutes"] == 15
     assert config["conflict_strategy"] == "source_priority" and config["source_priority"] == ["hubspot", "local"]
     assert config["sync_contacts"] and config["sync_deals"] and not config["sync_companies"]
     assert config["field_mappings"] == {"lead_score": "hubspotscore"} and config["account_id"] == "4242"
+    assert config["value_mappings"] == {"deal.stage": {"qualified": "qualifiedtobuy"}}
     assert config["credentials_vault_id"] == secret["id"] and config["next_sync_at"]
     for field in ("enabled", "sync_activities", "sync_tasks", "api_base_url", "last_sync_at", "tenant_id"):
         assert field in config
@@ -77,6 +79,8 @@ def invoke(crmsync_env):
     (["--entities", "contacts,widgets"], "entities"),
     (["--field-mapping", "nonsense"], "field_mappings"),
     (["--base-url", "not a url"], "api_base_url"),
+    (["--value-mapping", "deal.stage"], "value_mappings"),
+    (["--value-mapping", "deal.colour=a:b"], "value_mappings"),
 ])
 def test_bad_config_exits_2_naming_the_field(invoke, args, field):
     tenant = json.loads(invoke("tenants", "create", "--name", "t", "--json").stdout)

@@ -99,6 +99,9 @@ class SyncConfig(Base):
     webhook_secret_vault_id: Mapped[str | None] = mapped_column(
         Uuid(as_uuid=False), ForeignKey("crm_credentials_vault.id", ondelete="SET NULL"))
     field_mappings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # {"deal.stage": {"<local value>": "<this CRM's value>"}}: names that differ between CRMs
+    # (deal stages, pipelines, activity types) translated at this config's boundary.
+    value_mappings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     account_id: Mapped[str | None] = mapped_column(String(64))
     api_base_url: Mapped[str | None] = mapped_column(String(500))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)

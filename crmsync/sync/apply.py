@@ -21,7 +21,7 @@ from crmsync.db.models import ENTITY_MODELS, ConflictRecord, SyncConfig, SyncLin
 from crmsync.db.types import utcnow
 from crmsync.entities import ASSOCIATIONS, SYNCED_FIELDS
 from crmsync.platforms.base import RemoteRecord
-from crmsync.sync import store
+from crmsync.sync import store, values
 from crmsync.sync.errors import DeleteGuardTripped
 from crmsync.sync.merge import canonical, flatten, resolve_conflict
 
@@ -96,6 +96,8 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
         if prev is None or canonical(rec.updated_at) >= canonical(prev.updated_at):
             latest[rec.external_id] = rec
     records = list(latest.values())
+    for rec in records:
+        rec.fields = values.to_local(config, entity, rec.fields)
     for rec in records:
         if rec.merged_ids:
             apply_remote_merge(session, config, entity, rec.external_id, rec.merged_ids, now=now)

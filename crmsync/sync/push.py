@@ -22,7 +22,7 @@ from crmsync.db.types import utcnow
 from crmsync.entities import ASSOCIATIONS, SYNCED_FIELDS
 from crmsync.platforms.base import Adapter, OutboundRecord, WriteResult
 from crmsync.platforms.errors import Conflict, PlatformError, TransientError
-from crmsync.sync import store
+from crmsync.sync import store, values
 from crmsync.sync.apply import DELETED, UNSUPPORTED, ApplyResult, apply_remote_records, remote_flat
 from crmsync.sync.merge import CUSTOM, flatten, unflatten
 
@@ -60,8 +60,10 @@ def _held(session, config, entity, ids) -> dict[str, set[str]]:
     return {c.entity_id: set(c.conflicting_fields) for c in rows}
 
 
-def _outbound(entity: str, row, fields_flat: dict, ext_by_local: dict, link: SyncLink | None) -> OutboundRecord:
-    plain = unflatten({f: v for f, v in fields_flat.items() if f not in ASSOCIATIONS[entity]})
+def _outbound(config: SyncConfig, entity: str, row, fields_flat: dict, ext_by_local: dict,
+              link: SyncLink | None) -> OutboundRecord:
+    plain = values.to_remote(config, entity,
+                             unflatten({f: v for f, v in fields_flat.items() if f not in ASSOCIATIONS[entity]}))
     assoc = {}
     for fname in ASSOCIATIONS[entity]:
         if fname in fields_flat:
@@ -127,7 +129,7 @@ def push_batch(session: Session, config: SyncConfig, adapter: Adapter, entity: s
         still = []
         for row, link, fields_flat in creates:
             if row.id in pending:
-                found = adapter.find_existing(entity, _outbound(entity, row, fields_flat, ext_by_local, None))
+                found = adapter.find_existing(entity, _outbound(config, entity, row, fields_flat, ext_by_local, None))
                 outcome.requests += 1
                 if found:
                     link.external_id = found
@@ -137,8 +139,8 @@ def push_batch(session: Session, config: SyncConfig, adapter: Adapter, entity: s
         creates = still
 
     if creates:
-        batch = [_outbound(entity, row, f, ext_by_local, None) for row, _, f in creates]
-        results = adapter.create_many(entity, batch)
+        batch = [_outbound(config, entity, row, f, ext_by_local, None) for row, _, f in creates]
+        results = _local_values(config, entity, adapter.create_many(entity, batch))
         outcome.requests += (len(batch) + adapter.max_batch - 1) // adapter.max_batch
         conflicts = []
         adopted = []
@@ -163,8 +165,8 @@ def push_batch(session: Session, config: SyncConfig, adapter: Adapter, entity: s
             result.add(apply_remote_records(session, config, entity, existing, now=now))
 
     if updates:
-        batch = [_outbound(entity, row, diff, ext_by_local, link) for row, link, diff in updates]
-        results = adapter.update_many(entity, batch)
+        batch = [_outbound(config, entity, row, diff, ext_by_local, link) for row, link, diff in updates]
+        results = _local_values(config, entity, adapter.update_many(entity, batch))
         outcome.requests += (len(batch) + adapter.max_batch - 1) // adapter.max_batch
         adopted = []
         for (row, link, diff), res in zip(updates, results):
@@ -188,6 +190,14 @@ def push_batch(session: Session, config: SyncConfig, adapter: Adapter, entity: s
                 _failed(session, outcome, row, link, res)
     session.flush()
     return outcome
+
+
+def _local_values(config: SyncConfig, entity: str, results: list[WriteResult]) -> list[WriteResult]:
+    """What the CRM answered, in local values (see crmsync.sync.values)."""
+    for res in results:
+        if res.record is not None:
+            res.record.fields = values.to_local(config, entity, res.record.fields)
+    return results
 
 
 def _agree(link: SyncLink, entity: str, res: WriteResult, sent: dict, now: datetime, ext_by_local,

@@ -103,6 +103,7 @@ def upgrade() -> None:
     sa.Column('credentials_vault_id', sa.Uuid(as_uuid=False), nullable=False),
     sa.Column('webhook_secret_vault_id', sa.Uuid(as_uuid=False), nullable=True),
     sa.Column('field_mappings', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('value_mappings', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('account_id', sa.String(length=64), nullable=True),
     sa.Column('api_base_url', sa.String(length=500), nullable=True),
     sa.Column('enabled', sa.Boolean(), nullable=False),
