@@ -324,8 +324,5 @@ def _notify(session: Session, tenant_id: str, result: ApplyResult, cause: str) -
     """Automation triggers (contact_created, deal_stage_changed, ...) hear of every change."""
     if not result.changes:
         return
-    try:
-        from crmsync.automation.triggers import on_record_changes
-    except ImportError:
-        return
+    from crmsync.automation.triggers import on_record_changes
     on_record_changes(session, tenant_id, result.changes, cause)
