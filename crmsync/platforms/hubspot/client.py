@@ -131,27 +131,29 @@ class HubSpotClient:
                                                  self._limit_overrides)
         return self._limits
 
-    def _take_budget(self, kind: str) -> None:
+    def _take_budget(self, kind: str) -> Any:
+        """The grant for one call (None without a budget), handed back to `observe` so the slot
+        is counted from when the CRM answered."""
         if self.budget is None:
-            return
+            return None
         from crmsync.ratelimit import Demand, RateLimitWait
         demands = [Demand(k, self.limits[k]) for k in (kind, "daily") if k in self.limits]
         if not demands:
-            return
+            return None
         if self.wait:
             try:
-                self.budget.acquire_many(PLATFORM, self.budget_account, demands, max_wait=self.max_wait)
+                return self.budget.acquire_many(PLATFORM, self.budget_account, demands, max_wait=self.max_wait)
             except RateLimitWait as exc:
                 raise RateLimited(f"rate budget for {kind} calls spent", platform=PLATFORM,
                                   retry_after=exc.wait_seconds, resume_at=exc.resume_at,
                                   policy=exc.kind or kind) from None
-            return
         grant = self.budget.try_acquire_many(PLATFORM, self.budget_account, demands)
         if not grant.granted:
             raise RateLimited(f"rate budget for {grant.limited_by or kind} calls spent", platform=PLATFORM,
                               retry_after=grant.wait_seconds,
                               resume_at=grant.resume_at if grant.daily_exhausted else None,
                               policy="daily" if grant.daily_exhausted else (grant.limited_by or kind))
+        return grant
 
     def request(self, method: str, path: str, *, params: Any = None, json: Any = None, kind: str = "standard",
                 safe: bool | None = None, entity: str | None = None, external_id: str | None = None) -> Any:
@@ -164,7 +166,7 @@ class HubSpotClient:
         attempt = 0
         while True:
             attempt += 1
-            self._take_budget(kind)
+            grant = self._take_budget(kind)
             headers = {"Authorization": self.auth.header(self.session, self.base_url)}
             try:
                 resp = self.session.request(method, url, params=params, json=json, headers=headers,
@@ -178,9 +180,13 @@ class HubSpotClient:
                 raise err from None
             finally:
                 self.requests_sent += 1
-            if self.budget is not None and kind != "search":
+            if self.budget is not None:
                 try:
-                    self.budget.observe(PLATFORM, self.budget_account, resp.headers, kind=kind)
+                    if kind == "search":  # search answers carry no rate headers: only restart the slot
+                        if grant is not None:
+                            self.budget.complete(grant)
+                    else:
+                        self.budget.observe(PLATFORM, self.budget_account, resp.headers, kind=kind, grant=grant)
                 except Exception:  # the budget's bookkeeping must never fail the call that succeeded
                     log.warning("rate budget observe failed", exc_info=True)
             status = resp.status_code

@@ -139,9 +139,11 @@ class PipedriveClient:
         return {KIND_BURST: Limit(80 if oauth else 20, 2.0), KIND_SEARCH: Limit(10, 2.0),
                 KIND_DAILY: Limit.daily(30_000)}
 
-    def _acquire(self, cost: int, search: bool) -> None:
+    def _acquire(self, cost: int, search: bool) -> Any:
+        """The grant for one call (None without a budget), handed back to `observe` so the slot
+        is counted from when Pipedrive answered."""
         if self.budget is None:
-            return
+            return None
         from crmsync.ratelimit import Demand, RateBudgetUnavailable
 
         demands = []
@@ -152,7 +154,7 @@ class PipedriveClient:
         if KIND_DAILY in self._limits:
             demands.append(Demand(KIND_DAILY, self._limits[KIND_DAILY], min(cost, self._limits[KIND_DAILY].capacity)))
         if not demands:
-            return
+            return None
         deadline = time.monotonic() + (self.max_wait if self.wait else 0.0)
         while True:
             try:
@@ -161,7 +163,7 @@ class PipedriveClient:
                 raise TransientError(f"rate budget store unavailable: {type(exc).__name__}",
                                      platform=PLATFORM) from None
             if grant.granted:
-                return
+                return grant
             left = deadline - time.monotonic()
             if grant.daily_exhausted or grant.wait_seconds > left:
                 raise RateLimited(
@@ -171,12 +173,12 @@ class PipedriveClient:
                     policy=KIND_DAILY if grant.daily_exhausted else grant.limited_by)
             time.sleep(grant.wait_seconds)
 
-    def _observe(self, response: requests.Response, search: bool) -> None:
+    def _observe(self, response: requests.Response, search: bool, grant: Any = None) -> None:
         if self.budget is None:
             return
         try:
             self.budget.observe(PLATFORM, self.account, response.headers,
-                                kind=KIND_SEARCH if search else KIND_BURST)
+                                kind=KIND_SEARCH if search else KIND_BURST, grant=grant)
         except Exception as exc:  # noqa: BLE001 - a budget hiccup must not fail a call that succeeded
             log.warning("pipedrive rate budget observe failed: %s", type(exc).__name__)
 
@@ -230,7 +232,7 @@ class PipedriveClient:
         refreshed = False
         attempt = 0
         while True:
-            self._acquire(cost, search)
+            grant = self._acquire(cost, search)
             self.requests_made += 1
             try:
                 response = self.session.request(method, url, params=params, json=json,
@@ -240,7 +242,7 @@ class PipedriveClient:
                     f"{method} {scrub(path)}: {type(exc).__name__}", platform=PLATFORM, entity=entity,
                     external_id=external_id)
             else:
-                self._observe(response, search)
+                self._observe(response, search, grant)
                 if 200 <= response.status_code < 300:
                     return self._decode(response, method, path, entity, external_id)
                 error = self._error_for(response, method, path, entity=entity, external_id=external_id)
