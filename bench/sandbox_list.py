@@ -2,12 +2,18 @@
 keep-alive with requests.Session, paging through all contacts repeatedly.
 
 Run: .venv/bin/python bench/sandbox_list.py [--contacts 10000] [--seconds 5] [--clients 1]
+         [--processes N]   # the sandbox in its own process, N client processes (as a CRM and its callers)
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import requests
 
@@ -60,13 +66,67 @@ def run_raw_client(base: str, token: str, seconds: float, out: list) -> None:
     out.append((n, records))
 
 
+def _client_process(client: str, base: str, token: str, seconds: float, queue) -> None:
+    out: list = []
+    (run_client if client == "requests" else run_raw_client)(base, token, seconds, out)
+    queue.put(out[0])
+
+
+def separate_processes(args) -> None:
+    """The sandbox served by `crmsync sandbox serve` in its own process, called by N client
+    processes: the server's own throughput, not one Python process sharing its GIL with its caller."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    token = "pat-na1-bench-0000"
+    crmsync = Path(sys.executable).parent / "crmsync"
+    server = subprocess.Popen([str(crmsync), "sandbox", "serve", "--platform", "hubspot", "--port", str(port),
+                               "--token", token, "--seed", "1", "--contacts", str(args.contacts),
+                               "--companies", "200", "--rate-limit", "0", "--daily-limit", "0"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                requests.get(f"{base}/_sandbox/", timeout=1).raise_for_status()
+                break
+            except requests.RequestException:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the sandbox did not start") from None
+                time.sleep(0.2)
+        run_client(base, token, 1.0, [])  # warm the per-record JSON cache
+        queue = multiprocessing.Queue()
+        procs = [multiprocessing.Process(target=_client_process, args=(args.client, base, token, args.seconds, queue))
+                 for _ in range(args.processes)]
+        t0 = time.perf_counter()
+        for p in procs:
+            p.start()
+        results = [queue.get(timeout=args.seconds + 60) for _ in procs]
+        for p in procs:
+            p.join()
+        elapsed = time.perf_counter() - t0
+        reqs, recs = sum(r[0] for r in results), sum(r[1] for r in results)
+        print(f"contacts={args.contacts} server=own process client={args.client} processes={args.processes} "
+              f"seconds={elapsed:.2f}")
+        print(f"list requests/s (limit=100, {len(PROPS.split(','))} properties): {reqs / elapsed:,.0f}")
+        print(f"records/s: {recs / elapsed:,.0f}")
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--contacts", type=int, default=10_000)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--clients", type=int, default=1)
     ap.add_argument("--client", choices=["requests", "raw"], default="requests")
+    ap.add_argument("--processes", type=int, default=0, help="sandbox in its own process, N client processes")
     args = ap.parse_args()
+    if args.processes:
+        separate_processes(args)
+        return
     app = create_app(contacts=args.contacts, companies=200, seed=1, rate_limit=0, daily_limit=0)
     server = SandboxServer(app)
     base = server.start()
