@@ -48,7 +48,7 @@ def push_candidates(session: Session, config: SyncConfig, entity: str, *, after:
          .order_by(table.c.updated_at, table.c.id).limit(limit))
     if after:
         q = q.where(tuple_(table.c.updated_at, table.c.id) > tuple_(
-            literal(store._to_datetime(after["updated_at"]), table.c.updated_at.type),
+            literal(store.to_datetime(after["updated_at"]), table.c.updated_at.type),
             literal(after["id"], table.c.id.type)))
     return list(session.execute(q))
 

@@ -25,7 +25,7 @@ def _converters(entity: str) -> dict[str, Any]:
     for name in SYNCED_FIELDS[entity]:
         col_type = table.c[name].type
         if isinstance(col_type, UTCDateTime):
-            out[name] = _to_datetime
+            out[name] = to_datetime
         elif isinstance(col_type, Integer):
             out[name] = lambda v: None if v is None else int(float(v))
         elif isinstance(col_type, Float):
@@ -33,7 +33,7 @@ def _converters(entity: str) -> dict[str, Any]:
     return out
 
 
-def _to_datetime(value):
+def to_datetime(value):
     if value is None or isinstance(value, datetime):
         return value
     return datetime.fromisoformat(str(value))
