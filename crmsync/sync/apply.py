@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import repeat
 from typing import Any
 
 from sqlalchemy import select
@@ -79,7 +80,7 @@ def _held_fields(session: Session, config: SyncConfig, entity: str, local_ids: l
     rows = session.scalars(select(ConflictRecord).where(
         ConflictRecord.tenant_id == config.tenant_id, ConflictRecord.platform == config.platform,
         ConflictRecord.entity_type == entity, ConflictRecord.status == "pending",
-        ConflictRecord.entity_id.in_(local_ids)))
+        store.among(session, ConflictRecord.entity_id, local_ids)))
     return {c.entity_id: c for c in rows}
 
 
@@ -122,6 +123,7 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
 
     inserts, updates, new_links = [], [], []
     claimed: set[str] = set()
+    fresh_ids = iter(store.new_ids(2 * len(records)))   # a row's and its link's, for new records
     for rec in records:
         rflat = remote_flat(entity, rec, resolved)
         link = links.get(rec.external_id)
@@ -139,7 +141,7 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
                 if link is not None:
                     link.external_id = rec.external_id
         if row is None:
-            local_id = new_id()
+            local_id = next(fresh_ids)
             cols = store.flat_to_columns(entity, rflat)
             cols.update(id=local_id, tenant_id=tenant, created_at=now, updated_at=now, last_change_cause=cause)
             if entity == "activity" and not cols.get("type"):
@@ -147,9 +149,11 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
             if entity == "task" and not cols.get("title"):
                 cols["title"] = "(untitled task)"
             inserts.append(cols)
-            _put_link(session, config, entity, link, local_id, rec, rflat, now, new_links=new_links)
+            _put_link(session, config, entity, link, local_id, rec, rflat, now, new_links=new_links,
+                      link_id=next(fresh_ids))
             result.created += 1
-            result.changes.append(RecordChange(entity, local_id, "created", {k: (None, v) for k, v in rflat.items()}))
+            result.changes.append(RecordChange(entity, local_id, "created",
+                                               dict(zip(rflat, zip(repeat(None), rflat.values())))))
             continue
 
         if row.deleted_at is not None:
@@ -217,10 +221,10 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
 
 def _put_link(session: Session, config: SyncConfig, entity: str, link: SyncLink | None, local_id: str,
               rec: RemoteRecord, base: dict, now: datetime, *, agreed: bool = True,
-              new_links: list[dict] | None = None) -> None:
+              new_links: list[dict] | None = None, link_id: str | None = None) -> None:
     # base_at is when both sides last agreed; None makes the row a push candidate at once.
     if link is None:
-        row = {"id": new_id(), "tenant_id": config.tenant_id, "config_id": config.id, "platform": config.platform,
+        row = {"id": link_id or new_id(), "tenant_id": config.tenant_id, "config_id": config.id, "platform": config.platform,
                "entity_type": entity, "local_id": local_id, "external_id": rec.external_id, "base": base,
                "base_at": now if agreed else None, "remote_updated_at": rec.updated_at, "created_at": now}
         if new_links is not None:

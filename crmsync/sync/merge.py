@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 from crmsync.entities import FIELD_MERGE_RULES
@@ -32,6 +33,8 @@ _MISSING = object()
 
 def canonical(value: Any) -> Any:
     """The JSON form a value is compared and stored (in the base) in."""
+    if value.__class__ is str:     # most values: checked first
+        return value or None
     if value is None or value == "" or value == []:
         return None
     if isinstance(value, bool):
@@ -60,13 +63,20 @@ def flatten(record: Mapping[str, Any], fields: tuple[str, ...] | None = None) ->
     """A unified record as {field: canonical value}; custom fields become `custom_fields.<name>`.
     With `fields`, only those (plus custom fields) are kept."""
     out: dict[str, Any] = {}
+    if fields is not None:
+        fields = _field_set(fields) if isinstance(fields, tuple) else frozenset(fields)
     for key, value in record.items():
         if key == "custom_fields":
             for ck, cv in (value or {}).items():
-                out[CUSTOM + ck] = canonical(cv)
+                out[CUSTOM + ck] = cv or None if cv.__class__ is str else canonical(cv)
         elif fields is None or key in fields:
-            out[key] = canonical(value)
+            out[key] = value or None if value.__class__ is str else canonical(value)
     return out
+
+
+@lru_cache(maxsize=64)
+def _field_set(fields: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(fields)
 
 
 def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:

@@ -167,8 +167,7 @@ class HubSpotAdapter(Adapter):
     def to_remote_record(self, entity: str, object_type: str, obj: dict,
                          associations: Mapping[str, str | None] | None = None) -> RemoteRecord:
         unified = m.map_hubspot_to_unified(entity, obj, self.tenant_id, self.field_mappings, object_type)
-        assoc_names = ASSOCIATIONS[entity]
-        found = {k: unified.pop(k) for k in list(unified) if k in assoc_names}
+        found = {k: unified.pop(k) for k in ASSOCIATIONS[entity] if k in unified}
         if associations is not None:
             found = {**found, **associations}
         merged = (obj.get("properties") or {}).get("hs_merged_object_ids")

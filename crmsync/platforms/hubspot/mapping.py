@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from crmsync.entities import ASSOCIATIONS
@@ -70,6 +71,11 @@ def _blank(value: Any) -> bool:
 
 def parse_datetime(value: Any) -> datetime | None:
     """HubSpot datetimes: ISO-8601 (with ms and Z) or epoch milliseconds, as strings."""
+    if value.__class__ is str and value[-1:] == "Z":
+        try:
+            return datetime.fromisoformat(value)  # HubSpot's usual spelling; 3.11 reads Z as UTC
+        except ValueError:
+            pass
     if _blank(value):
         return None
     if isinstance(value, datetime):
@@ -363,27 +369,53 @@ def extract_hubspot_custom_fields(properties: Mapping[str, Any], entity: str = "
     bookkeeping (hs_* and the create/modify dates) is left out: it is not the tenant's data."""
     if entity == "activity" and activity_type is None:
         activity_type = "note"
-    mapped = {prop for prop, _ in field_table(entity, field_mappings, activity_type).values()}
-    custom = {}
-    for name, value in properties.items():
-        if name in mapped or name in SYSTEM_PROPERTIES or name.startswith("hs_"):
-            continue
-        custom[name] = value
-    return custom
+    not_custom = _reader(entity, activity_type, _mappings_key(field_mappings)).not_custom
+    return {name: value for name, value in properties.items()
+            if name not in not_custom and not name.startswith("hs_")}
+
+
+@dataclass(frozen=True)
+class _Reader:
+    """One entity's field table made ready for reading many records: (field, property, parse)
+    triples, text fields marked by parse None (the common case, read inline)."""
+    fields: tuple[tuple[str, str, Callable | None], ...]
+    not_custom: frozenset[str]
+    created_prop: str
+    modified_prop: str
+
+
+def _mappings_key(field_mappings: Mapping[str, str] | None) -> tuple:
+    return tuple(sorted(field_mappings.items())) if field_mappings else ()
+
+
+@lru_cache(maxsize=256)
+def _reader(entity: str, activity_type: str | None, mappings: tuple) -> _Reader:
+    table = field_table(entity, dict(mappings) or None, activity_type)
+    object_type = ACTIVITY_OBJECTS[activity_type] if entity == "activity" else OBJECT_TYPES[entity][0]
+    fields = tuple((name, prop, None if conv is TEXT else conv.parse) for name, (prop, conv) in table.items())
+    return _Reader(fields, frozenset(prop for _, prop, _ in fields) | SYSTEM_PROPERTIES,
+                   created_property(object_type), modified_property(object_type))
 
 
 def _to_unified(obj: Mapping[str, Any], entity: str, tenant_id: str | None,
                 field_mappings: Mapping[str, str] | None, activity_type: str | None = None) -> dict:
     props = obj.get("properties") or {}
-    table = field_table(entity, field_mappings, activity_type)
+    reader = _reader(entity, activity_type, _mappings_key(field_mappings))
     record: dict[str, Any] = {}
-    for name, (prop, conv) in table.items():
+    for name, prop, parse in reader.fields:
         if prop in props:
-            record[name] = conv.parse(props[prop])
-    object_type = ACTIVITY_OBJECTS[activity_type] if entity == "activity" else OBJECT_TYPES[entity][0]
-    record["created_at"] = parse_datetime(props.get(created_property(object_type)) or obj.get("createdAt"))
-    record["updated_at"] = parse_datetime(props.get(modified_property(object_type)) or obj.get("updatedAt"))
-    record["custom_fields"] = extract_hubspot_custom_fields(props, entity, field_mappings, activity_type)
+            value = props[prop]
+            if parse is not None:
+                record[name] = parse(value)
+            elif value.__class__ is str:
+                record[name] = value or None
+            else:
+                record[name] = _parse_str(value)
+    record["created_at"] = parse_datetime(props.get(reader.created_prop) or obj.get("createdAt"))
+    record["updated_at"] = parse_datetime(props.get(reader.modified_prop) or obj.get("updatedAt"))
+    not_custom = reader.not_custom
+    record["custom_fields"] = {name: value for name, value in props.items()
+                               if name not in not_custom and not name.startswith("hs_")}
     if obj.get("archived"):
         record["deleted_at"] = parse_datetime(obj.get("archivedAt")) or record["updated_at"]
     if tenant_id is not None:
