@@ -114,6 +114,23 @@ def _template(segs: list[str]) -> str:
     return "/" + "/".join(out)
 
 
+def serialised(rec: Record) -> dict:
+    """The record's JSON pieces, kept in its cache (dropped on every change): each non-empty
+    property as `"name":value`, and the tail after the properties. Seeding makes them up front."""
+    pieces = rec.cache.get("json")
+    if pieces is None:
+        props = {name: b"%s:%s" % (dumps(name), dumps(value)) for name, value in rec.props.items() if value is not None}
+        tail = {"createdAt": iso(rec.created), "updatedAt": iso(rec.updated), "archived": rec.archived}
+        if rec.archived:
+            tail["archivedAt"] = iso(rec.archived_at)
+        pieces = rec.cache["json"] = {"props": props, "tail": dumps(tail)[1:]}
+    return pieces
+
+
+def _null_property(name: str) -> bytes:
+    return dumps(name) + b":null"
+
+
 def _ts() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
@@ -170,7 +187,12 @@ class HubSpotApp:
         self._apply_options(self.initial, reseed=reseed)
 
     def seed(self, **kw) -> dict:
-        return seed_portal(self.state, **kw)
+        counts = seed_portal(self.state, **kw)
+        with self.state.lock:
+            for table in self.state.records.values():
+                for rec in table.values():
+                    serialised(rec)
+        return counts
 
     def configure(self, **changes) -> HubSpotOptions:
         """Change settings at run time; keeps records and counters."""
@@ -451,10 +473,19 @@ class HubSpotApp:
             hit = cache.get(key)
             if hit is not None:
                 return hit
-            props_src, created, updated = rec.props, rec.created, rec.updated
-        else:
-            cache = None
-            props_src, created, updated = view
+            # Put together from the record's pre-serialised pieces: the list endpoint serves a
+            # property set once per record, so a per-set cache alone would not spare the dumps.
+            pieces = serialised(rec)
+            props, tail = pieces["props"], pieces["tail"]
+            if null_mode:
+                defs = ot.PROPERTIES[rec.type.name]
+                parts = [props[n] if n in props else _null_property(n) for n in names if n in props or n in defs]
+            else:
+                parts = [props[name] for name in names if name in props]
+            data = b'{"id":%s,"properties":{%s},%s' % (dumps(str(rec.id)), b",".join(parts), tail)
+            cache[key] = data
+            return data
+        props_src, created, updated = view
         defs = ot.PROPERTIES[rec.type.name]
         props = {}
         for name in names:
@@ -467,10 +498,7 @@ class HubSpotApp:
                "archived": rec.archived}
         if rec.archived:
             out["archivedAt"] = iso(rec.archived_at)
-        data = dumps(out)
-        if cache is not None:
-            cache[key] = data
-        return data
+        return dumps(out)
 
     def _with_assocs(self, rec: Record, data: bytes, to_types: list[ot.ObjectType]) -> bytes:
         block = {}
