@@ -10,6 +10,7 @@ count as local edits.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import repeat
@@ -25,6 +26,9 @@ from crmsync.platforms.base import RemoteRecord
 from crmsync.sync import store, values
 from crmsync.sync.errors import DeleteGuardTripped
 from crmsync.sync.merge import canonical, flatten, resolve_conflict
+
+LINK_COLUMNS = ["id", "tenant_id", "config_id", "platform", "entity_type", "local_id", "external_id", "base",
+                "base_at", "remote_updated_at", "created_at"]
 
 # Bookkeeping keys inside a link's base (never field names).
 DELETED = "__deleted"
@@ -121,98 +125,100 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
                                                          local_ids=[r.id for r in matches.values()])}
     held = _held_fields(session, config, entity, [l.local_id for l in links.values()])
 
-    inserts, updates, new_links = [], [], []
+    inserts, updates = [], []
     claimed: set[str] = set()
     fresh_ids = iter(store.new_ids(2 * len(records)))   # a row's and its link's, for new records
-    for rec in records:
-        rflat = remote_flat(entity, rec, resolved)
-        link = links.get(rec.external_id)
-        row = rows.get(link.local_id) if link else None
-        if link is not None and link.base.get(DELETED) and row is not None and row.deleted_at is not None:
-            result.skipped += 1       # deleted here and archived there; a restore is a new record
-            continue
-        if row is None and key_field:
-            key = str(rec.fields.get(key_field) or "").lower()
-            candidate = matches.get(key) if key else None
-            if candidate is not None and candidate.id not in claimed:
-                row = candidate
-                claimed.add(row.id)
-                link = in_flight.get(row.id)   # our own create that reached the CRM: adopt its id
-                if link is not None:
-                    link.external_id = rec.external_id
-        if row is None:
-            local_id = next(fresh_ids)
-            cols = store.flat_to_columns(entity, rflat)
-            cols.update(id=local_id, tenant_id=tenant, created_at=now, updated_at=now, last_change_cause=cause)
-            if entity == "activity" and not cols.get("type"):
-                cols["type"] = "note"
-            if entity == "task" and not cols.get("title"):
-                cols["title"] = "(untitled task)"
-            inserts.append(cols)
-            _put_link(session, config, entity, link, local_id, rec, rflat, now, new_links=new_links,
-                      link_id=next(fresh_ids))
-            result.created += 1
-            result.changes.append(RecordChange(entity, local_id, "created",
-                                               dict(zip(rflat, zip(repeat(None), rflat.values())))))
-            continue
+    # New links stream into PostgreSQL while the page is worked out (no other statement until
+    # the block ends: everything below only changes ORM objects, flushed afterwards).
+    with store.new_rows(session, SyncLink.__table__, LINK_COLUMNS) as add_link:
+        for rec in records:
+            rflat = remote_flat(entity, rec, resolved)
+            link = links.get(rec.external_id)
+            row = rows.get(link.local_id) if link else None
+            if link is not None and link.base.get(DELETED) and row is not None and row.deleted_at is not None:
+                result.skipped += 1       # deleted here and archived there; a restore is a new record
+                continue
+            if row is None and key_field:
+                key = str(rec.fields.get(key_field) or "").lower()
+                candidate = matches.get(key) if key else None
+                if candidate is not None and candidate.id not in claimed:
+                    row = candidate
+                    claimed.add(row.id)
+                    link = in_flight.get(row.id)   # our own create that reached the CRM: adopt its id
+                    if link is not None:
+                        link.external_id = rec.external_id
+            if row is None:
+                local_id = next(fresh_ids)
+                cols = store.flat_to_columns(entity, rflat)
+                cols.update(id=local_id, tenant_id=tenant, created_at=now, updated_at=now, last_change_cause=cause)
+                if entity == "activity" and not cols.get("type"):
+                    cols["type"] = "note"
+                if entity == "task" and not cols.get("title"):
+                    cols["title"] = "(untitled task)"
+                inserts.append(cols)
+                _put_link(session, config, entity, link, local_id, rec, rflat, now, add_link=add_link,
+                          link_id=next(fresh_ids))
+                result.created += 1
+                result.changes.append(RecordChange(entity, local_id, "created",
+                                                   dict(zip(rflat, zip(repeat(None), rflat.values())))))
+                continue
 
-        if row.deleted_at is not None:
-            result.skipped += 1       # deleted locally: the push archives it remotely
-            continue
-        lflat = store.row_to_flat(entity, row)
-        if link is not None and link.base.get(UNSUPPORTED):
-            for f in link.base[UNSUPPORTED]:
-                rflat.pop(f, None)
-        conflict = held.get(row.id)
-        base = dict(link.base) if link is not None else None
-        res = resolve_conflict(local=lflat, remote=rflat, base=base, strategy=config.conflict_strategy,
-                               source_priority=config.source_priority, remote_platform=platform,
-                               local_updated_at=row.updated_at, remote_updated_at=rec.updated_at)
-        held_now = set(res.held_fields)
-        if conflict is not None:
-            # Fields already under review stay untouched until a person resolves them.
-            held_now |= {f for f in conflict.conflicting_fields if f in rflat and rflat[f] != lflat.get(f)}
-        changed = {f: v for f, v in res.merged.items() if f not in held_now and lflat.get(f) != v}
-        if changed:
-            cols = store.flat_to_columns(entity, changed, row.custom_fields or {})
-            cols.update(id=row.id, tenant_id=tenant, updated_at=now, last_change_cause=cause)
-            updates.append(cols)
-            result.updated += 1
-            result.changes.append(RecordChange(entity, row.id, "updated",
-                                               {f: (lflat.get(f), v) for f, v in changed.items()}))
-        # The new base: what the remote holds now, except held fields keep their old base so they
-        # keep reading as changed on both sides. Local-winning fields differ from it: the push sends them.
-        new_base = dict(base or {})
-        for f, v in rflat.items():
-            if f not in held_now:
-                new_base[f] = v
-        if held_now:
-            result.conflicts += 1
-            _record_conflict(session, config, entity, row.id, rec.external_id, lflat, rflat, base, sorted(held_now),
-                             conflict, now)
-        elif conflict is not None:
-            conflict.status = "superseded"
-            conflict.resolved_at = now
-        elif res.conflicting_fields:
-            result.conflicts += 1
-        if not changed and link is not None and new_base == link.base:
-            link.remote_updated_at = rec.updated_at
-            result.skipped += 1
-            continue
-        # Agreed when, outside held fields, the local row now equals what the remote holds;
-        # otherwise local-winning values remain and the push step must send them.
-        # (A local value the remote left empty counts too: the push fills it, or learns the CRM
-        # cannot hold it and marks it unsupported.)
-        unsupported = set(new_base.get(UNSUPPORTED, ()))
-        agreed = all(res.merged.get(f) == new_base.get(f)
-                     for f in set(new_base) | {f for f, v in res.merged.items() if v is not None}
-                     if f not in held_now and f not in unsupported and not f.startswith("__"))
-        _put_link(session, config, entity, link, row.id, rec, new_base, now, agreed=agreed)
-        if not changed:
-            result.skipped += 1
+            if row.deleted_at is not None:
+                result.skipped += 1       # deleted locally: the push archives it remotely
+                continue
+            lflat = store.row_to_flat(entity, row)
+            if link is not None and link.base.get(UNSUPPORTED):
+                for f in link.base[UNSUPPORTED]:
+                    rflat.pop(f, None)
+            conflict = held.get(row.id)
+            base = dict(link.base) if link is not None else None
+            res = resolve_conflict(local=lflat, remote=rflat, base=base, strategy=config.conflict_strategy,
+                                   source_priority=config.source_priority, remote_platform=platform,
+                                   local_updated_at=row.updated_at, remote_updated_at=rec.updated_at)
+            held_now = set(res.held_fields)
+            if conflict is not None:
+                # Fields already under review stay untouched until a person resolves them.
+                held_now |= {f for f in conflict.conflicting_fields if f in rflat and rflat[f] != lflat.get(f)}
+            changed = {f: v for f, v in res.merged.items() if f not in held_now and lflat.get(f) != v}
+            if changed:
+                cols = store.flat_to_columns(entity, changed, row.custom_fields or {})
+                cols.update(id=row.id, tenant_id=tenant, updated_at=now, last_change_cause=cause)
+                updates.append(cols)
+                result.updated += 1
+                result.changes.append(RecordChange(entity, row.id, "updated",
+                                                   {f: (lflat.get(f), v) for f, v in changed.items()}))
+            # The new base: what the remote holds now, except held fields keep their old base so they
+            # keep reading as changed on both sides. Local-winning fields differ from it: the push sends them.
+            new_base = dict(base or {})
+            for f, v in rflat.items():
+                if f not in held_now:
+                    new_base[f] = v
+            if held_now:
+                result.conflicts += 1
+                _record_conflict(session, config, entity, row.id, rec.external_id, lflat, rflat, base, sorted(held_now),
+                                 conflict, now)
+            elif conflict is not None:
+                conflict.status = "superseded"
+                conflict.resolved_at = now
+            elif res.conflicting_fields:
+                result.conflicts += 1
+            if not changed and link is not None and new_base == link.base:
+                link.remote_updated_at = rec.updated_at
+                result.skipped += 1
+                continue
+            # Agreed when, outside held fields, the local row now equals what the remote holds;
+            # otherwise local-winning values remain and the push step must send them.
+            # (A local value the remote left empty counts too: the push fills it, or learns the CRM
+            # cannot hold it and marks it unsupported.)
+            unsupported = set(new_base.get(UNSUPPORTED, ()))
+            agreed = all(res.merged.get(f) == new_base.get(f)
+                         for f in set(new_base) | {f for f, v in res.merged.items() if v is not None}
+                         if f not in held_now and f not in unsupported and not f.startswith("__"))
+            _put_link(session, config, entity, link, row.id, rec, new_base, now, agreed=agreed)
+            if not changed:
+                result.skipped += 1
 
     store.insert_rows(session, entity, inserts)
-    store.insert_many(session, SyncLink.__table__, new_links)
     store.update_rows(session, entity, updates)
     session.flush()
     _notify(session, tenant, result, cause)
@@ -221,14 +227,14 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
 
 def _put_link(session: Session, config: SyncConfig, entity: str, link: SyncLink | None, local_id: str,
               rec: RemoteRecord, base: dict, now: datetime, *, agreed: bool = True,
-              new_links: list[dict] | None = None, link_id: str | None = None) -> None:
+              add_link: Callable[[list], None] | None = None, link_id: str | None = None) -> None:
     # base_at is when both sides last agreed; None makes the row a push candidate at once.
     if link is None:
         row = {"id": link_id or new_id(), "tenant_id": config.tenant_id, "config_id": config.id, "platform": config.platform,
                "entity_type": entity, "local_id": local_id, "external_id": rec.external_id, "base": base,
                "base_at": now if agreed else None, "remote_updated_at": rec.updated_at, "created_at": now}
-        if new_links is not None:
-            new_links.append(row)
+        if add_link is not None:
+            add_link([row[c] for c in LINK_COLUMNS])
         else:
             session.add(SyncLink(**row))
         return

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -198,26 +199,41 @@ def insert_many(session: Session, table, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    if session.get_bind().dialect.name != "postgresql":
-        session.execute(insert(table), [{c: r.get(c) for c in columns} for r in rows])
-        return
-    copy_rows(session, table, columns, ([r.get(c) for c in columns] for r in rows))
+    with new_rows(session, table, columns) as add:
+        for r in rows:
+            add(list(map(r.get, columns)))
 
 
-def copy_rows(session: Session, table, columns: list[str], rows: Iterable[list[Any]]) -> None:
-    """COPY rows given as value lists in `columns` order (PostgreSQL only); JSON columns are
-    dumped here."""
-    session.flush()
+@contextmanager
+def new_rows(session: Session, table, columns: list[str]) -> Iterator[Callable[[list[Any]], None]]:
+    """An `add(values)` for new rows given as value lists in `columns` order. On PostgreSQL each
+    row goes into a COPY as it is made, so PostgreSQL takes in a page while the caller works out
+    the rest of it; the COPY opens at the first row, and the connection is the COPY's until the
+    block ends (no other statement in between). Elsewhere rows are kept for one executemany."""
     json_at = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, (JSON, JSONB))]
+    if session.get_bind().dialect.name != "postgresql":
+        kept: list[dict[str, Any]] = []
+        yield lambda values: kept.append(dict(zip(columns, values)))
+        if kept:
+            session.execute(insert(table), kept)
+        return
     dumps = json.dumps
-    raw = session.connection().connection.dbapi_connection
-    with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
-        write_row = copy.write_row
-        for values in rows:
+    with ExitStack() as stack:
+        write_row = None
+
+        def add(values: list[Any]) -> None:
+            nonlocal write_row
+            if write_row is None:
+                session.flush()
+                raw = session.connection().connection.dbapi_connection
+                cur = stack.enter_context(raw.cursor())
+                write_row = stack.enter_context(
+                    cur.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN")).write_row
             for i in json_at:
                 if values[i] is not None:
                     values[i] = dumps(values[i])
             write_row(values)
+        yield add
 
 
 def update_rows(session: Session, entity: str, rows: list[dict[str, Any]]) -> None:
