@@ -3,7 +3,7 @@
 how long a webhook takes to become a visible local row.
 
 Phase 1 (open loop): request k is due at start + k/rate whatever the previous answers took; each is a
-fresh 100-event body (unique event ids, so every event is a new row), signed v3. Prints the achieved
+fresh 100-event body (unique event ids, so every event is a new row), signed v3 (all made before the clock starts). Prints the achieved
 rate, statuses and latency percentiles (service time: send -> full answer; and from the due time,
 which includes any queueing in the generator).
 Phase 2: the HubSpot sandbox holds the contacts; for each, one signed contact.creation delivery is
@@ -110,6 +110,35 @@ class Client(threading.local):
         raise AssertionError("unreachable")
 
 
+def cpu_seconds_by_process() -> dict[str, float]:
+    """CPU time (user + system) so far of the processes that share the machine during phase 1, by
+    role: gunicorn, postgres, redis-server, this generator. Linux /proc only; {} elsewhere."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        seconds = (int(fields[11]) + int(fields[12])) / tick
+        if int(entry.name) == os.getpid():
+            role = "generator"
+        elif "gunicorn" in cmd:
+            role = "gunicorn"
+        elif cmd.startswith("postgres"):
+            role = "postgres"
+        elif "redis-server" in cmd:
+            role = "redis"
+        else:
+            continue
+        out[role] = out.get(role, 0.0) + seconds
+    return out
+
+
 def load_phase(port: int, deliveries: Deliveries, rate: float, seconds: float, threads: int = 48) -> dict:
     total = int(rate * seconds)
     tickets = itertools.count()
@@ -120,6 +149,12 @@ def load_phase(port: int, deliveries: Deliveries, rate: float, seconds: float, t
     # Bounded: nothing is sent after this, and answers are awaited at most 10 s more.
     deadline = start + seconds * 1.5 + 2
 
+    # Made and signed before the clock starts, so the generator spends its CPU on sending only
+    # (it shares the machine's cores with the server; v3 timestamps stay valid for 5 minutes).
+    requests_ = [(body, deliveries.headers(body)) for body in (deliveries.body() for _ in range(total))]
+    start = time.perf_counter() + 0.2
+    deadline = start + seconds * 1.5 + 2
+
     def run():
         while True:
             with lock:
@@ -127,8 +162,7 @@ def load_phase(port: int, deliveries: Deliveries, rate: float, seconds: float, t
             if k >= total or time.perf_counter() > deadline:
                 return
             due = start + k / rate
-            body = deliveries.body()
-            headers = deliveries.headers(body)
+            body, headers = requests_[k]
             delay = due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
@@ -269,7 +303,9 @@ def main() -> None:
               f"{os.cpu_count()} CPUs")
 
         load_phase(port, deliveries, 50, 1)  # warm-up: connections, caches, compiled statements
+        cpu_before = cpu_seconds_by_process()
         r = load_phase(port, deliveries, args.rate, args.seconds)
+        cpu_after = cpu_seconds_by_process()
         print(f"phase 1: {r['requests']} deliveries x {args.events} events in {r['elapsed']:.1f} s "
               f"= {r['requests'] / r['elapsed']:.0f} req/s ({r['requests'] * args.events / r['elapsed']:.0f} "
               f"events/s) at a target of {args.rate:.0f} req/s; statuses {r['statuses']}"
@@ -279,6 +315,10 @@ def main() -> None:
         print(f"  latency (send -> answer): p50 {pct(s_ms, 50):.1f} ms, p90 {pct(s_ms, 90):.1f} ms, "
               f"p99 {pct(s_ms, 99):.1f} ms, max {max(s_ms):.1f} ms   (target p99 < 50 ms)")
         print(f"  latency from due time:    p50 {pct(d_ms, 50):.1f} ms, p99 {pct(d_ms, 99):.1f} ms")
+        if cpu_after and r["requests"]:
+            per = {k: (cpu_after[k] - cpu_before.get(k, 0.0)) * 1000 / r["requests"] for k in cpu_after}
+            print("  CPU per request: " + ", ".join(f"{k} {v:.2f} ms" for k, v in sorted(per.items()))
+                  + " (the generator includes making the bodies)")
 
         if args.visible:
             # Phase 1's events name contacts that do not exist; leave them out of phase 2's way.

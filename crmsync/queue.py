@@ -78,6 +78,9 @@ TASKS: dict[str, TaskRoute] = {
     "crmsync.sync.run_step": TaskRoute(
         "crmsync.sync.jobs:run_step", SYNCS, "crmsync.sync.jobs:fail_step",
         "one page pulled or one batch pushed (backfills queue when the job is full)"),
+    "crmsync.events.split": TaskRoute(
+        "crmsync.ingest.processing:split_deliveries", EVENTS, "crmsync.ingest.processing:fail_deliveries",
+        "store webhook deliveries' events, deduplicated, and enqueue their processing"),
     "crmsync.events.process": TaskRoute(
         "crmsync.ingest.processing:process_event", EVENTS, "crmsync.queue:fail_event",
         "apply one webhook or product event"),

@@ -23,6 +23,11 @@ def run_step(self, step_id: str) -> None:
     self.run_library(step_id)
 
 
+@_task("crmsync.events.split")
+def split_deliveries(self, *delivery_ids: str) -> None:
+    self.run_library(*delivery_ids)
+
+
 @_task("crmsync.events.process")
 def process_event(self, event_id: str) -> None:
     self.run_library(event_id)

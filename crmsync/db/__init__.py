@@ -6,6 +6,7 @@ nothing — the promise behind "a crash resumes at the last written page".
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,7 +45,38 @@ def _make_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    engine = create_engine(url, pool_size=5, max_overflow=5)
+    _ping_when_idle(engine)
+    return engine
+
+
+# A connection back in the pool for less than this is trusted without a ping.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """pool_pre_ping, but only for connections idle longer than PING_AFTER_IDLE_SECONDS.
+
+    A ping is a round trip on every checkout, the one query of a webhook request besides its insert;
+    a connection used a moment ago is alive. A server restarted within that moment still costs one
+    failed statement: a task retries it (OperationalError is transient), a CRM resends the webhook."""
+    from sqlalchemy import exc
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_conn, record):
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn, record, _proxy):
+        returned = record.info.get("returned_at")
+        if returned is not None and time.monotonic() - returned < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dbapi_conn.cursor().execute("SELECT 1")
+            dbapi_conn.rollback()
+        except Exception as err:
+            # The pool discards this connection and checks out (or opens) another.
+            raise exc.DisconnectionError(f"stale pooled connection: {type(err).__name__}") from err
 
 
 def dispose_engines() -> None:

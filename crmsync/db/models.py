@@ -399,6 +399,29 @@ class WebhookEvent(Base):
     )
 
 
+class WebhookDelivery(Base):
+    """A CRM webhook request as received, until a worker splits it into `crm_webhook_events`.
+
+    The ingest app writes one row per request (per config it touches), commits and answers: one
+    row instead of up to 100 keeps the answer in milliseconds through HubSpot's bursts. The split
+    (task crmsync.events.split) writes the events, deduplicated, and deletes this row in the same
+    transaction, so the table holds only what is still to split (and deliveries that failed to)."""
+    __tablename__ = "crm_webhook_deliveries"
+    id: Mapped[str] = _id()
+    tenant_id: Mapped[str] = _tenant()
+    config_id: Mapped[str] = mapped_column(Uuid(as_uuid=False), ForeignKey("crm_sync_configs.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(32))
+    account_id: Mapped[str] = mapped_column(String(64))        # the events' crm_webhook_events.account_id
+    # Only the events of this CRM account are the config's: one HubSpot delivery may mix portals.
+    event_account_id: Mapped[str | None] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)                    # the request body as sent (UTF-8 JSON)
+    events: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (Index("ix_crm_webhook_deliveries_received", "received_at"),)
+
+
 class AutomationRule(Base):
     """The seed's `crm_automation_rules`."""
     __tablename__ = "crm_automation_rules"

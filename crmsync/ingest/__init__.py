@@ -7,12 +7,13 @@ Behind a reverse proxy, signatures need the URI the CRM called, not the one the 
 set CRMSYNC_INGEST_PROXY_HOPS=N to trust N hops of X-Forwarded-Proto/Host/Port/Prefix, or
 CRMSYNC_INGEST_PUBLIC_URL=https://hooks.example.com to fix scheme and host outright. Neither is
 trusted by default (a caller could otherwise choose the URI that gets signed).
-CRMSYNC_INGEST_COALESCE_SECONDS (default 0.25, crmsync.settings) delays CRM event processing so bursts share a fetch.
+A CRM webhook request is stored whole (one row, `crm_webhook_deliveries`) and answered; a worker
+splits it into deduplicated `crm_webhook_events` (crmsync.ingest.processing). CRMSYNC_INGEST_COALESCE_SECONDS
+(default 0.25, crmsync.settings) then delays the events' processing so bursts share a fetch.
 """
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from urllib.parse import urlsplit
 
@@ -20,6 +21,8 @@ from flask import Flask, Request, jsonify
 from werkzeug.exceptions import HTTPException
 
 from crmsync.ingest.errors import IngestError
+from crmsync.ingest.relay import OutboxRelay
+from crmsync.ingest.store import SPLIT_TASK
 from crmsync.ingest.tenancy import ConfigDirectory, WebhookSecrets
 from crmsync.settings import Settings, SettingsError, get_settings
 
@@ -36,36 +39,17 @@ class IngestState:
         self.max_body_bytes = settings.webhook_max_body_bytes
         self.cron_secret = settings.cron_secret
         self.public_url = public_url.rstrip("/") if public_url else None
-        # CRM events wait this long before their task runs, so a burst is applied with one fetch.
-        self.coalesce_seconds = settings.ingest_coalesce_seconds or None
         self.configs = ConfigDirectory()
         self.secrets = WebhookSecrets()
         self._broker = None
         self._broker_lock = threading.Lock()
-        self._inline_queue: queue.SimpleQueue | None = None
-        self._inline_lock = threading.Lock()
+        self.relay = OutboxRelay(together=frozenset({SPLIT_TASK}))
 
-    def dispatch(self, task: str, event_ids: list[str], *, coalesce: bool = False) -> None:
-        """Enqueue `task(id)` per committed event. Without a broker, tasks would run inline in this
-        request (CRM fetches, retries with sleeps) while the CRM waits for its answer; they run in one
-        background thread of this process instead, and the request answers at once."""
-        from crmsync.ingest.store import enqueue_each
-        if not event_ids:
-            return
-        if not self.settings.inline:
-            enqueue_each(task, event_ids, countdown=self.coalesce_seconds if coalesce else None)
-            return
-        with self._inline_lock:
-            if self._inline_queue is None:
-                self._inline_queue = queue.SimpleQueue()
-                threading.Thread(target=self._run_inline, name="ingest-inline-tasks", daemon=True).start()
-        self._inline_queue.put((task, list(event_ids)))
-
-    def _run_inline(self) -> None:
-        from crmsync.ingest.store import enqueue_each
-        while True:
-            task, ids = self._inline_queue.get()
-            enqueue_each(task, ids)  # inline: runs them here, in this thread's FIFO
+    def dispatch(self, task: str, ids: list[str]) -> None:
+        """Publish `task` for rows this request committed, through the process's outbox relay: the
+        request answers at once, and without a broker the tasks run in the relay's thread instead
+        of inside the request (CRM fetches, retries with sleeps) while the CRM waits for its answer."""
+        self.relay.put(task, ids)
 
     def uri_of(self, request: Request) -> str:
         from crmsync.ingest.inbound import called_uri

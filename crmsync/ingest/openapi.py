@@ -64,7 +64,8 @@ def _error(description: str) -> dict:
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
-_STORED = {"description": "Stored (duplicates are acknowledged, not stored twice)",
+_STORED = {"description": "Stored whole, before this answer; a worker then splits the delivery into its events, "
+                          "each stored once (duplicates and retries are acknowledged, not stored twice)",
            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Received"}}}}
 
 _COMMON_ERRORS = {"400": _error("Malformed body"), "401": _error("Missing or wrong signature / credentials, "
@@ -165,9 +166,11 @@ def openapi_document() -> dict:
                 "Error": {"type": "object", "required": ["error", "message"],
                           "properties": {"error": {"type": "string"}, "message": {"type": "string"},
                                          "details": {"type": "object"}}},
-                "Received": {"type": "object", "required": ["received", "stored", "duplicates"],
-                             "properties": {"received": {"type": "integer"}, "stored": {"type": "integer"},
-                                            "duplicates": {"type": "integer"}}},
+                "Received": {"type": "object", "required": ["received", "deliveries"],
+                             "properties": {"received": {"type": "integer", "description": "events in the body"},
+                                            "deliveries": {"type": "array", "items": {"type": "string",
+                                                                                      "format": "uuid"},
+                                                           "description": "the stored delivery per config"}}},
                 "EventStored": {"type": "object", "required": ["id", "event_type", "duplicate"],
                                 "properties": {"id": {"type": "string", "format": "uuid"},
                                                "event_type": {"type": "string"},

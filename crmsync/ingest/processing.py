@@ -1,4 +1,11 @@
-"""Applying stored events (task `crmsync.events.process(event_id)`).
+"""Splitting deliveries into events (task `crmsync.events.split(delivery_id, ...)`) and applying stored
+events (task `crmsync.events.process(event_id)`).
+
+The ingest app stores a CRM webhook request whole (`crm_webhook_deliveries`) and answers. The split
+parses it again, keeps the config's events, writes them to `crm_webhook_events` deduplicated on
+(platform, account, event key) — HubSpot retries and duplicates end here — deletes the delivery in
+the same transaction and enqueues the processing of the new events. Run twice, the second finds no
+delivery: idempotent.
 
 A CRM event only says "object X changed": processing fetches X's current state and runs it through
 the same merge path as a pull (`crmsync.sync.apply`, echo suppression included). Because it reads
@@ -6,14 +13,13 @@ the current state, duplicates and out-of-order deliveries are harmless: whicheve
 what the CRM holds now. Deletions are confirmed by the same fetch (a record restored since is not
 deleted); merges take the merged ids from the payload.
 
-One task per delivery, not per event: the ingest app enqueues the delivery's first new event (per
+One task per delivery, not per event: the split enqueues the delivery's first new event (per
 config), a moment later (settings: CRMSYNC_INGEST_COALESCE_SECONDS), and that task takes every
 pending event of the config — its own delivery and whatever else arrived meanwhile or waited behind
 a rate-limit pause. A HubSpot delivery of 100 events then costs one batch read per entity and one
 pass of the merge path instead of 100 of each (HubSpot allows 10 calls/s per account, shared with
-the syncs), and the ingest app publishes one broker message per request instead of 100, which cost
-it more than everything else it does. Tasks whose events were taken by another find them processed
-and return. If a message is lost, the outbox sweeper re-enqueues the events.
+the syncs). Tasks whose events were taken by another find them processed and return. If a message
+is lost, the outbox sweeper re-enqueues the delivery or the events.
 
 HubSpot also sends one event per changed property, so an edit of five fields is five events: after
 the fetch, other unprocessed change events of the same records received before it are marked
@@ -37,12 +43,14 @@ from collections import defaultdict
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from crmsync.db import is_postgres
-from crmsync.db.models import SyncConfig, SyncLink, WebhookEvent
+from crmsync.db.models import SyncConfig, SyncLink, WebhookDelivery, WebhookEvent
 from crmsync.db.types import utcnow
-from crmsync.ingest.store import AUTOMATION_TASK
+from crmsync.ingest.store import AUTOMATION_TASK, PROCESS_TASK, crm_event_row, insert_events
+from crmsync.platforms.errors import WebhookRejected
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +100,62 @@ def _ignore_reason(event: WebhookEvent, config: SyncConfig | None) -> str | None
     if not config.entity_enabled(event.entity_type):
         return f"{event.entity_type} sync is off for this config"
     return None
+
+
+def split_deliveries(session: Session, *delivery_ids: str) -> list[str]:
+    """Write the deliveries' events, delete the deliveries, enqueue the events' processing after
+    commit (one task per config). Returns the ids of the new events; duplicates of stored ones are
+    dropped. A delivery whose events cannot be stored keeps its row, with the reason in `error`."""
+    from crmsync.queue import enqueue_after_commit
+    from crmsync.settings import get_settings
+    deliveries = session.scalars(_skip_locked(session, select(WebhookDelivery).where(
+        WebhookDelivery.id.in_(delivery_ids), WebhookDelivery.error.is_(None))
+        .order_by(WebhookDelivery.received_at))).all()
+    new_ids: list[str] = []
+    leaders: dict[str, str] = {}
+    for delivery in deliveries:
+        delivery.attempts = (delivery.attempts or 0) + 1
+        try:
+            with session.begin_nested():
+                rows, stored = _split(session, delivery)
+        except (DataError, WebhookRejected) as err:
+            # The body passed the ingest app's checks but a value cannot be stored (say a number
+            # beyond what JSON allows): a bad delivery, not a reason to hold the others.
+            delivery.error = f"{type(err).__name__}: {err}"[:2000]
+            log.warning("webhook delivery %s cannot be split: %s", delivery.id, delivery.error)
+            continue
+        new_ids += stored
+        new = set(stored)
+        for row in rows:
+            if row["id"] in new:
+                leaders.setdefault(row["config_id"], row["id"])
+    # A moment's wait lets a burst of deliveries for one config be applied with one fetch.
+    countdown = get_settings().ingest_coalesce_seconds or None
+    for leader in leaders.values():
+        enqueue_after_commit(session, PROCESS_TASK, leader, countdown=countdown)
+    return new_ids
+
+
+def _split(session: Session, delivery: WebhookDelivery) -> tuple[list[dict], list[str]]:
+    from crmsync.platforms import adapter_class
+    # The ingest app parsed this body before storing it; the same parser reads it again here.
+    events = adapter_class(delivery.platform).parse_webhook(delivery.body.encode())
+    rows = [crm_event_row(e, tenant_id=delivery.tenant_id, config_id=delivery.config_id,
+                          account_id=delivery.account_id, received_at=delivery.received_at)
+            for e in events
+            if delivery.event_account_id is None or str(e.account_id) == delivery.event_account_id]
+    stored = insert_events(session, rows)
+    session.delete(delivery)
+    session.flush()
+    return rows, stored
+
+
+def fail_deliveries(session: Session, *delivery_ids_and_error: str) -> None:
+    """Failure hook of the split (after the runner's retries): keep the deliveries with the reason;
+    the sweeper leaves them alone, `crmsync webhooks replay --deliveries` tries again."""
+    *delivery_ids, error = delivery_ids_and_error
+    for delivery in session.scalars(select(WebhookDelivery).where(WebhookDelivery.id.in_(delivery_ids))):
+        delivery.error = error[:2000]
 
 
 def process_event(session: Session, event_id: str) -> None:

@@ -10,6 +10,7 @@ import hmac
 import logging
 import re
 import uuid
+from collections import Counter
 
 from flask import Blueprint, current_app, request
 from sqlalchemy import select, text
@@ -29,7 +30,7 @@ from crmsync.ingest.errors import (
 )
 from crmsync.ingest.inbound import bearer_token, parse_json, raw_body, require_json_type
 from crmsync.ingest.product_events import PRODUCT_EVENTS, ProductEventInvalid, normalize_product_event
-from crmsync.ingest.store import AUTOMATION_TASK, PROCESS_TASK, crm_event_row, insert_events
+from crmsync.ingest.store import AUTOMATION_TASK, SPLIT_TASK, delivery_row, insert_deliveries, insert_events
 from crmsync.ingest.tenancy import ConfigRoute, secret_text
 from crmsync.platforms import adapter_class
 from crmsync.platforms.base import WebhookRequest
@@ -54,9 +55,10 @@ def _webhook_request(body: bytes) -> WebhookRequest:
                           body=body)
 
 
-def _parse_platform_events(adapter, body: bytes):
+def _event_accounts(adapter, body: bytes) -> list[str | None]:
+    """The CRM account of each event of the delivery, the body checked as the split will parse it."""
     try:
-        events = adapter.parse_webhook(body)
+        accounts = adapter.webhook_accounts(body)
     except WebhookRejected as err:
         raise MalformedBody(err.message) from None
     except (ValueError, TypeError, KeyError, AttributeError, IndexError) as err:
@@ -64,9 +66,9 @@ def _parse_platform_events(adapter, body: bytes):
         # sent a body we cannot read: 400, and the type in our log.
         log.warning("%s webhook parser raised %s on a delivery", adapter.platform, type(err).__name__)
         raise MalformedBody("not a webhook payload this endpoint reads") from None
-    if not events:
+    if not accounts:
         raise MalformedBody("the delivery holds no events")
-    return events
+    return accounts
 
 
 def _verify(session, adapter, route: ConfigRoute, webhook: WebhookRequest) -> None:
@@ -113,6 +115,31 @@ def _store(session, rows) -> list[str]:
     return new_ids
 
 
+def _store_deliveries(session, rows) -> list[str]:
+    """The request's only write: the raw delivery, committed before the answer (the outbox).
+    Its events reach `crm_webhook_events`, deduplicated, when a worker splits it
+    (crmsync.ingest.processing.split_delivery)."""
+    ids = insert_deliveries(session, rows)
+    session.commit()
+    return ids
+
+
+def _text(body: bytes) -> str:
+    # JSON on the wire is UTF-8 (RFC 8259 §8.1); stored as text, it is the same bytes signed.
+    try:
+        decoded = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedBody("the body is not UTF-8") from None
+    if "\\u0000" in decoded:
+        # Valid JSON, but PostgreSQL's jsonb refuses it: the split could never store the events.
+        raise MalformedBody("a string in the body holds a NUL character (\\u0000)")
+    return decoded
+
+
+def _received(event_accounts: list, delivery_ids: list[str]) -> tuple[dict, int]:
+    return {"received": len(event_accounts), "deliveries": delivery_ids}, 200
+
+
 # --- CRM webhooks ----------------------------------------------------------------------------------
 @bp.post("/webhooks/hubspot")
 def hubspot_webhook():
@@ -120,9 +147,9 @@ def hubspot_webhook():
     body = _body()
     require_json_type(request)
     adapter = adapter_class("hubspot")
-    events = _parse_platform_events(adapter, body)
-    accounts = {str(e.account_id or "") for e in events}
-    if "" in accounts:
+    event_accounts = _event_accounts(adapter, body)
+    accounts = set(event_accounts)
+    if None in accounts or "" in accounts:
         raise MalformedBody("an event has no portalId")
     webhook = _webhook_request(body)
     with state.sessions() as session:
@@ -134,23 +161,15 @@ def hubspot_webhook():
         # Every config a delivery touches must accept the signature (one per portal in practice).
         for route in {r.id: r for r in routes.values()}.values():
             _verify(session, adapter, route, webhook)
+        body_text = _text(body)
         received = utcnow()
-        rows = [crm_event_row(e, tenant_id=routes[e.account_id].tenant_id, config_id=routes[e.account_id].id,
-                              account_id=e.account_id, received_at=received) for e in events]
-        new_ids = _store(session, rows)
-    state.dispatch(PROCESS_TASK, delivery_leaders(rows, new_ids), coalesce=True)
-    return {"received": len(events), "stored": len(new_ids), "duplicates": len(events) - len(new_ids)}, 200
-
-
-def delivery_leaders(rows, new_ids: list[str]) -> list[str]:
-    """One task per config per delivery: its first new event; the task takes the rest of the delivery
-    (same config and received_at, see crmsync.ingest.processing)."""
-    new = set(new_ids)
-    leaders: dict[str, str] = {}
-    for row in rows:
-        if row["id"] in new:
-            leaders.setdefault(row["config_id"], row["id"])
-    return list(leaders.values())
+        per_account = Counter(event_accounts)
+        rows = [delivery_row(tenant_id=r.tenant_id, config_id=r.id, platform="hubspot", account_id=account,
+                             event_account_id=account, body=body_text, events=per_account[account], received_at=received)
+                for account, r in routes.items()]
+        ids = _store_deliveries(session, rows)
+    state.dispatch(SPLIT_TASK, ids)
+    return _received(event_accounts, ids)
 
 
 def _pipedrive_config(session, config_id: str) -> ConfigRoute:
@@ -173,19 +192,18 @@ def pipedrive_webhook(config_id: str):
         route = _pipedrive_config(session, config_id)
         _verify(session, adapter, route, _webhook_request(body))
         require_json_type(request)
-        events = _parse_platform_events(adapter, body)
-        account = route.account_id or route.id
-        for e in events:
-            if route.account_id and e.account_id and str(e.account_id) != route.account_id:
+        event_accounts = _event_accounts(adapter, body)
+        for account in event_accounts:
+            if route.account_id and account and account != route.account_id:
                 # Credentials shared between two Pipedrive companies: the data is not this config's.
-                raise Forbidden(f"event of Pipedrive company {str(e.account_id)[:64]} sent to the config of "
+                raise Forbidden(f"event of Pipedrive company {account[:64]} sent to the config of "
                                 f"company {route.account_id}", code="account_mismatch")
-        received = utcnow()
-        rows = [crm_event_row(e, tenant_id=route.tenant_id, config_id=route.id, account_id=account,
-                              received_at=received) for e in events]
-        new_ids = _store(session, rows)
-    state.dispatch(PROCESS_TASK, delivery_leaders(rows, new_ids), coalesce=True)
-    return {"received": len(events), "stored": len(new_ids), "duplicates": len(events) - len(new_ids)}, 200
+        row = delivery_row(tenant_id=route.tenant_id, config_id=route.id, platform="pipedrive",
+                           account_id=route.account_id or route.id, body=_text(body), events=len(event_accounts),
+                           received_at=utcnow())
+        ids = _store_deliveries(session, [row])
+    state.dispatch(SPLIT_TASK, ids)
+    return _received(event_accounts, ids)
 
 
 # --- product events --------------------------------------------------------------------------------

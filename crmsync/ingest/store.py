@@ -1,4 +1,6 @@
-"""Writing events to `crm_webhook_events`, deduplicated on (platform, account_id, event_key).
+"""Writing what arrived: CRM webhook requests to `crm_webhook_deliveries` (one row each, in the
+request), their events to `crm_webhook_events` (deduplicated on (platform, account_id, event_key),
+when a worker splits the delivery), product events straight to `crm_webhook_events`.
 
 One multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING id` per delivery: the ids returned are
 exactly the new rows, which are the only ones to enqueue. Both PostgreSQL and SQLite (>= 3.35) do
@@ -11,17 +13,18 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlalchemy.orm import Session
 
 from crmsync.db import is_postgres
-from crmsync.db.models import WebhookEvent, new_id
+from crmsync.db.models import WebhookDelivery, WebhookEvent, new_id
 from crmsync.db.types import utcnow
 from crmsync.platforms.base import WebhookEvent as PlatformEvent
 
 log = logging.getLogger(__name__)
 
 # The single enqueue per new row (task names fixed in ENGINE_API.md).
+SPLIT_TASK = "crmsync.events.split"
 PROCESS_TASK = "crmsync.events.process"
 AUTOMATION_TASK = "crmsync.automation.run"
 
@@ -46,6 +49,19 @@ def crm_event_row(event: PlatformEvent, *, tenant_id: str, config_id: str, accou
     }
 
 
+def delivery_row(*, tenant_id: str, config_id: str, platform: str, account_id: str, body: str, events: int,
+                 received_at: datetime, event_account_id: str | None = None) -> dict[str, Any]:
+    return {"id": new_id(), "tenant_id": tenant_id, "config_id": config_id, "platform": platform,
+            "account_id": account_id[:64], "event_account_id": event_account_id, "body": body, "events": events,
+            "attempts": 0, "error": None, "received_at": received_at}
+
+
+def insert_deliveries(session: Session, rows: list[dict[str, Any]]) -> list[str]:
+    """One Core INSERT (no ORM unit of work: this is the whole write of a webhook request)."""
+    session.connection().execute(insert(WebhookDelivery.__table__), rows)
+    return [row["id"] for row in rows]
+
+
 def insert_events(session: Session, rows: list[dict[str, Any]]) -> list[str]:
     """Insert the rows that are not there yet; returns the ids of the new ones, in input order."""
     if not rows:
@@ -62,10 +78,10 @@ def insert_events(session: Session, rows: list[dict[str, Any]]) -> list[str]:
     if is_postgres(session):
         new = set(_insert_postgres(session, unique))
     else:
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
         # executemany form: SQLAlchemy batches it into multi-row VALUES with RETURNING
         # ("insertmanyvalues") from one cached compiled statement.
-        stmt = (insert(WebhookEvent)
+        stmt = (sqlite_insert(WebhookEvent)
                 .on_conflict_do_nothing(index_elements=["platform", "account_id", "event_key"])
                 .returning(WebhookEvent.id))
         new = set(session.scalars(stmt, unique).all())
@@ -117,5 +133,20 @@ def enqueue_each(task: str, event_ids: list[str], countdown: float | None = None
     return done
 
 
-__all__ = ["AUTOMATION_TASK", "PROCESS_TASK", "crm_event_row", "enqueue_each", "event_type_of",
-           "insert_events", "utcnow"]
+def enqueue_together(task: str, ids: list[str]) -> bool:
+    """Enqueue one `task(*ids)` (a task that takes many ids, e.g. the split), swallowing a failure
+    as `enqueue_each` does: the rows are committed and the sweeper re-enqueues them."""
+    if not ids:
+        return False
+    from crmsync.queue import enqueue
+    try:
+        enqueue(task, *ids)
+    except Exception as err:  # noqa: BLE001  any failure to publish: the committed rows are the outbox
+        log.error("enqueue %s of %d row(s) failed (%s: %s); the outbox sweeper will pick them up",
+                  task, len(ids), type(err).__name__, err)
+        return False
+    return True
+
+
+__all__ = ["AUTOMATION_TASK", "PROCESS_TASK", "SPLIT_TASK", "crm_event_row", "delivery_row", "enqueue_each",
+           "enqueue_together", "event_type_of", "insert_deliveries", "insert_events", "utcnow"]

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from crmsync.configs import advance_schedule
 from crmsync.db import is_postgres
-from crmsync.db.models import SyncConfig, SyncJob, SyncJobStep, WebhookEvent
+from crmsync.db.models import SyncConfig, SyncJob, SyncJobStep, WebhookDelivery, WebhookEvent
 from crmsync.db.types import utcnow
 from crmsync.queue import enqueue_after_commit
 
@@ -54,28 +54,38 @@ def dispatch_due_syncs(session: Session, now: datetime | None = None, limit: int
     return job_ids
 
 
+def _received_before(session: Session, model, pending, threshold: datetime, now: datetime) -> list[str]:
+    """Ids of `model` rows still `pending` and received before `threshold`, their received_at moved
+    to now so the next sweep waits a full threshold again (an event's own time is occurred_at)."""
+    query = (select(model.id).where(pending, model.received_at <= threshold)
+             .order_by(model.received_at).limit(SWEEP_BATCH))
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    ids = list(session.scalars(query).all())
+    if ids:
+        session.execute(update(model).where(model.id.in_(ids)).values(received_at=now))
+    return ids
+
+
 def sweep_outbox(session: Session, now: datetime | None = None) -> dict[str, int]:
     """Re-enqueue what should have run by now (a message lost with Redis, a publish that failed
-    after commit): unprocessed webhook events, pending steps of running jobs, parked jobs whose
+    after commit): webhook deliveries not yet split, unprocessed webhook events, pending steps of running jobs, parked jobs whose
     pause is over, and jobs still queued (their start message lost). Each re-enqueued row's updated_at (events: received_at is kept, attempts are
     not touched) is moved to now, so the next sweep leaves it alone for another threshold."""
     from crmsync.settings import get_settings
     now = now or utcnow()
     threshold = now - timedelta(seconds=get_settings().outbox_after_seconds)
     postgres = is_postgres(session)
-    counts = {"events": 0, "steps": 0, "jobs": 0, "queued": 0}
+    counts = {"deliveries": 0, "events": 0, "steps": 0, "jobs": 0, "queued": 0}
 
-    events = (select(WebhookEvent.id)
-              .where(WebhookEvent.processed.is_(False), WebhookEvent.received_at <= threshold)
-              .order_by(WebhookEvent.received_at).limit(SWEEP_BATCH))
-    if postgres:
-        events = events.with_for_update(skip_locked=True)
-    for event_id in session.scalars(events).all():
-        # received_at moves so the next sweep waits a full threshold again; the event's own
-        # time is occurred_at.
-        session.execute(update(WebhookEvent).where(WebhookEvent.id == event_id).values(received_at=now))
+    # Deliveries whose split failed for good keep their error and wait for `webhooks replay`.
+    deliveries = _received_before(session, WebhookDelivery, WebhookDelivery.error.is_(None), threshold, now)
+    if deliveries:
+        enqueue_after_commit(session, "crmsync.events.split", *deliveries)  # the split takes many
+    events = _received_before(session, WebhookEvent, WebhookEvent.processed.is_(False), threshold, now)
+    for event_id in events:
         enqueue_after_commit(session, "crmsync.events.process", event_id)
-        counts["events"] += 1
+    counts["deliveries"], counts["events"] = len(deliveries), len(events)
 
     steps = (select(SyncJobStep.id)
              .join(SyncJob, SyncJob.id == SyncJobStep.job_id)
@@ -116,6 +126,6 @@ def sweep_outbox(session: Session, now: datetime | None = None) -> dict[str, int
         counts["queued"] += 1
 
     if any(counts.values()):
-        log.info("outbox sweep re-enqueued %(events)d events, %(steps)d steps, %(jobs)d parked jobs, "
+        log.info("outbox sweep re-enqueued %(deliveries)d deliveries, %(events)d events, %(steps)d steps, %(jobs)d parked jobs, "
                  "%(queued)d unstarted jobs", counts)
     return counts

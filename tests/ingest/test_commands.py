@@ -30,6 +30,7 @@ def test_list_and_replay(ingest_env, ingest_client, ingest_queue, db_url):
     body = json.dumps([hubspot_event(portal.account_id, i) for i in (1, 2, 3)]).encode()
     assert ingest_client.post("/webhooks/hubspot", data=body,
                               headers=hubspot_headers(body, URI, portal.secret)).status_code == 200
+    ingest_queue.run("crmsync.events.split")
     with session_scope(db_url) as s:
         rows = s.scalars(select(WebhookEvent).order_by(WebhookEvent.external_id)).all()
         rows[0].processed, rows[0].outcome, rows[0].error = True, "failed", "boom"
@@ -77,3 +78,31 @@ def test_ingest_serve_runs_the_app(ingest_env, tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_delivery_that_cannot_be_split_keeps_its_reason_and_replays(ingest_env, ingest_client, ingest_queue,
+                                                                     db_url):
+    from crmsync.db.models import WebhookDelivery
+    with session_scope(db_url) as s:
+        portal = hubspot_portal(s)
+    # Valid JSON and a valid delivery, but 1e999 is beyond what a stored JSON number can be.
+    bad = json.dumps([hubspot_event(portal.account_id, 1)]).replace('"objectId": 1', '"objectId": 1, "x": 1e999')
+    good = json.dumps([hubspot_event(portal.account_id, 2)])
+    ids = []
+    for body in (bad.encode(), good.encode()):
+        res = ingest_client.post("/webhooks/hubspot", data=body, headers=hubspot_headers(body, URI, portal.secret))
+        assert res.status_code == 200, res.json
+        ids += res.json["deliveries"]
+    ingest_queue.run("crmsync.events.split")
+    with session_scope(db_url) as s:
+        assert [e.external_id for e in s.scalars(select(WebhookEvent))] == ["2"]   # the other one went through
+        [kept] = s.scalars(select(WebhookDelivery)).all()
+        assert kept.id == ids[0] and "DataError" in kept.error
+    assert "1 delivery(ies) not yet split into events, 1 of them failed" in _run("webhooks", "list").output
+
+    ingest_queue.clear()
+    res = _run("webhooks", "replay", "--failed", "--json")
+    assert res.exit_code == 0 and json.loads(res.output) == {"replayed": [ids[0]], "count": 1}
+    assert ingest_queue.tasks() == [("crmsync.events.split", [ids[0]])]
+    with session_scope(db_url) as s:
+        assert s.get(WebhookDelivery, ids[0]).error is None

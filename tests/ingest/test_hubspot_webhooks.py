@@ -1,5 +1,6 @@
 """POST /webhooks/hubspot: signatures made by HubSpot's own Python helper are accepted, any change to
-body, URI, timestamp or secret is refused; events are routed by portalId, stored once, enqueued."""
+body, URI, timestamp or secret is refused; a delivery is routed by portalId and stored whole, then
+split by a worker into events stored once and enqueued."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from crmsync.db import session_scope
-from crmsync.db.models import WebhookEvent
+from crmsync.db.models import WebhookDelivery, WebhookEvent
 from tests.fixtures.ingest import hubspot_event, hubspot_headers, hubspot_portal
 
 URI = "http://localhost/webhooks/hubspot"
@@ -31,8 +32,10 @@ def _events(db_url):
 
 
 def _count(db_url) -> int:
+    """Events and deliveries not yet split: what a refused request must never have written."""
     with session_scope(db_url) as s:
-        return s.scalar(select(func.count()).select_from(WebhookEvent))
+        return (s.scalar(select(func.count()).select_from(WebhookEvent))
+                + s.scalar(select(func.count()).select_from(WebhookDelivery)))
 
 
 @pytest.mark.parametrize("version", ["v1", "v2", "v3"])
@@ -42,7 +45,12 @@ def test_official_signatures_are_accepted_and_events_stored_then_enqueued(
     body = _body(*events)
     res = ingest_client.post("/webhooks/hubspot", data=body, headers=hubspot_headers(body, URI, portal.secret, version))
     assert res.status_code == 200, res.json
-    assert res.json == {"received": 3, "stored": 3, "duplicates": 0}
+    [delivery] = res.json["deliveries"]
+    assert res.json == {"received": 3, "deliveries": [delivery]}
+    # The request stored the delivery whole and asked for its split; nothing else yet.
+    assert _events(db_url) == []
+    assert ingest_queue.tasks() == [("crmsync.events.split", [delivery])]
+    assert ingest_queue.run("crmsync.events.split") == [[delivery]]
     rows = _events(db_url)
     assert {r.external_id for r in rows} == {"101", "102", "103"}
     assert {(r.tenant_id, r.config_id, r.platform, r.account_id) for r in rows} == {
@@ -108,14 +116,16 @@ def test_duplicates_are_stored_and_enqueued_once(portal, ingest_client, ingest_q
     a, b = hubspot_event(portal.account_id, 1), hubspot_event(portal.account_id, 2)
     first = _body(a, b)
     assert ingest_client.post("/webhooks/hubspot", data=first,
-                              headers=hubspot_headers(first, URI, portal.secret)).json["stored"] == 2
+                              headers=hubspot_headers(first, URI, portal.secret)).json["received"] == 2
+    ingest_queue.run("crmsync.events.split")
     # HubSpot's retry: same events, higher attemptNumber, fresh signature; plus one event twice in a batch.
     retry = _body({**a, "attemptNumber": 1}, {**b, "attemptNumber": 1}, a)
     res = ingest_client.post("/webhooks/hubspot", data=retry, headers=hubspot_headers(retry, URI, portal.secret))
-    assert res.status_code == 200
-    assert res.json == {"received": 3, "stored": 0, "duplicates": 3}
-    assert _count(db_url) == 2
-    assert len(ingest_queue.tasks()) == 1  # the retry stored nothing new, so enqueued nothing
+    assert res.status_code == 200 and res.json["received"] == 3
+    ingest_queue.run("crmsync.events.split")
+    assert _count(db_url) == 2   # the events once each; both deliveries gone with their split
+    # the retry stored nothing new, so enqueued nothing
+    assert [name for name, _ in ingest_queue.tasks()] == ["crmsync.events.process"]
 
 
 def test_unknown_portal_is_404_and_writes_nothing(portal, ingest_client, ingest_queue, db_url):
@@ -126,7 +136,7 @@ def test_unknown_portal_is_404_and_writes_nothing(portal, ingest_client, ingest_
     assert _count(db_url) == 0 and ingest_queue.tasks() == []
 
 
-def test_portal_a_signature_never_reaches_tenant_b(ingest_env, ingest_client, db_url):
+def test_portal_a_signature_never_reaches_tenant_b(ingest_env, ingest_client, ingest_queue, db_url):
     with session_scope(db_url) as s:
         a, b = hubspot_portal(s), hubspot_portal(s)
     # B's event signed with A's secret, alone or hidden in a batch with A's events: refused whole.
@@ -139,6 +149,7 @@ def test_portal_a_signature_never_reaches_tenant_b(ingest_env, ingest_client, db
     body = _body(hubspot_event(a.account_id))
     assert ingest_client.post("/webhooks/hubspot", data=body,
                               headers=hubspot_headers(body, URI, a.secret)).status_code == 200
+    ingest_queue.run("crmsync.events.split")
     assert {(e.tenant_id, e.config_id) for e in _events(db_url)} == {(a.tenant.id, a.config.id)}
 
 
@@ -149,7 +160,10 @@ def test_one_delivery_for_two_portals_of_one_app_is_routed_per_portal(ingest_env
         a, b = hubspot_portal(s, secret="app-secret"), hubspot_portal(s, secret="app-secret")
     body = _body(hubspot_event(a.account_id, 1), hubspot_event(b.account_id, 2), hubspot_event(a.account_id, 3))
     res = ingest_client.post("/webhooks/hubspot", data=body, headers=hubspot_headers(body, URI, "app-secret"))
-    assert res.status_code == 200 and res.json["stored"] == 3
+    assert res.status_code == 200 and res.json["received"] == 3
+    # One delivery row per config it touches, each split into that config's events only.
+    assert len(res.json["deliveries"]) == 2
+    assert [sorted(args) for args in ingest_queue.run("crmsync.events.split")] == [sorted(res.json["deliveries"])]
     rows = {e.external_id: e for e in _events(db_url)}
     assert {k: (e.tenant_id, e.config_id) for k, e in rows.items()} == {
         "1": (a.tenant.id, a.config.id), "2": (b.tenant.id, b.config.id), "3": (a.tenant.id, a.config.id)}
@@ -220,7 +234,7 @@ def test_rotated_secret_is_picked_up_at_once(portal, ingest_app, db_url):
                               headers=hubspot_headers(body, URI, portal.secret)).status_code == 401
 
 
-def test_a_failed_enqueue_loses_nothing(monkeypatch, ingest_env, db_url):
+def test_a_failed_enqueue_loses_nothing(monkeypatch, ingest_env, ingest_queue, db_url):
     """Broker down: the rows are committed, the answer is still 2xx; the sweeper re-enqueues them."""
     from crmsync import settings
     from crmsync.ingest import create_app
@@ -234,11 +248,13 @@ def test_a_failed_enqueue_loses_nothing(monkeypatch, ingest_env, db_url):
         portal = hubspot_portal(s)
     body = _body(hubspot_event(portal.account_id, 1), hubspot_event(portal.account_id, 2))
     started = time.monotonic()
-    res = create_app().test_client().post("/webhooks/hubspot", data=body,
-                                          headers=hubspot_headers(body, URI, portal.secret))
-    assert res.status_code == 200 and res.json["stored"] == 2
+    app = create_app()
+    res = app.test_client().post("/webhooks/hubspot", data=body, headers=hubspot_headers(body, URI, portal.secret))
+    assert app.extensions["crmsync_ingest"].relay.flush()  # its publish failed, and was logged
+    assert res.status_code == 200 and res.json["received"] == 2
     assert time.monotonic() - started < 5
-    assert [e.processed for e in _events(db_url)] == [False, False]
+    with session_scope(db_url) as s:
+        assert [d.id for d in s.scalars(select(WebhookDelivery))] == res.json["deliveries"]
     # What the sweeper finds once outbox_after_seconds have passed.
     from datetime import timedelta
 
@@ -248,7 +264,8 @@ def test_a_failed_enqueue_loses_nothing(monkeypatch, ingest_env, db_url):
         settings.get_settings.cache_clear()
         reset_producer()
         counts = sweep_outbox(s, now=utcnow() + timedelta(seconds=settings.get_settings().outbox_after_seconds + 1))
-    assert counts["events"] == 2
+    assert counts["deliveries"] == 1
+    assert ingest_queue.tasks() == [("crmsync.events.split", res.json["deliveries"])]
 
 
 def test_the_embedded_sqlite_default_stores_and_deduplicates_too(monkeypatch, ingest_env, sqlite_url, ingest_queue):
@@ -258,10 +275,12 @@ def test_the_embedded_sqlite_default_stores_and_deduplicates_too(monkeypatch, in
     settings.get_settings.cache_clear()
     with session_scope(sqlite_url) as s:
         portal = hubspot_portal(s)
-    client = create_app().test_client()
+    app = create_app()
+    ingest_queue.flushers.append(app.extensions["crmsync_ingest"].relay.flush)
     body = _body(hubspot_event(portal.account_id, 1), hubspot_event(portal.account_id, 2))
-    for stored in (2, 0):
-        res = client.post("/webhooks/hubspot", data=body, headers=hubspot_headers(body, URI, portal.secret))
-        assert res.status_code == 200 and res.json["stored"] == stored
+    for _ in range(2):
+        res = app.test_client().post("/webhooks/hubspot", data=body, headers=hubspot_headers(body, URI, portal.secret))
+        assert res.status_code == 200 and res.json["received"] == 2
+        ingest_queue.run("crmsync.events.split")
     assert _count(sqlite_url) == 2
-    assert len(ingest_queue.tasks()) == 1
+    assert [name for name, _ in ingest_queue.tasks()] == ["crmsync.events.process"]

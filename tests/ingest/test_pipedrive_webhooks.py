@@ -1,5 +1,5 @@
 """POST /webhooks/pipedrive/<config id>: HTTP Basic auth against the config's webhook secret; v2 and v1
-payloads; one row per event, deduplicated; the company must be the config's."""
+payloads; stored whole, then split into one row per event, deduplicated; the company must be the config's."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from crmsync.db import session_scope
-from crmsync.db.models import WebhookEvent
+from crmsync.db.models import WebhookDelivery, WebhookEvent
 from tests.fixtures.ingest import basic_auth, hubspot_portal, pipedrive_account
 
 
@@ -49,11 +49,18 @@ def _rows(db_url):
         return s.scalars(select(WebhookEvent)).all()
 
 
+def _stored(client, queue, db_url, config_id, doc, credentials) -> int:
+    """POST, then split the delivery as a worker does: how many new events it stored."""
+    before = len(_rows(db_url))
+    res = _post(client, config_id, doc, credentials)
+    assert res.status_code == 200 and res.json["received"] == 1, res.json
+    assert queue.run("crmsync.events.split") == [res.json["deliveries"]]
+    return len(_rows(db_url)) - before
+
+
 def test_v2_and_v1_payloads_with_basic_auth_are_stored_and_enqueued(account, ingest_client, ingest_queue, db_url):
-    res = _post(ingest_client, account.config.id, v2_event(account.account_id, "1201"), account.secret)
-    assert res.status_code == 200 and res.json["stored"] == 1, res.json
-    res = _post(ingest_client, account.config.id, v1_event(account.account_id, 1202), account.secret)
-    assert res.status_code == 200 and res.json["stored"] == 1, res.json
+    for doc in (v2_event(account.account_id, "1201"), v1_event(account.account_id, 1202)):
+        assert _stored(ingest_client, ingest_queue, db_url, account.config.id, doc, account.secret) == 1
     rows = _rows(db_url)
     assert {(r.external_id, r.entity_type, r.event_type) for r in rows} == {
         ("1201", "contact", "contact.updated"), ("1202", "contact", "contact.updated")}
@@ -63,14 +70,15 @@ def test_v2_and_v1_payloads_with_basic_auth_are_stored_and_enqueued(account, ing
 
 
 def test_a_resent_event_is_stored_once(account, ingest_client, ingest_queue, db_url):
+    def stored(doc) -> int:
+        return _stored(ingest_client, ingest_queue, db_url, account.config.id, doc, account.secret)
     doc = v2_event(account.account_id, event_id="6f1c2a9e-3b7d-4c11-9a0e-2f5b8c7d1e40")
-    assert _post(ingest_client, account.config.id, doc, account.secret).json["stored"] == 1
+    assert stored(doc) == 1
     doc["meta"]["attempt"] = 2
-    res = _post(ingest_client, account.config.id, doc, account.secret)
-    assert res.status_code == 200 and res.json == {"received": 1, "stored": 0, "duplicates": 1}
+    assert stored(doc) == 0
     v1 = v1_event(account.account_id)
-    assert _post(ingest_client, account.config.id, v1, account.secret).json["stored"] == 1
-    assert _post(ingest_client, account.config.id, {**v1, "retry": 1}, account.secret).json["stored"] == 0
+    assert stored(v1) == 1
+    assert stored({**v1, "retry": 1}) == 0
     assert len(_rows(db_url)) == 2 and len(ingest_queue.tasks()) == 2
 
 
@@ -113,3 +121,4 @@ def test_bad_bodies_are_4xx_after_auth(account, ingest_client, db_url):
     assert res.status_code == 415
     with session_scope(db_url) as s:
         assert s.scalar(select(func.count()).select_from(WebhookEvent)) == 0
+        assert s.scalar(select(func.count()).select_from(WebhookDelivery)) == 0

@@ -34,6 +34,7 @@ def deliver(ingest_client, ingest_queue):
         body = json.dumps(list(events)).encode()
         res = ingest_client.post("/webhooks/hubspot", data=body, headers=hubspot_headers(body, URI, portal.secret))
         assert res.status_code == 200, res.json
+        assert ingest_queue.run("crmsync.events.split") == [res.json["deliveries"]]
         return [args[0] for _, args in ingest_queue.tasks()]
     return post
 

@@ -51,10 +51,11 @@ def labels():
 
 def test_task_table_names_and_queues():
     assert set(TASKS) == {
-        "crmsync.sync.start_job", "crmsync.sync.run_step", "crmsync.events.process",
+        "crmsync.sync.start_job", "crmsync.sync.run_step", "crmsync.events.split", "crmsync.events.process",
         "crmsync.automation.run", "crmsync.schedule.dispatch_due_syncs", "crmsync.schedule.sweep_outbox"}
     assert {r.queue for r in TASKS.values()} <= set(queue.QUEUES)
     assert TASKS["crmsync.events.process"].queue == "events"
+    assert TASKS["crmsync.events.split"].queue == "events"
     assert TASKS["crmsync.sync.run_step"].on_failure == "crmsync.sync.jobs:fail_step"
     for r in TASKS.values():
         assert r.target.count(":") == 1

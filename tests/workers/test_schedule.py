@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from crmsync.db import session_scope
-from crmsync.db.models import SyncConfig, SyncJob, SyncJobStep, WebhookEvent
+from crmsync.db.models import SyncConfig, SyncJob, SyncJobStep, WebhookDelivery, WebhookEvent
 from crmsync.db.types import utcnow
 from crmsync.queue import reset_producer
 from crmsync.sync.schedule import dispatch_due_syncs, sweep_outbox
@@ -68,6 +68,15 @@ def _event(s, config, key, processed=False, age=0.0):
     return ev
 
 
+def _delivery(s, config, age=0.0, error=None):
+    d = WebhookDelivery(tenant_id=config.tenant_id, config_id=config.id, platform="hubspot",
+                        account_id=config.account_id, body="[]", events=0, error=error,
+                        received_at=utcnow() - timedelta(seconds=age))
+    s.add(d)
+    s.flush()
+    return d
+
+
 def test_sweep_reenqueues_stale_events_steps_and_resumed_jobs_once(db_url, parked_broker):
     with session_scope(db_url) as s:
         tenant = make_tenant(s)
@@ -87,21 +96,27 @@ def test_sweep_reenqueues_stale_events_steps_and_resumed_jobs_once(db_url, parke
         old_event = _event(s, c1, "e1", age=120)
         _event(s, c1, "e2", age=1)
         _event(s, c1, "e3", processed=True, age=120)
-        ids = {"stale": stale.id, "parked_step": parked_step.id, "event": old_event.id, "unstarted": unstarted.id}
+        old_delivery = _delivery(s, c1, age=120)
+        _delivery(s, c1, age=1)                                       # its split message is on its way
+        _delivery(s, c1, age=120, error="DataError: ...")             # failed for good: waits for a replay
+        ids = {"stale": stale.id, "parked_step": parked_step.id, "event": old_event.id, "unstarted": unstarted.id,
+               "delivery": old_delivery.id}
 
     with session_scope(db_url) as s:
         counts = sweep_outbox(s)
-    assert counts == {"events": 1, "steps": 1, "jobs": 1, "queued": 1}
-    assert parked_broker("events") == [("crmsync.events.process", [ids["event"]])]
+    assert counts == {"deliveries": 1, "events": 1, "steps": 1, "jobs": 1, "queued": 1}
+    assert parked_broker("events") == [("crmsync.events.split", [ids["delivery"]]),
+                                       ("crmsync.events.process", [ids["event"]])]
     # the step of a full job goes to the backfills queue; the parked incremental job's to syncs
     assert parked_broker("backfills") == [("crmsync.sync.run_step", [ids["stale"]])]
     assert parked_broker("syncs") == [("crmsync.sync.run_step", [ids["parked_step"]]),
                                       ("crmsync.sync.start_job", [ids["unstarted"]])]
 
     with session_scope(db_url) as s:  # touched: the next sweep does not flood
-        assert sweep_outbox(s) == {"events": 0, "steps": 0, "jobs": 0, "queued": 0}
+        assert sweep_outbox(s) == {"deliveries": 0, "events": 0, "steps": 0, "jobs": 0, "queued": 0}
     with session_scope(db_url) as s:  # ...until another threshold has passed (the fresh ones too now)
-        assert sweep_outbox(s, now=utcnow() + timedelta(seconds=61)) == {"events": 2, "steps": 2, "jobs": 1, "queued": 2}
+        assert sweep_outbox(s, now=utcnow() + timedelta(seconds=61)) == {
+            "deliveries": 2, "events": 2, "steps": 2, "jobs": 1, "queued": 2}
 
 
 def test_sweep_publishes_nothing_when_its_transaction_rolls_back(db_url, parked_broker):

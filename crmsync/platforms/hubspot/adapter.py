@@ -469,6 +469,10 @@ class HubSpotAdapter(Adapter):
     def parse_webhook(cls, body: bytes) -> list[WebhookEvent]:
         return webhooks.parse(body)
 
+    @classmethod
+    def webhook_accounts(cls, body: bytes) -> list[str | None]:
+        return [str(raw["portalId"]) for raw in webhooks.checked_events(body)]
+
 
 _PRIMARY_TYPE_IDS = {1, 2, 5, 6}
 

@@ -129,7 +129,8 @@ def _when(ms: Any) -> datetime | None:
         return None
 
 
-def parse(body: bytes) -> list[WebhookEvent]:
+def checked_events(body: bytes) -> list[dict]:
+    """The delivery's events as sent, refused (400) unless each has what `parse` relies on."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -139,32 +140,43 @@ def parse(body: bytes) -> list[WebhookEvent]:
     if len(data) > MAX_EVENTS:
         raise WebhookRejected(f"webhook body has {len(data)} events; HubSpot sends at most {MAX_EVENTS}",
                               http_status=400, platform=PLATFORM)
-    events = []
     for n, raw in enumerate(data):
         if not isinstance(raw, dict):
             raise WebhookRejected(f"event {n} is not an object", http_status=400, platform=PLATFORM)
         subscription = raw.get("subscriptionType") or raw.get("eventType")
-        missing = [k for k, v in (("subscriptionType", subscription), ("objectId", raw.get("objectId")),
-                                  ("portalId", raw.get("portalId")), ("eventId", raw.get("eventId"))) if v is None]
-        if missing or not isinstance(subscription, str) or "." not in subscription:
+        if (not isinstance(subscription, str) or "." not in subscription or raw.get("objectId") is None
+                or raw.get("portalId") is None or raw.get("eventId") is None):
+            missing = [k for k, v in (("subscriptionType", subscription), ("objectId", raw.get("objectId")),
+                                      ("portalId", raw.get("portalId")), ("eventId", raw.get("eventId"))) if v is None]
             raise WebhookRejected(f"event {n} lacks {', '.join(missing) or 'a valid subscriptionType'}",
                                   http_status=400, platform=PLATFORM)
-        object_type = _object_type(raw, subscription)
-        entity = ENTITY_BY_OBJECT.get(object_type or "")
-        kind = subscription.split(".", 1)[1]
-        action = ACTIONS.get(kind, "updated")
-        object_id = raw["objectId"]
-        merged: list[str] = []
-        if kind == "merge":
-            survivor = raw.get("newObjectId") or raw.get("primaryObjectId") or object_id
-            gone = [*(raw.get("mergedObjectIds") or []), raw.get("primaryObjectId"), object_id]
-            merged = sorted({_external_id(object_type, g) for g in gone if g is not None and str(g) != str(survivor)})
-            object_id = survivor
-        key = ":".join(str(p) for p in (subscription, raw.get("objectTypeId") or "", raw["objectId"],
-                                        raw["eventId"], raw.get("occurredAt") or ""))
-        events.append(WebhookEvent(
-            platform=PLATFORM, account_id=str(raw["portalId"]), event_key=key, entity=entity, action=action,
-            external_id=_external_id(object_type, object_id), occurred_at=_when(raw.get("occurredAt")),
-            property_name=raw.get("propertyName"), property_value=raw.get("propertyValue"),
-            merged_ids=merged, payload=raw))
-    return events
+        merged = raw.get("mergedObjectIds")
+        if merged is not None and not isinstance(merged, list):
+            raise WebhookRejected(f"event {n}: mergedObjectIds must be a list", http_status=400, platform=PLATFORM)
+    return data
+
+
+def parse(body: bytes) -> list[WebhookEvent]:
+    return [_event(raw) for raw in checked_events(body)]
+
+
+def _event(raw: dict) -> WebhookEvent:
+    subscription = raw.get("subscriptionType") or raw.get("eventType")
+    object_type = _object_type(raw, subscription)
+    entity = ENTITY_BY_OBJECT.get(object_type or "")
+    kind = subscription.split(".", 1)[1]
+    action = ACTIONS.get(kind, "updated")
+    object_id = raw["objectId"]
+    merged: list[str] = []
+    if kind == "merge":
+        survivor = raw.get("newObjectId") or raw.get("primaryObjectId") or object_id
+        gone = [*(raw.get("mergedObjectIds") or []), raw.get("primaryObjectId"), object_id]
+        merged = sorted({_external_id(object_type, g) for g in gone if g is not None and str(g) != str(survivor)})
+        object_id = survivor
+    key = ":".join(str(p) for p in (subscription, raw.get("objectTypeId") or "", raw["objectId"],
+                                    raw["eventId"], raw.get("occurredAt") or ""))
+    return WebhookEvent(
+        platform=PLATFORM, account_id=str(raw["portalId"]), event_key=key, entity=entity, action=action,
+        external_id=_external_id(object_type, object_id), occurred_at=_when(raw.get("occurredAt")),
+        property_name=raw.get("propertyName"), property_value=raw.get("propertyValue"),
+        merged_ids=merged, payload=raw)

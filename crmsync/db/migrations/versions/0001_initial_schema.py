@@ -252,6 +252,23 @@ def upgrade() -> None:
     )
     op.create_index('ix_crm_webhook_events_tenant', 'crm_webhook_events', ['tenant_id', 'received_at'], unique=False)
     op.create_index('ix_crm_webhook_events_unprocessed', 'crm_webhook_events', ['processed', 'received_at'], unique=False)
+    op.create_table('crm_webhook_deliveries',
+    sa.Column('id', sa.Uuid(as_uuid=False), nullable=False),
+    sa.Column('tenant_id', sa.Uuid(as_uuid=False), nullable=False),
+    sa.Column('config_id', sa.Uuid(as_uuid=False), nullable=False),
+    sa.Column('platform', sa.String(length=32), nullable=False),
+    sa.Column('account_id', sa.String(length=64), nullable=False),
+    sa.Column('event_account_id', sa.String(length=64), nullable=True),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('events', sa.Integer(), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('error', sa.Text(), nullable=True),
+    sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['config_id'], ['crm_sync_configs.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id')
+    )
+    op.create_index('ix_crm_webhook_deliveries_received', 'crm_webhook_deliveries', ['received_at'], unique=False)
     op.create_table('crm_automation_runs',
     sa.Column('id', sa.Uuid(as_uuid=False), nullable=False),
     sa.Column('tenant_id', sa.Uuid(as_uuid=False), nullable=False),
@@ -379,6 +396,8 @@ def downgrade() -> None:
     op.drop_index('ix_crm_deals_tenant_updated', table_name='crm_deals')
     op.drop_table('crm_deals')
     op.drop_table('crm_automation_runs')
+    op.drop_index('ix_crm_webhook_deliveries_received', table_name='crm_webhook_deliveries')
+    op.drop_table('crm_webhook_deliveries')
     op.drop_index('ix_crm_webhook_events_unprocessed', table_name='crm_webhook_events')
     op.drop_index('ix_crm_webhook_events_tenant', table_name='crm_webhook_events')
     op.drop_table('crm_webhook_events')
