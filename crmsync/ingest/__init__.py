@@ -33,8 +33,9 @@ class IngestState:
     """Per-app state: settings, the session factory and the short-lived caches."""
 
     def __init__(self, settings: Settings, *, public_url: str | None = None):
-        from crmsync.db import sessionmaker_for
+        from crmsync.db import get_engine, sessionmaker_for
         self.settings = settings
+        self.engine = get_engine(settings.database_url)
         self.sessions = sessionmaker_for(settings.database_url)
         self.max_body_bytes = settings.webhook_max_body_bytes
         self.cron_secret = settings.cron_secret

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class OutboxRelay:
-    def __init__(self, *, together: frozenset[str] = frozenset(), max_batch: int = 200, linger: float = 0.02):
+    def __init__(self, *, together: frozenset[str] = frozenset(), max_batch: int = 500, linger: float = 0.05):
         self.together = together        # tasks that take any number of ids in one message
         self.max_batch = max_batch
         self.linger = linger

@@ -115,13 +115,12 @@ def _store(session, rows) -> list[str]:
     return new_ids
 
 
-def _store_deliveries(session, rows) -> list[str]:
-    """The request's only write: the raw delivery, committed before the answer (the outbox).
+def _store_deliveries(rows) -> list[str]:
+    """The request's only write: the delivery as received, committed before the answer (the outbox).
     Its events reach `crm_webhook_events`, deduplicated, when a worker splits it
-    (crmsync.ingest.processing.split_delivery)."""
-    ids = insert_deliveries(session, rows)
-    session.commit()
-    return ids
+    (crmsync.ingest.processing.split_deliveries). Core, not the ORM: nothing else to track."""
+    with _state().engine.begin() as conn:
+        return insert_deliveries(conn, rows)
 
 
 def _text(body: bytes) -> str:
@@ -167,7 +166,7 @@ def hubspot_webhook():
         rows = [delivery_row(tenant_id=r.tenant_id, config_id=r.id, platform="hubspot", account_id=account,
                              event_account_id=account, body=body_text, events=per_account[account], received_at=received)
                 for account, r in routes.items()]
-        ids = _store_deliveries(session, rows)
+        ids = _store_deliveries(rows)
     state.dispatch(SPLIT_TASK, ids)
     return _received(event_accounts, ids)
 
@@ -201,7 +200,7 @@ def pipedrive_webhook(config_id: str):
         row = delivery_row(tenant_id=route.tenant_id, config_id=route.id, platform="pipedrive",
                            account_id=route.account_id or route.id, body=_text(body), events=len(event_accounts),
                            received_at=utcnow())
-        ids = _store_deliveries(session, [row])
+        ids = _store_deliveries([row])
     state.dispatch(SPLIT_TASK, ids)
     return _received(event_accounts, ids)
 

@@ -13,7 +13,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import Connection, insert, text
 from sqlalchemy.orm import Session
 
 from crmsync.db import is_postgres
@@ -56,9 +56,9 @@ def delivery_row(*, tenant_id: str, config_id: str, platform: str, account_id: s
             "attempts": 0, "error": None, "received_at": received_at}
 
 
-def insert_deliveries(session: Session, rows: list[dict[str, Any]]) -> list[str]:
-    """One Core INSERT (no ORM unit of work: this is the whole write of a webhook request)."""
-    session.connection().execute(insert(WebhookDelivery.__table__), rows)
+def insert_deliveries(conn: Connection, rows: list[dict[str, Any]]) -> list[str]:
+    """One Core INSERT on `conn` (the whole write of a webhook request; the caller commits)."""
+    conn.execute(insert(WebhookDelivery.__table__), rows)
     return [row["id"] for row in rows]
 
 
