@@ -35,7 +35,8 @@ class IngestState:
     def __init__(self, settings: Settings, *, public_url: str | None = None):
         from crmsync.db import get_engine, sessionmaker_for
         self.settings = settings
-        self.engine = get_engine(settings.database_url)
+        # Same pool; a connection taken through it runs each statement as its own transaction.
+        self.autocommit_engine = get_engine(settings.database_url).execution_options(isolation_level="AUTOCOMMIT")
         self.sessions = sessionmaker_for(settings.database_url)
         self.max_body_bytes = settings.webhook_max_body_bytes
         self.cron_secret = settings.cron_secret

@@ -118,8 +118,11 @@ def _store(session, rows) -> list[str]:
 def _store_deliveries(rows) -> list[str]:
     """The request's only write: the delivery as received, committed before the answer (the outbox).
     Its events reach `crm_webhook_events`, deduplicated, when a worker splits it
-    (crmsync.ingest.processing.split_deliveries). Core, not the ORM: nothing else to track."""
-    with _state().engine.begin() as conn:
+    (crmsync.ingest.processing.split_deliveries).
+
+    One INSERT statement in autocommit: it is atomic on its own, and durable when it returns; an
+    explicit transaction would add a BEGIN and a COMMIT round trip to every webhook request."""
+    with _state().autocommit_engine.connect() as conn:
         return insert_deliveries(conn, rows)
 
 

@@ -57,7 +57,8 @@ def delivery_row(*, tenant_id: str, config_id: str, platform: str, account_id: s
 
 
 def insert_deliveries(conn: Connection, rows: list[dict[str, Any]]) -> list[str]:
-    """One Core INSERT on `conn` (the whole write of a webhook request; the caller commits)."""
+    """One Core INSERT on `conn` (the whole write of a webhook request; the caller commits, or runs
+    `conn` in autocommit)."""
     conn.execute(insert(WebhookDelivery.__table__), rows)
     return [row["id"] for row in rows]
 
