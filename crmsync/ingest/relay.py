@@ -2,17 +2,18 @@
 
 A request commits its rows, hands their ids here and answers: it never waits on the broker, whose
 publish (with Flower's task-sent event) cost more than the rest of a webhook request. The relay
-lingers a few milliseconds after the first hand-off and sends what arrived meanwhile together, so
-under load one `crmsync.events.split` message carries many deliveries (the events then wait the
-coalescing delay, CRMSYNC_INGEST_COALESCE_SECONDS, anyway). Without a broker the relay runs the tasks itself (the inline
-runner), so CRM fetches never run inside a request either.
+lingers up to 50 ms after the first hand-off and sends what arrived meanwhile together, so under
+load one `crmsync.events.split` message carries many deliveries (the events then wait the
+coalescing delay, CRMSYNC_INGEST_COALESCE_SECONDS, anyway). Without a broker the relay runs the
+tasks itself (the inline runner), so CRM fetches never run inside a request either.
 
-A hand-off lost with its process (killed between commit and publish) loses no work: the rows are
-committed, and the outbox sweeper re-enqueues whatever is still pending after
-CRMSYNC_OUTBOX_AFTER_SECONDS.
+A hand-off lost with its process (killed between commit and publish; a clean exit flushes first)
+loses no work: the rows are committed, and the outbox sweeper re-enqueues whatever is still pending
+after CRMSYNC_OUTBOX_AFTER_SECONDS.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import queue
@@ -45,6 +46,8 @@ class OutboxRelay:
                 self._pid = os.getpid()
                 self._thread = threading.Thread(target=self._run, name="ingest-outbox-relay", daemon=True)
                 self._thread.start()
+                # A worker told to stop (gunicorn exits through sys.exit) hands over what it holds first.
+                atexit.register(self.flush, 5.0)
         self._queue.put((task, list(ids)))
 
     def flush(self, timeout: float = 30.0) -> bool:
