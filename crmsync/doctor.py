@@ -156,23 +156,29 @@ def check_conflicts(session: Session, config) -> Check:
 
 
 def check_webhook_events(session: Session, config) -> Check:
-    from crmsync.db.models import WebhookEvent
+    from crmsync.db.models import WebhookDelivery, WebhookEvent
     from crmsync.db.types import utcnow
     from crmsync.settings import get_settings
     n, oldest = session.execute(select(func.count(), func.min(WebhookEvent.received_at)).where(
         WebhookEvent.config_id == config.id, WebhookEvent.processed.is_(False))).one()
     failed = session.scalar(select(func.count()).select_from(WebhookEvent).where(
         WebhookEvent.config_id == config.id, WebhookEvent.outcome == "failed"))
-    data = {"unprocessed": n, "oldest_received_at": oldest, "failed": failed}
-    if not n and not failed:
+    # Requests stored whole and not yet split into events (crmsync.ingest.processing).
+    waiting, split_failed, oldest_delivery = session.execute(select(
+        func.count(), func.count(WebhookDelivery.error), func.min(WebhookDelivery.received_at)).where(
+        WebhookDelivery.config_id == config.id)).one()
+    data = {"unprocessed": n, "oldest_received_at": oldest, "failed": failed,
+            "deliveries_waiting": waiting, "deliveries_failed": split_failed}
+    if not n and not failed and not waiting:
         return Check("webhook events", OK, "all processed", data)
+    oldest = min((t for t in (oldest, oldest_delivery) if t is not None), default=None)
     stale = oldest is not None and (utcnow() - oldest).total_seconds() > 2 * get_settings().outbox_after_seconds
     parts = []
-    if n:
-        parts.append(f"{n} unprocessed" + (f", oldest since {oldest.isoformat()} (are the workers running?)"
-                                           if stale else ""))
-    if failed:
-        parts.append(f"{failed} failed: `crmsync webhooks replay --failed`")
+    if n or waiting:
+        parts.append(f"{n} unprocessed" + (f", {waiting} delivery(ies) not yet split" if waiting else "")
+                     + (f", oldest since {oldest.isoformat()} (are the workers running?)" if stale else ""))
+    if failed or split_failed:
+        parts.append(f"{failed + split_failed} failed: `crmsync webhooks replay --failed`")
     return Check("webhook events", FAIL if stale else WARN, "; ".join(parts), data)
 
 

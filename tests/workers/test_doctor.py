@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from crmsync.cli import main
 from crmsync.configs import create_config
 from crmsync.db import session_scope
-from crmsync.db.models import ConflictRecord, Contact, SyncJob, WebhookEvent
+from crmsync.db.models import ConflictRecord, Contact, SyncJob, WebhookDelivery, WebhookEvent
 from crmsync.db.types import utcnow
 from tests.fixtures.factories import make_secret, make_tenant
 
@@ -48,6 +48,8 @@ def test_doctor_reports_every_check(crmsync_env, db_url, hubspot_sandbox):
         s.add(WebhookEvent(tenant_id=tenant_id, config_id=config_id, platform="hubspot", account_id="1",
                            event_key="k1", event_type="contact.creation", payload={},
                            received_at=utcnow() - timedelta(hours=1)))
+        s.add(WebhookDelivery(tenant_id=tenant_id, config_id=config_id, platform="hubspot", account_id="1",
+                              body="[]", events=0, error="DataError: ..."))
     code, report, result = doctor(config_id)
     assert report is not None, result.output
     by_name = checks(report, config_id)
@@ -59,6 +61,8 @@ def test_doctor_reports_every_check(crmsync_env, db_url, hubspot_sandbox):
     assert by_name["pending conflicts"]["data"]["count"] == 1
     assert by_name["webhook events"]["status"] == "fail"  # an hour old, unprocessed: workers down?
     assert by_name["webhook events"]["data"]["unprocessed"] == 1
+    assert (by_name["webhook events"]["data"]["deliveries_waiting"], by_name["webhook events"]["data"][
+        "deliveries_failed"]) == (1, 1)
     assert by_name["unmapped custom fields"]["data"]["fields"] == {"contact": ["favorite_color"]}
     assert code == 1 and report["ok"] is False
     assert {c["name"] for c in report["services"]} == {"database", "broker"}
