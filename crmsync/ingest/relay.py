@@ -58,10 +58,12 @@ class OutboxRelay:
     def _run(self) -> None:
         while True:
             batch = [self._queue.get()]
-            until = time.monotonic() + self.linger
+            # Sleep rather than wait on the queue: hand-offs made meanwhile do not wake this thread
+            # one by one (each wake-up takes the GIL from a request being served).
+            time.sleep(self.linger)
             while len(batch) < self.max_batch:
                 try:
-                    batch.append(self._queue.get(timeout=max(0.0, until - time.monotonic())))
+                    batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             try:
