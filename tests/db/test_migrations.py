@@ -67,3 +67,13 @@ def test_troubleshooting_queries_have_indexes(pg_url):
     assert indexed("crm_sync_configs", ["enabled", "next_sync_at"])
     assert indexed("crm_sync_links", ["tenant_id", "platform", "entity_type", "external_id"])
     assert indexed("crm_webhook_events", ["platform", "account_id", "event_key"])
+
+
+def test_delivery_bodies_are_lz4_compressed_where_the_server_has_it(pg_url):
+    from sqlalchemy import text
+    with get_engine(pg_url).connect() as conn:
+        has_lz4 = conn.execute(text("SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+                                    "WHERE name = 'default_toast_compression'")).scalar()
+        method = conn.execute(text("SELECT attcompression FROM pg_attribute WHERE attname = 'body' "
+                                   "AND attrelid = 'crm_webhook_deliveries'::regclass")).scalar()
+    assert method == ("l" if has_lz4 else "")

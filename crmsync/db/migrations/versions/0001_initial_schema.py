@@ -269,6 +269,11 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     op.create_index('ix_crm_webhook_deliveries_received', 'crm_webhook_deliveries', ['received_at'], unique=False)
+    if op.get_bind().dialect.name == 'postgresql':
+        # A delivery body is ~25 KB of JSON, written once per webhook request and read once: lz4
+        # compresses it for about half the server CPU of the default pglz (on servers built with it).
+        op.execute("DO $$ BEGIN ALTER TABLE crm_webhook_deliveries ALTER COLUMN body SET COMPRESSION lz4; "
+                   "EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN NULL; END $$")
     op.create_table('crm_automation_runs',
     sa.Column('id', sa.Uuid(as_uuid=False), nullable=False),
     sa.Column('tenant_id', sa.Uuid(as_uuid=False), nullable=False),
