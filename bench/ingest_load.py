@@ -6,11 +6,12 @@ Phase 1 (open loop): request k is due at start + k/rate whatever the previous an
 fresh 100-event body (unique event ids, so every event is a new row), signed v3 (all made before the clock starts). Prints the achieved
 rate, statuses and latency percentiles (service time: send -> full answer; and from the due time,
 which includes any queueing in the generator).
+Phase 1b (--split): 2 Celery workers split what phase 1 stored into event rows; prints events/s.
 Phase 2: the HubSpot sandbox holds the contacts; for each, one signed contact.creation delivery is
 POSTed and the local crm_contacts row is polled for (every 5 ms); prints webhook -> row visible p50/p95.
 
 Run: .venv/bin/python bench/ingest_load.py [--rate 500] [--seconds 6] [--events 100] [--workers 2]
-     [--threads 1] [--visible 150] [--visible-rate 20]
+     [--threads 1] [--split] [--visible 150] [--visible-rate 20]
 Needs PostgreSQL at 127.0.0.1:5432 (user postgres) and `redis-server` on PATH (a private one is started).
 Bounded: at most rate*seconds requests, and every phase has a deadline.
 """
@@ -239,6 +240,32 @@ def load_phase(port: int, requests_: list[bytes], rate: float, seconds: float, t
             "service": service, "from_due": from_due, "unsent": max(0, total - len(service) - len(errors))}
 
 
+def split_phase(db_url: str, env: dict[str, str], logs: Path, timeout: float = 600) -> tuple[float, int, int]:
+    """The backlog phase 1 stored, split by 2 Celery workers: seconds until no delivery is left, the
+    deliveries and the event rows written. Processing waits (the longest coalescing delay), so only
+    the split is timed."""
+    from sqlalchemy import func
+
+    from crmsync.db import session_scope
+    from crmsync.db.models import WebhookDelivery, WebhookEvent
+    with session_scope(db_url) as s:
+        deliveries = s.scalar(select(func.count()).select_from(WebhookDelivery))
+    worker = start_celery_worker({**env, "CRMSYNC_INGEST_COALESCE_SECONDS": "60"}, logs, name="split",
+                                 concurrency=2, queues="events")
+    try:
+        start = time.perf_counter()
+        while time.perf_counter() - start < timeout:
+            with session_scope(db_url) as s:
+                if not s.scalar(select(func.count()).select_from(WebhookDelivery)):
+                    break
+            time.sleep(0.1)  # a bench poll, at a tenth of a second's resolution
+        took = time.perf_counter() - start
+        with session_scope(db_url) as s:
+            return took, deliveries, s.scalar(select(func.count()).select_from(WebhookEvent))
+    finally:
+        worker.stop()
+
+
 def visible_phase(db_url: str, port: int, deliveries: Deliveries, sandbox, count: int, rate: float) -> list[float]:
     from crmsync.db import session_scope
     from crmsync.db.models import Contact
@@ -321,6 +348,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker (>1: gthread)")
     ap.add_argument("--visible", type=int, default=150, help="deliveries timed to a visible row (0: skip)")
+    ap.add_argument("--split", action="store_true", help="also time 2 Celery workers splitting phase 1's backlog")
     ap.add_argument("--visible-rate", type=float, default=20)
     args = ap.parse_args()
 
@@ -374,6 +402,11 @@ def main() -> None:
             print("  CPU per request: " + ", ".join(f"{k} {v:.2f} ms" for k, v in sorted(per.items()))
                   + " (bodies made and signed beforehand)")
 
+        if args.split:
+            took, stored, events = split_phase(db_url, env, logs)
+            print(f"phase 1b: 2 Celery workers (prefork x2) split the {stored} stored deliveries (warm-up included) "
+                  f"into {events} event rows in {took:.1f} s = {events / took:,.0f} events/s "
+                  f"({stored / took:.0f} deliveries/s sustained)")
         if args.visible:
             # Phase 1's events name contacts that do not exist; leave them out of phase 2's way.
             redis_server.client(0).flushdb()
