@@ -1,8 +1,10 @@
-"""The ingest endpoints (contract: shared CLI.md). Each one checks who is calling, writes the event rows
-in one short transaction, commits, then enqueues by task name and answers. No sync work here.
+"""The ingest endpoints (contract: shared CLI.md). Each one checks who is calling, writes one row (a
+CRM delivery, stored whole; or a product event), commits, hands the id to the outbox relay and
+answers. No sync work here; a worker splits a delivery into its events (crmsync.ingest.processing).
 
 Order of checks: size, then who (tenant, signature/credentials), then shape — so an unauthenticated
 caller learns nothing about what a valid body looks like, and nothing is written before all pass.
+HubSpot's route reads the body's shape first: its portalIds say whose secret signs it.
 """
 from __future__ import annotations
 
@@ -103,7 +105,8 @@ def _rejected(err: WebhookRejected) -> Unauthenticated:
                            status=status)
 
 
-def _store(session, rows) -> list[str]:
+def _store_events(session, rows) -> list[str]:
+    """Product events: one row each, written in the request (one per request, unlike CRM deliveries)."""
     try:
         new_ids = insert_events(session, rows)
         session.commit()
@@ -239,7 +242,7 @@ def product_event(event_type: str):
                "account_id": tenant_id, "event_key": event_key, "event_type": event_type, "entity_type": None,
                "external_id": None, "payload": payload, "processed": False, "attempts": 0,
                "occurred_at": occurred, "received_at": utcnow()}
-        new_ids = _store(session, [row])
+        new_ids = _store_events(session, [row])
         if not new_ids:
             existing = session.scalar(select(WebhookEvent.id).where(
                 WebhookEvent.platform == "product", WebhookEvent.account_id == tenant_id,
