@@ -53,16 +53,13 @@ def check_broker() -> list[Check]:
     settings = get_settings()
     if settings.inline:
         return [Check("broker", OK, "none configured: tasks run inline in the calling process")]
-    from crmsync.queue import QueueError, producer_app
+    from crmsync.queue import check_broker_connection, ping_workers
     try:
-        app = producer_app()
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=3)
-    except (QueueError, OSError, Exception) as err:  # noqa: BLE001  any connection error is the answer
+        check_broker_connection()
+    except Exception as err:  # noqa: BLE001  any connection error is the answer
         return [Check("broker", FAIL, f"broker unreachable ({type(err).__name__})")]
     checks = [Check("broker", OK, "answers")]
-    replies = app.control.ping(timeout=1.0) or []
-    names = sorted(name for reply in replies for name in reply)
+    names = ping_workers(timeout=1.0)
     checks.append(Check("workers", OK if names else FAIL,
                         f"{len(names)} answering" if names else "no worker answers: start `celery -A workers worker`",
                         {"workers": names}))

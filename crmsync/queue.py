@@ -1,9 +1,9 @@
 """Tasks by name: the one table of task names -> library functions and queues, enqueueing, and
 the inline runner used when no broker is configured.
 
-crmsync never imports `workers/` or Celery task modules. With a broker (CRMSYNC_BROKER_URL) a
-message is published by task NAME through a producer-only Celery app kept in this module (one per
-process, with its own connection/producer pool). Without one, `enqueue` runs the task in this
+crmsync never imports `workers/` or Celery. With a broker (CRMSYNC_BROKER_URL) a message is
+published by task NAME: a Celery protocol-2 message made here and sent with kombu (one connection
+and producer pool per process). Without one, `enqueue` runs the task in this
 process by draining a FIFO: a task that enqueues its successor only appends, so chains of pages
 never recurse.
 
@@ -56,6 +56,11 @@ class UnknownTask(QueueError):
     def __init__(self, name: str):
         super().__init__(f"unknown task {name!r}; known: {', '.join(sorted(TASKS))}")
         self.name = name
+
+
+class UnitTimedOut(QueueError):
+    """The runner stopped a task at its soft time limit (the transaction was rolled back): worth
+    another try, which resumes from the last saved page."""
 
 
 class QueueUnavailable(QueueError):
@@ -209,12 +214,7 @@ def _is_transient(exc: BaseException) -> bool:
         transient += (redis.RedisError,)
     except ImportError:  # redis is a dependency; keep classification importable without it
         pass
-    try:
-        from celery.exceptions import SoftTimeLimitExceeded
-        transient += (SoftTimeLimitExceeded,)
-    except ImportError:
-        pass
-    return isinstance(exc, transient)
+    return isinstance(exc, (*transient, UnitTimedOut))
 
 
 def _reason(exc: BaseException) -> str:
@@ -344,83 +344,110 @@ def _inside(transaction, savepoint) -> bool:
 
 
 # --- publishing to the broker ----------------------------------------------------------------
-def celery_settings(settings) -> dict[str, Any]:
-    """Celery options the producer here and the worker app in workers/ share, so both agree on
-    serialization, routing and the broker's visibility timeout."""
-    from kombu import Exchange, Queue
-    transport = {"visibility_timeout": settings.visibility_timeout}
-    return {
-        "broker_url": settings.broker_url,
-        "broker_transport_options": transport,
-        "result_backend_transport_options": transport,
-        "visibility_timeout": settings.visibility_timeout,
-        "broker_connection_retry_on_startup": True,
-        "broker_pool_limit": 10,
-        "broker_pool_acquire_timeout": 10,
-        "task_serializer": "json",
-        "accept_content": ["json"],
-        "result_serializer": "json",
-        "result_backend": None,
-        "task_ignore_result": True,
-        "task_send_sent_event": True,
-        "task_default_queue": SYNCS,
-        "task_create_missing_queues": False,
-        "task_queues": [Queue(q, Exchange(q, type="direct"), routing_key=q) for q in QUEUES],
-        "task_routes": {name: {"queue": r.queue, "routing_key": r.queue} for name, r in TASKS.items()},
-        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5,
-                                      "interval_max": 1.0},
-        "timezone": "UTC",
-        "enable_utc": True,
-    }
-
+# Messages are Celery's protocol 2, made here with kombu: crmsync needs no Celery to enqueue by name.
+# The worker app in workers/ declares the same queues (`QUEUES`) and the same visibility timeout.
+PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0}
+CONTROL_EXCHANGE = "celery"     # Celery's remote-control mailbox (ping), for `crmsync doctor`
+_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 _producer_lock = threading.Lock()
-_producer: Any = None
-_producer_pid: int | None = None
+_broker: Any = None
+_broker_pid: int | None = None
+_clock = 0
 
 
-def producer_app():
-    """The process-wide producer-only Celery app (its connection and producer pools are shared by
-    every thread); rebuilt after a fork."""
-    global _producer, _producer_pid
+def broker_transport_options(settings) -> dict[str, Any]:
+    return {"visibility_timeout": settings.visibility_timeout}
+
+
+def broker_connection():
+    """The process-wide kombu connection to the broker (its producer pool is shared by every thread);
+    made again after a fork."""
+    global _broker, _broker_pid
     with _producer_lock:
-        if _producer is None or _producer_pid != os.getpid():
-            from celery import Celery
+        if _broker is None or _broker_pid != os.getpid():
+            from kombu import Connection
 
             from crmsync.settings import get_settings
             settings = get_settings()
             if settings.inline:
                 raise QueueError("no broker configured (CRMSYNC_BROKER_URL); tasks run inline")
-            app = Celery("crmsync-producer", set_as_current=False)
-            app.conf.update(celery_settings(settings))
-            _producer, _producer_pid = app, os.getpid()
-        return _producer
+            _broker = Connection(settings.broker_url, transport_options=broker_transport_options(settings))
+            _broker_pid = os.getpid()
+        return _broker
 
 
 def reset_producer() -> None:
-    """Forget the producer app (after settings change, e.g. in tests)."""
-    global _producer, _producer_pid
+    """Forget the broker connection (after settings change, e.g. in tests; after a fork)."""
+    global _broker, _broker_pid
     with _producer_lock:
-        if _producer is not None and _producer_pid == os.getpid():
+        if _broker is not None and _broker_pid == os.getpid():
             try:
-                _producer.close()
+                _broker.release()
             except Exception as err:  # noqa: BLE001  closing a half-dead pool must not mask the caller's work
-                log.debug("closing the producer pool: %s", type(err).__name__)
-        _producer, _producer_pid = None, None
+                log.debug("closing the broker connection: %s", type(err).__name__)
+        _broker, _broker_pid = None, None
+
+
+def _origin() -> str:
+    import socket
+    return f"gen{os.getpid()}@{socket.gethostname()}"
 
 
 def publish(name: str, ids: tuple[str, ...], *, queue: str, countdown: float | None = None,
             task_id: str | None = None) -> str:
-    """Publish a Celery protocol-2 message for task `name` (JSON, args = ids). Returns the task id."""
+    """Publish a Celery protocol-2 message for task `name` (JSON, args = ids) on `queue`, and the
+    task-sent event Flower shows. Returns the task id."""
+    import uuid
+
+    from kombu import Exchange, pools
+    global _clock
     if queue not in QUEUES:
         raise QueueError(f"unknown queue {queue!r}; expected one of {', '.join(QUEUES)}")
-    app = producer_app()
+    task_id = task_id or str(uuid.uuid4())
+    args = list(ids)
+    eta = None
+    if countdown:
+        from datetime import timedelta
+        eta = (datetime.now(UTC) + timedelta(seconds=countdown)).isoformat()
+    origin = _origin()
+    headers = {"lang": "py", "task": name, "id": task_id, "shadow": None, "eta": eta, "expires": None,
+               "group": None, "group_index": None, "retries": 0, "timelimit": [None, None], "root_id": task_id,
+               "parent_id": None, "argsrepr": repr(args), "kwargsrepr": "{}", "origin": origin,
+               "ignore_result": True, "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {}}
+    with _producer_lock:
+        _clock += 1
+        clock = _clock
+    sent = {"hostname": origin, "utcoffset": 0.0, "pid": os.getpid(), "clock": clock, "uuid": task_id,
+            "root_id": task_id, "parent_id": None, "name": name, "args": repr(args), "kwargs": "{}", "retries": 0,
+            "eta": eta, "expires": None, "queue": queue, "exchange": "", "routing_key": queue,
+            "timestamp": time.time(), "type": "task-sent"}
     try:
-        result = app.send_task(name, args=list(ids), queue=queue, routing_key=queue, countdown=countdown,
-                               task_id=task_id, ignore_result=True)
+        with pools.producers[broker_connection()].acquire(block=True, timeout=10) as producer:
+            # The anonymous exchange routes by the queue's name (what Celery's routing resolves to).
+            producer.publish([args, {}, _EMBED], exchange="", routing_key=queue, serializer="json",
+                             headers=headers, correlation_id=task_id, delivery_mode=2, retry=True,
+                             retry_policy=PUBLISH_RETRY_POLICY)
+            producer.publish(sent, exchange=Exchange("celeryev", type="topic"), routing_key="task.sent",
+                             serializer="json", headers={"hostname": origin}, delivery_mode=1)
     except Exception as err:  # kombu/redis raise many connection types; the caller needs one
         raise QueueUnavailable(f"broker did not take {describe(name, ids)}: {type(err).__name__}") from err
-    return result.id
+    return task_id
+
+
+def ping_workers(timeout: float = 1.0) -> list[str]:
+    """Names of the Celery workers that answer a remote-control ping within `timeout` seconds."""
+    from kombu.pidbox import Mailbox
+    mailbox = Mailbox(CONTROL_EXCHANGE, type="fanout", accept=["json"], serializer="json")
+    with broker_connection().clone() as conn:
+        replies = mailbox(conn)._broadcast("ping", reply=True, timeout=timeout) or []
+    return sorted(name for reply in replies for name in reply)
+
+
+def check_broker_connection() -> None:
+    """Raise unless the broker accepts a connection (within a few seconds)."""
+    with broker_connection().clone() as conn:
+        conn.ensure_connection(max_retries=1, timeout=3)
 
 
 # --- the inline runner ----------------------------------------------------------------------

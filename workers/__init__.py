@@ -1,9 +1,9 @@
 """The Celery app: `celery -A workers worker -Q events,syncs,backfills`, `celery -A workers beat`,
 `celery -A workers flower`.
 
-Settings come from crmsync (CRMSYNC_* variables). The producer in `crmsync.queue` and this app
-share `celery_settings`, so routing, JSON-only serialization and the broker's visibility timeout
-agree on both sides. Fan-in is counted in PostgreSQL (crm_sync_jobs.steps_done): no chords, no
+Settings come from crmsync (CRMSYNC_* variables). `crmsync.queue` publishes Celery protocol-2
+messages with kombu on the queues (`QUEUES`) and transport options declared there; this app consumes
+them with the same routing, JSON-only serialization and visibility timeout. Fan-in is counted in PostgreSQL (crm_sync_jobs.steps_done): no chords, no
 result backend.
 """
 from __future__ import annotations
@@ -12,8 +12,38 @@ import logging
 
 from celery import Celery, signals
 
-from crmsync.queue import TaskContextFilter, celery_settings
+from crmsync.queue import QUEUES, SYNCS, TASKS, TaskContextFilter, broker_transport_options
 from crmsync.settings import SettingsError, get_settings
+
+
+def celery_settings(settings) -> dict:
+    """Celery options of the worker app: the queues, routes and broker transport options that
+    `crmsync.queue` publishes with."""
+    from kombu import Exchange, Queue
+    transport = broker_transport_options(settings)
+    return {
+        "broker_url": settings.broker_url,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": transport,
+        "visibility_timeout": settings.visibility_timeout,
+        "broker_connection_retry_on_startup": True,
+        "broker_pool_limit": 10,
+        "broker_pool_acquire_timeout": 10,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_send_sent_event": True,
+        "task_default_queue": SYNCS,
+        "task_create_missing_queues": False,
+        "task_queues": [Queue(q, Exchange(q, type="direct"), routing_key=q) for q in QUEUES],
+        "task_routes": {name: {"queue": r.queue, "routing_key": r.queue} for name, r in TASKS.items()},
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5,
+                                      "interval_max": 1.0},
+        "timezone": "UTC",
+        "enable_utc": True,
+    }
 
 
 def make_app() -> Celery:

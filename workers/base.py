@@ -7,7 +7,7 @@ import logging
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from crmsync.queue import classify, describe, execute, fail_permanently
+from crmsync.queue import UnitTimedOut, classify, describe, execute, fail_permanently
 
 log = logging.getLogger("crmsync.tasks")
 
@@ -30,7 +30,7 @@ class CrmsyncTask(Task):
             execute(self.name, ids)
         except SoftTimeLimitExceeded as exc:
             # The transaction was rolled back; the next attempt resumes from the last saved page.
-            self._retry_or_fail(ids, exc)
+            self._retry_or_fail(ids, UnitTimedOut(f"stopped at the soft time limit ({exc})"))
         except Exception as exc:  # noqa: BLE001  every error is classified: retry or fail for good
             self._retry_or_fail(ids, exc)
 
