@@ -4,7 +4,7 @@ answers. No sync work here; a worker splits a delivery into its events (crmsync.
 
 Order of checks: size, then who (tenant, signature/credentials), then shape — so an unauthenticated
 caller learns nothing about what a valid body looks like, and nothing is written before all pass.
-HubSpot's route reads the body's shape first: its portalIds say whose secret signs it.
+HubSpot's route reads the body's shape first: the portals it names say whose secret signs it.
 """
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ def hubspot_webhook():
     event_accounts = _event_accounts(adapter, body)
     accounts = set(event_accounts)
     if None in accounts or "" in accounts:
-        raise MalformedBody("an event has no portalId")
+        raise MalformedBody("an event names no HubSpot portal")
     webhook = _webhook_request(body)
     with state.sessions() as session:
         routes = state.configs.by_accounts(session, "hubspot", accounts)

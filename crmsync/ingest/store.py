@@ -133,12 +133,7 @@ def enqueue_each(task: str, event_ids: list[str], countdown: float | None = None
     swallowed: the row is durable and the outbox sweeper re-enqueues unprocessed events."""
     if not event_ids:
         return 0
-    try:
-        from crmsync.queue import enqueue
-    except ImportError as err:  # a deployment without the queue module: the sweeper covers it
-        log.error("cannot enqueue %d event(s) (%s: %s); the outbox sweeper will pick them up",
-                  len(event_ids), type(err).__name__, err)
-        return 0
+    from crmsync.queue import enqueue
     done = 0
     for event_id in event_ids:
         try:

@@ -145,9 +145,10 @@ def checked_events(body: bytes) -> list[dict]:
             raise WebhookRejected(f"event {n} is not an object", http_status=400, platform=PLATFORM)
         subscription = raw.get("subscriptionType") or raw.get("eventType")
         if (not isinstance(subscription, str) or "." not in subscription or raw.get("objectId") is None
-                or raw.get("portalId") is None or raw.get("eventId") is None):
+                or raw.get("portalId") in (None, "") or raw.get("eventId") is None):
             missing = [k for k, v in (("subscriptionType", subscription), ("objectId", raw.get("objectId")),
-                                      ("portalId", raw.get("portalId")), ("eventId", raw.get("eventId"))) if v is None]
+                                      ("portalId", raw.get("portalId") or None), ("eventId", raw.get("eventId")))
+                       if v is None]
             raise WebhookRejected(f"event {n} lacks {', '.join(missing) or 'a valid subscriptionType'}",
                                   http_status=400, platform=PLATFORM)
         merged = raw.get("mergedObjectIds")
