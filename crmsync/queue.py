@@ -14,6 +14,7 @@ failure hooks.
 from __future__ import annotations
 
 import contextvars
+import functools
 import importlib
 import logging
 import os
@@ -389,9 +390,14 @@ def reset_producer() -> None:
         _broker, _broker_pid = None, None
 
 
-def _origin() -> str:
+@functools.cache
+def _hostname() -> str:
     import socket
-    return f"gen{os.getpid()}@{socket.gethostname()}"
+    return socket.gethostname()
+
+
+def _origin() -> str:
+    return f"gen{os.getpid()}@{_hostname()}"   # as Celery names a producer (the pid changes after a fork)
 
 
 def publish(name: str, ids: tuple[str, ...], *, queue: str, countdown: float | None = None,
