@@ -102,10 +102,18 @@ class Vault:
         row.ciphertext = self.seal(row.id, value)
 
     def read(self, session: Session, vault_id: str) -> dict:
+        return self.open(vault_id, self.sealed(session, vault_id))
+
+    def sealed(self, session: Session, vault_id: str) -> bytes:
+        """The entry as stored (it changes whenever the secret does), without opening it."""
         row = session.get(VaultSecret, vault_id)
         if row is None:
             raise SecretNotFound(f"no vault entry {vault_id}")
-        return self.open(row.id, row.ciphertext)
+        return bytes(row.ciphertext)
+
+    @property
+    def key_ids(self) -> tuple[bytes, ...]:
+        return tuple(key_id for key_id, _ in self._keys)
 
 
 def secret_from_text(platform: str, text: str) -> dict:

@@ -2,6 +2,9 @@
 rate budget and metadata cache, and save refreshed OAuth tokens back to the vault."""
 from __future__ import annotations
 
+import json
+import threading
+from collections import OrderedDict
 from functools import cache
 
 from sqlalchemy.orm import Session
@@ -35,10 +38,28 @@ def metadata_cache() -> MetadataCache:
     return MetadataCache(redis_client())
 
 
+# Adapters this process has connected, newest last. A unit of work reuses its config's adapter,
+# and with it the CRM's keep-alive connection (otherwise a TCP and TLS handshake per unit) and
+# what the adapter learned of the account. Keyed per thread: a requests session is not shared.
+_connected: OrderedDict[tuple[str, int], tuple[tuple, Adapter]] = OrderedDict()
+KEEP_CONNECTED = 64
+
+
 def connect(session: Session, config: SyncConfig, *, wait: bool = True, vault: Vault | None = None) -> Adapter:
+    """The config's adapter. The same one as last time in this thread while the config's CRM
+    settings and its vault entry are unchanged; a new one after any change (a rotated token,
+    a refreshed OAuth token set, an edited field mapping)."""
     vault = vault or Vault()
-    credentials = vault.read(session, config.credentials_vault_id)
     vault_id = config.credentials_vault_id
+    sealed = vault.sealed(session, vault_id)
+    fingerprint = (config.platform, config.api_base_url, config.account_id,
+                   json.dumps(config.field_mappings or {}, sort_keys=True, default=str), sealed, vault.key_ids, wait)
+    key = (config.id, threading.get_ident())
+    kept = _connected.get(key)
+    if kept is not None and kept[0] == fingerprint:
+        _connected.move_to_end(key)
+        return kept[1]
+    credentials = vault.open(vault_id, sealed)
 
     def save_credentials(new: dict) -> None:
         # A refreshed OAuth token set is stored at once, in its own transaction, so a crash
@@ -47,7 +68,12 @@ def connect(session: Session, config: SyncConfig, *, wait: bool = True, vault: V
         with session_scope() as s:
             vault.replace(s, vault_id, new)
 
-    return adapter_class(config.platform)(
+    adapter = adapter_class(config.platform)(
         credentials=credentials, base_url=config.api_base_url, account_id=config.account_id,
         field_mappings=config.field_mappings or {}, budget=rate_budget(), wait=wait,
         save_credentials=save_credentials, cache=metadata_cache())
+    _connected[key] = (fingerprint, adapter)
+    _connected.move_to_end(key)
+    while len(_connected) > KEEP_CONNECTED:
+        _connected.popitem(last=False)[1][1].close()
+    return adapter

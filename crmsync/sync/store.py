@@ -211,6 +211,7 @@ def new_rows(session: Session, table, columns: list[str]) -> Iterator[Callable[[
     the rest of it; the COPY opens at the first row, and the connection is the COPY's until the
     block ends (no other statement in between). Elsewhere rows are kept for one executemany."""
     json_at = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, (JSON, JSONB))]
+    time_at = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, UTCDateTime)]
     if session.get_bind().dialect.name != "postgresql":
         kept: list[dict[str, Any]] = []
         yield lambda values: kept.append(dict(zip(columns, values)))
@@ -218,6 +219,8 @@ def new_rows(session: Session, table, columns: list[str]) -> Iterator[Callable[[
             session.execute(insert(table), kept)
         return
     dumps = json.dumps
+    # A page's rows share a few timestamps (the unit's `now`): each is formatted once.
+    times: dict[datetime, str] = {}
     with ExitStack() as stack:
         write_row = None
 
@@ -232,6 +235,15 @@ def new_rows(session: Session, table, columns: list[str]) -> Iterator[Callable[[
             for i in json_at:
                 if values[i] is not None:
                     values[i] = dumps(values[i])
+            for i in time_at:
+                t = values[i]
+                if t.__class__ is datetime:
+                    text = times.get(t)
+                    if text is None:
+                        if t.tzinfo is None:
+                            raise ValueError(f"naive datetime for {table.name}.{columns[i]}; use an aware UTC datetime")
+                        text = times[t] = t.isoformat()
+                    values[i] = text
             write_row(values)
         yield add
 

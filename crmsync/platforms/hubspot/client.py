@@ -28,6 +28,7 @@ from typing import Any
 
 import requests
 
+from crmsync.platforms.base import http_session
 from crmsync.platforms.errors import (
     Conflict,
     NotFound,
@@ -97,7 +98,7 @@ class HubSpotClient:
         self.max_attempts = max_attempts
         self._limits = limits
         self._limit_overrides = limit_overrides
-        self.session = session or requests.Session()
+        self.session = session or http_session(self.base_url)
         self.session.headers.update({"Accept": "application/json", "User-Agent": "crmsync/0.1"})
         self.requests_sent = 0
         self._interval_ms: str | None = None

@@ -21,6 +21,7 @@ from typing import Any
 
 import requests
 
+from crmsync.platforms.base import http_session
 from crmsync.platforms.errors import (
     AuthenticationError,
     Conflict,
@@ -120,7 +121,7 @@ class PipedriveClient:
         self.account = account or "token-" + hashlib.sha256(secret.encode()).hexdigest()[:16]
         self.max_wait = max_wait
         self.timeout = timeout
-        self.session = session or requests.Session()
+        self.session = session or http_session(self.base_url)
         self.save_credentials = save_credentials
         # Pipedrive's OAuth server is its own host; a local stand-in serves /oauth/token itself.
         self.token_url = token_url or (OAUTH_TOKEN_URL if self.base_url.endswith(".pipedrive.com")
