@@ -13,6 +13,7 @@ import logging
 from celery import Celery, signals
 
 from crmsync.queue import QUEUES, SYNCS, TASKS, TaskContextFilter, broker_transport_options
+from crmsync.runtime import settle_startup_objects
 from crmsync.settings import SettingsError, get_settings
 
 
@@ -92,6 +93,13 @@ def _fresh_connections_after_fork(**_):
     from crmsync.queue import reset_producer
     dispose_engines()
     reset_producer()
+    settle_startup_objects()
+
+
+@signals.worker_ready.connect
+def _settle_solo_worker(**_):
+    # A solo or threads pool runs tasks in the main process, which no child signal reaches.
+    settle_startup_objects()
 
 
 @signals.after_setup_logger.connect

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -114,7 +115,8 @@ class SyncConfig(Base):
         # Webhooks are routed by (platform, account): one tenant per CRM account.
         UniqueConstraint("platform", "account_id", name="uq_crm_sync_configs_platform_account"),
         Index("ix_crm_sync_configs_due", "enabled", "next_sync_at"),
-        Index("ix_crm_sync_configs_tenant", "tenant_id"),
+        # Also the tenant's configs index, and what a link's (tenant, config) key points at.
+        UniqueConstraint("tenant_id", "id", name="uq_crm_sync_configs_tenant_id"),
     )
 
     def entity_enabled(self, entity: str) -> bool:
@@ -254,9 +256,10 @@ class SyncLink(Base):
     agreed on, and when. The three-way merge compares local and remote against it."""
     __tablename__ = "crm_sync_links"
     id: Mapped[str] = _id()
-    tenant_id: Mapped[str] = _tenant()
-    config_id: Mapped[str] = mapped_column(Uuid(as_uuid=False),
-                                           ForeignKey("crm_sync_configs.id", ondelete="CASCADE"))
+    # One foreign key for both: the config exists and belongs to this tenant. A sync writes a
+    # link per record, and each key checked is work PostgreSQL does per row.
+    tenant_id: Mapped[str] = mapped_column(Uuid(as_uuid=False), nullable=False)
+    config_id: Mapped[str] = mapped_column(Uuid(as_uuid=False))
     platform: Mapped[str] = mapped_column(String(32))
     entity_type: Mapped[str] = mapped_column(String(16))
     local_id: Mapped[str] = mapped_column(Uuid(as_uuid=False))
@@ -269,6 +272,8 @@ class SyncLink(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "platform", "entity_type", "external_id", name="uq_crm_sync_links_external"),
         UniqueConstraint("tenant_id", "platform", "entity_type", "local_id", name="uq_crm_sync_links_local"),
+        ForeignKeyConstraint(["tenant_id", "config_id"], ["crm_sync_configs.tenant_id", "crm_sync_configs.id"],
+                             name="fk_crm_sync_links_config", ondelete="CASCADE"),
         Index("ix_crm_sync_links_config", "config_id", "entity_type"),
     )
 

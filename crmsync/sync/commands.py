@@ -69,8 +69,10 @@ def sync_run(config_id, inline, wait, full, as_json):
             bad_input(str(err))
         config_id = config.id
     if inline:
+        from crmsync.runtime import settle_startup_objects
         from crmsync.sync.orchestrator import run_job_inline
         progress, update = _progress_printer(as_json)
+        settle_startup_objects()
         try:
             with progress:
                 job = run_job_inline(config_id, full=full, progress=update)

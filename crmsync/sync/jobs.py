@@ -10,6 +10,8 @@ These functions take a session and string ids; `crmsync.queue` (Celery or inline
 """
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Session
 from crmsync.db.models import JOB_ACTIVE_STATUSES, SyncCheckpoint, SyncConfig, SyncJob, SyncJobStep, new_id
 from crmsync.db.types import utcnow
 from crmsync.entities import ENTITY_PLURALS
+from crmsync.platforms.base import RemoteRecord
 from crmsync.platforms.errors import PlatformError, RateLimited
 from crmsync.sync.apply import ApplyResult, apply_remote_deletions, apply_remote_records
 from crmsync.sync.errors import JobAlreadyActive, SyncError
@@ -27,6 +30,8 @@ from crmsync.sync.push import push_batch
 
 ENTITY_ORDER = ("company", "contact", "deal", "activity", "task")
 COUNT_NAMES = ("created", "updated", "deleted", "conflicts", "skipped", "failed")
+
+log = logging.getLogger(__name__)
 
 
 def _enqueue(session: Session, enqueue: bool, name: str, *ids: str, countdown: float | None = None) -> None:
@@ -102,10 +107,66 @@ class StepProgress:
     counts: dict
 
 
+class ReadAhead:
+    """The next pull unit's CRM pages, fetched on a thread while this unit is written.
+
+    Only for a runner whose next unit follows in this process (`run_job_inline`): a unit's
+    request wait and PostgreSQL's writes then overlap instead of taking turns. A Celery unit
+    does not read ahead: its continuation may run in any worker, and pages fetched here would be
+    requests spent for nothing. What was read ahead is used only by the same step at the same
+    cursor; anything else (another cursor, an error on the thread) is dropped, and the unit
+    fetches for itself as it would have."""
+
+    def __init__(self) -> None:
+        self._pending: tuple[str, dict, threading.Thread, list] | None = None
+
+    def start(self, step_id: str, adapter, entity: str, cursor: dict, want: int) -> None:
+        self.discard()
+        box: list = []
+
+        def fetch() -> None:
+            try:
+                box.append(fetch_unit(adapter, entity, cursor, want))
+            except Exception as err:  # noqa: BLE001  the unit that needs it fetches again
+                log.debug("read-ahead of %s at %s dropped: %s", entity, cursor, err)
+
+        thread = threading.Thread(target=fetch, name=f"crmsync-read-ahead-{entity}", daemon=True)
+        thread.start()
+        self._pending = (step_id, cursor, thread, box)
+
+    def take(self, step_id: str, cursor: dict) -> tuple[list[RemoteRecord], dict | None] | None:
+        """What was read ahead for this step at this cursor, or None. Waits for the thread: the
+        adapter is the caller's again afterwards."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        pending_step, pending_cursor, thread, box = pending
+        thread.join()
+        if pending_step != step_id or pending_cursor != cursor or not box:
+            return None
+        return box[0]
+
+    def discard(self) -> None:
+        self.take("", {})
+
+
+def fetch_unit(adapter, entity: str, cursor: dict, want: int) -> tuple[list[RemoteRecord], dict | None]:
+    """Up to `want` records from `cursor` on, however many CRM pages that takes (HubSpot lists 100
+    at a time): fewer, larger transactions write much faster. Returns them and the next cursor."""
+    records: list[RemoteRecord] = []
+    next_cursor: dict | None = cursor
+    while next_cursor is not None and len(records) < want:
+        page = adapter.list_changed(entity, next_cursor, want - len(records))
+        records += page.records
+        next_cursor = page.cursor
+    return records, next_cursor
+
+
 def run_step(session: Session, step_id: str, *, enqueue: bool = True, wait: bool | None = None,
-             now: datetime | None = None) -> StepProgress | None:
+             now: datetime | None = None, read_ahead: ReadAhead | None = None) -> StepProgress | None:
     """One unit of a step: a page pulled or a batch pushed. Enqueues its own continuation, or
-    the job's next step, after commit; finishes the job after the last step."""
+    the job's next step, after commit; finishes the job after the last step. With `read_ahead`,
+    a pull unit fetches the next unit's pages while it writes its own."""
     now = now or utcnow()
     step = session.scalar(select(SyncJobStep).where(SyncJobStep.id == step_id).with_for_update())
     if step is None:
@@ -125,11 +186,12 @@ def run_step(session: Session, step_id: str, *, enqueue: bool = True, wait: bool
     from crmsync.settings import get_settings
     from crmsync.sync.connect import connect
     adapter = connect(session, config, wait=get_settings().inline if wait is None else wait)
-    step.attempts += 1
     try:
         if step.kind == "pull":
-            more, result = _pull_page(session, config, adapter, job, step, now)
+            more, result = _pull_page(session, config, adapter, job, step, now, read_ahead)
         else:
+            if read_ahead is not None:
+                read_ahead.discard()      # the adapter is this thread's alone while it pushes
             more, result = _push_batch(session, config, adapter, step, now)
     except RateLimited as err:
         session.rollback()
@@ -141,6 +203,8 @@ def run_step(session: Session, step_id: str, *, enqueue: bool = True, wait: bool
         fail_step(session, step_id, str(err))
         return None
     _count(job, step.entity_type, result)
+    # Counted with the unit's own writes (one UPDATE): a unit that fails rolls back whole anyway.
+    step.attempts += 1
     step.updated_at = now
     if more:
         step.pages += 1
@@ -182,7 +246,8 @@ def _checkpoint(session: Session, config: SyncConfig, entity: str) -> SyncCheckp
     return cp
 
 
-def _pull_page(session, config, adapter, job, step, now) -> tuple[bool, ApplyResult]:
+def _pull_page(session, config, adapter, job, step, now, read_ahead: ReadAhead | None = None
+               ) -> tuple[bool, ApplyResult]:
     from crmsync.settings import get_settings
     cp = _checkpoint(session, config, step.entity_type)
     if cp.cursor is None:
@@ -190,13 +255,11 @@ def _pull_page(session, config, adapter, job, step, now) -> tuple[bool, ApplyRes
         started = now.isoformat()
     else:
         cursor, started = cp.cursor["adapter"], cp.cursor["started_at"]
-    # One unit of work is up to page_size records, however many CRM pages that takes (HubSpot
-    # lists 100 at a time): fewer, larger transactions write much faster.
-    records, next_cursor, want = [], cursor, get_settings().page_size
-    while next_cursor is not None and len(records) < want:
-        page = adapter.list_changed(step.entity_type, next_cursor, min(want - len(records), want))
-        records += page.records
-        next_cursor = page.cursor
+    want = get_settings().page_size
+    fetched = read_ahead.take(step.id, cursor) if read_ahead is not None else None
+    records, next_cursor = fetched or fetch_unit(adapter, step.entity_type, cursor, want)
+    if read_ahead is not None and next_cursor is not None:
+        read_ahead.start(step.id, adapter, step.entity_type, next_cursor, want)
     _refresh_planner_statistics(session, step)
     result = apply_remote_records(session, config, step.entity_type, records, now=now)
     if next_cursor is not None:
@@ -227,8 +290,12 @@ def _refresh_planner_statistics(session: Session, step: SyncJobStep) -> None:
     from sqlalchemy import text
 
     from crmsync.db.models import ENTITY_MODELS, SyncLink
+    # A small sample is enough to tell the planner how big the tables now are and that the
+    # looked-up keys are nearly unique; the default target samples 30,000 rows (half the cost).
+    session.execute(text("SET LOCAL default_statistics_target = 10"))
     for table in (ENTITY_MODELS[step.entity_type].__table__, SyncLink.__table__):
         session.execute(text(f"ANALYZE {table.name}"))
+    session.execute(text("RESET default_statistics_target"))
 
 
 def _push_batch(session, config, adapter, step, now) -> tuple[bool, ApplyResult]:

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from crmsync.db import session_scope
 from crmsync.db.models import SyncConfig, SyncJob, SyncJobStep
-from crmsync.sync.jobs import StepProgress, create_job, job_as_dict, run_step, start_job
+from crmsync.sync.jobs import ReadAhead, StepProgress, create_job, job_as_dict, run_step, start_job
 
 
 @dataclass
@@ -37,20 +37,35 @@ def run_job_inline(config_id: str, *, full: bool = False, trigger: str = "manual
         job_id = job.id
     with session_scope(database_url) as s:
         start_job(s, job_id, enqueue=False)
-    while True:
-        with session_scope(database_url) as s:
-            job = s.get(SyncJob, job_id)
-            if job.status != "running":
-                break
-            step = s.scalar(select(SyncJobStep).where(SyncJobStep.job_id == job_id, SyncJobStep.status == "pending")
-                            .order_by(SyncJobStep.position).limit(1))
-            if step is None:
-                break
-            outcome = run_step(s, step.id, enqueue=False, wait=True)
-        if progress is not None and outcome is not None:
-            progress(outcome)
+    read_ahead = ReadAhead()
+    try:
+        _run_units(job_id, database_url, progress, read_ahead)
+    finally:
+        read_ahead.discard()
     with session_scope(database_url) as s:
         return job_as_dict(s.get(SyncJob, job_id))
+
+
+def _run_units(job_id: str, database_url: str | None, progress: Callable[[StepProgress], None] | None,
+               read_ahead: ReadAhead) -> None:
+    step_id = None
+    while True:
+        with session_scope(database_url) as s:
+            if step_id is None:
+                job = s.get(SyncJob, job_id)
+                if job.status != "running":
+                    break
+                step_id = s.scalar(select(SyncJobStep.id).where(SyncJobStep.job_id == job_id,
+                                                                SyncJobStep.status == "pending")
+                                   .order_by(SyncJobStep.position).limit(1))
+                if step_id is None:
+                    break
+            outcome = run_step(s, step_id, enqueue=False, wait=True, read_ahead=read_ahead)
+        if progress is not None and outcome is not None:
+            progress(outcome)
+        # The same step's next unit, unless it ended (or the job did): then look again.
+        if outcome is None or outcome.done or outcome.job_status != "running":
+            step_id = None
 
 
 class SyncOrchestrator:

@@ -56,3 +56,17 @@ def test_external_ids_is_a_view_of_links(any_db_url):
     with session_scope(any_db_url) as s:
         assert [e["external_id"] for e in s.get(Contact, cid).external_ids] == ["501"]
         assert s.get(Contact, cid).external_ids[0]["platform"] == "hubspot"
+
+
+def test_a_link_cannot_name_another_tenants_config(any_db_url):
+    # One composite key checks both: the config exists, and it is this tenant's.
+    with session_scope(any_db_url) as s:
+        mine, theirs = make_tenant(s), make_tenant(s)
+        their_config = make_config(s, theirs)
+        row = Contact(tenant_id=mine.id, email="a@x.org")
+        s.add(row)
+        s.flush()
+        ids = (mine.id, their_config.id, row.id)
+    with pytest.raises(IntegrityError), session_scope(any_db_url) as s:
+        s.add(SyncLink(tenant_id=ids[0], config_id=ids[1], platform="hubspot", entity_type="contact",
+                       local_id=ids[2], external_id="101"))

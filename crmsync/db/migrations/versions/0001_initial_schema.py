@@ -115,10 +115,10 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['webhook_secret_vault_id'], ['crm_credentials_vault.id'], ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('platform', 'account_id', name='uq_crm_sync_configs_platform_account')
+    sa.UniqueConstraint('platform', 'account_id', name='uq_crm_sync_configs_platform_account'),
+    sa.UniqueConstraint('tenant_id', 'id', name='uq_crm_sync_configs_tenant_id')
     )
     op.create_index('ix_crm_sync_configs_due', 'crm_sync_configs', ['enabled', 'next_sync_at'], unique=False)
-    op.create_index('ix_crm_sync_configs_tenant', 'crm_sync_configs', ['tenant_id'], unique=False)
     op.create_table('crm_conflict_records',
     sa.Column('id', sa.Uuid(as_uuid=False), nullable=False),
     sa.Column('tenant_id', sa.Uuid(as_uuid=False), nullable=False),
@@ -220,8 +220,7 @@ def upgrade() -> None:
     sa.Column('base_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('remote_updated_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['config_id'], ['crm_sync_configs.id'], ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['tenant_id', 'config_id'], ['crm_sync_configs.tenant_id', 'crm_sync_configs.id'], name='fk_crm_sync_links_config', ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('tenant_id', 'platform', 'entity_type', 'external_id', name='uq_crm_sync_links_external'),
     sa.UniqueConstraint('tenant_id', 'platform', 'entity_type', 'local_id', name='uq_crm_sync_links_local')
@@ -419,7 +418,6 @@ def downgrade() -> None:
     op.drop_index('ix_crm_conflict_records_tenant_status', table_name='crm_conflict_records')
     op.drop_index('ix_crm_conflict_records_entity', table_name='crm_conflict_records')
     op.drop_table('crm_conflict_records')
-    op.drop_index('ix_crm_sync_configs_tenant', table_name='crm_sync_configs')
     op.drop_index('ix_crm_sync_configs_due', table_name='crm_sync_configs')
     op.drop_table('crm_sync_configs')
     op.drop_index('ix_crm_companies_tenant_updated', table_name='crm_companies')
