@@ -2,7 +2,10 @@
 then an incremental sync of 100 changes among them: records/s, and the requests the incremental
 took. The sandbox runs in its own process, as a CRM would.
 
-    .venv/bin/python bench/sync_pull.py [--contacts 20000] [--changes 100] [--page-size 500]
+    .venv/bin/python bench/sync_pull.py [--contacts 20000] [--changes 100] [--page-size N]
+
+The process runs as `crmsync sync run --inline` does: start-up objects settled, the next unit's
+pages read ahead. The unit of work is CRMSYNC_PAGE_SIZE's default unless --page-size is given.
 
 Needs the local PostgreSQL (CRMSYNC_TEST_DATABASE_URL or postgres@127.0.0.1); makes and drops
 its own database.
@@ -54,11 +57,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--contacts", type=int, default=20000)
     ap.add_argument("--changes", type=int, default=100)
-    ap.add_argument("--page-size", type=int, default=500)
+    ap.add_argument("--page-size", type=int, default=None, help="records per unit (default: the setting's)")
     args = ap.parse_args()
 
     os.environ["CRMSYNC_SECRET_KEY"] = "bench-secret-key-0123456789abcdef"
-    os.environ["CRMSYNC_PAGE_SIZE"] = str(args.page_size)
+    if args.page_size is not None:
+        os.environ["CRMSYNC_PAGE_SIZE"] = str(args.page_size)
     for var in ("CRMSYNC_BROKER_URL", "CRMSYNC_REDIS_URL"):
         os.environ.pop(var, None)
     from tests.fixtures.db import create_database, drop_database
@@ -68,6 +72,8 @@ def main() -> None:
     from crmsync.credentials import Vault
     from crmsync.db import session_scope
     from crmsync.db.migrate import upgrade
+    from crmsync.runtime import settle_startup_objects
+    from crmsync.settings import get_settings
     from crmsync.sync.orchestrator import run_job_inline
 
     upgrade(url)
@@ -85,12 +91,13 @@ def main() -> None:
                                        "account_id": str(portal), "entities": ["contacts"],
                                        "sync_direction": "pull"})
             config_id = config.id
+        settle_startup_objects()          # as `crmsync sync run --inline` does before it runs
         t0 = time.perf_counter()
         job = run_job_inline(config_id, full=True)
         took = time.perf_counter() - t0
         assert job["status"] == "succeeded", job
         print(f"full pull: {job['contacts_synced']} contacts in {took:.2f} s = "
-              f"{job['contacts_synced'] / took:,.0f} records/s (unit of work {args.page_size} records)")
+              f"{job['contacts_synced'] / took:,.0f} records/s (unit of work {get_settings().page_size} records)")
 
         ids = [r["id"] for r in admin.get(f"{base}/_sandbox/records/contacts").json()["results"]][: args.changes]
         for n, rid in enumerate(ids):

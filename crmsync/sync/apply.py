@@ -101,8 +101,9 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
         if prev is None or canonical(rec.updated_at) >= canonical(prev.updated_at):
             latest[rec.external_id] = rec
     records = list(latest.values())
-    for rec in records:
-        rec.fields = values.to_local(config, entity, rec.fields)
+    if values.has_value_maps(config, entity):
+        for rec in records:
+            rec.fields = values.to_local(config, entity, rec.fields)
     for rec in records:
         if rec.merged_ids:
             apply_remote_merge(session, config, entity, rec.external_id, rec.merged_ids, now=now)

@@ -17,6 +17,11 @@ def _maps(config: SyncConfig, entity: str) -> dict[str, dict[str, str]]:
     return {k[len(prefix):]: v for k, v in (config.value_mappings or {}).items() if k.startswith(prefix)}
 
 
+def has_value_maps(config: SyncConfig, entity: str) -> bool:
+    """Whether the config translates any of this entity's values (most configs translate none)."""
+    return bool(_maps(config, entity))
+
+
 def to_local(config: SyncConfig, entity: str, fields: dict[str, Any]) -> dict[str, Any]:
     maps = _maps(config, entity)
     if not maps:
