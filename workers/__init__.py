@@ -91,8 +91,10 @@ def _fresh_connections_after_fork(**_):
     # Prefork children must not share the parent's pooled database connections.
     from crmsync.db import dispose_engines
     from crmsync.queue import reset_producer
+    from crmsync.sync.connect import forget_adapters
     dispose_engines()
     reset_producer()
+    forget_adapters()
     settle_startup_objects()
 
 

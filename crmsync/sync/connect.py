@@ -42,7 +42,15 @@ def metadata_cache() -> MetadataCache:
 # and with it the CRM's keep-alive connection (otherwise a TCP and TLS handshake per unit) and
 # what the adapter learned of the account. Keyed per thread: a requests session is not shared.
 _connected: OrderedDict[tuple[str, int], tuple[tuple, Adapter]] = OrderedDict()
+_connected_lock = threading.Lock()
 KEEP_CONNECTED = 64
+
+
+def forget_adapters() -> None:
+    """Drop every kept adapter without touching its sockets: a forked child must not talk on its
+    parent's connections."""
+    with _connected_lock:
+        _connected.clear()
 
 
 def connect(session: Session, config: SyncConfig, *, wait: bool = True, vault: Vault | None = None) -> Adapter:
@@ -55,10 +63,11 @@ def connect(session: Session, config: SyncConfig, *, wait: bool = True, vault: V
     fingerprint = (config.platform, config.api_base_url, config.account_id,
                    json.dumps(config.field_mappings or {}, sort_keys=True, default=str), sealed, vault.key_ids, wait)
     key = (config.id, threading.get_ident())
-    kept = _connected.get(key)
-    if kept is not None and kept[0] == fingerprint:
-        _connected.move_to_end(key)
-        return kept[1]
+    with _connected_lock:
+        kept = _connected.get(key)
+        if kept is not None and kept[0] == fingerprint:
+            _connected.move_to_end(key)
+            return kept[1]
     credentials = vault.open(vault_id, sealed)
 
     def save_credentials(new: dict) -> None:
@@ -72,8 +81,10 @@ def connect(session: Session, config: SyncConfig, *, wait: bool = True, vault: V
         credentials=credentials, base_url=config.api_base_url, account_id=config.account_id,
         field_mappings=config.field_mappings or {}, budget=rate_budget(), wait=wait,
         save_credentials=save_credentials, cache=metadata_cache())
-    _connected[key] = (fingerprint, adapter)
-    _connected.move_to_end(key)
-    while len(_connected) > KEEP_CONNECTED:
-        _connected.popitem(last=False)[1][1].close()
+    with _connected_lock:
+        _connected[key] = (fingerprint, adapter)
+        _connected.move_to_end(key)
+        evicted = [_connected.popitem(last=False)[1][1] for _ in range(len(_connected) - KEEP_CONNECTED)]
+    for old in evicted:
+        old.close()
     return adapter
