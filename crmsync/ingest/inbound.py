@@ -5,13 +5,13 @@ taken from the WSGI environ before anything re-encodes them.
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import quote
 
 from flask import Request
 
 from crmsync.ingest.errors import BodyTooLarge, MalformedBody, Unauthenticated, UnsupportedContentType
+from crmsync.platforms.base import strict_json
 
 JSON_TYPES = ("application/json",)
 
@@ -35,16 +35,11 @@ def require_json_type(request: Request) -> None:
         raise UnsupportedContentType(f"expected Content-Type application/json, got {shown[:80]}")
 
 
-def _no_constants(name: str):
-    # NaN/Infinity are not JSON and PostgreSQL's jsonb cannot store them.
-    raise ValueError(f"{name} is not JSON")
-
-
 def parse_json(data: bytes) -> Any:
     if not data:
         raise MalformedBody("the body is empty; expected JSON")
     try:
-        return json.loads(data, parse_constant=_no_constants)
+        return strict_json(data)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise MalformedBody("the body is not valid JSON") from None
 

@@ -119,8 +119,9 @@ def split_deliveries(session: Session, *delivery_ids: str) -> list[str]:
             with session.begin_nested():
                 rows, stored = _split(session, delivery)
         except (DataError, WebhookRejected) as err:
-            # The body passed the ingest app's checks but a value cannot be stored (say a number
-            # beyond what JSON allows): a bad delivery, not a reason to hold the others.
+            # The body passed the ingest app's checks when it came, yet cannot be stored now (the
+            # row was changed since, or a rule got stricter): a bad delivery, not a reason to
+            # hold the others.
             delivery.error = f"{type(err).__name__}: {err}"[:2000]
             log.warning("webhook delivery %s cannot be split: %s", delivery.id, delivery.error)
             continue

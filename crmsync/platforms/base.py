@@ -12,6 +12,7 @@ the page's rows), so a crash resumes at the last written page.
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -205,3 +206,20 @@ def http_session(base_url: str) -> requests.Session:
     session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     session.trust_env = False
     return session
+
+
+def _finite(literal: str) -> float:
+    value = float(literal)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {literal[:40]} is out of range")
+    return value
+
+
+def _not_json(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_json(body: bytes | str) -> Any:
+    """JSON as PostgreSQL's jsonb can store it: NaN, Infinity and numbers beyond a double (1e999)
+    are refused here, where a clear 400 can say so, not later when the events are written."""
+    return json.loads(body, parse_constant=_not_json, parse_float=_finite)

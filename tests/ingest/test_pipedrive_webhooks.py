@@ -112,7 +112,8 @@ def test_another_companys_event_is_refused(account, ingest_client, db_url):
 
 
 def test_bad_bodies_are_4xx_after_auth(account, ingest_client, db_url):
-    for body in [b"", b"{", b"[]", b"{}", b'{"meta": {"version": "2.0"}}', b'{"event": "x"}']:
+    for body in [b"", b"{", b"[]", b"{}", b'{"meta": {"version": "2.0"}}', b'{"event": "x"}',
+                 b'{"meta": {"version": "2.0"}, "data": {"value": 1e999}}', b'{"meta": NaN}']:
         res = _post(ingest_client, account.config.id, body, account.secret)
         assert res.status_code == 400 and res.json["error"] == "malformed_body", body
     res = ingest_client.post(f"/webhooks/pipedrive/{account.config.id}", data=b"x=1",

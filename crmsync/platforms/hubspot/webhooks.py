@@ -18,11 +18,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from datetime import UTC, datetime
 from typing import Any
 
-from crmsync.platforms.base import WebhookEvent, WebhookRequest
+from crmsync.platforms.base import WebhookEvent, WebhookRequest, strict_json
 from crmsync.platforms.errors import WebhookRejected
 
 from .errors import PLATFORM
@@ -132,9 +131,9 @@ def _when(ms: Any) -> datetime | None:
 def checked_events(body: bytes) -> list[dict]:
     """The delivery's events as sent, refused (400) unless each has what `parse` relies on."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise WebhookRejected("webhook body is not JSON", http_status=400, platform=PLATFORM) from None
+        data = strict_json(body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise WebhookRejected(f"webhook body is not JSON ({err})", http_status=400, platform=PLATFORM) from None
     if not isinstance(data, list):
         raise WebhookRejected("webhook body must be a JSON array of events", http_status=400, platform=PLATFORM)
     if len(data) > MAX_EVENTS:

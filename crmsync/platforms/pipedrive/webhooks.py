@@ -16,11 +16,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from crmsync.platforms.base import WebhookEvent, WebhookRequest
+from crmsync.platforms.base import WebhookEvent, WebhookRequest, strict_json
 from crmsync.platforms.errors import WebhookRejected
 from crmsync.platforms.pipedrive.mapping import classify_pipedrive_activity, parse_time
 
@@ -120,9 +119,9 @@ def _parse_v1(doc: Mapping) -> WebhookEvent:
 def parse_webhook_body(body: bytes) -> list[WebhookEvent]:
     """The normalized event of one delivery (Pipedrive sends one event per request)."""
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise _reject("webhook body is not JSON") from None
+        doc = strict_json(body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise _reject(f"webhook body is not JSON ({err})") from None
     if not isinstance(doc, Mapping):
         raise _reject("webhook body is not a JSON object")
     meta = doc.get("meta")
