@@ -10,10 +10,9 @@ count as local edits.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import repeat
 from typing import Any
 
 from sqlalchemy import select
@@ -41,7 +40,25 @@ class RecordChange:
     entity: str
     local_id: str
     action: str                  # created | updated | deleted
-    fields: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    fields: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
+
+
+class CreatedFields(Mapping):
+    """A new record's fields as (None, value) pairs, made only when asked: most syncs have no
+    automation rule that reads them, and a backfill creates thousands of records a second."""
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict[str, Any]):
+        self._values = values
+
+    def __getitem__(self, name: str) -> tuple[None, Any]:
+        return None, self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
 
 
 @dataclass
@@ -160,8 +177,7 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
                 _put_link(session, config, entity, link, local_id, rec, rflat, now, add_link=add_link,
                           link_id=next(fresh_ids))
                 result.created += 1
-                result.changes.append(RecordChange(entity, local_id, "created",
-                                                   dict(zip(rflat, zip(repeat(None), rflat.values())))))
+                result.changes.append(RecordChange(entity, local_id, "created", CreatedFields(rflat)))
                 continue
 
             if row.deleted_at is not None:
