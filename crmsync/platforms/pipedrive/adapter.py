@@ -51,6 +51,7 @@ CRMSYNC_ID_FIELD = "crmsync_id"
 # How far back find_existing scans recent changes before it falls back to the search endpoint.
 FIND_LOOKBACK = timedelta(hours=2)
 FIND_MAX_PAGES = 4
+SEARCH_LIMIT = 100      # candidates a search fallback confirms on the full records
 
 _process_cache = MetadataCache()  # when the caller gives none: one per process, not per adapter
 
@@ -295,7 +296,7 @@ class PipedriveAdapter(Adapter):
             if not page.next_cursor:
                 break
             cursor = page.next_cursor
-        return self._search_fallback(entity, record, match)
+        return self._search_fallback(entity, record, match, wanted)
 
     def _matcher(self, entity: str, record: OutboundRecord, meta: PipedriveMetadata,
                  wanted: dict) -> Callable[[Mapping], bool] | None:
@@ -332,15 +333,22 @@ class PipedriveAdapter(Adapter):
             return None
         return lambda raw: all(raw.get(k) == wanted[k] for k in keys) and self._is_kind(entity, raw)
 
-    def _search_fallback(self, entity: str, record: OutboundRecord, match: Callable[[Mapping], bool]) -> str | None:
+    def _search_fallback(self, entity: str, record: OutboundRecord, match: Callable[[Mapping], bool],
+                         wanted: Mapping) -> str | None:
         fields = record.fields
         term, field = {"contact": (fields.get("email"), "email"), "company": (fields.get("name"), "name"),
-                       "deal": (fields.get("name"), "title")}.get(entity, (None, None))
-        if not term or len(str(term)) < 2:
-            return None
+                       "deal": (wanted.get("title"), "title")}.get(entity, (None, None))
+        if not term or not str(term).strip():
+            return None       # with exact_match the API takes a 1-character term
         obj = OBJECT_BY_ENTITY[entity]
+        filters = {}
+        if entity == "deal":
+            # Many deals share a title ("Renewal"): narrow to the organization and person it names.
+            filters = {"organization_id": wanted.get("org_id"), "person_id": wanted.get("person_id")}
         try:
-            items = self.client.search(obj, str(term), fields=field, exact_match=True, limit=10)
+            # A search costs the same tokens whatever its limit (x-token-cost 20).
+            items = self.client.search(obj, str(term), fields=field, exact_match=True, limit=SEARCH_LIMIT,
+                                       **filters)
         except NotFound:
             return None
         ids = [str(item["id"]) for item in items if item.get("id") is not None]

@@ -11,6 +11,8 @@
     POST   /_sandbox/records/{entity}           {v2 fields}  create as a person in the UI would
     GET    /_sandbox/records/{entity}[/{id}]    rows as stored (deleted ones too)
     PATCH  /_sandbox/records/{entity}/{id}      {v2 fields}  edit as a person in the UI would
+           (POST and PATCH also take "_update_time": RFC 3339, set afterwards without an event:
+            a record last changed in the past)
     DELETE /_sandbox/records/{entity}/{id}      delete in the UI
     POST   /_sandbox/edits      {"entity", "count", "seed"}  realistic random UI edits
     POST   /_sandbox/merge/{entity} {"id", "merge_with_id"}  merge id into merge_with_id (UI)
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from .entities import PLURAL, SINGULAR
 from .errors import BadRequest, NotFound
+from .timefmt import parse_rfc3339
 
 if TYPE_CHECKING:
     from ..wsgi import Request
@@ -72,8 +75,12 @@ def handle_admin(app: PipedriveApp, req: Request) -> tuple[int, dict]:
     if what == "records" and len(segs) >= 2:
         entity = _entity(segs[1])
         user = int(body.pop("_user_id", app.ui_user_id)) if m in ("POST", "PATCH") else app.ui_user_id
+        backdate = body.pop("_update_time", None) if m in ("POST", "PATCH") else None
+        if backdate is not None:
+            backdate = parse_rfc3339(str(backdate), "_update_time")
         if len(segs) == 2 and m == "POST":
-            return 201, state.create(entity, body, user, "app")
+            row = state.create(entity, body, user, "app")
+            return 201, row if backdate is None else state.set_update_time(entity, row["id"], backdate)
         if len(segs) == 2 and m == "GET":
             with state.lock:
                 return 200, {"data": [state.tables[entity].rows[i] for i in sorted(state.tables[entity].rows)]}
@@ -82,7 +89,8 @@ def handle_admin(app: PipedriveApp, req: Request) -> tuple[int, dict]:
             if m == "GET":
                 return 200, state.get(entity, rid)
             if m == "PATCH":
-                return 200, state.update(entity, rid, body, user, "app")
+                row = state.update(entity, rid, body, user, "app")
+                return 200, row if backdate is None else state.set_update_time(entity, rid, backdate)
             if m == "DELETE":
                 state.delete(entity, rid, app.ui_user_id, "app")
                 return 200, {"ok": True, "id": rid}

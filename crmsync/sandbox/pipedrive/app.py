@@ -24,7 +24,15 @@ from .entities import SINGULAR
 from .errors import ApiError, BadRequest, NotFound, PipedriveSandboxError, Unauthorized
 from .generator import GeneratorOptions, generate
 from .ratelimits import PipedriveLimits, RateLimitSettings
-from .state import DEFAULT_API_TOKEN, DEFAULT_COMPANY_ID, ListQuery, PipedriveState, decode_cursor
+from .search import DEAL_STATUSES, ID_FILTERS, INCLUDE_FIELDS, SEARCH_FIELDS, SORT_KEY, SearchQuery, search
+from .state import (
+    DEFAULT_API_TOKEN,
+    DEFAULT_COMPANY_ID,
+    ListQuery,
+    PipedriveState,
+    decode_cursor,
+    encode_cursor,
+)
 from .timefmt import parse_rfc3339, v1_time
 from .webhooks import WebhookSender
 
@@ -39,6 +47,7 @@ FIELD_ENDPOINTS = {"personFields": "person", "organizationFields": "organization
 COSTS = {
     "GET /api/v2/{entity}": 10, "POST /api/v2/{entity}": 5, "GET /api/v2/{entity}/{id}": 1,
     "PATCH /api/v2/{entity}/{id}": 5, "DELETE /api/v2/{entity}/{id}": 3, "GET /api/v2/deals/archived": 20,
+    "GET /api/v2/persons/search": 20, "GET /api/v2/organizations/search": 20, "GET /api/v2/deals/search": 20,
     "GET /api/v2/stages": 5, "GET /api/v2/stages/{id}": 1, "GET /api/v2/pipelines": 5,
     "GET /api/v2/pipelines/{id}": 1,
     "GET /api/v1/webhooks": 10, "POST /api/v1/webhooks": 10, "DELETE /api/v1/webhooks/{id}": 6,
@@ -146,6 +155,8 @@ class PipedriveApp:
                         return f"POST /api/v2/{res}", self._v2_create, 5, (entity,)
                 elif n == 4 and seg[3] == "archived" and entity == "deal" and method == "GET":
                     return "GET /api/v2/deals/archived", self._v2_list, 20, (entity, True)
+                elif n == 4 and seg[3] == "search" and entity in SEARCH_FIELDS and method == "GET":
+                    return f"GET /api/v2/{res}/search", self._v2_search, 20, (entity,)
                 elif n == 4 and seg[3].isdigit():
                     rid = int(seg[3])
                     tpl = f"/api/v2/{res}/{{id}}"
@@ -338,6 +349,50 @@ class PipedriveApp:
     def _v2_delete(self, req: Request, caller: Caller, entity: str, rid: int):
         self.state.delete(entity, rid, caller.user_id, "api")
         return 200, {"success": True, "data": {"id": rid}}
+
+    def _search_query(self, req: Request, entity: str) -> SearchQuery:
+        arg = req.arg
+        exact = arg("exact_match")
+        if exact not in (None, "true", "false"):
+            raise BadRequest("Invalid value for exact_match: expected true or false")
+        q = SearchQuery(term=(arg("term") or "").strip(), fields=SEARCH_FIELDS[entity], exact=exact == "true")
+        if len(q.term) < (1 if q.exact else 2):
+            raise BadRequest("Invalid value for term: at least 2 characters are required (1 with exact_match)")
+        if arg("fields"):
+            wanted = [f.strip() for f in arg("fields").split(",") if f.strip()]
+            if not wanted or any(f not in SEARCH_FIELDS[entity] for f in wanted):
+                raise BadRequest(f"Invalid value for fields: expected any of {', '.join(SEARCH_FIELDS[entity])}")
+            q.fields = tuple(dict.fromkeys(wanted))
+        raw = arg("limit")
+        if raw is not None:
+            if not raw.isdigit() or not 1 <= int(raw) <= 500:
+                raise BadRequest("Invalid value for limit: expected an integer from 1 to 500")
+            q.limit = int(raw)
+        if arg("cursor"):
+            q.after = decode_cursor(arg("cursor"), SORT_KEY, True)
+        equals = {}
+        for name, key in ID_FILTERS[entity].items():
+            value = arg(name)
+            if value is not None and value != "":
+                if not value.isdigit():
+                    raise BadRequest(f"Invalid value for {name}: expected an integer")
+                equals[key] = int(value)
+        q.equals = equals or None
+        if entity == "deal" and arg("status"):
+            if arg("status") not in DEAL_STATUSES:
+                raise BadRequest(f"Invalid value for status: expected one of {', '.join(DEAL_STATUSES)}")
+            q.status = arg("status")
+        if arg("include_fields") and INCLUDE_FIELDS[entity]:  # organizations take no include_fields
+            include = {f.strip() for f in arg("include_fields").split(",") if f.strip()}
+            if not include <= set(INCLUDE_FIELDS[entity]):
+                raise BadRequest(f"Invalid value for include_fields: expected {', '.join(INCLUDE_FIELDS[entity])}")
+            q.include = frozenset(include)
+        return q
+
+    def _v2_search(self, req: Request, caller: Caller, entity: str):
+        items, last = search(self.state, entity, self._search_query(req, entity))
+        cursor = encode_cursor(SORT_KEY, True, last) if last is not None else None
+        return 200, {"success": True, "data": {"items": items}, "additional_data": {"next_cursor": cursor}}
 
     def _v2_catalog_list(self, req: Request, caller: Caller, res: str):
         with self.state.lock:

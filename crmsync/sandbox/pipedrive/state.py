@@ -360,6 +360,17 @@ class PipedriveState:
             self.delete(entity, row_id, user_id, source, merged_to_id=merge_with_id)
             return self.tables[entity].rows[merge_with_id]
 
+    def set_update_time(self, entity: str, row_id: int, update_ts: int) -> dict:
+        """Rewrite a stored record's ``update_time`` (and ``add_time`` when that would come later), with
+        no event: test history, e.g. a record last touched hours ago. Returns the new row."""
+        with self.lock:
+            table = self.tables[entity]
+            current = self.get(entity, row_id)
+            add_ts = min(table.times[row_id][0], update_ts)
+            row = {**current, "add_time": rfc3339(add_ts), "update_time": rfc3339(update_ts)}
+            table.put(row, add_ts, update_ts)
+            return row
+
     def insert_generated(self, entity: str, row: dict, add_ts: int, update_ts: int) -> None:
         """Store a generator-made row as-is (no events): the account's history before we look."""
         with self.lock:

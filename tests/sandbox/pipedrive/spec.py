@@ -4,7 +4,9 @@ The YAML specs are converted to JSON with three documented adjustments, each bec
 stricter than Pipedrive's own documentation of the same responses:
 - paths get their server prefix (``/api/v2``, ``/api/v1``) so one validator serves both versions;
 - properties the docs and examples show as ``null`` (``next_cursor`` on the last page, unlinked
-  ``org_id``/``person_id``/``deal_id``, unset dates and address parts, ...) are made nullable;
+  ``org_id``/``person_id``/``deal_id``, unset dates and address parts, a search item's
+  ``organization`` when there is none, as the deal search declares and its example shows, ...)
+  are made nullable;
 - every operation gets a ``default`` response with the error envelope the v2 spec itself declares
   (its ``404`` schema: success/error/error_info/data/additional_data), since most operations list no
   error responses though every endpoint can answer 400/401/404/429;
@@ -27,7 +29,7 @@ NULLABLE = {
     "location", "due_date", "due_time", "duration", "marked_as_done_time", "expected_close_date", "won_time",
     "lost_time", "stage_change_time", "archive_time", "public_description", "priority", "note", "color",
     "rotten_days", "country", "admin_area_level_1", "admin_area_level_2", "locality", "sublocality", "route",
-    "street_number", "postal_code", "subpremise",
+    "street_number", "postal_code", "subpremise", "organization",
 }
 
 
