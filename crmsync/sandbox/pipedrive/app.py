@@ -77,6 +77,18 @@ class Caller:
     user_id: int
 
 
+def _integer_filters(arg, names: dict[str, str]) -> dict[str, int] | None:
+    """{record key: value} of the integer filters given in the query ({query name: record key})."""
+    equals = {}
+    for name, key in names.items():
+        value = arg(name)
+        if value is not None and value != "":
+            if not value.isdigit():
+                raise BadRequest(f"Invalid value for {name}: expected an integer")
+            equals[key] = int(value)
+    return equals or None
+
+
 class PipedriveApp:
     """WSGI callable; ``.state``, ``.limits``, ``.faults``, ``.log`` and ``.webhooks`` are public."""
 
@@ -271,14 +283,7 @@ class PipedriveApp:
             q.updated_until = parse_rfc3339(arg("updated_until"), "updated_until")
         if arg("ids"):
             q.ids = set(self._int_list(arg("ids"), "ids", 100))
-        equals = {}
-        for key in INT_FILTERS[entity]:
-            value = arg(key)
-            if value is not None and value != "":
-                if not value.isdigit():
-                    raise BadRequest(f"Invalid value for {key}: expected an integer")
-                equals[key] = int(value)
-        q.equals = equals or None
+        q.equals = _integer_filters(arg, {key: key for key in INT_FILTERS[entity]})
         if entity == "deal" and arg("status"):
             statuses = set(arg("status").split(","))
             if not statuses <= {"open", "won", "lost", "deleted"}:
@@ -370,14 +375,7 @@ class PipedriveApp:
             q.limit = int(raw)
         if arg("cursor"):
             q.after = decode_cursor(arg("cursor"), SORT_KEY, True)
-        equals = {}
-        for name, key in ID_FILTERS[entity].items():
-            value = arg(name)
-            if value is not None and value != "":
-                if not value.isdigit():
-                    raise BadRequest(f"Invalid value for {name}: expected an integer")
-                equals[key] = int(value)
-        q.equals = equals or None
+        q.equals = _integer_filters(arg, ID_FILTERS[entity])
         if entity == "deal" and arg("status"):
             if arg("status") not in DEAL_STATUSES:
                 raise BadRequest(f"Invalid value for status: expected one of {', '.join(DEAL_STATUSES)}")
