@@ -12,7 +12,14 @@ import logging
 
 from celery import Celery, signals
 
-from crmsync.queue import QUEUES, SYNCS, TASKS, TaskContextFilter, broker_transport_options
+from crmsync.queue import (
+    PUBLISH_RETRY_POLICY,
+    QUEUES,
+    SYNCS,
+    TASKS,
+    TaskContextFilter,
+    broker_transport_options,
+)
 from crmsync.runtime import settle_startup_objects
 from crmsync.settings import SettingsError, get_settings
 
@@ -40,8 +47,7 @@ def celery_settings(settings) -> dict:
         "task_create_missing_queues": False,
         "task_queues": [Queue(q, Exchange(q, type="direct"), routing_key=q) for q in QUEUES],
         "task_routes": {name: {"queue": r.queue, "routing_key": r.queue} for name, r in TASKS.items()},
-        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5,
-                                      "interval_max": 1.0},
+        "task_publish_retry_policy": PUBLISH_RETRY_POLICY,
         "timezone": "UTC",
         "enable_utc": True,
     }

@@ -153,7 +153,7 @@ def _split(session: Session, delivery: WebhookDelivery) -> tuple[list[dict], lis
 
 def fail_deliveries(session: Session, *delivery_ids_and_error: str) -> None:
     """Failure hook of the split (after the runner's retries): keep the deliveries with the reason;
-    the sweeper leaves them alone, `crmsync webhooks replay --deliveries` tries again."""
+    the sweeper leaves them alone, `crmsync webhooks replay --failed` tries again."""
     *delivery_ids, error = delivery_ids_and_error
     for delivery in session.scalars(select(WebhookDelivery).where(WebhookDelivery.id.in_(delivery_ids))):
         delivery.error = error[:2000]

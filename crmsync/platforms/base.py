@@ -220,6 +220,9 @@ def _not_json(name: str):
 
 
 def strict_json(body: bytes | str) -> Any:
-    """JSON as PostgreSQL's jsonb can store it: NaN, Infinity and numbers beyond a double (1e999)
-    are refused here, where a clear 400 can say so, not later when the events are written."""
+    """JSON as PostgreSQL's jsonb can store it: NaN, Infinity, numbers beyond a double (1e999) and
+    strings holding NUL (\\u0000) are refused here, where a clear 400 can say so, not later when
+    the events are written."""
+    if (b"\\u0000" if isinstance(body, bytes) else "\\u0000") in body:
+        raise ValueError("a string holds a NUL character (\\u0000)")
     return json.loads(body, parse_constant=_not_json, parse_float=_finite)

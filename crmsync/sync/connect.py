@@ -34,6 +34,12 @@ def rate_budget():
 
 
 @cache
+def process_vault(secret_key: str | None) -> Vault:
+    """The vault for this key, its keys derived once per process rather than once per unit."""
+    return Vault(secret_key)
+
+
+@cache
 def metadata_cache() -> MetadataCache:
     return MetadataCache(redis_client())
 
@@ -57,7 +63,7 @@ def connect(session: Session, config: SyncConfig, *, wait: bool = True, vault: V
     """The config's adapter. The same one as last time in this thread while the config's CRM
     settings and its vault entry are unchanged; a new one after any change (a rotated token,
     a refreshed OAuth token set, an edited field mapping)."""
-    vault = vault or Vault()
+    vault = vault or process_vault(get_settings().secret_key)
     vault_id = config.credentials_vault_id
     sealed = vault.sealed(session, vault_id)
     fingerprint = (config.platform, config.api_base_url, config.account_id,

@@ -196,7 +196,7 @@ def test_malformed_bodies_are_400(portal, ingest_client, db_url):
     for body in [b"", b"{", b"{}", b"[1]", b'[{"portalId": 1}]', b"[NaN]", b'"x"', b"\xff\xfe",
                  _body(*[hubspot_event(portal.account_id, i) for i in range(101)]),
                  good.replace(b"VALUE", b"1e999"), good.replace(b"VALUE", b"-1e999"), good.replace(b"VALUE", b"NaN"),
-                 good.replace(b"VALUE", b"Infinity")]:
+                 good.replace(b"VALUE", b"Infinity"), good.replace(b"VALUE", b'"a\\u0000b"')]:
         res = ingest_client.post("/webhooks/hubspot", data=body, headers=hubspot_headers(
             body, URI, portal.secret, "v1") if body.isascii() else {"Content-Type": "application/json"})
         assert res.status_code == 400 and res.json["error"] == "malformed_body", body[:40]

@@ -369,9 +369,12 @@ def extract_hubspot_custom_fields(properties: Mapping[str, Any], entity: str = "
     bookkeeping (hs_* and the create/modify dates) is left out: it is not the tenant's data."""
     if entity == "activity" and activity_type is None:
         activity_type = "note"
-    not_custom = _reader(entity, activity_type, _mappings_key(field_mappings)).not_custom
+    return _custom_fields(properties, _reader(entity, activity_type, _mappings_key(field_mappings)))
+
+
+def _custom_fields(properties: Mapping[str, Any], reader: _Reader) -> dict[str, Any]:
     return {name: value for name, value in properties.items()
-            if name not in not_custom and not name.startswith("hs_")}
+            if name not in reader.not_custom and not name.startswith("hs_")}
 
 
 @dataclass(frozen=True)
@@ -413,9 +416,7 @@ def _to_unified(obj: Mapping[str, Any], entity: str, tenant_id: str | None,
                 record[name] = _parse_str(value)
     record["created_at"] = parse_datetime(props.get(reader.created_prop) or obj.get("createdAt"))
     record["updated_at"] = parse_datetime(props.get(reader.modified_prop) or obj.get("updatedAt"))
-    not_custom = reader.not_custom
-    record["custom_fields"] = {name: value for name, value in props.items()
-                               if name not in not_custom and not name.startswith("hs_")}
+    record["custom_fields"] = _custom_fields(props, reader)
     if obj.get("archived"):
         record["deleted_at"] = parse_datetime(obj.get("archivedAt")) or record["updated_at"]
     if tenant_id is not None:
