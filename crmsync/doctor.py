@@ -53,7 +53,7 @@ def check_broker() -> list[Check]:
     settings = get_settings()
     if settings.inline:
         return [Check("broker", OK, "none configured: tasks run inline in the calling process")]
-    from crmsync.queue import check_broker_connection, ping_workers
+    from crmsync.tasks.producer import check_broker_connection, ping_workers
     try:
         check_broker_connection()
     except Exception as err:  # noqa: BLE001  any connection error is the answer

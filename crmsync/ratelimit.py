@@ -49,6 +49,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from crmsync.errors import CrmsyncError, Fatal, Retryable
+
 __all__ = [
     "DAILY",
     "DEFAULT_LIMITS",
@@ -86,28 +88,31 @@ FALLBACK_PENALTY_SECONDS = 10.0
 # --------------------------------------------------------------------------------------------- errors
 
 
-class RateBudgetError(Exception):
+class RateBudgetError(CrmsyncError):
     """Base of every error this module raises."""
 
 
-class InvalidLimit(RateBudgetError, ValueError):
-    """A limit, cost or key part that cannot describe a budget (a programming error)."""
+class InvalidLimit(RateBudgetError, Fatal, ValueError):
+    """A limit, cost or key part that cannot describe a budget (a programming or config error)."""
 
 
-class RateBudgetUnavailable(RateBudgetError):
+class RateBudgetUnavailable(RateBudgetError, Retryable):
     """The shared store (Redis) did not answer. We fail closed: calling the CRM blind risks 429 storms
-    and, for Pipedrive, an abuse block."""
+    and, for Pipedrive, an abuse block. A blip: the work is retried with backoff, whichever client
+    it went through."""
 
 
-class RateLimitWait(RateBudgetError):
-    """The budget has no room now; try again after ``wait_seconds`` (at ``resume_at``)."""
+class RateLimitWait(RateBudgetError, Retryable):
+    """The budget has no room now; try again after ``wait_seconds`` (at ``resume_at``). A wait, not
+    a failure: it does not use up the retries."""
+    counts_as_attempt = False
 
     def __init__(self, platform: str, account: str, kind: str | None, wait_seconds: float,
                  resume_at: datetime | None) -> None:
         self.platform = platform
         self.account = account
         self.kind = kind
-        self.wait_seconds = wait_seconds
+        self.wait_seconds = self.retry_after = wait_seconds
         self.resume_at = resume_at
         super().__init__(self._describe())
 
