@@ -1,7 +1,7 @@
 """One rate budget per remote CRM account, shared by every worker process on every host.
 
 Celery's own ``rate_limit`` counts per worker instance and per task type, so it cannot express
-"100 calls per 10 s for HubSpot portal 123" across a fleet. This module keeps that budget in Redis
+"100 calls per 10 s for CRM account 123" across a fleet. This module keeps that budget in Redis
 (or in-process when no Redis is configured) and answers, without blocking, "may I call now, and if
 not, how long until I may" -- so a task can ``self.retry(countdown=grant.wait_seconds)`` instead of
 holding a worker slot.
@@ -15,7 +15,7 @@ values, and the one request loop of the CRM clients (``crmsync.platforms.http``)
 * rolling windows (burst limits) are an exact sliding log: in any window of
   ``interval_seconds + margin_seconds`` the granted cost never exceeds ``capacity``. A token
   bucket would allow up to twice the capacity inside one rolling window, which is exactly what
-  HubSpot's ``TEN_SECONDLY_ROLLING`` policy rejects. The margin absorbs the jitter between our
+  a CRM's rolling-window limit rejects. The margin absorbs the jitter between our
   grant and the request's arrival at the CRM.
 * calendar windows (daily quotas) are a counter that resets at midnight in the quota's time zone;
   a spent quota answers ``resume_at`` (the reset) instead of failing.
@@ -93,7 +93,7 @@ class InvalidLimit(RateBudgetError, Fatal, ValueError):
 
 class RateBudgetUnavailable(RateBudgetError, Retryable):
     """The shared store (Redis) did not answer. We fail closed: calling the CRM blind risks 429 storms
-    and, for Pipedrive, an abuse block. A blip: the work is retried with backoff, whichever client
+    and, with some CRMs, an abuse block. A blip: the work is retried with backoff, whichever client
     it went through."""
 
 
@@ -163,8 +163,7 @@ class Limit:
 
     @classmethod
     def daily(cls, capacity: int, timezone: str = "UTC") -> Limit:
-        """A quota that resets at midnight in ``timezone`` (HubSpot: the account's zone; Pipedrive: the
-        server's)."""
+        """A quota that resets at midnight in ``timezone`` (the CRM account's zone, or the CRM server's)."""
         return cls(capacity, 86400.0, calendar=True, timezone=timezone)
 
     @property
@@ -186,8 +185,8 @@ class Limit:
 
 @dataclass(frozen=True)
 class Demand:
-    """One bucket a call draws from: a HubSpot call takes 1 from ``standard`` and 1 from ``daily``; a
-    Pipedrive list page 1 from the 2-second burst and 10 tokens from ``daily``."""
+    """One bucket a call draws from, and how much: e.g. 1 from ``standard`` (the burst window) and the
+    endpoint's token cost from ``daily``."""
 
     kind: str
     limit: Limit
@@ -849,7 +848,7 @@ def apply_limit_overrides(defaults: Mapping[str, Limit], overrides: Any) -> dict
     """A CRM account's own limits, from its vault entry's "rate_limits": the string "none" turns
     our budget off for the account (a sandbox, a dedicated test portal); a mapping sets or removes
     (null) single kinds: {"standard": {"capacity": 190, "interval_seconds": 10}, "search": null}.
-    HubSpot's higher tiers (190 or 250 per 10 s) are the usual reason."""
+    A CRM plan's higher tiers are the usual reason."""
     if overrides is None:
         return dict(defaults)
     if overrides == "none":

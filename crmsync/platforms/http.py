@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -257,7 +257,13 @@ def lower_keys(headers: Mapping[str, Any]) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in headers.items()}
 
 
-def put_observation(found: dict[str, Observation], kind: str, attr: str, value: float | None) -> None:
-    """Record one header's reading of bucket `kind` (nothing when the header was absent)."""
-    if value is not None:
-        setattr(found.setdefault(kind, Observation()), attr, value)
+def read_rate_headers(headers: Mapping[str, Any], readings: Iterable[tuple[str, str, str]]) -> dict[str, Observation]:
+    """{bucket kind: Observation} from a response's headers; `readings` lists (bucket kind,
+    Observation field, header name) for each header a CRM sends. Absent or garbage headers say nothing."""
+    h = lower_keys(headers)
+    found: dict[str, Observation] = {}
+    for kind, attr, header in readings:
+        value = number_header(h, header) if attr == "reset_in" else int_header(h, header)
+        if value is not None:
+            setattr(found.setdefault(kind, Observation()), attr, value)
+    return found

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from crmsync.platforms.http import int_header, lower_keys, put_observation
+from crmsync.platforms.http import read_rate_headers
 from crmsync.ratelimit import DAILY, SEARCH, STANDARD, Limit, Observation, apply_limit_overrides
 
 
@@ -37,10 +37,7 @@ def observations(headers: Mapping[str, Any], kind: str) -> dict[str, Observation
     search call's reading is empty (the burst headers there would describe another bucket)."""
     if kind == SEARCH:
         return {}
-    h = lower_keys(headers)
-    found: dict[str, Observation] = {}
-    put_observation(found, kind, "remaining", int_header(h, "x-hubspot-ratelimit-remaining"))
-    put_observation(found, kind, "maximum", int_header(h, "x-hubspot-ratelimit-max"))
-    put_observation(found, DAILY, "remaining", int_header(h, "x-hubspot-ratelimit-daily-remaining"))
-    put_observation(found, DAILY, "maximum", int_header(h, "x-hubspot-ratelimit-daily"))
-    return found
+    return read_rate_headers(headers, ((kind, "remaining", "x-hubspot-ratelimit-remaining"),
+                                       (kind, "maximum", "x-hubspot-ratelimit-max"),
+                                       (DAILY, "remaining", "x-hubspot-ratelimit-daily-remaining"),
+                                       (DAILY, "maximum", "x-hubspot-ratelimit-daily")))

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from crmsync.platforms.http import int_header, lower_keys, number_header, put_observation
+from crmsync.platforms.http import read_rate_headers
 from crmsync.ratelimit import DAILY, SEARCH, STANDARD, Limit, Observation, apply_limit_overrides
 
 # Daily token cost per call (x-token-cost of the official specs).
@@ -60,12 +60,9 @@ def observations(headers: Mapping[str, Any], kind: str) -> dict[str, Observation
     """x-ratelimit-remaining / -limit / -reset describe the 2 s window of the bucket the call was
     counted in; x-daily-ratelimit-token-remaining / -limit the day's tokens;
     x-daily-requests-left the legacy count of the day's writes."""
-    h = lower_keys(headers)
-    found: dict[str, Observation] = {}
-    put_observation(found, kind, "remaining", int_header(h, "x-ratelimit-remaining"))
-    put_observation(found, kind, "maximum", int_header(h, "x-ratelimit-limit"))
-    put_observation(found, kind, "reset_in", number_header(h, "x-ratelimit-reset"))
-    put_observation(found, DAILY, "remaining", int_header(h, "x-daily-ratelimit-token-remaining"))
-    put_observation(found, DAILY, "maximum", int_header(h, "x-daily-ratelimit-token-limit"))
-    put_observation(found, DAILY_WRITES, "remaining", int_header(h, "x-daily-requests-left"))
-    return found
+    return read_rate_headers(headers, ((kind, "remaining", "x-ratelimit-remaining"),
+                                       (kind, "maximum", "x-ratelimit-limit"),
+                                       (kind, "reset_in", "x-ratelimit-reset"),
+                                       (DAILY, "remaining", "x-daily-ratelimit-token-remaining"),
+                                       (DAILY, "maximum", "x-daily-ratelimit-token-limit"),
+                                       (DAILY_WRITES, "remaining", "x-daily-requests-left")))
