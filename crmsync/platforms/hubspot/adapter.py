@@ -362,43 +362,58 @@ class HubSpotAdapter(Adapter):
                       for n in positions]
             items = self.client.batch_update(object_type, inputs)
             moved = [n for n, item in zip(positions, items) if item.ok and records[n].associations]
-            current = self._sync_associations(entity, object_type, [records[n] for n in moved])
+            current, refused = self._sync_associations(entity, object_type, [records[n] for n in moved])
             for n, item in zip(positions, items):
                 rec = records[n]
                 if item.ok:
                     assoc = current.get(str(item.object["id"]))
                     remote = self.to_remote_record(entity, object_type, item.object, assoc)
-                    results[n] = WriteResult(rec.local_id, rec.external_id, remote)
+                    results[n] = WriteResult(rec.local_id, rec.external_id, remote,
+                                             association_errors=refused.get(str(item.object["id"]), {}))
                 else:
                     results[n] = WriteResult(rec.local_id, rec.external_id, error=item.error)
         return results  # type: ignore[return-value]
 
-    def _sync_associations(self, entity: str, object_type: str, records: list[OutboundRecord]) -> dict[str, dict]:
-        """Make each record's associations of the given kinds point where the local record says:
-        drop the old target, add the new one. Returns the resulting association map by id."""
+    def _sync_associations(self, entity: str, object_type: str, records: list[OutboundRecord]
+                           ) -> tuple[dict[str, dict], dict[str, dict[str, PlatformError]]]:
+        """Make each record's associations of the given kinds point where the local record says,
+        with one v4 batch per target type: add the new targets, then drop the old ones of the
+        pairs that were made. A pair HubSpot refuses (207: the target is gone) keeps the old
+        association and is returned as that record's error.
+        Returns (the resulting association map by id, {id: {field: error}})."""
         if not records:
-            return {}
+            return {}, {}
         ids = [split_external_id(entity, r.external_id)[1] for r in records]
         before, _ = self._association_map(entity, object_type, ids)
         targets = m.association_targets(entity)
-        after: dict[str, dict] = {}
+        after = {raw: dict(before.get(raw, {})) for raw in ids}
+        moves: dict[str, list[tuple[str, str, str | None, str | None]]] = {}   # field -> (id, name, old, new)
         for rec, raw in zip(records, ids):
-            now = dict(before.get(raw, {}))
             for name, wanted in rec.associations.items():
                 if name not in targets:
                     continue
-                target, old = targets[name], now.get(name)
+                old = after[raw].get(name)
                 wanted = None if wanted in (None, "") else str(wanted)
-                if old == wanted:
+                if old != wanted:
+                    moves.setdefault(name, []).append((raw, name, old, wanted))
+        refused: dict[str, dict[str, PlatformError]] = {}
+        for name, changes in moves.items():
+            target = targets[name]
+            adds = [(raw, new) for raw, _, _, new in changes if new is not None]
+            errors = dict(zip(adds, self.client.associate_many(
+                object_type, target, adds, m.ASSOCIATION_TYPE_IDS[(object_type, target)]))) if adds else {}
+            drops = []
+            for raw, _, old, new in changes:
+                err = errors.get((raw, new)) if new is not None else None
+                if err is not None:
+                    refused.setdefault(raw, {})[name] = err
                     continue
                 if old is not None:
-                    self.client.dissociate(object_type, raw, target, old)
-                if wanted is not None:
-                    self.client.associate(object_type, raw, target, wanted,
-                                          m.ASSOCIATION_TYPE_IDS[(object_type, target)])
-                now[name] = wanted
-            after[raw] = now
-        return after
+                    drops.append((raw, old))
+                after[raw][name] = new
+            if drops:
+                self.client.dissociate_many(object_type, target, drops)
+        return after, refused
 
     def archive_many(self, entity: str, external_ids: list[str]) -> list[WriteResult]:
         by_type: dict[str, list[str]] = {}

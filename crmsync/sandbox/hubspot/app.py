@@ -884,26 +884,47 @@ class HubSpotApp:
                 out["errors"] = errors
             return (207 if errors else 200), out
         if op in ("create", "associate/default"):
-            results = []
+            # Each input stands alone: an unknown id or a bad type fails that pair only, with a
+            # StandardError naming both ids; the others are made. batch/create answers 201, or 207
+            # with errors[]; associate/default declares only 200 in the associations v4 spec, its
+            # body carrying the same errors[] (the official client maps no other status for it).
+            if ot.ASSOC.get((frm.name, to.name)) is None:
+                raise validation(f"{frm.singular} to {to.singular} associations are not supported")
+            parsed = []
             for inp in inputs:
                 try:
                     a_raw, b_raw = str(inp["from"]["id"]), str(inp["to"]["id"])
-                except (KeyError, TypeError):
-                    raise validation("each input needs from.id and to.id") from None
-                if op == "create":
-                    type_ids = [int(t["associationTypeId"]) for t in inp.get("types") or []]
-                    a, b = st.associate(frm, a_raw, to, b_raw, type_ids or None)
-                    pair = ot.ASSOC[(frm.name, to.name)]
-                    results.append({"fromObjectTypeId": frm.type_id, "fromObjectId": str(a.id),
-                                    "toObjectTypeId": to.type_id, "toObjectId": str(b.id),
-                                    "labels": ["Primary"] if pair.primary in type_ids else []})
-                else:
-                    a, b = st.associate(frm, a_raw, to, b_raw, None)
-                    results.append({"from": {"id": str(a.id)}, "to": {"id": str(b.id)}, "associationSpec": {
-                        "associationCategory": "HUBSPOT_DEFINED",
-                        "associationTypeId": ot.ASSOC[(frm.name, to.name)].unlabeled}})
+                    type_ids = [int(t["associationTypeId"]) for t in inp.get("types") or []] if op == "create" else []
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    raise validation("each input needs from.id and to.id (and types[].associationTypeId "
+                                     "on create)") from None
+                parsed.append((a_raw, b_raw, type_ids))
+            results, errors = [], []
+            pair = ot.ASSOC[(frm.name, to.name)]
+            with st.lock:
+                for a_raw, b_raw, type_ids in parsed:
+                    try:
+                        a, b = st.associate(frm, a_raw, to, b_raw, type_ids or None)
+                    except ApiError as exc:
+                        errors.append({"status": "error", "category": exc.category, "message": exc.message,
+                                       "context": {**(exc.context or {}), "fromObjectId": [a_raw],
+                                                   "toObjectId": [b_raw]},
+                                       "errors": exc.errors or [], "links": {}})
+                        continue
+                    if op == "create":
+                        results.append({"fromObjectTypeId": frm.type_id, "fromObjectId": str(a.id),
+                                        "toObjectTypeId": to.type_id, "toObjectId": str(b.id),
+                                        "labels": ["Primary"] if pair.primary in type_ids else []})
+                    else:
+                        results.append({"from": {"id": str(a.id)}, "to": {"id": str(b.id)}, "associationSpec": {
+                            "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": pair.unlabeled}})
             out = {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": _ts()}
-            return (201 if op == "create" else 200), out
+            if errors:
+                out["numErrors"] = len(errors)
+                out["errors"] = errors
+            if op == "create":
+                return (207 if errors else 201), out
+            return 200, out
         if op in ("archive", "labels/archive"):
             for inp in inputs:
                 a_raw = str((inp or {}).get("from", {}).get("id", ""))

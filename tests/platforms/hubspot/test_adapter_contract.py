@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from crmsync.platforms.base import OutboundRecord
-from crmsync.platforms.errors import Conflict
+from crmsync.platforms.errors import Conflict, NotFound
 from crmsync.platforms.hubspot import mapping as m
 
 
@@ -145,6 +145,31 @@ def test_create_update_get_archive_round_trip_with_associations(hs):
     assert a.list_deleted("contact", before) == [contacts[1].external_id]
     assert a.list_deleted("contact", datetime.now(UTC) + timedelta(hours=1)) == []
     assert a.get_many("contact", [contacts[1].external_id]) == []
+
+
+def test_moving_associations_in_one_batch_keeps_the_good_pairs_and_reports_the_bad(hs):
+    a = hs.adapter
+    ada, bob, cy = (hs.client.create_contact({"email": f"{n}@example.com"})["id"] for n in ("ada", "bob", "cy"))
+    deals = a.create_many("deal", [OutboundRecord(f"d{i}", {"name": f"Deal {i}", "pipeline": "default"},
+                                                  associations={"contact_id": ada}) for i in range(3)])
+    hs.client.request("POST", "/crm/v3/objects/contacts/gdpr-delete", json={"objectId": cy})  # gone for good
+    before = hs.app.counters(0)["total"]
+    out = a.update_many("deal", [
+        OutboundRecord("d0", {"amount": 1.0}, external_id=deals[0].external_id, associations={"contact_id": bob}),
+        OutboundRecord("d1", {"amount": 2.0}, external_id=deals[1].external_id, associations={"contact_id": cy}),
+        OutboundRecord("d2", {"amount": 3.0}, external_id=deals[2].external_id, associations={"contact_id": None})])
+    # batch update, association reads (company, contact), one batch/create for both adds and one
+    # batch/archive for both drops
+    assert hs.app.counters(0)["total"] - before == 5
+    assert all(r.ok for r in out)
+    assert (out[0].association_errors, out[2].association_errors) == ({}, {})
+    err = out[1].association_errors["contact_id"]
+    assert isinstance(err, NotFound) and cy in str(err)
+    # the refused move keeps the old contact, the others moved, and every record's fields were written
+    assert [r.record.associations["contact_id"] for r in out] == [bob, ada, None]
+    got = {r.external_id: r for r in a.get_many("deal", [d.external_id for d in deals])}
+    assert [got[d.external_id].associations["contact_id"] for d in deals] == [bob, ada, None]
+    assert [got[d.external_id].fields["amount"] for d in deals] == [1.0, 2.0, 3.0]
 
 
 def test_create_conflict_is_a_per_record_error_with_the_existing_id(hs):

@@ -180,6 +180,39 @@ def test_associations_v4(hubspot_sandbox):
     assert r["results"] == []
 
 
+def test_v4_association_batches_are_partial(hubspot_sandbox):
+    """One unknown id among good ones fails that pair only: batch/create answers 207 with
+    errors[] (201 when all are made), associate/default 200 with the same errors[] (the only
+    status its spec declares); the good pairs are made either way."""
+    sb = hubspot_sandbox
+    c1, c2 = _contact(sb, email="c1@example.com"), _contact(sb, email="c2@example.com")
+    co = sb.api("POST", "/crm/v3/objects/companies", json={"properties": {"name": "Acme"}}).json()
+    spec = [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 279}]
+    r = sb.api("POST", "/crm/v4/associations/contacts/companies/batch/create", json={"inputs": [
+        {"from": {"id": c1["id"]}, "to": {"id": co["id"]}, "types": spec},
+        {"from": {"id": c2["id"]}, "to": {"id": "999999"}, "types": spec}]})
+    assert r.status_code == 207, r.text
+    body = r.json()
+    assert [(x["fromObjectId"], x["toObjectId"]) for x in body["results"]] == [(c1["id"], co["id"])]
+    [err] = body["errors"]
+    assert body["numErrors"] == 1 and err["category"] == "OBJECT_NOT_FOUND"
+    assert (err["context"]["fromObjectId"], err["context"]["toObjectId"], err["context"]["id"]) == (
+        [c2["id"]], ["999999"], ["999999"])
+    assert sb.state.associations_of("contacts", int(c1["id"]), "companies") == {int(co["id"]): {279}}
+    assert sb.state.associations_of("contacts", int(c2["id"]), "companies") == {}
+    r = sb.api("POST", "/crm/v4/associations/contacts/companies/batch/create", json={"inputs": [
+        {"from": {"id": c2["id"]}, "to": {"id": co["id"]}, "types": spec}]})
+    assert r.status_code == 201 and "errors" not in r.json()
+    r = sb.api("POST", "/crm/v4/associations/companies/contacts/batch/associate/default", json={"inputs": [
+        {"from": {"id": "888888"}, "to": {"id": c1["id"]}}, {"from": {"id": co["id"]}, "to": {"id": c1["id"]}}]})
+    assert r.status_code == 200, r.text
+    assert [x["from"]["id"] for x in r.json()["results"]] == [co["id"]]
+    assert r.json()["errors"][0]["context"]["fromObjectId"] == ["888888"]
+    bad = sb.api("POST", "/crm/v4/associations/contacts/companies/batch/create", json={"inputs": [
+        {"from": {"id": c1["id"]}, "to": {"id": co["id"]}, "types": [{"associationTypeId": 3}]}]})
+    assert bad.status_code == 207 and bad.json()["errors"][0]["category"] == "VALIDATION_ERROR"
+
+
 def test_metadata_endpoints(hubspot_sandbox):
     sb = hubspot_sandbox
     props = sb.api("GET", "/crm/v3/properties/contacts").json()["results"]
