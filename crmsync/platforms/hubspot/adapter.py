@@ -34,7 +34,7 @@ from crmsync.platforms.base import (
     WebhookRequest,
     WriteResult,
 )
-from crmsync.platforms.errors import NotFound, PlatformError, ValidationError
+from crmsync.platforms.errors import Conflict, NotFound, PlatformError, ValidationError
 
 from . import mapping as m
 from . import webhooks
@@ -116,9 +116,6 @@ class HubSpotAdapter(Adapter):
         return self.cache.get_or_load(self._meta_key(f"pipelines:{object_type}"),
                                       lambda: self.client.get_pipelines(object_type), METADATA_TTL)
 
-    def owners(self) -> list[dict]:
-        return self.cache.get_or_load(self._meta_key("owners"), self.client.get_owners, METADATA_TTL)
-
     def _writable(self, object_type: str) -> set[str] | None:
         defs = self.properties(object_type)
         if not defs:
@@ -146,16 +143,20 @@ class HubSpotAdapter(Adapter):
 
     def ensure_marker_property(self, object_type: str) -> bool:
         """Create the unique `crmsync_id` property on an object type (needs the schema scope).
-        Not called implicitly: adding a property to a customer's portal is their decision."""
+        Not called implicitly: adding a property to a customer's portal is their decision.
+        It goes in the type's default group ("contactinformation", ...) when the portal has it,
+        else its first group; a 409 means it exists already, which is what we want."""
         if not self.marker_property or self._has_marker(object_type):
             return bool(self.marker_property)
-        group = {"contacts": "contactinformation", "companies": "companyinformation",
-                 "deals": "dealinformation"}.get(object_type, "engagement")
         try:
+            groups = [g["name"] for g in self.client.get_property_groups(object_type)]
+            preferred = f"{m.SINGULAR[object_type]}information"
             self.client.create_property(object_type, {
                 "name": self.marker_property, "label": "crmsync id", "type": "string", "fieldType": "text",
-                "groupName": group, "hasUniqueValue": True,
+                "groupName": preferred if preferred in groups or not groups else groups[0], "hasUniqueValue": True,
                 "description": "Local id of the record in crmsync; lets a retried create find its record."})
+        except Conflict:
+            pass
         except PlatformError as exc:
             log.warning("could not create %s on %s: %s", self.marker_property, object_type, exc)
             return False

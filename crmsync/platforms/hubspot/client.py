@@ -240,20 +240,15 @@ class HubSpotClient:
     def get_properties(self, object_type: str) -> list[dict]:
         return self.request("GET", f"/crm/v3/properties/{object_type}").get("results", [])
 
+    def get_property_groups(self, object_type: str) -> list[dict]:
+        return self.request("GET", f"/crm/v3/properties/{object_type}/groups").get("results", [])
+
     def create_property(self, object_type: str, definition: dict) -> dict:
-        return self.request("POST", f"/crm/v3/properties/{object_type}", json=definition)
+        """POST /crm/v3/properties/{objectType}; a name already taken is a `Conflict` (409)."""
+        return self.request("POST", f"/crm/v3/properties/{object_type}", json=definition, entity=object_type)
 
     def get_pipelines(self, object_type: str = "deals") -> list[dict]:
         return self.request("GET", f"/crm/v3/pipelines/{object_type}").get("results", [])
-
-    def get_owners(self) -> list[dict]:
-        owners, after = [], None
-        while True:
-            body = self.request("GET", "/crm/v3/owners", params={"limit": 100, **({"after": after} if after else {})})
-            owners.extend(body.get("results", []))
-            after = ((body.get("paging") or {}).get("next") or {}).get("after")
-            if not after:
-                return owners
 
     # --- single-object calls ---------------------------------------------------------------
 

@@ -200,3 +200,21 @@ def test_account_id_and_metadata(hs):
     hs.adapter.properties("contacts")
     assert hs.app.counters(0)["total"] == calls  # cached
     assert m.modified_property("contacts") == "lastmodifieddate"
+
+
+def test_ensure_marker_property_then_creates_are_found_by_it(hs):
+    a = hs.adapter
+    stale = type(a)(credentials={"token": hs.token}, base_url=hs.base_url)
+    assert "crmsync_id" not in stale.properties("contacts")       # cached before the property exists
+    assert a.ensure_marker_property("contacts") is True
+    prop = hs.client.get_properties("contacts")
+    assert next(p for p in prop if p["name"] == "crmsync_id")["groupName"] == "contactinformation"
+    calls = hs.app.counters(0)["total"]
+    assert a.ensure_marker_property("contacts") is True           # already there: nothing sent
+    assert hs.app.counters(0)["total"] == calls + 1               # only the property list, re-read once
+    assert stale.ensure_marker_property("contacts") is True       # its POST gets 409: the property exists
+    [made] = a.create_many("contact", [OutboundRecord("local-7", {"email": "marked@example.com"})])
+    assert hs.state.records["contacts"][int(made.external_id)].props["crmsync_id"] == "local-7"
+    # a retried create with no email to go by is found by the marker
+    assert a.find_existing("contact", OutboundRecord("local-7", {"first_name": "X"})) == made.external_id
+    stale.client.close()

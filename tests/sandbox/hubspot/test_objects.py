@@ -223,6 +223,51 @@ def test_metadata_endpoints(hubspot_sandbox):
     assert sb.api("GET", "/account-info/v3/details").json()["portalId"] == sb.app.options.portal_id
 
 
+def test_property_groups_and_ticket_pipelines(hubspot_sandbox):
+    sb = hubspot_sandbox
+    r = sb.api("GET", "/crm/v3/properties/contacts/groups")
+    assert r.status_code == 200, r.text
+    groups = [g["name"] for g in r.json()["results"]]
+    assert groups[0] == "contactinformation" and "custom" in groups
+    props = sb.api("GET", "/crm/v3/properties/contacts").json()["results"]
+    assert {p["groupName"] for p in props} == set(groups)          # every property's group is served
+    assert sb.api("GET", "/crm/v3/properties/deals/groups/dealinformation").json()["label"]
+    assert sb.api("GET", "/crm/v3/properties/deals/groups/nope").status_code == 404
+    [pipeline] = sb.api("GET", "/crm/v3/pipelines/tickets").json()["results"]
+    assert pipeline["id"] == "0" and [s["metadata"]["ticketState"] for s in pipeline["stages"]] == [
+        "OPEN", "OPEN", "OPEN", "CLOSED"]
+    assert sb.api("GET", "/crm/v3/pipelines/0-5/0/stages/4").json()["label"] == "Closed"
+
+
+def test_property_create_validates_as_the_spec_says(hubspot_sandbox):
+    sb = hubspot_sandbox
+    good = {"name": "crmsync_id", "label": "crmsync id", "type": "string", "fieldType": "text",
+            "groupName": "contactinformation", "hasUniqueValue": True}
+    for broken, message in (({**good, "label": ""}, "Missing required field(s): label"),
+                            ({k: v for k, v in good.items() if k not in ("type", "groupName")},
+                             "Missing required field(s): type, groupName"),
+                            ({**good, "name": "Crmsync ID"}, "must start with a lowercase letter"),
+                            ({**good, "type": "text"}, "type 'text' is not one of"),
+                            ({**good, "fieldType": "dropdown"}, "fieldType 'dropdown' is not one of"),
+                            ({**good, "groupName": "dealinformation"}, "Property group dealinformation does not exist"),
+                            ({**good, "type": "enumeration", "fieldType": "select"}, "options are required")):
+        r = sb.api("POST", "/crm/v3/properties/contacts", json=broken)
+        assert r.status_code == 400 and message in r.json()["message"], (broken, r.text)
+    r = sb.api("POST", "/crm/v3/properties/contacts", json=good)
+    assert r.status_code == 201, r.text
+    assert (r.json()["name"], r.json()["hasUniqueValue"], r.json()["hubspotDefined"]) == ("crmsync_id", True, False)
+    assert sb.api("GET", "/crm/v3/properties/contacts/crmsync_id").json()["groupName"] == "contactinformation"
+    again = sb.api("POST", "/crm/v3/properties/contacts", json=good)
+    assert again.status_code == 409 and again.json()["category"] == "CONFLICT"
+    # the new property holds values and is a unique identifier
+    c = _contact(sb, email="m@example.com", crmsync_id="local-1")
+    r = sb.api("GET", "/crm/v3/objects/contacts/local-1", params={"idProperty": "crmsync_id",
+                                                                  "properties": "crmsync_id"})
+    assert r.json()["id"] == c["id"] and r.json()["properties"]["crmsync_id"] == "local-1"
+    assert sb.api("POST", "/crm/v3/objects/companies", json={
+        "properties": {"name": "X", "crmsync_id": "1"}}).status_code == 400     # contacts only
+
+
 def test_oauth_refresh_and_expiry(hubspot_sandbox):
     sb = hubspot_sandbox
     o = sb.app.options
