@@ -11,7 +11,6 @@ from crmsync.db import session_scope
 from crmsync.db.models import Contact, Deal
 from tests.automation.helpers import product_event, rows, runs
 from tests.automation.seed import EMAIL_REPLY_RULE, MEETING_RULE, seed_rules
-from tests.fixtures.factories import make_tenant
 
 MEETING = "2026-12-10T15:00:00Z"
 QUALIFIED = {"deal": {"name": "ACC Deal", "stage": "qualified_to_buy"}}
@@ -79,14 +78,6 @@ def test_a_required_field_that_is_only_an_unresolved_variable_is_refused():
     [r] = dry_run(None, None, [rule], "meeting_scheduled", {"meeting_date": MEETING}, overrides=QUALIFIED)
     assert r.outcome == "failed"
     assert r.error == "actions[1].params.title: {title} rendered empty, but a value is required"
-
-
-@pytest.fixture
-def tenant_id(crmsync_env, db_url):
-    with session_scope(db_url) as s:
-        tenant = make_tenant(s)
-        apply_rules(s, tenant.id, seed_rules())
-        return tenant.id
 
 
 def _live(db_url, tenant_id, event_type, payload):
