@@ -1,5 +1,6 @@
-"""The HubSpot sandbox WSGI app: CRM v3 objects, batch, search, merge, associations v4, properties,
-pipelines, account info, OAuth, rate limits, faults, webhooks and the ``/_sandbox/`` admin API."""
+"""The HubSpot sandbox WSGI app: CRM v3 objects, batch, search, merge, associations v4 (batches partial,
+per input), properties (read, create, groups), pipelines (deals, tickets), account info, OAuth, rate
+limits, faults, webhooks and the ``/_sandbox/`` admin API. No owners API: nothing in crmsync calls it."""
 from __future__ import annotations
 
 import json
