@@ -1,5 +1,5 @@
 """A small TTL cache for CRM metadata that rarely changes (properties, pipelines and stages,
-Pipedrive field definitions) — the seed's caching section. Redis when configured, so
+Pipedrive field definitions, owners) — the seed's caching section. Redis when configured, so
 every worker shares one copy; a process-local dict otherwise."""
 from __future__ import annotations
 
