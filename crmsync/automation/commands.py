@@ -186,6 +186,7 @@ def _describe(out: dict) -> str:
             values = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in a["values"].items())
             lines.append(f"  → {a['type']}: {a['op']} {a['entity']} {a['id'] or ''} {values}".rstrip()
                          + (f" ({a['reason']})" if a.get("reason") else ""))
+            lines.extend(f"  ! warning: {w['message']}" for w in a.get("warnings", ()))
     return "\n".join(lines)
 
 
@@ -230,6 +231,9 @@ def rules_runs(tenant_id, rule_name, event_id, limit, as_json):
             bad_input(f"--event: not an event id: {event_id!r}")
         rows = [{"id": run.id, "rule_id": run.rule_id, "rule": name, "event_id": run.event_id,
                  "outcome": run.outcome, "error": run.error, "created": run.detail.get("created", {}),
-                 "changed": run.detail.get("changed", {}), "detail": run.detail, "created_at": run.created_at}
+                 "changed": run.detail.get("changed", {}), "warnings": run.detail.get("warnings", []),
+                 "detail": run.detail, "created_at": run.created_at}
                 for run, name in s.execute(q)]
-    emit(rows, as_json, table(rows, ["created_at", "rule", "event_id", "outcome", "created", "changed", "error"]))
+    human = [{**r, "warnings": "; ".join(w["message"] for w in r["warnings"])} for r in rows]
+    emit(rows, as_json, table(human, ["created_at", "rule", "event_id", "outcome", "created", "changed", "warnings",
+                                      "error"]))

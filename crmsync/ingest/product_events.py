@@ -40,6 +40,7 @@ class ProductEventSchema(Schema):
 
 class EmailRepliedSchema(ProductEventSchema):
     sender_email = _lower_email(required=True, metadata={"description": "Who replied (matched to a contact)."})
+    sender_name = fields.String(validate=_text, metadata={"description": "Their name, as rules' {contact_name}."})
     recipient_email = _lower_email(metadata={"description": "The mailbox that received the reply."})
     subject = fields.String(validate=_text)
     body = fields.String(validate=_long_text)
@@ -58,6 +59,7 @@ class EmailOpenedSchema(ProductEventSchema):
 
 class MeetingScheduledSchema(ProductEventSchema):
     contact_email = _lower_email(required=True, metadata={"description": "The invitee (matched to a contact)."})
+    contact_name = fields.String(validate=_text, metadata={"description": "The invitee's name ({contact_name})."})
     meeting_date = fields.AwareDateTime(required=True, metadata={"description": "Start, ISO 8601 with zone."})
     duration_minutes = fields.Integer(validate=validate.Range(min=0, max=24 * 60))
     title = fields.String(validate=_text)

@@ -64,6 +64,9 @@ class WriteResult:
     external_id: str | None
     record: RemoteRecord | None = None
     error: PlatformError | None = None
+    # The record was written but the CRM refused these associations (field -> why, e.g. the
+    # target is gone there): the engine reports them and does not count them as agreed.
+    association_errors: dict[str, PlatformError] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

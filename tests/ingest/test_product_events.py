@@ -37,9 +37,10 @@ def test_valid_events_are_stored_for_the_keys_tenant_and_handed_to_automation(
         tenant_key, ingest_client, ingest_queue, db_url):
     tenant_id, key = tenant_key
     res = _post(ingest_client, "email_replied", {"sender_email": "Ada@Example.org", "subject": "Re: offer",
+                                                 "sender_name": "Ada Lovelace",
                                                  "received_at": "2025-03-01T10:00:00+01:00"}, key)
     assert res.status_code == 202, res.json
-    res2 = _post(ingest_client, "meeting_scheduled", {"contact_email": "bo@example.org",
+    res2 = _post(ingest_client, "meeting_scheduled", {"contact_email": "bo@example.org", "contact_name": "Bo Li",
                                                       "meeting_date": "2025-03-02T09:30:00Z", "deal_id": "d-1",
                                                       "properties": {"source": "calendly"}}, key)
     assert res2.status_code == 202, res2.json
@@ -50,6 +51,8 @@ def test_valid_events_are_stored_for_the_keys_tenant_and_handed_to_automation(
     assert replied.payload["sender_email"] == "ada@example.org"
     assert replied.payload["received_at"].startswith("2025-03-01T10:00:00")
     assert rows[res2.json["id"]].payload["properties"] == {"source": "calendly"}
+    # the names rules show as {contact_name} (crmsync.automation.context) are kept at the top level
+    assert (replied.payload["sender_name"], rows[res2.json["id"]].payload["contact_name"]) == ("Ada Lovelace", "Bo Li")
     assert sorted(ingest_queue.tasks("events")) == sorted(
         [("crmsync.automation.run", [res.json["id"]]), ("crmsync.automation.run", [res2.json["id"]])])
 
