@@ -149,7 +149,7 @@ def test_create_update_get_archive_round_trip_with_associations(hs):
 
 def test_moving_associations_in_one_batch_keeps_the_good_pairs_and_reports_the_bad(hs):
     a = hs.adapter
-    ada, bob, cy = (hs.client.create_contact({"email": f"{n}@example.com"})["id"] for n in ("ada", "bob", "cy"))
+    ada, bob, cy = (hs.client.create_object("contacts", {"email": f"{n}@example.com"})["id"] for n in ("ada", "bob", "cy"))
     deals = a.create_many("deal", [OutboundRecord(f"d{i}", {"name": f"Deal {i}", "pipeline": "default"},
                                                   associations={"contact_id": ada}) for i in range(3)])
     hs.client.request("POST", "/crm/v3/objects/contacts/gdpr-delete", json={"objectId": cy})  # gone for good
