@@ -79,20 +79,23 @@ def check_enabled(config) -> Check:
 
 def check_credentials(session: Session, config) -> Check:
     from crmsync.credentials import Vault, VaultError
-    from crmsync.platforms.errors import PlatformError
-    from crmsync.sync.connect import connect
+    from crmsync.platforms.errors import AuthenticationError, PlatformError, TransientError
+    from crmsync.sync.connect import crm_account_of
+    # Ask the CRM who the credentials belong to, even when the config already knows the account.
+    # The lookup keeps the hook that saves a refreshed OAuth token, so a rotating refresh token
+    # is not lost.
     try:
-        adapter = connect(session, config, wait=False, vault=Vault())
+        account = crm_account_of(session, config, vault=Vault())
     except VaultError as err:
         return Check("credentials", FAIL, f"cannot open vault entry {config.credentials_vault_id}: {err}")
-    # Ask the CRM who the credentials belong to, even when the config already knows the account
-    # (the adapter would answer from the config without a call). connect() keeps the hook that
-    # saves a refreshed OAuth token, so a rotating refresh token is not lost.
-    adapter._account_id = None
-    try:
-        account = adapter.account_id()
-    except PlatformError as err:
+    except AuthenticationError as err:
         return Check("credentials", FAIL, f"the CRM refused them: {err}")
+    except TransientError as err:
+        # A 5xx, a timeout or a refused connection says nothing about the credentials.
+        return Check("credentials", FAIL, f"not checked: {config.platform} is unavailable ({err})",
+                     {"unavailable": True})
+    except PlatformError as err:
+        return Check("credentials", FAIL, f"not checked: {config.platform} answered the account lookup with {err}")
     detail = f"accepted by {config.platform} account {account}"
     if config.account_id and str(account) != str(config.account_id):
         return Check("credentials", FAIL, f"{detail}, but the config says account {config.account_id}",

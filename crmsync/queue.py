@@ -186,7 +186,7 @@ def classify(exc: BaseException, attempt: int, *, now: datetime | None = None) -
     PlatformError/SyncError, a bug) -> permanent: the failure hook stores the reason."""
     from crmsync.platforms.errors import PlatformError, RateLimited, TransientError
     from crmsync.sync.errors import SyncError
-    reason = _reason(exc)
+    reason = error_reason(exc)
     if isinstance(exc, RateLimited):
         delay = float(exc.retry_after or 0.0)
         if exc.resume_at is not None:
@@ -218,7 +218,7 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, (*transient, UnitTimedOut))
 
 
-def _reason(exc: BaseException) -> str:
+def error_reason(exc: BaseException) -> str:
     # str() of our own errors never holds secrets (PlatformError formats platform/entity/status only).
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:2000]
