@@ -137,10 +137,8 @@ def create_config(session: Session, data: dict[str, Any], *, now: datetime | Non
             claim_entry(session, str(clean[key]), tenant_id, key)
     entities = clean.pop("entities") or list(ENTITY_PLURALS.values())
     priority = clean.pop("source_priority") or [clean["platform"], LOCAL]
-    if clean["account_id"] and session.scalar(select(SyncConfig).where(
-            SyncConfig.platform == clean["platform"], SyncConfig.account_id == clean["account_id"])):
-        raise ConfigError(f"account_id: {clean['platform']} account {clean['account_id']} already has a config",
-                          field="account_id")
+    if clean["account_id"]:
+        check_account_free(session, clean["platform"], clean["account_id"], tenant_id)
     config = SyncConfig(
         id=new_id(),
         tenant_id=str(clean["tenant_id"]),
@@ -197,14 +195,23 @@ def verify_account(session: Session, config: SyncConfig, *, credentials: dict | 
     if config.account_id and str(config.account_id) != account:
         raise ConfigError(f"account_id: the credentials open {config.platform} account {account}, "
                           f"not {config.account_id}", field="account_id")
-    other = session.scalar(select(SyncConfig).where(SyncConfig.platform == config.platform,
-                                                    SyncConfig.account_id == account, SyncConfig.id != config.id))
-    if other is not None:
-        whose = "another tenant's config" if other.tenant_id != config.tenant_id else f"config {other.id}"
-        raise ConfigError(f"account_id: {config.platform} account {account} is already synced by {whose}; "
-                          "one CRM account belongs to one tenant", field="account_id")
+    check_account_free(session, config.platform, account, config.tenant_id, config.id)
     config.account_id = account
     return account
+
+
+def check_account_free(session: Session, platform: str, account: str, tenant_id: str,
+                       config_id: str | None = None) -> None:
+    """One CRM account, one config: webhooks are routed by account, and a second tenant syncing
+    the account would read and write the first one's CRM."""
+    query = select(SyncConfig).where(SyncConfig.platform == platform, SyncConfig.account_id == account)
+    if config_id is not None:
+        query = query.where(SyncConfig.id != config_id)
+    other = session.scalar(query)
+    if other is not None:
+        whose = "another tenant's config" if other.tenant_id != tenant_id else f"config {other.id}"
+        raise ConfigError(f"account_id: {platform} account {account} is already synced by {whose}",
+                          field="account_id")
 
 
 def parse_id(value: str, what: str) -> str:
