@@ -1,7 +1,7 @@
 """`crmsync doctor [CONFIG_ID]`: the seed's troubleshooting section as one command.
 
 For each config (or the one named): enabled, credentials open and accepted by the CRM, rate
-headroom, the five most recent jobs, pending conflicts, unprocessed webhook events, and custom
+headroom, the five most recent jobs, an active job whose runner is gone, pending conflicts, unprocessed webhook events, and custom
 fields seen in the tenant's rows that no field mapping names. Plus the services every config
 needs: the database, the broker and the workers answering it.
 
@@ -147,6 +147,23 @@ def check_recent_jobs(session: Session, config) -> Check:
     return Check("recent jobs", status, detail, {"jobs": rows})
 
 
+def check_active_job(session: Session, config) -> Check:
+    """The config's active job, and whether its runner is still there (its lease holds)."""
+    from crmsync.sync.jobs import active_job, lease_expired
+    job = active_job(session, config.id)
+    if job is None:
+        return Check("active job", OK, "none")
+    data = {"id": job.id, "status": job.status, "lease_owner": job.lease_owner,
+            "lease_expires_at": job.lease_expires_at}
+    if lease_expired(job):
+        since = job.lease_expires_at.isoformat() if job.lease_expires_at else "unknown"
+        return Check("active job", FAIL,
+                     f"job {job.id} is {job.status} but its runner ({job.lease_owner or 'unknown'}) is gone: "
+                     f"lease expired {since}; `crmsync jobs resume {job.id}` carries it on from its checkpoints, "
+                     f"`crmsync jobs cancel {job.id}` drops it", data)
+    return Check("active job", OK, f"job {job.id} {job.status}, run by {job.lease_owner}", data)
+
+
 def check_conflicts(session: Session, config) -> Check:
     from crmsync.db.models import ConflictRecord
     n = session.scalar(select(func.count()).select_from(ConflictRecord).where(
@@ -229,6 +246,7 @@ def diagnose_config(session: Session, config) -> list[Check]:
         _check("credentials", check_credentials, session, config),
         _check("rate headroom", check_rate_headroom, config),
         _check("recent jobs", check_recent_jobs, session, config),
+        _check("active job", check_active_job, session, config),
         _check("pending conflicts", check_conflicts, session, config),
         _check("webhook events", check_webhook_events, session, config),
         _check("unmapped custom fields", check_unmapped_custom_fields, session, config),
