@@ -124,3 +124,20 @@ def test_missing_secret_key_is_clear(run):
     r = run("credentials", "set", "--name", "x", "--platform", "hubspot", "--stdin", stdin="tok",
             extra_env={"CRMSYNC_SECRET_KEY": ""})
     assert r.returncode == 2 and "CRMSYNC_SECRET_KEY" in r.stderr
+
+
+def test_downgrade_needs_a_target_and_yes(run, db_url, tmp_path):
+    from sqlalchemy import inspect
+
+    from crmsync.db import get_engine
+    assert run("db", "upgrade").returncode == 0
+    for args in ((), ("--revision", "base"), ("--yes",)):
+        r = run("db", "downgrade", *args)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "crm_sync_configs" in inspect(get_engine(db_url)).get_table_names()
+    sqlite = {"CRMSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'down.db'}"}
+    assert run("db", "upgrade", extra_env=sqlite).returncode == 0
+    assert ok_json(run("db", "downgrade", "--revision", "base", "--yes", "--json", extra_env=sqlite)) == \
+        {"revision": None}
+    r = run("db", "downgrade", "--revision", "no-such-revision", "--yes", extra_env=sqlite)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr

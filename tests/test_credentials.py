@@ -1,3 +1,4 @@
+import json
 import subprocess
 
 import pytest
@@ -125,3 +126,51 @@ def test_replacing_an_entry_is_explicit_and_keeps_its_platform_while_in_use(db_u
         vault.store(s, name="hook", platform="webhook", value={"secret": "new"}, replace=True)
     with session_scope(db_url) as s:
         assert vault.read(s, ids[1], tenant_id=ids[0]) == {"secret": "new"}
+
+
+def _cli(*args, stdin=None, env=None):
+    from click.testing import CliRunner
+
+    from crmsync.cli import main
+    return CliRunner().invoke(main, list(args), input=stdin, env=env)
+
+
+def _entries(db_url):
+    from sqlalchemy import func, select
+    with session_scope(db_url) as s:
+        return s.scalar(select(func.count()).select_from(VaultSecret))
+
+
+@pytest.mark.parametrize("args,stdin,env", [
+    (["--name", "", "--stdin"], "s3cr3t", None),
+    (["--name", "  ", "--stdin"], "s3cr3t", None),
+    (["--name", "hs", "--stdin"], "s3cr3t\x00en", None),
+    (["--name", "hs", "--stdin"], "pat-na1-s3cr3t\r\nX-Injected: 1", None),
+    (["--name", "hs", "--from-env", "TOKEN_WITH_CR"], None, {"TOKEN_WITH_CR": "s3cr3t\rmore"}),
+    (["--name", "hs", "--stdin"], "s3cr3t" * (1024 * 1024), None),
+    (["--name", "hs", "--stdin", "--tenant", "not-a-tenant"], "s3cr3t", None),
+])
+def test_set_refuses_bad_names_and_secrets_with_exit_2(crmsync_env, db_url, args, stdin, env):
+    result = _cli("credentials", "set", "--platform", "hubspot", *args, "--json", stdin=stdin, env=env)
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+    assert "s3cr3t" not in result.stderr
+    assert _entries(db_url) == 0
+
+
+def test_set_replaces_only_when_asked_and_names_the_configs_using_the_entry(crmsync_env, db_url):
+    first = _cli("credentials", "set", "--name", "hook", "--platform", "webhook", "--stdin", "--json", stdin="s1")
+    hook = json.loads(first.stdout)["id"]
+    with session_scope(db_url) as s:
+        config = make_config(s, make_tenant(s), webhook_secret_vault_id=hook).id
+    again = _cli("credentials", "set", "--name", "hook", "--platform", "webhook", "--stdin", stdin="s2")
+    assert again.exit_code == 2 and "--replace" in again.stderr and config in again.stderr
+    moved = _cli("credentials", "set", "--name", "hook", "--platform", "pipedrive", "--stdin", "--replace", stdin="t")
+    assert moved.exit_code == 2 and "--platform" in moved.stderr
+    replaced = _cli("credentials", "set", "--name", "hook", "--platform", "webhook", "--stdin", "--replace", stdin="s2")
+    assert replaced.exit_code == 0, replaced.output
+    assert replaced.stdout.strip() == hook and f"used by configs {config}" in replaced.stderr
+    with session_scope(db_url) as s:
+        entry = s.get(VaultSecret, hook)
+        assert entry.platform == "webhook"
+        assert Vault(TEST_SECRET_KEY).read(s, hook, tenant_id=entry.tenant_id) == {"secret": "s2"}
