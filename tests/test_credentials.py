@@ -103,7 +103,7 @@ def test_secrets_no_crm_call_could_use_are_refused(text):
 
 def test_a_pem_private_key_keeps_its_line_breaks():
     pem = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----"
-    assert secret_from_text("hubspot", '{"private_key": "%s"}' % pem.replace("\n", "\\n")) == {"private_key": pem}
+    assert secret_from_text("hubspot", json.dumps({"private_key": pem})) == {"private_key": pem}
 
 
 def test_replacing_an_entry_is_explicit_and_keeps_its_platform_while_in_use(db_url):

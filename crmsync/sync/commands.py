@@ -62,7 +62,7 @@ def sync_run(config_id, inline, wait, full, force, as_json):
     checkpoints instead of starting anew."""
     from crmsync.configs import ConfigError, get_config
     from crmsync.sync.errors import ConfigDisabled, JobAlreadyActive
-    from crmsync.sync.jobs import active_job, create_job, job_as_dict, lease_expired, resume_job
+    from crmsync.sync.jobs import active_job, create_job, lease_expired, resume_job
     if inline and wait:
         bad_input("give at most one of --inline and --wait")
     with _session() as s:

@@ -22,6 +22,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Self
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -110,7 +111,7 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="crmsync-lease-heartbeat", daemon=True)
 
-    def __enter__(self) -> Heartbeat:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -76,7 +76,7 @@ def run_claimed_job(job_id: str, runner: str, *, database_url: str | None = None
             with session_scope(database_url) as s:
                 start_job(s, job_id, enqueue=False, runner=runner)
             _run_units(job_id, runner, database_url, progress, read_ahead)
-        except Exception as err:  # noqa: BLE001  whatever stopped the run ends the job, reason stored
+        except Exception as err:  # whatever stopped the run ends the job, with its reason
             log.debug("job %s failed", job_id, exc_info=True)
             with session_scope(database_url) as s:
                 fail_job(s, job_id, error_reason(err))

@@ -121,7 +121,7 @@ def test_upgrade_binds_entries_in_use_to_their_tenant_and_keeps_webhook_secrets(
     from sqlalchemy import text
     upgrade(empty_url, "0001")
     with get_engine(empty_url).begin() as conn:
-        tenant, (creds, hook, unused) = _tenant_and_entries(conn, "creds", "hook", "unused")
+        tenant, (creds, hook, _unused) = _tenant_and_entries(conn, "creds", "hook", "unused")
         _config_at_0001(conn, tenant, creds, hook, "1")
     upgrade(empty_url)
     with get_engine(empty_url).connect() as conn:
