@@ -78,7 +78,7 @@ def _verify(session, adapter, route: ConfigRoute, webhook: WebhookRequest) -> No
     state = _state()
     if not route.webhook_secret_vault_id:
         raise Unauthenticated(f"config {route.id} has no webhook secret configured", code="webhook_secret_missing")
-    entry, refreshable = state.secrets.entry(session, route.webhook_secret_vault_id)
+    entry, refreshable = state.secrets.entry(session, route.tenant_id, route.webhook_secret_vault_id)
     try:
         adapter.verify_webhook(webhook, webhook_secret(entry) or "")
         return
@@ -86,7 +86,7 @@ def _verify(session, adapter, route: ConfigRoute, webhook: WebhookRequest) -> No
         if not refreshable:
             raise _rejected(err) from None
     # The cached secret may be stale (rotated); one fresh read decides.
-    entry, _ = state.secrets.entry(session, route.webhook_secret_vault_id, fresh=True)
+    entry, _ = state.secrets.entry(session, route.tenant_id, route.webhook_secret_vault_id, fresh=True)
     try:
         adapter.verify_webhook(webhook, webhook_secret(entry) or "")
     except WebhookRejected as err:

@@ -229,7 +229,8 @@ def test_rotated_secret_is_picked_up_at_once(portal, ingest_app, db_url):
     assert ingest_client.post("/webhooks/hubspot", data=body,
                               headers=hubspot_headers(body, URI, portal.secret)).status_code == 200
     with session_scope(db_url) as s:
-        Vault().replace(s, portal.config.webhook_secret_vault_id, {"secret": "rotated-secret"})
+        Vault().replace(s, portal.config.webhook_secret_vault_id, {"secret": "rotated-secret"},
+                        tenant_id=portal.config.tenant_id)
     body = _body(hubspot_event(portal.account_id))
     assert ingest_client.post("/webhooks/hubspot", data=body,
                               headers=hubspot_headers(body, URI, "rotated-secret")).status_code == 200
