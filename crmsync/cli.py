@@ -11,7 +11,7 @@ import click
 from sqlalchemy import select
 
 from crmsync.console import bad_input, emit, failed, json_option, table
-from crmsync.settings import SettingsError
+from crmsync.settings import SettingsError, configure_logging, get_settings
 
 DOMAIN_COMMANDS = {
     "sandbox": "crmsync.sandbox.commands:sandbox",
@@ -44,6 +44,7 @@ class CrmsyncGroup(click.Group):
 
     def invoke(self, ctx):
         try:
+            configure_logging(get_settings())
             return super().invoke(ctx)
         except SettingsError as err:
             bad_input(f"bad setting {err}")
@@ -209,10 +210,14 @@ def _csv(value):
 @click.option("--field-mapping", multiple=True, metavar="LOCAL=REMOTE")
 @click.option("--value-mapping", multiple=True, metavar="ENTITY.FIELD=LOCAL:REMOTE",
               help="Translate a value at this CRM's boundary, e.g. deal.stage=qualified:qualifiedtobuy")
+@click.option("--legacy-webhook-signatures", "legacy_signatures", is_flag=True,
+              help="Also accept HubSpot v1/v2 webhook signatures (no timestamp: replayable). Only for an "
+                   "app that cannot sign with v3.")
 @click.option("--disabled", is_flag=True, help="Create it disabled.")
 @json_option
 def configs_create(tenant_id, platform, credentials_vault_id, direction, frequency, strategy, source_priority,
-                   entities, base_url, account_id, webhook_secret, field_mapping, value_mapping, disabled, as_json):
+                   entities, base_url, account_id, webhook_secret, field_mapping, value_mapping, legacy_signatures,
+                   disabled, as_json):
     """Create a sync config; the CRM account id is looked up when not given."""
     from crmsync.configs import ConfigError, config_as_dict, create_config
     try:
@@ -237,7 +242,7 @@ def configs_create(tenant_id, platform, credentials_vault_id, direction, frequen
             "conflict_strategy": strategy, "source_priority": _csv(source_priority),
             "entities": _csv(entities), "api_base_url": base_url, "account_id": account_id,
             "webhook_secret_vault_id": webhook_secret, "field_mappings": mappings, "value_mappings": values,
-            "enabled": not disabled}
+            "webhook_legacy_signatures": legacy_signatures, "enabled": not disabled}
     data = {k: v for k, v in data.items() if v is not None}
     with _session() as s:
         try:

@@ -44,6 +44,7 @@ class SyncConfigSchema(Schema):
     api_base_url = fields.Url(load_default=None, require_tld=False, schemes={"http", "https"})
     account_id = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
     webhook_secret_vault_id = fields.UUID(load_default=None)
+    webhook_legacy_signatures = fields.Boolean(load_default=False)
     field_mappings = fields.Dict(keys=fields.String(), values=fields.String(validate=validate.Length(min=1)),
                                  load_default=dict)
     value_mappings = fields.Dict(keys=fields.String(), values=fields.Dict(keys=fields.String(), values=fields.String()),
@@ -151,6 +152,7 @@ def create_config(session: Session, data: dict[str, Any], *, now: datetime | Non
         source_priority=priority,
         credentials_vault_id=str(clean["credentials_vault_id"]),
         webhook_secret_vault_id=str(clean["webhook_secret_vault_id"]) if clean["webhook_secret_vault_id"] else None,
+        webhook_legacy_signatures=clean["webhook_legacy_signatures"],
         field_mappings=clean["field_mappings"],
         value_mappings=clean["value_mappings"],
         account_id=clean["account_id"],

@@ -52,6 +52,13 @@ SEARCH_LIMIT = 200
 DEFAULT_LOOKBACK = timedelta(minutes=5)
 
 
+def search_lookback() -> timedelta:
+    """CRMSYNC_SEARCH_LOOKBACK_SECONDS (DEFAULT_LOOKBACK unless set): the search index shows writes
+    late, so an incremental listing starts this long before its checkpoint."""
+    from crmsync.settings import get_settings
+    return timedelta(seconds=get_settings().search_lookback_seconds)
+
+
 @dataclass
 class BatchItem:
     """The outcome of one input of a batch call, at the input's position."""
