@@ -106,3 +106,26 @@ def test_validation(tenant_key, ingest_client, db_url):
                                       "Content-Type": "application/x-www-form-urlencoded"})
     assert res.status_code == 415
     assert _rows(db_url) == []
+
+
+@pytest.mark.parametrize("event_type,field,value", [
+    ("email_replied", "occurred_at", "9999-12-31T23:59:59-12:00"),   # year 10000 once in UTC
+    ("email_replied", "received_at", "0001-01-01T00:00:00+01:00"),   # 1 BC once in UTC
+    ("meeting_scheduled", "meeting_date", "0000-06-01T00:00:00Z"),   # year 0
+    ("email_opened", "opened_at", "9999-12-31T23:59:59-00:01"),
+])
+def test_instants_outside_the_years_1_to_9999_in_utc_are_refused_naming_the_field(
+        event_type, field, value, tenant_key, ingest_client, ingest_queue, db_url):
+    # PostgreSQL stored them (202), then no reader could load the row: `webhooks list` failed for
+    # every tenant and automation retried the event forever.
+    _, key = tenant_key
+    required = {"email_replied": {"sender_email": "ada@example.org"}, "email_opened": {"recipient_email": "a@b.org"},
+                "meeting_scheduled": {"contact_email": "ada@example.org", "meeting_date": "2025-03-01T10:00:00Z"}}
+    res = _post(ingest_client, event_type, {**required[event_type], field: value}, key)
+    assert res.status_code == 422 and res.json["error"] == "invalid_event", res.json
+    assert list(res.json["details"]) == [field]
+    assert _rows(db_url) == [] and ingest_queue.tasks() == []
+    # The edge itself is fine.
+    res = _post(ingest_client, event_type, {**required[event_type], field: "9999-12-31T23:59:59+00:00"}, key)
+    assert res.status_code == 202, res.json
+    assert [r.event_type for r in _rows(db_url)] == [event_type]
