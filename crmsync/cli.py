@@ -10,7 +10,7 @@ import sys
 import click
 from sqlalchemy import select
 
-from crmsync.console import bad_input, emit, failed, json_option, table
+from crmsync.console import ID, NAME, bad_input, emit, failed, json_option, table
 from crmsync.settings import SettingsError, configure_logging, get_settings
 
 DOMAIN_COMMANDS = {
@@ -42,12 +42,43 @@ class CrmsyncGroup(click.Group):
                 raise
             return None
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """click's main, with every refusal on one line: a usage error is `error: ...` and exit 2
+        (click's own page of usage text would hide the one line the contract promises)."""
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as err:
+            if not standalone_mode:
+                raise
+            click.echo(f"error: {' '.join(err.format_message().split())}", err=True)
+            sys.exit(err.exit_code)
+        except click.Abort:
+            if not standalone_mode:
+                raise
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        if not standalone_mode:
+            return result
+        sys.exit(result if isinstance(result, int) else 0)
+
     def invoke(self, ctx):
+        from sqlalchemy.exc import DataError, DBAPIError
         try:
             configure_logging(get_settings())
             return super().invoke(ctx)
         except SettingsError as err:
             bad_input(f"bad setting {err}")
+        except DataError as err:
+            # A value the columns cannot hold that no check caught before: still the caller's input.
+            bad_input(f"the database refused a value: {_first_line(err.orig)}")
+        except DBAPIError as err:
+            # Unreachable, refused login, gone mid-command: one line, never the driver's traceback.
+            failed(f"database error ({get_settings().redacted()['database_url']}): {_first_line(err.orig)}")
+
+
+def _first_line(err) -> str:
+    text = str(err).strip()
+    return (text.splitlines() or [type(err).__name__])[0][:300]
 
 
 @click.group(cls=CrmsyncGroup)
@@ -106,7 +137,7 @@ def tenants():
 
 
 @tenants.command("create")
-@click.option("--name", required=True)
+@click.option("--name", required=True, type=NAME)
 @json_option
 def tenants_create(name, as_json):
     from crmsync.configs import ConfigError, create_tenant
@@ -136,7 +167,7 @@ def credentials():
 
 
 @credentials.command("set")
-@click.option("--name", required=True)
+@click.option("--name", required=True, type=NAME)
 @click.option("--platform", required=True, type=click.Choice(["hubspot", "pipedrive", "webhook", "api"]))
 @click.option("--from-env", "from_env", metavar="VAR", help="Read the secret from this environment variable.")
 @click.option("--stdin", "from_stdin", is_flag=True, help="Read the secret from standard input.")
@@ -262,7 +293,7 @@ def configs_create(tenant_id, platform, credentials_vault_id, direction, frequen
 
 
 @configs.command("list")
-@click.option("--tenant", "tenant_id")
+@click.option("--tenant", "tenant_id", type=ID)
 @json_option
 def configs_list(tenant_id, as_json):
     from crmsync.configs import config_as_dict
