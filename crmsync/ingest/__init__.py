@@ -98,6 +98,8 @@ def create_app(settings: Settings | None = None, *, proxy_hops: int | None = Non
     app = Flask("crmsync.ingest")
     # One byte over our limit: werkzeug stops a chunked body silently at this bound, so the byte
     # past our own limit must still be readable for raw_body to see the body is too large.
+    # Only the methods each route names: an automatic OPTIONS answered 200 where the document says 405.
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes + 1
     app.json.sort_keys = False
     app.extensions["crmsync_ingest"] = IngestState(settings, public_url=public_url)

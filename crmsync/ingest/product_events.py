@@ -30,6 +30,15 @@ def _instant(**kw):
     return fields.AwareDateTime(validate=_representable_in_utc, **kw)
 
 
+class WholeNumber(fields.Integer):
+    """An integer as JSON Schema (and so /openapi.json) has it: 90 or 90.0, never 2.5e-42 cut to 0."""
+
+    def _validated(self, value):
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
 def _lower_email(**kw):
     return fields.Email(validate=validate.Length(max=320), **kw)
 
@@ -71,7 +80,7 @@ class EmailOpenedSchema(ProductEventSchema):
 class MeetingScheduledSchema(ProductEventSchema):
     contact_email = _lower_email(required=True, metadata={"description": "The invitee (matched to a contact)."})
     meeting_date = _instant(required=True, metadata={"description": "Start, ISO 8601 with zone."})
-    duration_minutes = fields.Integer(validate=validate.Range(min=0, max=24 * 60))
+    duration_minutes = WholeNumber(validate=validate.Range(min=0, max=24 * 60))
     title = fields.String(validate=_text)
     location = fields.String(validate=_text)
     meeting_url = fields.Url(validate=validate.Length(max=2000))

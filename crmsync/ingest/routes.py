@@ -257,8 +257,9 @@ def product_event(event_type: str):
         event_key = idem or str(uuid.uuid4())
         occurred = None
         if payload.get("occurred_at"):
-            from datetime import datetime
-            occurred = datetime.fromisoformat(payload["occurred_at"])
+            from datetime import UTC, datetime
+            # In UTC: PostgreSQL takes offsets up to 15:59, ISO 8601 (and Python) up to 23:59.
+            occurred = datetime.fromisoformat(payload["occurred_at"]).astimezone(UTC)
         row = {"id": str(uuid.uuid4()), "tenant_id": tenant_id, "config_id": None, "platform": "product",
                "account_id": tenant_id, "event_key": event_key, "event_type": event_type, "entity_type": None,
                "external_id": None, "payload": payload, "processed": False, "attempts": 0,

@@ -375,3 +375,13 @@ def test_the_embedded_sqlite_default_stores_and_deduplicates_too(monkeypatch, in
         ingest_queue.run("crmsync.events.split")
     assert _count(sqlite_url) == 2
     assert [name for name, _ in ingest_queue.tasks()] == ["crmsync.events.process"]
+
+
+@pytest.mark.parametrize("portal_id", [0, -5, True, "abc", 1.5, None, 0.0])
+def test_a_portal_id_that_is_not_a_positive_whole_number_is_400(portal_id, portal, ingest_client, db_url):
+    # The document says portalId >= 1; 0 was routed as an unknown portal.
+    body = _body({**hubspot_event(portal.account_id), "portalId": portal_id})
+    res = ingest_client.post("/webhooks/hubspot", data=body, headers=hubspot_headers(body, URI, portal.secret))
+    assert res.status_code == 400 and res.json["error"] == "malformed_body", res.json
+    assert "portal" in res.json["message"]
+    assert _count(db_url) == 0

@@ -474,7 +474,7 @@ class HubSpotAdapter(Adapter):
 
     @classmethod
     def webhook_accounts(cls, body: bytes) -> list[str | None]:
-        return [str(raw["portalId"]) for raw in webhooks.checked_events(body)]
+        return [webhooks.portal_id(raw["portalId"]) for raw in webhooks.checked_events(body)]
 
     @classmethod
     def webhook_signers(cls, body: bytes) -> set[str]:

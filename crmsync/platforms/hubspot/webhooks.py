@@ -148,10 +148,30 @@ def signing_portals(body: bytes) -> set[str]:
     data = _json(body)
     if not isinstance(data, list):
         raise WebhookRejected("webhook body must be a JSON array of events", http_status=400, platform=PLATFORM)
-    portals = {str(e["portalId"]) for e in data if isinstance(e, dict) and e.get("portalId") not in (None, "")}
+    portals = set()
+    for n, event in enumerate(data):
+        if isinstance(event, dict) and "portalId" in event:
+            portal = portal_id(event["portalId"])
+            if portal is None:
+                raise WebhookRejected(f"event {n}: portalId must be a positive whole number", http_status=400,
+                                      platform=PLATFORM)
+            portals.add(portal)
     if not portals:
         raise WebhookRejected("no event names a HubSpot portal (portalId)", http_status=400, platform=PLATFORM)
     return portals
+
+
+def portal_id(value: Any) -> str | None:
+    """A HubSpot account id (a positive integer; sent as a JSON number) as text, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():   # 42.0 is an integer to JSON Schema too
+        value = int(value)
+    if isinstance(value, int):
+        return str(value) if value > 0 else None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and int(value) > 0:
+        return str(int(value))
+    return None
 
 
 def checked_events(body: bytes) -> list[dict]:
@@ -167,9 +187,9 @@ def checked_events(body: bytes) -> list[dict]:
             raise WebhookRejected(f"event {n} is not an object", http_status=400, platform=PLATFORM)
         subscription = raw.get("subscriptionType") or raw.get("eventType")
         if (not isinstance(subscription, str) or "." not in subscription or raw.get("objectId") is None
-                or raw.get("portalId") in (None, "") or raw.get("eventId") is None):
+                or portal_id(raw.get("portalId")) is None or raw.get("eventId") is None):
             missing = [k for k, v in (("subscriptionType", subscription), ("objectId", raw.get("objectId")),
-                                      ("portalId", raw.get("portalId") or None), ("eventId", raw.get("eventId")))
+                                      ("portalId", portal_id(raw.get("portalId"))), ("eventId", raw.get("eventId")))
                        if v is None]
             raise WebhookRejected(f"event {n} lacks {', '.join(missing) or 'a valid subscriptionType'}",
                                   http_status=400, platform=PLATFORM)
@@ -199,7 +219,7 @@ def _event(raw: dict) -> WebhookEvent:
     key = ":".join(str(p) for p in (subscription, raw.get("objectTypeId") or "", raw["objectId"],
                                     raw["eventId"], raw.get("occurredAt") or ""))
     return WebhookEvent(
-        platform=PLATFORM, account_id=str(raw["portalId"]), event_key=key, entity=entity, action=action,
+        platform=PLATFORM, account_id=portal_id(raw["portalId"]), event_key=key, entity=entity, action=action,
         external_id=_external_id(object_type, object_id), occurred_at=_when(raw.get("occurredAt")),
         property_name=raw.get("propertyName"), property_value=raw.get("propertyValue"),
         merged_ids=merged, payload=raw)
