@@ -10,8 +10,8 @@ import sys
 import click
 from sqlalchemy import select
 
-from crmsync.console import bad_input, emit, failed, json_option, table
-from crmsync.settings import SettingsError
+from crmsync.console import ID, NAME, bad_input, emit, failed, json_option, table
+from crmsync.settings import SettingsError, configure_logging, get_settings
 
 DOMAIN_COMMANDS = {
     "sandbox": "crmsync.sandbox.commands:sandbox",
@@ -42,11 +42,43 @@ class CrmsyncGroup(click.Group):
                 raise
             return None
 
-    def invoke(self, ctx):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """click's main, with every refusal on one line: a usage error is `error: ...` and exit 2
+        (click's own page of usage text would hide the one line the contract promises)."""
         try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as err:
+            if not standalone_mode:
+                raise
+            click.echo(f"error: {' '.join(err.format_message().split())}", err=True)
+            sys.exit(err.exit_code)
+        except click.Abort:
+            if not standalone_mode:
+                raise
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        if not standalone_mode:
+            return result
+        sys.exit(result if isinstance(result, int) else 0)
+
+    def invoke(self, ctx):
+        from sqlalchemy.exc import DataError, DBAPIError
+        try:
+            configure_logging(get_settings())
             return super().invoke(ctx)
         except SettingsError as err:
             bad_input(f"bad setting {err}")
+        except DataError as err:
+            # A value the columns cannot hold that no check caught before: still the caller's input.
+            bad_input(f"the database refused a value: {_first_line(err.orig)}")
+        except DBAPIError as err:
+            # Unreachable, refused login, gone mid-command: one line, never the driver's traceback.
+            failed(f"database error ({get_settings().redacted()['database_url']}): {_first_line(err.orig)}")
+
+
+def _first_line(err) -> str:
+    text = str(err).strip()
+    return (text.splitlines() or [type(err).__name__])[0][:300]
 
 
 @click.group(cls=CrmsyncGroup)
@@ -115,7 +147,7 @@ def tenants():
 
 
 @tenants.command("create")
-@click.option("--name", required=True)
+@click.option("--name", required=True, type=NAME)
 @json_option
 def tenants_create(name, as_json):
     from crmsync.configs import ConfigError, create_tenant
@@ -145,7 +177,7 @@ def credentials():
 
 
 @credentials.command("set")
-@click.option("--name", required=True)
+@click.option("--name", required=True, type=NAME)
 @click.option("--platform", required=True, type=click.Choice(["hubspot", "pipedrive", "webhook", "api"]))
 @click.option("--from-env", "from_env", metavar="VAR", help="Read the secret from this environment variable.")
 @click.option("--stdin", "from_stdin", is_flag=True, help="Read the secret from standard input.")
@@ -238,10 +270,14 @@ def _csv(value):
 @click.option("--field-mapping", multiple=True, metavar="LOCAL=REMOTE")
 @click.option("--value-mapping", multiple=True, metavar="ENTITY.FIELD=LOCAL:REMOTE",
               help="Translate a value at this CRM's boundary, e.g. deal.stage=qualified:qualifiedtobuy")
+@click.option("--legacy-webhook-signatures", "legacy_signatures", is_flag=True,
+              help="Also accept HubSpot v1/v2 webhook signatures (no timestamp: replayable). Only for an "
+                   "app that cannot sign with v3.")
 @click.option("--disabled", is_flag=True, help="Create it disabled.")
 @json_option
 def configs_create(tenant_id, platform, credentials_vault_id, direction, frequency, strategy, source_priority,
-                   entities, base_url, account_id, webhook_secret, field_mapping, value_mapping, disabled, as_json):
+                   entities, base_url, account_id, webhook_secret, field_mapping, value_mapping, legacy_signatures,
+                   disabled, as_json):
     """Create a sync config; the CRM is asked which account the credentials open (a given
     --account-id must be that one)."""
     from crmsync.configs import AccountCheckFailed, ConfigError, config_as_dict, create_config, verify_account
@@ -267,7 +303,7 @@ def configs_create(tenant_id, platform, credentials_vault_id, direction, frequen
             "conflict_strategy": strategy, "source_priority": _csv(source_priority),
             "entities": _csv(entities), "api_base_url": base_url, "account_id": account_id,
             "webhook_secret_vault_id": webhook_secret, "field_mappings": mappings, "value_mappings": values,
-            "enabled": not disabled}
+            "webhook_legacy_signatures": legacy_signatures, "enabled": not disabled}
     data = {k: v for k, v in data.items() if v is not None}
     with _session() as s:
         try:
@@ -282,7 +318,7 @@ def configs_create(tenant_id, platform, credentials_vault_id, direction, frequen
 
 
 @configs.command("list")
-@click.option("--tenant", "tenant_id")
+@click.option("--tenant", "tenant_id", type=ID)
 @json_option
 def configs_list(tenant_id, as_json):
     from crmsync.configs import config_as_dict

@@ -19,6 +19,8 @@ from crmsync.platforms import platform_names
 DIRECTIONS = ("push", "pull", "bidirectional")
 STRATEGIES = ("timestamp_based", "source_priority", "field_merge", "manual_review")
 LOCAL = "local"
+MAX_FREQUENCY_MINUTES = 366 * 24 * 60
+MAX_NAME_LENGTH = 200      # tenant names, as the column holds
 
 
 class ConfigError(Fatal):
@@ -38,13 +40,17 @@ class SyncConfigSchema(Schema):
     platform = fields.String(required=True)
     credentials_vault_id = fields.UUID(required=True)
     sync_direction = fields.String(load_default="bidirectional", validate=validate.OneOf(DIRECTIONS))
-    sync_frequency_minutes = fields.Integer(load_default=60, strict=True, validate=validate.Range(min=0))
+    # At most a year between scheduled runs (a larger number is a typo, and the column is 32-bit).
+    sync_frequency_minutes = fields.Integer(load_default=60, strict=True,
+                                            validate=validate.Range(min=0, max=MAX_FREQUENCY_MINUTES))
     conflict_strategy = fields.String(load_default="timestamp_based", validate=validate.OneOf(STRATEGIES))
     source_priority = fields.List(fields.String(), load_default=None)
     entities = fields.List(fields.String(), load_default=None)
-    api_base_url = fields.Url(load_default=None, require_tld=False, schemes={"http", "https"})
+    api_base_url = fields.Url(load_default=None, require_tld=False, schemes={"http", "https"},
+                              validate=validate.Length(max=500))
     account_id = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
     webhook_secret_vault_id = fields.UUID(load_default=None)
+    webhook_legacy_signatures = fields.Boolean(load_default=False)
     field_mappings = fields.Dict(keys=fields.String(), values=fields.String(validate=validate.Length(min=1)),
                                  load_default=dict)
     value_mappings = fields.Dict(keys=fields.String(), values=fields.Dict(keys=fields.String(), values=fields.String()),
@@ -109,6 +115,8 @@ def create_tenant(session: Session, name: str) -> Tenant:
     name = (name or "").strip()
     if not name:
         raise ConfigError("a tenant needs a name", field="name")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ConfigError(f"a tenant name has at most {MAX_NAME_LENGTH} characters, not {len(name)}", field="name")
     if session.scalar(select(Tenant).where(Tenant.name == name)):
         raise ConfigError(f"a tenant called {name!r} exists", field="name")
     tenant = Tenant(id=new_id(), name=name)
@@ -150,6 +158,7 @@ def create_config(session: Session, data: dict[str, Any], *, now: datetime | Non
         source_priority=priority,
         credentials_vault_id=str(clean["credentials_vault_id"]),
         webhook_secret_vault_id=str(clean["webhook_secret_vault_id"]) if clean["webhook_secret_vault_id"] else None,
+        webhook_legacy_signatures=clean["webhook_legacy_signatures"],
         field_mappings=clean["field_mappings"],
         value_mappings=clean["value_mappings"],
         account_id=clean["account_id"],

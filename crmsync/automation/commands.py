@@ -9,7 +9,7 @@ from typing import Any
 import click
 from sqlalchemy import select
 
-from crmsync.console import bad_input, emit, json_option, table
+from crmsync.console import ID, LIMIT, bad_input, emit, json_option, table
 
 
 def _session():
@@ -203,10 +203,10 @@ def _flat_conditions(conditions: list[dict]) -> list[dict]:
 
 
 @rules.command("runs")
-@click.option("--tenant", "tenant_id")
+@click.option("--tenant", "tenant_id", type=ID)
 @click.option("--rule", "rule_name", help="Only this rule (name or id; needs --tenant unless there is one).")
 @click.option("--event", "event_id", help="Only runs for this event id.")
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", type=LIMIT, default=50, show_default=True)
 @json_option
 def rules_runs(tenant_id, rule_name, event_id, limit, as_json):
     """The run log: which rule ran for which event, its outcome and the records it wrote."""

@@ -31,6 +31,9 @@ from crmsync.automation.variables import ANY, DATETIME, TEXT, resolve_kind
 UNITS = {"minute": "minutes", "minutes": "minutes", "hour": "hours", "hours": "hours",
          "day": "days", "days": "days", "week": "weeks", "weeks": "weeks"}
 
+# A rule moves dates by days or months, not ages: a longer shift is a typo, and ~2.7 million years
+# (99999999999 weeks) overflowed Python's dates when the rule ran, after `rules apply` had taken it.
+MAX_SHIFT = timedelta(days=100 * 366)
 _TOKEN = re.compile(r"\s*(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<number>\d+(?:\.\d+)?)|(?P<op>[.+-]))")
 
 
@@ -192,12 +195,19 @@ def _parse_expression(body: str, offset: int) -> Expression:
         if op[1] not in "+-" or op[0] != "op":
             raise TemplateError(f"expected '+' or '-', found {op[1]!r}", op[2])
         pos += 1
-        amount = float(take("number", "a number")[1])
+        number = take("number", "a number")[1]
+        amount = float(number)
         unit_tok = take("name", "a unit (minutes, hours, days, weeks)")
         unit = UNITS.get(unit_tok[1].lower())
         if unit is None:
             raise TemplateError(f"unknown unit {unit_tok[1]!r}; use minutes, hours, days or weeks", unit_tok[2])
         shifts.append(Shift(1 if op[1] == "+" else -1, amount, unit))
+        try:
+            total = sum((abs(s.delta()) for s in shifts), timedelta())
+        except OverflowError:
+            total = None
+        if total is None or total > MAX_SHIFT:
+            raise TemplateError(f"shifts dates by more than 100 years ({number} {unit})", unit_tok[2])
     return Expression(".".join(names), tuple(shifts), offset, "{" + body + "}")
 
 
@@ -238,8 +248,11 @@ def evaluate(expr: Expression, context: dict[str, Any]) -> Any:
     moment = as_datetime(value)
     if moment is None:
         return None          # no date to move: the field stays empty rather than wrong
-    for shift in expr.shifts:
-        moment = moment + shift.delta()
+    try:
+        for shift in expr.shifts:
+            moment = moment + shift.delta()
+    except OverflowError:
+        return None          # moved past the year 9999: no date rather than a crash
     return moment
 
 

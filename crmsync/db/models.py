@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, foreign, mapped_column, relationship
@@ -104,6 +105,9 @@ class SyncConfig(Base):
         Uuid(as_uuid=False), ForeignKey("crm_credentials_vault.id", ondelete="RESTRICT"))
     webhook_secret_vault_id: Mapped[str | None] = mapped_column(
         Uuid(as_uuid=False), ForeignKey("crm_credentials_vault.id", ondelete="SET NULL"))
+    # Accept HubSpot's v1/v2 webhook signatures (no timestamp, so replayable) for an app that cannot
+    # sign with v3; off by default.
+    webhook_legacy_signatures: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     field_mappings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # {"deal.stage": {"<local value>": "<this CRM's value>"}}: names that differ between CRMs
     # (deal stages, pipelines, activity types) translated at this config's boundary.

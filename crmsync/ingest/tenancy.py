@@ -26,11 +26,12 @@ class ConfigRoute:
     platform: str
     account_id: str | None
     webhook_secret_vault_id: str | None
+    legacy_signatures: bool = False   # the config accepts HubSpot v1/v2 signatures
 
     @classmethod
     def of(cls, config: SyncConfig) -> ConfigRoute:
         return cls(config.id, config.tenant_id, config.platform, config.account_id,
-                   config.webhook_secret_vault_id)
+                   config.webhook_secret_vault_id, bool(config.webhook_legacy_signatures))
 
 
 class ConfigDirectory:

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 import click
 from sqlalchemy import select
 
-from crmsync.console import bad_input, emit, failed, json_option, table
+from crmsync.console import ID, LIMIT, bad_input, emit, failed, json_option, table
 from crmsync.tasks.names import START_JOB
 
 
@@ -142,20 +142,16 @@ def jobs():
 
 
 @jobs.command("list")
-@click.option("--config", "config_id")
-@click.option("--limit", default=20, show_default=True)
+@click.option("--config", "config_id", type=ID)
+@click.option("--limit", type=LIMIT, default=20, show_default=True)
 @json_option
 def jobs_list(config_id, limit, as_json):
-    from crmsync.configs import ConfigError, parse_id
     from crmsync.db.models import SyncJob
     from crmsync.sync.jobs import job_as_dict
     with _session() as s:
         q = select(SyncJob).order_by(SyncJob.created_at.desc()).limit(limit)
         if config_id:
-            try:
-                q = q.where(SyncJob.sync_config_id == parse_id(config_id, "config"))
-            except ConfigError as err:
-                bad_input(str(err))
+            q = q.where(SyncJob.sync_config_id == config_id)
         rows = [job_as_dict(j) for j in s.scalars(q)]
     emit(rows, as_json, table(rows, ["job_id", "config_id", "status", "trigger", "contacts_synced", "deals_synced",
                                      "conflicts", "created_at", "error"]))
@@ -240,7 +236,7 @@ def conflicts():
 
 @conflicts.command("list")
 @click.option("--status", default="pending", show_default=True)
-@click.option("--tenant", "tenant_id")
+@click.option("--tenant", "tenant_id", type=ID)
 @json_option
 def conflicts_list(status, tenant_id, as_json):
     from crmsync.sync.conflicts import conflict_as_dict, list_conflicts

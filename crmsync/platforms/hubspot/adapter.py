@@ -38,7 +38,7 @@ from crmsync.platforms.errors import Conflict, NotFound, PlatformError, Validati
 
 from . import mapping as m
 from . import webhooks
-from .client import DEFAULT_LOOKBACK, HubSpotClient
+from .client import HubSpotClient, search_lookback
 from .errors import PLATFORM
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class HubSpotAdapter(Adapter):
     def __init__(self, *, credentials: dict, base_url: str | None = None, account_id: str | None = None,
                  field_mappings: Mapping[str, str] | None = None, budget: Any = None, wait: bool = True,
                  save_credentials: Callable[[dict], None] | None = None, cache: Any = None,
-                 redis_client: Any = None, lookback: timedelta = DEFAULT_LOOKBACK,
+                 redis_client: Any = None, lookback: timedelta | None = None,
                  marker_property: str | None = MARKER_PROPERTY, tenant_id: str | None = None,
                  client: HubSpotClient | None = None):
         super().__init__(credentials=credentials, base_url=base_url, account_id=account_id,
@@ -84,7 +84,8 @@ class HubSpotAdapter(Adapter):
             time_zone=(credentials or {}).get("time_zone"),
             limit_overrides=(credentials or {}).get("rate_limits"))
         self.cache = cache if cache is not None else MetadataCache(redis_client)
-        self.lookback = lookback
+        # CRMSYNC_SEARCH_LOOKBACK_SECONDS: how far before the checkpoint an incremental search starts.
+        self.lookback = lookback if lookback is not None else search_lookback()
         self.marker_property = marker_property
         self.tenant_id = tenant_id
 
@@ -478,8 +479,10 @@ class HubSpotAdapter(Adapter):
     # --- webhooks ----------------------------------------------------------------------------
 
     @classmethod
-    def verify_webhook(cls, request: WebhookRequest, secret: str, *, now: datetime | None = None) -> None:
-        webhooks.verify(request, secret, now=now)
+    def verify_webhook(cls, request: WebhookRequest, secret: str, *, now: datetime | None = None,
+                       max_age_seconds: float = webhooks.MAX_AGE_SECONDS, legacy_signatures: bool = False) -> None:
+        webhooks.verify(request, secret, now=now, max_age_seconds=max_age_seconds,
+                        legacy_signatures=legacy_signatures)
 
     @classmethod
     def parse_webhook(cls, body: bytes) -> list[WebhookEvent]:
@@ -487,7 +490,12 @@ class HubSpotAdapter(Adapter):
 
     @classmethod
     def webhook_accounts(cls, body: bytes) -> list[str | None]:
-        return [str(raw["portalId"]) for raw in webhooks.checked_events(body)]
+        return [webhooks.portal_id(raw["portalId"]) for raw in webhooks.checked_events(body)]
+
+    @classmethod
+    def webhook_signers(cls, body: bytes) -> set[str]:
+        """The portals whose secrets sign a delivery (one endpoint serves every portal)."""
+        return webhooks.signing_portals(body)
 
 
 _PRIMARY_TYPE_IDS = {1, 2, 5, 6}

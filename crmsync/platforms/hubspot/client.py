@@ -44,6 +44,13 @@ DEFAULT_LOOKBACK = timedelta(minutes=5)
 INTERVAL_HEADER = "X-HubSpot-RateLimit-Interval-Milliseconds"
 
 
+def search_lookback() -> timedelta:
+    """CRMSYNC_SEARCH_LOOKBACK_SECONDS (DEFAULT_LOOKBACK unless set): the search index shows writes
+    late, so an incremental listing starts this long before its checkpoint."""
+    from crmsync.settings import get_settings
+    return timedelta(seconds=get_settings().search_lookback_seconds)
+
+
 @dataclass
 class BatchItem:
     """The outcome of one input of a batch call, at the input's position."""
