@@ -132,6 +132,13 @@ class HubSpotClient:
                                                  self._limit_overrides)
         return self._limits
 
+    def budget_left(self) -> dict[str, int]:
+        """Calls the shared budget would grant this account now, per kind ({} without a budget)."""
+        if self.budget is None:
+            return {}
+        return {kind: self.budget.remaining(PLATFORM, self.budget_account, kind, limit)
+                for kind, limit in self.limits.items()}
+
     def _take_budget(self, kind: str) -> Any:
         """The grant for one call (None without a budget), handed back to `observe` so the slot
         is counted from when the CRM answered."""

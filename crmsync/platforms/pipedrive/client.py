@@ -140,6 +140,16 @@ class PipedriveClient:
         return {KIND_BURST: Limit(80 if oauth else 20, 2.0), KIND_SEARCH: Limit(10, 2.0),
                 KIND_DAILY: Limit.daily(30_000)}
 
+    @property
+    def requests_sent(self) -> int:
+        return self.requests_made
+
+    def budget_left(self) -> dict[str, int]:
+        """Calls the shared budget would grant this account now, per kind ({} without a budget)."""
+        if self.budget is None:
+            return {}
+        return {kind: self.budget.remaining(PLATFORM, self.account, kind, limit) for kind, limit in self._limits.items()}
+
     def _acquire(self, cost: int, search: bool) -> Any:
         """The grant for one call (None without a budget), handed back to `observe` so the slot
         is counted from when Pipedrive answered."""
