@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, cast, func, select, tuple_
+from sqlalchemy import Text, cast, func, literal, select, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
@@ -147,7 +147,8 @@ def queue_page(session: Session, scope: str | None, filters: QueueFilters,
                                      c.conflicting_fields, c.local_snapshot, c.remote_snapshot, c.created_at,
                                      Tenant.name).join(Tenant, Tenant.id == c.tenant_id), scope, filters)
     if after is not None:
-        query = query.where(tuple_(c.created_at, c.id) < tuple_(after[0], after[1]))
+        query = query.where(tuple_(c.created_at, c.id) < tuple_(literal(after[0], c.created_at.type),
+                                                                literal(after[1], c.id.type)))
     rows = session.execute(query.order_by(c.created_at.desc(), c.id.desc()).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]

@@ -233,9 +233,9 @@ def _conflict_context(s, conflict) -> dict[str, Any]:
         "conflict": conflict,
         "tenant": s.get(Tenant, conflict.tenant_id),
         "config": s.get(SyncConfig, conflict.config_id) if conflict.config_id else None,
-        "crm": (conflict.platform or "remote").capitalize().replace("Hubspot", "HubSpot"),
+        "crm": _crm_name(conflict.platform),
         "ours_changed": {"when": row.updated_at if row else None,
-                         "by": _describe_cause(row.last_change_cause) if row else "—"},
+                         "by": _describe_cause(row.last_change_cause) if row else "—"},   # the row's last writer
         "theirs_changed": {"when": link.remote_updated_at if link else None,
                            "by": f"a {conflict.platform} user or integration"},
         "base_when": link.base_at if link else None,
@@ -338,7 +338,7 @@ def save_rule():
         return redirect(back)
     if targets:
         _push(targets)
-    side = "our data" if prefer == "local" else crm
+    side = "our data" if prefer == "local" else _crm_name(crm)
     flash(f"From now on {side} wins {entity} {field} conflicts in this config; {len(targets)} pending "
           f"conflict(s) settled by it.", "ok")
     return redirect(back)
@@ -425,12 +425,25 @@ def _ago(when: datetime | None) -> str:
     return f"in {amount}" if future else f"{amount} ago"
 
 
+CRM_NAMES = {"hubspot": "HubSpot", "pipedrive": "Pipedrive", "salesforce": "Salesforce", "local": "Our database"}
+
+
+def _crm_name(platform: str | None) -> str:
+    return CRM_NAMES.get(platform or "", (platform or "the CRM").capitalize())
+
+
+def _due(when: datetime | None) -> str:
+    if when is None:
+        return "not scheduled"
+    return "due now" if when <= datetime.now(UTC) else _ago(when)
+
+
 def _stamp(when: datetime | None) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if when else "—"
 
 
 def register_filters(app: Flask) -> None:
-    app.jinja_env.filters.update(ago=_ago, stamp=_stamp, short=queries.short)
+    app.jinja_env.filters.update(ago=_ago, stamp=_stamp, short=queries.short, crm=_crm_name, due=_due)
     app.jinja_env.globals.update(urlencode=urlencode, entity_models=ENTITY_MODELS)
 
     @app.context_processor
