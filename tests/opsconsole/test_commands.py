@@ -109,3 +109,38 @@ def test_bad_filters_are_refused_by_name():
     for key in ("yesterday~x", "2026-01-01T00:00:00~00000000-0000-0000-0000-000000000000", "nonsense"):
         with pytest.raises(queries.BadFilter):
             queries.parse_page_key(key)
+
+
+def test_console_serve_answers_and_compose_runs_it(crmsync_env):
+    """`crmsync console serve` starts the app (templates and htmx shipped with the package), and
+    the compose file and Procfile run the same app under gunicorn."""
+    import socket
+    import subprocess
+    import sys
+
+    import requests
+
+    from tests.fixtures.workers import wait_until
+    from tests.workers.test_deploy import ROOT, compose
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "crmsync.cli", "console", "serve", "--port", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/login"), timeout=20)
+        assert "Sign in" in requests.get(f"http://127.0.0.1:{port}/login").text
+        assert requests.get(f"http://127.0.0.1:{port}/static/htmx.min.js").text.startswith("var htmx=")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert "crmsync.opsconsole:create_app()" in compose()["services"]["console"]["command"]
+    assert "console: gunicorn" in (ROOT / "deploy" / "Procfile").read_text()
+
+
+def _answers(url: str) -> bool:
+    import requests
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
