@@ -4,13 +4,11 @@ contributes its own click group (sandbox, sync, webhooks, rules, ...) registered
 from __future__ import annotations
 
 import importlib
-import os
-import sys
 
 import click
 from sqlalchemy import select
 
-from crmsync.console import bad_input, emit, failed, json_option, table
+from crmsync.console import bad_input, emit, failed, json_option, secret_input, table
 from crmsync.settings import SettingsError
 
 DOMAIN_COMMANDS = {
@@ -146,12 +144,7 @@ def credentials_set(name, platform, from_env, from_stdin, as_json):
     from crmsync.credentials import VaultError, secret_from_text
     if bool(from_env) == bool(from_stdin):
         bad_input("give exactly one of --from-env VAR or --stdin")
-    if from_env:
-        text = os.environ.get(from_env)
-        if text is None:
-            bad_input(f"--from-env: environment variable {from_env} is not set")
-    else:
-        text = sys.stdin.read()
+    text = secret_input(from_env)
     vault = _vault()
     try:
         value = secret_from_text(platform, text)

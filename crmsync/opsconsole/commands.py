@@ -1,12 +1,9 @@
 """`crmsync console serve` and `crmsync console users create` (contract: CLI.md)."""
 from __future__ import annotations
 
-import os
-import sys
-
 import click
 
-from crmsync.console import bad_input, emit, json_option
+from crmsync.console import bad_input, emit, json_option, secret_input
 
 
 @click.group()
@@ -47,13 +44,7 @@ def users_create(tenant_id, operator, email, from_env, from_stdin, as_json):
         bad_input("give exactly one of --tenant ID or --operator")
     if from_env and from_stdin:
         bad_input("give at most one of --from-env VAR or --stdin")
-    if from_env:
-        password = os.environ.get(from_env)
-        if password is None:
-            bad_input(f"--from-env: environment variable {from_env} is not set")
-    else:
-        password = sys.stdin.readline()
-    password = password.rstrip("\r\n")
+    password = secret_input(from_env).rstrip("\r\n")
     with session_scope() as s:
         try:
             if tenant_id:
