@@ -1,6 +1,8 @@
 """`crmsync console serve` and `crmsync console users create` (contract: CLI.md)."""
 from __future__ import annotations
 
+import sys
+
 import click
 
 from crmsync.console import bad_input, emit, json_option, secret_input
@@ -33,7 +35,7 @@ def users():
 @click.option("--operator", is_flag=True, help="An operator: sees every tenant.")
 @click.option("--email", required=True)
 @click.option("--from-env", "from_env", metavar="VAR", help="Read the password from this environment variable.")
-@click.option("--stdin", "from_stdin", is_flag=True, help="Read the password from standard input (the default).")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the password from standard input (the default; asked for when it is a terminal).")
 @json_option
 def users_create(tenant_id, operator, email, from_env, from_stdin, as_json):
     """Create a console user; the password is read from stdin or an environment variable, never argv."""
@@ -44,7 +46,10 @@ def users_create(tenant_id, operator, email, from_env, from_stdin, as_json):
         bad_input("give exactly one of --tenant ID or --operator")
     if from_env and from_stdin:
         bad_input("give at most one of --from-env VAR or --stdin")
-    password = secret_input(from_env).rstrip("\r\n")
+    if not from_env and sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    else:
+        password = secret_input(from_env).rstrip("\r\n")
     with session_scope() as s:
         try:
             if tenant_id:
