@@ -4,13 +4,11 @@ contributes its own click group (sandbox, sync, webhooks, rules, ...) registered
 from __future__ import annotations
 
 import importlib
-import os
-import sys
 
 import click
 from sqlalchemy import select
 
-from crmsync.console import ID, NAME, bad_input, emit, failed, json_option, table
+from crmsync.console import ID, NAME, bad_input, emit, failed, json_option, secret_input, table
 from crmsync.settings import SettingsError, configure_logging, get_settings
 
 DOMAIN_COMMANDS = {
@@ -23,6 +21,7 @@ DOMAIN_COMMANDS = {
     "webhooks": "crmsync.ingest.commands:webhooks",
     "ingest": "crmsync.ingest.commands:ingest",
     "rules": "crmsync.automation.commands:rules",
+    "console": "crmsync.opsconsole.commands:console",
 }
 
 
@@ -192,12 +191,7 @@ def credentials_set(name, platform, from_env, from_stdin, tenant_id, replace, as
     from crmsync.db.models import VaultSecret
     if bool(from_env) == bool(from_stdin):
         bad_input("give exactly one of --from-env VAR or --stdin")
-    if from_env:
-        text = os.environ.get(from_env)
-        if text is None:
-            bad_input(f"--from-env: environment variable {from_env} is not set")
-    else:
-        text = sys.stdin.read()
+    text = secret_input(from_env)
     vault = _vault()
     try:
         name = check_name(name)

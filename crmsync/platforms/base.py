@@ -137,6 +137,17 @@ class Adapter(abc.ABC):
         if client is not None:
             client.session.close()
 
+    # --- bookkeeping (a job's requests spent; the console's budget left) -----------------
+    def requests_sent(self) -> int:
+        """HTTP requests this adapter's client has sent so far."""
+        client = getattr(self, "client", None)
+        return client.requests_sent if client is not None and hasattr(client, "requests_sent") else 0
+
+    def budget_left(self) -> dict[str, int]:
+        """Calls the shared rate budget would grant this account now, per kind ({} without one)."""
+        client = getattr(self, "client", None)
+        return client.budget_left() if client is not None and hasattr(client, "budget_left") else {}
+
     # --- identity ---------------------------------------------------------------------
     @abc.abstractmethod
     def account_id(self) -> str:

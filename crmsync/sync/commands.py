@@ -269,8 +269,12 @@ def conflicts_show(conflict_id, as_json):
 @json_option
 def conflicts_resolve(conflict_id, take, values, as_json):
     """Settle a conflict; the result is pushed to the CRM."""
-    from crmsync.settings import get_settings
-    from crmsync.sync.conflicts import conflict_as_dict, resolve_conflict_record
+    from crmsync.sync.conflicts import (
+        conflict_as_dict,
+        push_after_resolution,
+        record_push,
+        resolve_conflict_record,
+    )
     from crmsync.sync.errors import ConflictResolutionError
     parsed = {}
     for item in values:
@@ -286,15 +290,7 @@ def conflicts_resolve(conflict_id, take, values, as_json):
         out = conflict_as_dict(conflict)
         config_id, tenant_id = conflict.config_id, conflict.tenant_id
     # Push the resolution: inline without a broker, else through the workers.
-    if get_settings().inline and config_id:
-        from crmsync.sync.errors import ConfigDisabled, JobAlreadyActive
-        from crmsync.sync.orchestrator import run_job_inline
-        try:
-            out["push_job"] = run_job_inline(config_id, trigger="push")
-        except (JobAlreadyActive, ConfigDisabled) as err:
-            out["push_job"] = {"error": str(err)}
-    else:
-        from crmsync.sync.jobs import request_push
-        with _session() as s:
-            out["push_jobs"] = request_push(s, tenant_id)
+    out.update(push_after_resolution(tenant_id, [config_id]))
+    with _session() as s:
+        record_push(s, [out["id"]], out)
     emit(out, as_json, f"conflict {out['id']} resolved")

@@ -303,6 +303,7 @@ def run_step(session: Session, step_id: str, *, enqueue: bool = True, wait: bool
     from crmsync.settings import get_settings
     from crmsync.sync.connect import connect
     adapter = connect(session, config, wait=get_settings().inline if wait is None else wait)
+    requests_before = adapter.requests_sent()
     try:
         if step.kind == "pull":
             more, result = _pull_page(session, config, adapter, job, step, now, read_ahead)
@@ -320,6 +321,7 @@ def run_step(session: Session, step_id: str, *, enqueue: bool = True, wait: bool
         fail_step(session, step_id, str(err))
         return None
     _count(job, step.entity_type, result)
+    job.counts = {**job.counts, "requests": job.counts.get("requests", 0) + adapter.requests_sent() - requests_before}
     # Counted with the unit's own writes (one UPDATE): a unit that fails rolls back whole anyway.
     step.attempts += 1
     step.updated_at = now
