@@ -4,6 +4,7 @@ contributes its own click group (sandbox, sync, webhooks, rules, ...) registered
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 from sqlalchemy import select
