@@ -29,7 +29,7 @@ def _held(world):
 
 def test_cli_resolution_is_audited_with_the_push_that_followed(make):
     world = make(conflict_strategy="manual_review")
-    ext, local_id, conflict_id = _held(world)
+    ext, _local_id, conflict_id = _held(world)
     refused = cli("conflicts", "resolve", conflict_id, "--value", "phone=" + "9" * 101)
     assert refused.exit_code == 2 and "phone: at most 100 characters" in refused.stderr
     result = cli("conflicts", "resolve", conflict_id, "--value", "first_name=Agreed", "--json")
