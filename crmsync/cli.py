@@ -210,15 +210,19 @@ def _csv(value):
 @click.option("--value-mapping", multiple=True, metavar="ENTITY.FIELD=LOCAL:REMOTE",
               help="Translate a value at this CRM's boundary, e.g. deal.stage=qualified:qualifiedtobuy")
 @click.option("--disabled", is_flag=True, help="Create it disabled.")
+@click.option("--sweep-every", "sweep_every", default="24", show_default=True, metavar="HOURS",
+              help="How often the deletion sweep lists every id (0 = only when asked).")
 @json_option
 def configs_create(tenant_id, platform, credentials_vault_id, direction, frequency, strategy, source_priority,
-                   entities, base_url, account_id, webhook_secret, field_mapping, value_mapping, disabled, as_json):
+                   entities, base_url, account_id, webhook_secret, field_mapping, value_mapping, disabled,
+                   sweep_every, as_json):
     """Create a sync config; the CRM account id is looked up when not given."""
     from crmsync.configs import ConfigError, config_as_dict, create_config
     try:
         frequency_minutes = int(frequency)
     except ValueError:
         bad_input(f"sync_frequency_minutes: not a whole number: {frequency!r}")
+    sweep_hours = _hours(sweep_every)
     mappings = {}
     for item in field_mapping:
         local, sep, remote = item.partition("=")
@@ -237,7 +241,7 @@ def configs_create(tenant_id, platform, credentials_vault_id, direction, frequen
             "conflict_strategy": strategy, "source_priority": _csv(source_priority),
             "entities": _csv(entities), "api_base_url": base_url, "account_id": account_id,
             "webhook_secret_vault_id": webhook_secret, "field_mappings": mappings, "value_mappings": values,
-            "enabled": not disabled}
+            "enabled": not disabled, "sweep_every_hours": sweep_hours}
     data = {k: v for k, v in data.items() if v is not None}
     with _session() as s:
         try:
@@ -269,6 +273,30 @@ def configs_list(tenant_id, as_json):
         rows = [config_as_dict(c) for c in s.scalars(q)]
     emit(rows, as_json, table(rows, ["id", "tenant_id", "platform", "account_id", "sync_direction",
                                      "conflict_strategy", "enabled", "next_sync_at"]))
+
+
+def _hours(text):
+    try:
+        return int(text)
+    except ValueError:
+        bad_input(f"sweep_every_hours: not a whole number of hours: {text!r}")
+
+
+@configs.command("update")
+@click.argument("config_id")
+@click.option("--sweep-every", "sweep_every", required=True, metavar="HOURS",
+              help="How often the deletion sweep lists every id (0 = only when asked).")
+@json_option
+def configs_update(config_id, sweep_every, as_json):
+    """Change a config's deletion sweep cadence."""
+    from crmsync.configs import ConfigError, config_as_dict, set_sweep_every
+    hours = _hours(sweep_every)
+    with _session() as s:
+        try:
+            out = config_as_dict(set_sweep_every(s, config_id, hours))
+        except ConfigError as err:
+            bad_input(str(err))
+    emit(out, as_json, table([out], ["id", "platform", "sweep_every_hours", "next_sweep_at"]))
 
 
 def _config_command(name, action):

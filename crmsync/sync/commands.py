@@ -54,14 +54,18 @@ def sync():
 @click.option("--inline", "inline", is_flag=True, help="Run the whole job in this process.")
 @click.option("--wait", "wait", is_flag=True, help="Enqueue, then follow the job until it ends.")
 @click.option("--full", is_flag=True, help="Ignore checkpoints: list everything again.")
+@click.option("--sweep", is_flag=True, help="Run the deletion sweep and reconciliation now (ids only).")
 @json_option
-def sync_run(config_id, inline, wait, full, as_json):
-    """Sync one config now."""
+def sync_run(config_id, inline, wait, full, sweep, as_json):
+    """Sync one config now (or, with --sweep, find deletions and drift)."""
     from crmsync.configs import ConfigError, get_config
     from crmsync.sync.errors import JobAlreadyActive
     from crmsync.sync.jobs import create_job, job_as_dict
     if inline and wait:
         bad_input("give at most one of --inline and --wait")
+    if sweep and full:
+        bad_input("give at most one of --sweep and --full")
+    trigger = "sweep" if sweep else "manual"
     with _session() as s:
         try:
             config = get_config(s, config_id)
@@ -75,14 +79,14 @@ def sync_run(config_id, inline, wait, full, as_json):
         settle_startup_objects()
         try:
             with progress:
-                job = run_job_inline(config_id, full=full, progress=update)
+                job = run_job_inline(config_id, full=full, trigger=trigger, progress=update)
         except JobAlreadyActive as err:
             failed(str(err))
     else:
         from crmsync.queue import enqueue_after_commit
         with _session() as s:
             try:
-                job_row = create_job(s, get_config(s, config_id), trigger="manual", full=full)
+                job_row = create_job(s, get_config(s, config_id), trigger=trigger, full=full)
             except JobAlreadyActive as err:
                 failed(str(err))
             job_id = job_row.id
@@ -92,9 +96,36 @@ def sync_run(config_id, inline, wait, full, as_json):
             with _session() as s:
                 from crmsync.db.models import SyncJob
                 job = job_as_dict(s.get(SyncJob, job_id))
-    emit(job, as_json, _job_summary(job))
+    if sweep:
+        job["drift"] = (job.get("counts") or {}).get("drift") or {}
+    emit(job, as_json, _job_summary(job) + (_drift_lines(job["drift"]) if sweep else ""))
     if job["status"] == "failed":
         raise SystemExit(1)
+
+
+def _drift_lines(drift: dict) -> str:
+    return "".join(f"\n  {entity}: remote only {d['remote_only']}, local only {d['local_only']}, "
+                   f"diverged {d['diverged']}, repaired {d['repaired']} ({d.get('requests', 0)} requests)"
+                   for entity, d in drift.items())
+
+
+@sync.command("drift")
+@click.argument("config_id")
+@json_option
+def sync_drift(config_id, as_json):
+    """The last deletion sweep's figures: per entity, records on one side only and diverged."""
+    from crmsync.configs import ConfigError, get_config
+    from crmsync.sync.sweep import drift_report
+    with _session() as s:
+        try:
+            report = drift_report(s, get_config(s, config_id))
+        except ConfigError as err:
+            bad_input(str(err))
+    if report["job_id"] is None:
+        text = f"config {report['config_id']}: no sweep yet (crmsync sync run {report['config_id']} --sweep)"
+    else:
+        text = f"sweep {report['job_id']} ({report['status']}, {report['swept_at']})" + _drift_lines(report["entities"])
+    emit(report, as_json, text)
 
 
 def _follow(job_id: str, timeout: float = 3600.0) -> dict:
