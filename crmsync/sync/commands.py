@@ -46,7 +46,7 @@ def _job_summary(job: dict) -> str:
 
 @click.group()
 def sync():
-    """Run syncs."""
+    """Run syncs, the deletion sweep, and see drift."""
 
 
 @sync.command("run")
@@ -130,7 +130,7 @@ def sync_drift(config_id, as_json):
 
 def _follow(job_id: str, timeout: float = 3600.0) -> dict:
     from crmsync.db.models import SyncJob
-    from crmsync.sync.jobs import job_as_dict
+    from crmsync.sync.job_view import job_as_dict
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -156,12 +156,12 @@ def jobs():
 @click.option("--limit", default=20, show_default=True)
 @json_option
 def jobs_list(config_id, limit, as_json):
-    from crmsync.configs import ConfigError, parse_id
     from crmsync.db.models import SyncJob
-    from crmsync.sync.jobs import job_as_dict
+    from crmsync.sync.job_view import job_as_dict
     with _session() as s:
         q = select(SyncJob).order_by(SyncJob.created_at.desc()).limit(limit)
         if config_id:
+            from crmsync.configs import ConfigError, parse_id
             try:
                 q = q.where(SyncJob.sync_config_id == parse_id(config_id, "config"))
             except ConfigError as err:
@@ -177,7 +177,7 @@ def jobs_list(config_id, limit, as_json):
 def jobs_show(job_id, as_json):
     from crmsync.configs import ConfigError, parse_id
     from crmsync.db.models import SyncJob, SyncJobStep
-    from crmsync.sync.jobs import job_as_dict
+    from crmsync.sync.job_view import job_as_dict
     with _session() as s:
         try:
             job = s.get(SyncJob, parse_id(job_id, "job"))

@@ -26,6 +26,7 @@ from crmsync.platforms.base import RemoteRecord
 from crmsync.platforms.errors import PlatformError, RateLimited
 from crmsync.sync.apply import ApplyResult, apply_remote_records
 from crmsync.sync.errors import JobAlreadyActive, SyncError
+from crmsync.sync.job_view import job_as_dict  # noqa: F401  (its home before; `jobs list` imports it alone)
 from crmsync.sync.push import push_batch
 
 ENTITY_ORDER = ("company", "contact", "deal", "activity", "task")
@@ -380,19 +381,3 @@ def request_push(session: Session, tenant_id: str, *, now: datetime | None = Non
         jobs.append(job.id)
         _enqueue(session, True, "crmsync.sync.start_job", job.id)
     return jobs
-
-
-def job_as_dict(job: SyncJob) -> dict:
-    synced = {}
-    conflicts = 0
-    for entity, plural in ENTITY_PLURALS.items():
-        c = (job.counts or {}).get(entity) or {}
-        synced[f"{plural}_synced"] = c.get("created", 0) + c.get("updated", 0) + c.get("deleted", 0)
-        conflicts += c.get("conflicts", 0)
-    duration = ((job.finished_at - job.started_at).total_seconds()
-                if job.finished_at and job.started_at else None)
-    return {"job_id": job.id, "config_id": job.sync_config_id, "tenant_id": job.tenant_id, "status": job.status,
-            "trigger": job.trigger, "full": job.full, **synced, "conflicts": conflicts, "error": job.error,
-            "counts": job.counts, "paused_until": job.paused_until, "created_at": job.created_at,
-            "started_at": job.started_at, "finished_at": job.finished_at, "duration_seconds": duration,
-            "steps_total": job.steps_total, "steps_done": job.steps_done}

@@ -29,9 +29,24 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from crmsync.db.models import ENTITY_MODELS, ConflictRecord, SweepId, SyncCheckpoint, SyncConfig, SyncJob, SyncJobStep, SyncLink
+from crmsync.db.models import (
+    ENTITY_MODELS,
+    ConflictRecord,
+    SweepId,
+    SyncCheckpoint,
+    SyncConfig,
+    SyncJob,
+    SyncJobStep,
+    SyncLink,
+)
 from crmsync.sync import store
-from crmsync.sync.apply import UNSUPPORTED, ApplyResult, apply_remote_deletions, apply_remote_records, remote_flat
+from crmsync.sync.apply import (
+    UNSUPPORTED,
+    ApplyResult,
+    apply_remote_deletions,
+    apply_remote_records,
+    remote_flat,
+)
 
 # CRM records a sweep re-reads per entity to repair (remote-only and diverged); more wait for the
 # next sweep (or `sync run --full`). 1,000 is 10 HubSpot batch reads.
