@@ -1,6 +1,8 @@
 """CLI: `sync run`, `jobs list|show`, `conflicts list|show|resolve` (contract: CLI.md)."""
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 
 import click
@@ -75,7 +77,12 @@ def sync_run(config_id, inline, wait, full, sweep, as_json):
     if inline:
         from crmsync.runtime import settle_startup_objects
         from crmsync.sync.orchestrator import run_job_inline
-        progress, update = _progress_printer(as_json)
+        # A progress display is for a person at a terminal; a script capturing stderr gets none
+        # (nor pays for rich's import and refresh thread).
+        if sys.stderr.isatty():
+            progress, update = _progress_printer(as_json)
+        else:
+            progress, update = contextlib.nullcontext(), None
         settle_startup_objects()
         try:
             with progress:
