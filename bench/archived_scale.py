@@ -101,7 +101,7 @@ def main() -> None:
         job, took = crmsync(env, "sync", "run", config_id, "--sweep", "--inline")
         spent = served(admin, base) - before
         assert job["status"] == "succeeded", job
-        drift = job["drift"]["contact"]
+        drift = job["drift"]["contacts"]
         print(f"deletion sweep: {sum(spent.values())} requests in {took:.1f} s for {live:,} live contacts "
               f"(records/100 = {live // 100:,}); contacts: listed {drift['listed']:,}, remote only "
               f"{drift['remote_only']}, local only {drift['local_only']}, diverged {drift['diverged']}")

@@ -104,7 +104,8 @@ def sync_run(config_id, inline, wait, full, sweep, as_json):
                 from crmsync.db.models import SyncJob
                 job = job_as_dict(s.get(SyncJob, job_id))
     if sweep:
-        job["drift"] = (job.get("counts") or {}).get("drift") or {}
+        from crmsync.entities import ENTITY_PLURALS
+        job["drift"] = {ENTITY_PLURALS[e]: d for e, d in ((job.get("counts") or {}).get("drift") or {}).items()}
     emit(job, as_json, _job_summary(job) + (_drift_lines(job["drift"]) if sweep else ""))
     if job["status"] == "failed":
         raise SystemExit(1)
@@ -128,10 +129,11 @@ def sync_drift(config_id, as_json):
             report = drift_report(s, get_config(s, config_id))
         except ConfigError as err:
             bad_input(str(err))
-    if report["job_id"] is None:
-        text = f"config {report['config_id']}: no sweep yet (crmsync sync run {report['config_id']} --sweep)"
+    if not report:
+        text = f"no sweep yet (crmsync sync run {config_id} --sweep)"
     else:
-        text = f"sweep {report['job_id']} ({report['status']}, {report['swept_at']})" + _drift_lines(report["entities"])
+        first = next(iter(report.values()))
+        text = f"sweep {first['sweep_job_id']} ({first['sweep_status']}, {first['swept_at']})" + _drift_lines(report)
     emit(report, as_json, text)
 
 

@@ -258,12 +258,21 @@ def _local_divergence(session: Session, config: SyncConfig, entity: str, chunk: 
 
 
 def drift_report(session: Session, config: SyncConfig) -> dict[str, Any]:
-    """The last finished sweep's figures per entity (what `crmsync sync drift` prints)."""
+    """The last finished sweep's figures per entity, keyed by the entity's plural as the CLI names
+    them ({"contacts": {"remote_only", "local_only", "diverged", "repaired", "examples", "listed",
+    "requests", "sweep_job_id", "swept_at"}, ...}); {} before the first sweep."""
     job = session.scalar(select(SyncJob).where(SyncJob.sync_config_id == config.id, SyncJob.trigger == "sweep",
                                                SyncJob.status.in_(("succeeded", "failed")))
                          .order_by(SyncJob.created_at.desc()).limit(1))
     if job is None:
-        return {"config_id": config.id, "job_id": None, "swept_at": None, "status": None, "entities": {}}
+        return {}
+    return drift_by_entity(job)
+
+
+def drift_by_entity(job: SyncJob) -> dict[str, Any]:
+    """A sweep job's figures, keyed by the entities' plurals, each with the job it came from."""
+    from crmsync.entities import ENTITY_PLURALS
     drift = (job.counts or {}).get("drift") or {}
-    return {"config_id": config.id, "job_id": job.id, "swept_at": job.finished_at, "status": job.status,
-            "error": job.error, "entities": drift}
+    return {ENTITY_PLURALS[entity]: {**figures, "sweep_job_id": job.id, "swept_at": job.finished_at,
+                                     "sweep_status": job.status}
+            for entity, figures in drift.items()}

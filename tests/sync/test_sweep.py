@@ -119,8 +119,16 @@ def test_sweep_finds_deletions_drift_and_repairs(world):
     result = CliRunner().invoke(main, ["sync", "drift", world.config_id, "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["entities"]["contact"]["remote_only"] == 0 and report["status"] == "succeeded"
-    assert set(report["entities"]) == {"contact", "company", "deal", "activity", "task"}
+    assert set(report) == {"contacts", "companies", "deals", "activities", "tasks"}
+    assert {report["contacts"][k] for k in ("remote_only", "local_only", "diverged", "repaired")} == {0}
+    assert report["contacts"]["sweep_status"] == "succeeded" and report["contacts"]["examples"] == []
+
+
+def test_drift_before_any_sweep_is_empty(world):
+    result = CliRunner().invoke(main, ["sync", "drift", world.config_id, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0 and json.loads(result.stdout) == {}
+    bad = CliRunner().invoke(main, ["sync", "drift", "not-an-id", "--json"])
+    assert bad.exit_code == 2 and "not an id" in bad.output
 
 
 def test_sweep_mass_delete_guard_changes_nothing(world):
@@ -133,6 +141,8 @@ def test_sweep_mass_delete_guard_changes_nothing(world):
     job = json.loads(result.stdout)
     assert job["status"] == "failed" and "refusing to delete 25 of 30 contact records" in job["error"]
     assert len(world.rows()) == 30
+    with session_scope(world.db_url) as s:   # nothing was counted or kept either
+        assert s.scalar(select(func.count()).select_from(SweepId)) == 0
 
 
 def test_push_only_config_counts_but_does_not_delete(world):
