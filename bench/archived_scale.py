@@ -7,7 +7,9 @@ Everything runs through the `crmsync` command, as a user would; requests are cou
     .venv/bin/python bench/archived_scale.py [--contacts 200000] [--archived 100000] [--changes 50]
 
 The server is the sandbox HubSpot in its own process (`--serialise-per-request`, no rate limits).
-Needs the local PostgreSQL; makes and drops its own database.
+crmsync runs as deployed, with Redis (CRMSYNC_BENCH_REDIS_URL, default redis://127.0.0.1:6379/14)
+holding the metadata cache every process shares; without it each process would read the portal's
+property definitions again. Needs the local PostgreSQL; makes and drops its own database.
 """
 from __future__ import annotations
 
@@ -24,8 +26,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.sync_pull import TOKEN  # noqa: E402
-from bench.whole_process import CRMSYNC, start_server  # noqa: E402
+from bench.sync_pull import TOKEN
+from bench.whole_process import CRMSYNC, start_server
 
 
 def served(admin: requests.Session, base: str) -> Counter:
@@ -36,7 +38,7 @@ def served(admin: requests.Session, base: str) -> Counter:
 
 def crmsync(env: dict, *args: str) -> tuple[dict, float]:
     t0 = time.perf_counter()
-    done = subprocess.run([str(CRMSYNC), *args, "--json"], env=env, capture_output=True, text=True)
+    done = subprocess.run([str(CRMSYNC), *args, "--json"], env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"crmsync {' '.join(args)} failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout), time.perf_counter() - t0
@@ -52,10 +54,13 @@ def main() -> None:
     from tests.fixtures.db import create_database, drop_database
     url = create_database("crmsync_bench")
     env = {**os.environ, "CRMSYNC_DATABASE_URL": url, "CRMSYNC_SECRET_KEY": "bench-secret-key-0123456789abcdef"}
-    for var in ("CRMSYNC_BROKER_URL", "CRMSYNC_REDIS_URL"):
-        env.pop(var, None)
+    env.pop("CRMSYNC_BROKER_URL", None)
+    env["CRMSYNC_REDIS_URL"] = os.environ.get("CRMSYNC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
     os.environ.update({k: env[k] for k in ("CRMSYNC_DATABASE_URL", "CRMSYNC_SECRET_KEY")})
+    import redis
+    cache = redis.Redis.from_url(env["CRMSYNC_REDIS_URL"])
     server, base = start_server(args.contacts)
+    ours = None
     admin = requests.Session()
     api = requests.Session()
     api.headers["Authorization"] = f"Bearer {TOKEN}"
@@ -73,6 +78,9 @@ def main() -> None:
         from crmsync.credentials import Vault
         from crmsync.db import session_scope
         portal = admin.get(f"{base}/_sandbox/").json()["portalId"]
+        ours = f"crmsync:cache:hubspot:{portal}:*"
+        for key in cache.scan_iter(ours):        # another run's metadata would hide the first read
+            cache.delete(key)
         with session_scope() as s:
             tenant = create_tenant(s, "bench")
             secret = Vault().store(s, name="bench", platform="hubspot", value={"token": TOKEN, "rate_limits": "none"})
@@ -108,6 +116,8 @@ def main() -> None:
         for endpoint, n in sorted(spent.items()):
             print(f"    {n:>4}  {endpoint}")
     finally:
+        for key in cache.scan_iter(ours) if ours else ():
+            cache.delete(key)
         server.terminate()
         server.wait(10)
         drop_database(url)

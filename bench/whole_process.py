@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.sync_pull import TOKEN, free_port  # noqa: E402
+from bench.sync_pull import TOKEN, free_port
 
 CRMSYNC = Path(sys.executable).parent / "crmsync"
 
@@ -56,7 +57,7 @@ def start_server(contacts: int) -> tuple[subprocess.Popen, str]:
 
 def timed(cmd: list[str], env: dict) -> tuple[float, str]:
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     took = time.perf_counter() - t0
     if done.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -121,7 +122,7 @@ def main() -> None:
             with engine.connect() as conn:
                 conn.execute(text("DROP SCHEMA IF EXISTS hubspot CASCADE"))
                 conn.execute(text("DROP SCHEMA IF EXISTS hubspot_staging CASCADE"))
-            subprocess.run(["rm", "-rf", pipelines])
+            shutil.rmtree(pipelines, ignore_errors=True)
 
         crmsync_cmd = [str(CRMSYNC), "sync", "run", config_id, "--inline", "--json"]
         dlt_cmd = [sys.executable, str(ROOT / "bench" / "dlt_hubspot.py"), base, TOKEN, dlt_url, properties,
@@ -148,7 +149,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(10)
-        subprocess.run(["rm", "-rf", pipelines])
+        shutil.rmtree(pipelines, ignore_errors=True)
         drop_database(url)
 
 

@@ -164,6 +164,10 @@ class Adapter(abc.ABC):
     def list_deleted(self, entity: str, since: datetime | None) -> list[str]:
         """External ids archived or deleted at or after `since`."""
 
+    def refresh_metadata(self, entity: str) -> None:
+        """Forget cached metadata of the entity (field definitions) so the next read loads it
+        afresh; the deletion sweep calls it on its own cadence."""
+
     def list_ids(self, entity: str, cursor: dict | None, page_size: int = 100) -> IdPage:
         """One page of the ids of every live record (cursor None: the first page). The deletion
         sweep compares the whole listing with the sync links."""

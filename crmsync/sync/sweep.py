@@ -65,6 +65,7 @@ def sweep_unit(session: Session, config: SyncConfig, adapter, job: SyncJob, step
     entity = step.entity_type
     state = dict(step.cursor or {})
     if step.pages == 0:
+        adapter.refresh_metadata(entity)      # field definitions are cached between sweeps
         # What an earlier sweep of this config left (it failed before its comparison).
         earlier = select(SyncJob.id).where(SyncJob.sync_config_id == config.id, SyncJob.id != job.id)
         session.execute(delete(SweepId).where(SweepId.tenant_id == config.tenant_id, SweepId.job_id.in_(earlier)))

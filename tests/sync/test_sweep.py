@@ -94,11 +94,12 @@ def test_sweep_finds_deletions_drift_and_repairs(world):
     kinds = Counter(e["kind"] for e in drift["examples"])
     assert kinds == {"local_only": 3, "remote_only": 1, "diverged": 2}
     assert {e["external_id"] for e in drift["examples"] if e["kind"] == "local_only"} == {exts[0], exts[1], None}
-    # ids only: one list page for 38 live contacts, one page per other object type, and one batch
-    # read (+ its association read) to repair the remote-only and missed records.
+    # ids only: one list page for 38 live contacts, one page per other object type; to repair the
+    # remote-only and missed records, the property definitions (the sweep refreshes them), one
+    # batch read and its association read.
     assert drift["listed"] == 38
-    assert spent["GET /crm/v3/objects/{type}"] == 8, spent
-    assert drift["requests"] == 3 and sum(spent.values()) == drift["requests"] + 7, spent  # 7 other types
+    assert spent["GET /crm/v3/objects/{type}"] == 8 and spent["GET /crm/v3/properties/{type}"] == 1, spent
+    assert drift["requests"] == 4 and sum(spent.values()) == drift["requests"] + 7, spent  # 7 other types
     # Repaired: the archived two deleted here, the lost one back, the missed edit merged, and the
     # local edit marked for the push.
     rows = {r["id"]: r for r in world.rows(include_deleted=True)}

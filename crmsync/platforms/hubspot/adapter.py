@@ -45,6 +45,11 @@ from .errors import PLATFORM
 log = logging.getLogger(__name__)
 
 METADATA_TTL = 600.0
+# Property definitions (which custom properties exist, which are writable) are read by every
+# listing, so they are kept a day: an incremental sync then costs its searches alone. The deletion
+# sweep refreshes them (refresh_metadata), so a new custom property is picked up at the next sweep
+# (`crmsync sync run CONFIG --sweep` at once).
+PROPERTIES_TTL = 24 * 3600.0
 MARKER_PROPERTY = "crmsync_id"
 
 
@@ -111,7 +116,11 @@ class HubSpotAdapter(Adapter):
             except (NotFound, ValidationError) as exc:
                 log.warning("HubSpot properties of %s unavailable: %s", object_type, exc)
                 return {}
-        return self.cache.get_or_load(self._meta_key(f"properties:{object_type}"), load, METADATA_TTL)
+        return self.cache.get_or_load(self._meta_key(f"properties:{object_type}"), load, PROPERTIES_TTL)
+
+    def refresh_metadata(self, entity: str) -> None:
+        for object_type in m.OBJECT_TYPES[entity]:
+            self.cache.invalidate(self._meta_key(f"properties:{object_type}"))
 
     def pipelines(self, object_type: str = "deals") -> list[dict]:
         return self.cache.get_or_load(self._meta_key(f"pipelines:{object_type}"),

@@ -44,7 +44,10 @@ from crmsync.platforms.pipedrive.mapping import (
 from crmsync.platforms.pipedrive.webhooks import parse_webhook_body, verify_basic_auth
 from crmsync.ratelimit import apply_limit_overrides
 
-METADATA_TTL = 600.0  # seconds; field lists, stages and activity types change rarely
+# Seconds. Field lists, stages and activity types change rarely, and every listing maps through
+# them: kept a day, so an incremental sync costs its listings alone; the deletion sweep refreshes
+# them (refresh_metadata) on its own cadence.
+METADATA_TTL = 24 * 3600.0
 # A custom field with this name (any object) gets the crmsync local id on create, so
 # `find_existing` can find a record whose create answer was lost even without email/domain.
 CRMSYNC_ID_FIELD = "crmsync_id"
@@ -115,6 +118,9 @@ class PipedriveAdapter(Adapter):
                 t.get("key_string") for t in self.client.list_activity_types()
                 if t.get("key_string") and t.get("active_flag", True)])
         return meta
+
+    def refresh_metadata(self, entity: str) -> None:
+        self.invalidate_metadata()
 
     def invalidate_metadata(self) -> None:
         for part in ("fields:person", "fields:organization", "fields:deal", "fields:activity", "pipelines",
