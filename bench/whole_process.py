@@ -30,29 +30,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.sync_pull import TOKEN, free_port
+from bench.sync_pull import TOKEN, start_sandbox
 
 CRMSYNC = Path(sys.executable).parent / "crmsync"
 
 
 def start_server(contacts: int) -> tuple[subprocess.Popen, str]:
-    import requests
-    port = free_port()
-    proc = subprocess.Popen([str(CRMSYNC), "sandbox", "serve", "--platform", "hubspot", "--port", str(port),
-                             "--token", TOKEN, "--seed", "1", "--contacts", str(contacts), "--companies", "0",
-                             "--deals", "0", "--tasks", "0", "--notes", "0", "--rate-limit", "0",
-                             "--daily-limit", "0", "--search-rate-limit", "0", "--serialise-per-request"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"{base}/_sandbox/", timeout=1).raise_for_status()
-            return proc, base
-        except requests.RequestException:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("the HubSpot server did not start")
+    """The sandbox HubSpot answering as a real server does: serialised per request."""
+    return start_sandbox(contacts, "--serialise-per-request")
 
 
 def timed(cmd: list[str], env: dict) -> tuple[float, str]:
