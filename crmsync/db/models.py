@@ -118,6 +118,10 @@ class SyncConfig(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     next_sync_at: Mapped[datetime | None]
     last_sync_at: Mapped[datetime | None]
+    # The deletion sweep (ids listed, compared with the links, drift counted) runs on its own
+    # cadence: every this many hours (0 = never on schedule), next at next_sweep_at.
+    sweep_every_hours: Mapped[int] = mapped_column(Integer, default=24, server_default=text("24"))
+    next_sweep_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -365,6 +369,18 @@ class SyncJobStep(Base):
         UniqueConstraint("job_id", "entity_type", "kind", name="uq_crm_sync_job_steps_unit"),
         Index("ix_crm_sync_job_steps_pending", "status", "updated_at"),
     )
+
+
+class SweepId(Base):
+    """An id a deletion sweep listed in the CRM, kept until the sweep's step compares the whole
+    listing with the links (the listing spans many units, possibly on different workers)."""
+    __tablename__ = "crm_sweep_ids"
+    job_id: Mapped[str] = mapped_column(Uuid(as_uuid=False), ForeignKey("crm_sync_jobs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    entity_type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(Uuid(as_uuid=False), nullable=False)
+    remote_updated_at: Mapped[datetime | None]
 
 
 _PENDING = {"postgresql_where": text("status = 'pending'"), "sqlite_where": text("status = 'pending'")}
