@@ -151,7 +151,9 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
     held = _held_fields(session, config, entity, [l.local_id for l in links.values()])
 
     inserts, updates = [], []
-    preferences: dict[str, str] | None = None   # the config's field rules, read at the page's first conflict
+    # The config's field rules, read before the link COPY opens (no statement may run inside it);
+    # only a page that meets records known here can have a conflict at all.
+    preferences = field_preferences(session, config, entity) if rows or matches else {}
     claimed: set[str] = set()
     fresh_ids = iter(store.new_ids(2 * len(records)))   # a row's and its link's, for new records
     # New links stream into PostgreSQL while the page is worked out (no other statement until
@@ -200,14 +202,11 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
             res = resolve_conflict(local=lflat, remote=rflat, base=base, strategy=config.conflict_strategy,
                                    source_priority=config.source_priority, remote_platform=platform,
                                    local_updated_at=row.updated_at, remote_updated_at=rec.updated_at)
-            if res.conflicting_fields:
-                if preferences is None:
-                    preferences = field_preferences(session, config, entity)
-                if preferences.keys() & set(res.conflicting_fields):
-                    res = resolve_conflict(local=lflat, remote=rflat, base=base, strategy=config.conflict_strategy,
-                                           source_priority=config.source_priority, remote_platform=platform,
-                                           local_updated_at=row.updated_at, remote_updated_at=rec.updated_at,
-                                           preferences=preferences)
+            if res.conflicting_fields and preferences.keys() & set(res.conflicting_fields):
+                res = resolve_conflict(local=lflat, remote=rflat, base=base, strategy=config.conflict_strategy,
+                                       source_priority=config.source_priority, remote_platform=platform,
+                                       local_updated_at=row.updated_at, remote_updated_at=rec.updated_at,
+                                       preferences=preferences)
             held_now = set(res.held_fields)
             if conflict is not None:
                 # Fields already under review stay untouched until a person resolves them.
