@@ -8,7 +8,8 @@ Basic auth, ``batch_size=1``). Then ``configure(url=..., batch_size=..., ...)``,
 from request handlers, ``flush(timeout)`` in tests to wait until everything is delivered or given
 up, ``deliveries()`` to read what was sent, ``stop()`` at shutdown. A delivery "fails" on a
 connection error, a timeout or any non-2xx answer, and is retried up to ``max_retries`` times after
-``retry_delay * 2**n`` seconds (+ seeded jitter). Thread-safe.
+``retry_delay * 2**n`` seconds (+ seeded jitter). ``accept(response) -> bool`` replaces the 2xx test
+when a CRM wants more of an answer (Salesforce Outbound Messages: an ``<Ack>true</Ack>``). Thread-safe.
 """
 from __future__ import annotations
 
@@ -47,8 +48,10 @@ class _Batch:
 
 class WebhookDispatcher:
     def __init__(self, prepare: Callable[[str, list, int], tuple[bytes, dict]],
-                 settings: WebhookSettings | None = None, keep: int = 2000):
+                 settings: WebhookSettings | None = None, keep: int = 2000,
+                 accept: Callable[[requests.Response], bool] | None = None):
         self.prepare = prepare
+        self.accept = accept or (lambda response: 200 <= response.status_code < 300)
         self.settings = settings or WebhookSettings()
         self._rng = random.Random(self.settings.seed)
         self._cond = threading.Condition()
@@ -197,7 +200,7 @@ class WebhookDispatcher:
             body, headers = self.prepare(url, batch.events, batch.attempt)
             headers = {"Content-Type": "application/json", **headers}
             resp = session.post(url, data=body, headers=headers, timeout=self.settings.timeout)
-            return 200 <= resp.status_code < 300, resp.status_code, None
+            return self.accept(resp), resp.status_code, None
         except requests.RequestException as exc:
             session.close()
             self._local.session = None
