@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from crmsync.db.models import ApiKey, VaultSecret, new_id
 
-VAULT_PLATFORMS = ("hubspot", "pipedrive", "webhook", "api")
+VAULT_PLATFORMS = ("hubspot", "pipedrive", "salesforce", "webhook", "api")
 _FORMAT = b"\x01"
 
 

@@ -114,6 +114,23 @@ def openapi_document() -> dict:
                 "responses": {"200": _STORED, **_COMMON_ERRORS,
                               "403": _error("The event's company is not this config's"),
                               "404": _error("No Pipedrive config with this id")}}},
+            "/webhooks/salesforce/{config_id}": {"post": {
+                "summary": "Salesforce Outbound Message (SOAP notifications, up to 100) for one config; "
+                           "answered with the SOAP Ack; deduplicated by notification id",
+                "parameters": [{"name": "config_id", "in": "path", "required": True,
+                                "schema": {"type": "string", "format": "uuid"}},
+                               {"name": "token", "in": "query", "required": False, "schema": {"type": "string"},
+                                "description": "The config's webhook secret, when it has one"}],
+                "requestBody": {"required": True, "content": {"text/xml": {"schema": {"type": "string"}}}},
+                "responses": {"200": {"description": "Stored whole; the SOAP notificationsResponse with "
+                                                     "<Ack>true</Ack>",
+                                      "content": {"text/xml": {"schema": {"type": "string"}}}},
+                              "400": _error("Not a SOAP notifications message"),
+                              "401": _error("Wrong or missing token (configs with a webhook secret)"),
+                              "403": _error("The message's OrganizationId is not this config's org"),
+                              "404": _error("No Salesforce config with this id"),
+                              "413": _error("Body over the size limit (1 MB by default)"),
+                              "415": _error("Content-Type is not text/xml")}}},
             "/events/{event_type}": {"post": {
                 "summary": "A product event for automation rules",
                 "parameters": [{"name": "event_type", "in": "path", "required": True,
