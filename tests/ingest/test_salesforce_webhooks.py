@@ -92,9 +92,9 @@ def test_another_orgs_message_is_forbidden_and_nothing_is_stored(org, salesforce
 
 
 @pytest.mark.parametrize("body", [
-    b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
+    (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
     b'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>&lol2;'
-    b"</soapenv:Body></soapenv:Envelope>",
+    b"</soapenv:Body></soapenv:Envelope>"),
     b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><x>&xxe;</x>',
     b"<not-soap/>", b"{}", b"",
 ])
