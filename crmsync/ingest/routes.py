@@ -238,7 +238,7 @@ def salesforce_webhook(config_id: str):
                            account_id=route.account_id, body=_text(body), events=len(event_accounts),
                            received_at=utcnow())
         ids = _store_deliveries([row])
-    state.dispatch(SPLIT_TASK, ids)
+    state.dispatch(SPLIT_DELIVERIES, ids)
     return Response(ACK, status=200, content_type="text/xml; charset=utf-8")
 
 

@@ -25,7 +25,7 @@ retried after a lost answer updates the record it made, and `find_existing` read
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,8 +44,10 @@ from crmsync.platforms.errors import NotFound, PlatformError, ValidationError
 
 from . import mapping as m
 from . import webhooks
-from .auth import PLATFORM
-from .client import SalesforceClient, default_limits, record_error, soql_datetime, soql_string
+from .client import SalesforceClient
+from .errors import PLATFORM, record_error
+from .limits import account_limits
+from .mapping import soql_datetime, soql_string
 
 log = logging.getLogger(__name__)
 
@@ -59,22 +61,13 @@ class SalesforceAdapter(Adapter):
     entities = ("contact", "company", "deal", "activity", "task")
     max_batch = 200
 
-    def __init__(self, *, credentials: dict, base_url: str | None = None, account_id: str | None = None,
-                 field_mappings: Mapping[str, str] | None = None, budget: Any = None, wait: bool = True,
-                 save_credentials: Callable[[dict], None] | None = None, cache: Any = None,
-                 redis_client: Any = None, lookback: timedelta = LOOKBACK, session: Any = None):
-        super().__init__(credentials=credentials, base_url=base_url, account_id=account_id,
-                         field_mappings=field_mappings, budget=budget, wait=wait,
-                         save_credentials=save_credentials, cache=cache)
-        from crmsync.ratelimit import apply_limit_overrides
-        # The engine's metadata cache carries its Redis, which also holds the OAuth refresh lock.
-        redis_client = redis_client if redis_client is not None else getattr(cache, "redis", None)
+    def __init__(self, *, lookback: timedelta = LOOKBACK, session: Any = None, **common: Any):
+        super().__init__(**common)
         self.client = SalesforceClient(
-            credentials, base_url=base_url, budget=budget, account_id=account_id, wait=wait,
-            save_credentials=save_credentials, redis_client=redis_client, session=session,
-            limits=apply_limit_overrides(default_limits(credentials.get("api_allocation")),
-                                         credentials.get("rate_limits")))
-        self.cache = cache if cache is not None else _process_cache
+            self.credentials, base_url=self.base_url, budget=self.budget, account_id=self._account_id,
+            wait=self.wait, save_credentials=self.save_credentials, redis_client=self.redis, session=session,
+            limits=account_limits(self.credentials))
+        self.cache = self.cache if self.cache is not None else _process_cache
         self.lookback = lookback
 
     # ------------------------------------------------------------------ identity & metadata

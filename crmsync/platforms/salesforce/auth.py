@@ -29,9 +29,10 @@ import requests
 from crmsync.platforms.errors import AuthenticationError, TransientError, ValidationError
 from crmsync.platforms.locks import one_at_a_time
 
+from .errors import PLATFORM
+
 log = logging.getLogger(__name__)
 
-PLATFORM = "salesforce"
 DEFAULT_LOGIN_URL = "https://login.salesforce.com"
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 JWT_LIFETIME = 180   # seconds: the assertion only has to outlive its one token call

@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from crmsync.entities import SCHEMAS
+from crmsync.errors import SkipRecord
 
 OBJECTS: dict[str, tuple[str, ...]] = {"contact": ("Contact",), "company": ("Account",), "deal": ("Opportunity",),
                                        "task": ("Task",), "activity": ("Event", "Task")}
@@ -66,8 +67,9 @@ PRIORITY = {"high": "High", "medium": "Normal", "low": "Low"}
 DIRECTION = {"inbound": "Inbound", "outbound": "Outbound", "internal": "Internal"}
 
 
-class MappingError(ValueError):
-    """A unified record that cannot be written to Salesforce as it is."""
+class MappingError(SkipRecord, ValueError):
+    """A unified record that cannot be written to Salesforce as it is (no object for its type, an
+    update without an id): that record is skipped, the rest of the batch goes on."""
 
 
 def object_of_id(record_id: str) -> str | None:
@@ -123,6 +125,18 @@ def parse_datetime(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def soql_datetime(value: datetime) -> str:
+    """A SOQL datetime literal (unquoted), to the millisecond: SystemModstamp ties are exact."""
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def soql_string(value: str) -> str:
+    """A quoted SOQL string literal ("Quoted String Escape Sequences": backslash and quote)."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _decode(kind: str, value: Any) -> Any:

@@ -27,7 +27,7 @@ from defusedxml.ElementTree import ParseError, fromstring
 from crmsync.platforms.base import WebhookEvent, WebhookRequest
 from crmsync.platforms.errors import WebhookRejected
 
-from .auth import PLATFORM
+from .errors import PLATFORM
 from .mapping import parse_datetime
 
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
