@@ -23,7 +23,9 @@ from crmsync.ratelimit import DAILY, Limit, Observation, apply_limit_overrides
 
 DEFAULT_DAILY_ALLOCATION = 100_000
 LIMIT_INFO_HEADER = "sforce-limit-info"
-_API_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+# The header may carry more parts ("api-usage=25/5000; per-app-api-usage=17/250(appName=x)"): only
+# the org-wide one is the allocation.
+_API_USAGE = re.compile(r"(?:^|[;,\s])api-usage=(\d+)/(\d+)")
 
 
 def api_usage(value: str | None) -> tuple[int, int] | None:
