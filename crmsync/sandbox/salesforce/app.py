@@ -46,10 +46,9 @@ import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timedelta
 
-from ..faults import FaultConfig, FaultInjector
+from ..faults import FaultConfig, FaultInjector, serve_fault
 from ..limits import RollingWindow
 from ..requestlog import RequestLog
-from ..server import DropConnection
 from ..wsgi import BadJson, Request, dumps, respond
 from . import soql
 from .auth import Sessions, token_endpoint, userinfo
@@ -145,15 +144,8 @@ class SalesforceApp:
                 if version not in VERSION_NUMBERS:
                     raise not_found()
                 endpoint, handler, args = self._route(req.method, version, seg[3:])
-                fault = self.faults.draw()
-                if fault.delay:
-                    time.sleep(fault.delay)
-                if fault.kind == "drop":
-                    self.log.faults += 1
-                    self.log.record(req.method, endpoint, 0, req.path, req.query_string)
-                    raise DropConnection()
+                fault = serve_fault(self.faults, self.log, req, endpoint)
                 if fault.kind == "error":
-                    self.log.faults += 1
                     raise ApiError(fault.status, "SERVER_UNAVAILABLE" if fault.status == 503 else "UNKNOWN_EXCEPTION",
                                    "An unexpected error occurred. Please include this ErrorId if you contact "
                                    f"support: {next(self._seq)}-{fault.status} (sandbox)")
@@ -610,9 +602,7 @@ class SalesforceApp:
         self.sessions.reset()
         self._locators.clear()
         self._jobs.clear()
-        self.faults.reset()
-        if self.options.faults:
-            self.faults.configure(**self.options.faults)
+        self.faults.reset(self.options.faults)
         self.usage.reset()
         self.usage.configure(limit=self.options.api_limit)
         self.log.reset()

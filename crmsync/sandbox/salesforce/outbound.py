@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import itertools
 import re
-import threading
 from xml.sax.saxutils import escape
 
-from ..webhooks import WebhookDispatcher, WebhookSettings
+from ..webhooks import DispatcherPool, WebhookDispatcher, WebhookSettings
 from .schema import OBJECTS
 from .store import OrgState
 from .values import format_datetime, make_id
@@ -64,8 +63,7 @@ class OutboundMessages:
         self.duplicate_rate = 0.0
         self.out_of_order = False
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self._dispatchers: dict[str, WebhookDispatcher] = {}
+        self.senders = DispatcherPool()
         state.listeners.append(self._on_change)
 
     def action_id(self, obj: str) -> str:
@@ -87,9 +85,7 @@ class OutboundMessages:
             if key == "fields":
                 value = {o: tuple(f) for o, f in value.items()}
             setattr(self, key, value)
-        with self._lock:
-            for d in self._dispatchers.values():
-                d.configure(**self._dispatcher_settings())
+        self.senders.configure(**self._dispatcher_settings())
         return self.settings()
 
     def _dispatcher_settings(self) -> dict:
@@ -99,13 +95,8 @@ class OutboundMessages:
                 "batch_window": 0.02, "concurrency": 1, "timeout": 60.0}
 
     def _dispatcher(self, obj: str) -> WebhookDispatcher:
-        with self._lock:
-            d = self._dispatchers.get(obj)
-            if d is None:
-                d = WebhookDispatcher(self._preparer(obj), WebhookSettings(**self._dispatcher_settings()),
-                                      accept=acknowledged)
-                self._dispatchers[obj] = d
-            return d
+        return self.senders.get(obj, lambda: WebhookDispatcher(
+            self._preparer(obj), WebhookSettings(**self._dispatcher_settings()), accept=acknowledged))
 
     def _on_change(self, obj: str, rid: str, action: str) -> None:
         if not self.enabled or not self.url or action == "deleted" or obj not in self.objects:
@@ -144,31 +135,15 @@ class OutboundMessages:
 
     # ----- observation -----------------------------------------------------------------------
     def flush(self, timeout: float = 10.0) -> bool:
-        import time
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            dispatchers = list(self._dispatchers.values())
-        return all(d.flush(max(0.0, deadline - time.monotonic())) for d in dispatchers)
+        return self.senders.flush(timeout)
 
     def deliveries(self) -> list[dict]:
-        with self._lock:
-            items = list(self._dispatchers.items())
-        return sorted(({**e, "object": obj} for obj, d in items for e in d.deliveries()), key=lambda e: e["t"])
+        return self.senders.deliveries("object")
 
     def counters(self) -> dict:
-        with self._lock:
-            dispatchers = list(self._dispatchers.values())
-        total: dict = {}
-        for d in dispatchers:
-            for k, v in d.snapshot()["counters"].items():
-                total[k] = total.get(k, 0) + v
-        return total
+        return self.senders.counters()
 
     def reset(self) -> None:
-        with self._lock:
-            dispatchers, self._dispatchers = list(self._dispatchers.values()), {}
-        for d in dispatchers:
-            d.clear()
-            d.stop()
+        self.senders.reset()
 
     stop = reset
