@@ -178,18 +178,9 @@ def demo(contacts, persons, seed):
 
 def _salesforce_change(session_scope, tenant_id, hs, pd, sf, hs_id, pd_id, sf_id) -> str:
     """Edit a contact linked in all three CRMs in Salesforce (as a person in its UI), then sync."""
-    from sqlalchemy import select
-
-    from crmsync.db.models import Contact, SyncLink
     from crmsync.sync.orchestrator import run_job_inline
-    with session_scope() as s:
-        rows = s.execute(select(Contact.id, Contact.email, SyncLink.platform, SyncLink.external_id)
-                         .join(SyncLink, (SyncLink.local_id == Contact.id) & (SyncLink.entity_type == "contact"))
-                         .where(Contact.tenant_id == tenant_id).order_by(Contact.email)).all()
-    linked: dict[str, dict] = {}
-    for cid, email, platform, ext in rows:
-        linked.setdefault(cid, {"id": cid, "email": email})[platform] = ext
-    target = next(c for c in linked.values() if {"hubspot", "pipedrive", "salesforce"} <= c.keys())
+    target = next(c for c in _linked_contacts(session_scope, tenant_id)
+                  if {"hubspot", "pipedrive", "salesforce"} <= c.keys())
     sf.state.update("Contact", target["salesforce"], {"Phone": "+1 415 555 0199"})
     lines = [f"  in Salesforce: {target['email']}: phone -> +1 415 555 0199",
              _job_line("Salesforce", run_job_inline(sf_id)), _job_line("HubSpot", run_job_inline(hs_id)),
@@ -216,7 +207,8 @@ def _local_edit(session_scope, tenant_id, contact_id, **values):
                   .values(**values, updated_at=utcnow(), last_change_cause="demo:local-edit"))
 
 
-def _three_linked_contacts(session_scope, tenant_id):
+def _linked_contacts(session_scope, tenant_id) -> list[dict]:
+    """The tenant's contacts by email, each {"id", "email", <platform>: its external id, ...}."""
     from sqlalchemy import select
 
     from crmsync.db.models import Contact, SyncLink
@@ -224,10 +216,14 @@ def _three_linked_contacts(session_scope, tenant_id):
         rows = s.execute(select(Contact.id, Contact.email, SyncLink.platform, SyncLink.external_id)
                          .join(SyncLink, (SyncLink.local_id == Contact.id) & (SyncLink.entity_type == "contact"))
                          .where(Contact.tenant_id == tenant_id).order_by(Contact.email)).all()
-    both: dict[str, dict] = {}
+    contacts: dict[str, dict] = {}
     for cid, email, platform, ext in rows:
-        both.setdefault(cid, {"id": cid, "email": email})[platform] = ext
-    linked = [c for c in both.values() if "hubspot" in c and "pipedrive" in c]
+        contacts.setdefault(cid, {"id": cid, "email": email})[platform] = ext
+    return list(contacts.values())
+
+
+def _three_linked_contacts(session_scope, tenant_id):
+    linked = [c for c in _linked_contacts(session_scope, tenant_id) if "hubspot" in c and "pipedrive" in c]
     return linked[0], linked[1], linked[2]
 
 

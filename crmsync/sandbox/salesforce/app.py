@@ -72,7 +72,8 @@ GLOBAL_RESPONSE_HOOKS: list = []
 
 
 @dataclass
-class SalesforceOptions:
+class SalesforceOptions(SeedOptions):
+    """The seed's options (``SeedOptions``: counts, seed, same_modstamp), then the org's."""
     org_id: str = make_id("00D", 62)
     token: str | None = "00D-sandbox-access-token"   # a session that never expires (None: OAuth only)
     client_id: str = "3MVG9sandbox.consumer.key"
@@ -80,13 +81,6 @@ class SalesforceOptions:
     refresh_token: str | None = "5Aep-sandbox-refresh-token"
     username: str = "integration@sandbox.example.org"
     session_seconds: float = 7200.0          # lifetime of sessions the token endpoint issues; 0 = never end
-    seed: int = 0
-    accounts: int = 20
-    contacts: int = 100
-    opportunities: int = 30
-    tasks: int = 20
-    events: int = 10
-    same_modstamp: int = 0
     api_limit: int = 100_000                 # DailyApiRequests Max (rolling 24 h); 0 = never refuse
     query_batch_size: int = MAX_BATCH
     late_commit_seconds: float = 0.0
