@@ -66,6 +66,13 @@ class FaultInjector:
                 self._storm_until = self._clock() + float(changes["storm_seconds"])
             return self.config
 
+    def configure_saved(self, saved: Mapping[str, Any], changes: Mapping[str, Any]) -> dict:
+        """Apply `changes` now and return an app's saved fault settings (`saved`, what its reset
+        restores) with them."""
+        if changes:
+            self.configure(**changes)
+        return {**saved, **changes}
+
     def reset(self, settings: Mapping[str, Any] | None = None) -> None:
         """No faults (the seed kept), then `settings` (``FaultConfig`` fields) when given."""
         with self._lock:

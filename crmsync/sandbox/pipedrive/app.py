@@ -615,9 +615,7 @@ class PipedriveApp:
                 self.state.remove_webhook(hook["id"])
                 self.webhooks.forget(hook["id"])
             self._install_default_webhook()
-        if fault_changes:
-            self.faults.configure(**fault_changes)
-            self.options.faults = {**self.options.faults, **fault_changes}
+        self.options.faults = self.faults.configure_saved(self.options.faults, fault_changes)
         return self.config_snapshot()
 
     def config_snapshot(self) -> dict:

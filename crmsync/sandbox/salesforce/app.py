@@ -630,9 +630,7 @@ class SalesforceApp:
             outbound["url"] = changes["outbound_url"]
         if outbound:
             self.outbound.configure(**outbound)
-        if fault_changes:
-            self.faults.configure(**fault_changes)
-            self.options.faults = {**self.options.faults, **fault_changes}
+        self.options.faults = self.faults.configure_saved(self.options.faults, fault_changes)
         return self.config_snapshot()
 
     def config_snapshot(self) -> dict:
