@@ -237,18 +237,18 @@ def pipedrive_webhook(config_id: str):
 
 @bp.post("/webhooks/salesforce/<config_id>")
 def salesforce_webhook(config_id: str):
-    """Outbound Messages (SOAP) for one config. Salesforce signs nothing: the config id in the path,
-    the OrganizationId in the body (must be the config's org) and, when the config has a webhook
-    secret, a `token` query parameter on the endpoint URL prove the sender. The answer is the SOAP
-    Ack Salesforce retries until it gets; repeats are deduplicated by notification id at the split."""
+    """Outbound Messages (SOAP) for one config. Salesforce signs nothing: the `token` query
+    parameter on the endpoint URL (the config's webhook secret; a config without one refuses every
+    message, as for the other CRMs), the config id in the path and the OrganizationId in the body
+    (must be the config's org) prove the sender. The answer is the SOAP Ack Salesforce retries
+    until it gets; repeats are deduplicated by notification id at the split."""
     from crmsync.platforms.salesforce.webhooks import ACK
     state = _state()
     body = _body()
     adapter = adapter_class("salesforce")
     with state.sessions() as session:
         route = _config_route(session, "salesforce", config_id)
-        if route.webhook_secret_vault_id:
-            _verify(session, adapter, route, _webhook_request(body))
+        _verify(session, adapter, route, _webhook_request(body))
         require_xml_type(request)
         event_accounts = _event_accounts(adapter, body)
         if not route.account_id:

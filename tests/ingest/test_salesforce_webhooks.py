@@ -12,6 +12,11 @@ from crmsync.ingest.processing import process_event
 from tests.fixtures.factories import make_config, make_secret, make_tenant
 
 XML = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'}
+TOKEN = "om-token-123"   # the config's webhook secret, on the endpoint URL set in Salesforce's Setup
+
+
+def url(config_id: str, token: str | None = TOKEN) -> str:
+    return f"/webhooks/salesforce/{config_id}" + (f"?token={token}" if token is not None else "")
 
 
 @pytest.fixture
@@ -21,9 +26,10 @@ def org(ingest_env, db_url, salesforce_sandbox):
         tenant = make_tenant(s)
         creds = make_secret(s, {"client_id": app.options.client_id, "client_secret": app.options.client_secret,
                                 "refresh_token": app.options.refresh_token}, platform="salesforce")
+        hook = make_secret(s, {"secret": TOKEN}, platform="webhook", tenant_id=tenant.id)
         config = make_config(s, tenant, platform="salesforce", account_id=app.options.org_id,
                              credentials_vault_id=creds.id, api_base_url=salesforce_sandbox.base_url,
-                             entities=["contacts", "companies"])
+                             entities=["contacts", "companies"], webhook_secret_vault_id=hook.id)
         return config.id, tenant.id
 
 
@@ -50,7 +56,7 @@ def test_a_message_is_acknowledged_stored_and_split_per_notification(org, salesf
     config_id, tenant_id = org
     ids = [c["Id"] for c in salesforce_sandbox.records("Contact")[:3]]
     body = message(salesforce_sandbox, "Contact", ids)
-    res = ingest_client.post(f"/webhooks/salesforce/{config_id}", data=body, headers=XML)
+    res = ingest_client.post(url(config_id), data=body, headers=XML)
     assert res.status_code == 200 and res.mimetype == "text/xml"
     assert b"<Ack>true</Ack>" in res.data
     [delivery] = ingest_queue.run("crmsync.events.split")
@@ -60,7 +66,7 @@ def test_a_message_is_acknowledged_stored_and_split_per_notification(org, salesf
     assert {(r.platform, r.entity_type, r.event_type, r.tenant_id) for r in rows} == {
         ("salesforce", "contact", "contact.updated", tenant_id)}
     assert all(r.event_key.startswith("04l") for r in rows)
-    again = ingest_client.post(f"/webhooks/salesforce/{config_id}", data=body, headers=XML)   # a retry
+    again = ingest_client.post(url(config_id), data=body, headers=XML)   # a retry
     assert again.status_code == 200
     ingest_queue.run("crmsync.events.split")
     assert len(_events(db_url)) == 3 and _deliveries(db_url) == []
@@ -70,7 +76,7 @@ def test_processing_reads_the_record_and_applies_it(org, salesforce_sandbox, ing
     config_id, tenant_id = org
     rid = salesforce_sandbox.records("Contact")[0]["Id"]
     salesforce_sandbox.edit("Contact", rid, {"Title": "Chief Webhook Officer"})
-    ingest_client.post(f"/webhooks/salesforce/{config_id}", data=message(salesforce_sandbox, "Contact", [rid]),
+    ingest_client.post(url(config_id), data=message(salesforce_sandbox, "Contact", [rid]),
                        headers=XML)
     ingest_queue.run("crmsync.events.split")
     [event] = _events(db_url)
@@ -86,7 +92,7 @@ def test_another_orgs_message_is_forbidden_and_nothing_is_stored(org, salesforce
     config_id, _ = org
     body = message(salesforce_sandbox, "Contact", [salesforce_sandbox.records("Contact")[0]["Id"]])
     forged = body.replace(salesforce_sandbox.app.options.org_id.encode(), b"00DXX0000000001AAA")
-    res = ingest_client.post(f"/webhooks/salesforce/{config_id}", data=forged, headers=XML)
+    res = ingest_client.post(url(config_id), data=forged, headers=XML)
     assert res.status_code == 403 and res.json["error"] == "account_mismatch"
     assert _deliveries(db_url) == []
 
@@ -100,24 +106,22 @@ def test_another_orgs_message_is_forbidden_and_nothing_is_stored(org, salesforce
 ])
 def test_hostile_or_foreign_xml_is_a_400(org, ingest_client, db_url, body):
     config_id, _ = org
-    res = ingest_client.post(f"/webhooks/salesforce/{config_id}", data=body, headers=XML)
+    res = ingest_client.post(url(config_id), data=body, headers=XML)
     assert res.status_code == 400 and res.json["error"] == "malformed_body"
     assert _deliveries(db_url) == []
 
 
-def test_wrong_type_unknown_config_and_the_optional_token(org, salesforce_sandbox, ingest_client, db_url):
+def test_wrong_type_unknown_config_and_the_token(org, salesforce_sandbox, ingest_client, db_url):
     config_id, _ = org
     body = message(salesforce_sandbox, "Account", [salesforce_sandbox.records("Account")[0]["Id"]])
-    assert ingest_client.post(f"/webhooks/salesforce/{config_id}", data=body,
-                              headers={"Content-Type": "application/json"}).status_code == 415
-    assert ingest_client.post("/webhooks/salesforce/5d0c2a9e-3b7d-4c11-9a0e-2f5b8c7d1e40", data=body,
-                              headers=XML).status_code == 404
+    assert ingest_client.post(url(config_id), data=body, headers={"Content-Type": "application/json"}).status_code == 415
+    assert ingest_client.post(url("5d0c2a9e-3b7d-4c11-9a0e-2f5b8c7d1e40"), data=body, headers=XML).status_code == 404
+    assert ingest_client.post(url(config_id, None), data=body, headers=XML).status_code == 401
+    assert ingest_client.post(url(config_id, "wrong"), data=body, headers=XML).status_code == 401
+    assert _deliveries(db_url) == []
     from crmsync.db.models import SyncConfig
     with session_scope(db_url) as s:
-        hook = make_secret(s, {"secret": "om-token-123"}, platform="webhook")
-        s.get(SyncConfig, config_id).webhook_secret_vault_id = hook.id
-    assert ingest_client.post(f"/webhooks/salesforce/{config_id}", data=body, headers=XML).status_code == 401
-    assert ingest_client.post(f"/webhooks/salesforce/{config_id}?token=wrong", data=body,
-                              headers=XML).status_code == 401
-    ok = ingest_client.post(f"/webhooks/salesforce/{config_id}?token=om-token-123", data=body, headers=XML)
-    assert ok.status_code == 200 and len(_deliveries(db_url)) == 1
+        s.get(SyncConfig, config_id).webhook_secret_vault_id = None
+    # A config without a webhook secret refuses every message, whatever token it carries.
+    assert ingest_client.post(url(config_id), data=body, headers=XML).status_code == 401
+    assert _deliveries(db_url) == []

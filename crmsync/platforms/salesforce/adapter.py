@@ -275,7 +275,9 @@ class SalesforceAdapter(Adapter):
 
     # ------------------------------------------------------------------ webhooks
     @classmethod
-    def verify_webhook(cls, request: WebhookRequest, secret: str, *, now: datetime | None = None) -> None:
+    def verify_webhook(cls, request: WebhookRequest, secret: str, *, now: datetime | None = None,
+                       max_age_seconds: float = 300, legacy_signatures: bool = False) -> None:
+        # Outbound Messages are not signed and carry no timestamp: the URL's token is the check.
         webhooks.verify_token(request, secret)
 
     @classmethod
