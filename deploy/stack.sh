@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make stack`: the docker-compose.yml processes as local processes against the local PostgreSQL
-# and Redis — ingest, two workers, beat, Flower and both sandbox CRMs. Ctrl-C stops them all.
+# and Redis — ingest, the operations console, two workers, beat, Flower and both sandbox CRMs. Ctrl-C stops them all.
 # Logs: .crmsync/stack/<process>.log (also tailed to this terminal, prefixed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,7 @@ PG_ADMIN_URL=${PG_ADMIN_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/postgr
 STACK_DB=${STACK_DB:-crmsync_stack}
 REDIS=${STACK_REDIS:-redis://127.0.0.1:6379}
 INGEST_PORT=${INGEST_PORT:-8000}
+CONSOLE_PORT=${CONSOLE_PORT:-8200}
 FLOWER_PORT=${FLOWER_PORT:-5555}
 HUBSPOT_PORT=${HUBSPOT_PORT:-8101}
 PIPEDRIVE_PORT=${PIPEDRIVE_PORT:-8102}
@@ -66,6 +67,7 @@ start sandbox-hubspot "$BIN/crmsync" sandbox serve --platform hubspot --port "$H
   --webhook-url "http://127.0.0.1:$INGEST_PORT/webhooks/hubspot"
 start sandbox-pipedrive "$BIN/crmsync" sandbox serve --platform pipedrive --port "$PIPEDRIVE_PORT"
 start ingest "$BIN/gunicorn" --workers 2 --bind "127.0.0.1:$INGEST_PORT" "crmsync.ingest:create_app()"
+start console "$BIN/gunicorn" --workers 2 --bind "127.0.0.1:$CONSOLE_PORT" "crmsync.opsconsole:create_app()"
 start worker1 "$BIN/celery" -A workers worker -Q events,syncs,backfills -c 2 --pool prefork -n "worker1@%h" --loglevel INFO
 start worker2 "$BIN/celery" -A workers worker -Q events,syncs,backfills -c 2 --pool prefork -n "worker2@%h" --loglevel INFO
 start beat "$BIN/celery" -A workers beat --loglevel INFO --schedule "$STATE/celerybeat-schedule"
@@ -73,6 +75,7 @@ start flower "$BIN/celery" -A workers flower --address=127.0.0.1 --port="$FLOWER
 
 cat >&2 <<MSG
 stack: ingest    http://127.0.0.1:$INGEST_PORT
+stack: console   http://127.0.0.1:$CONSOLE_PORT   (users: crmsync console users create)
 stack: flower    http://127.0.0.1:$FLOWER_PORT
 stack: hubspot   http://127.0.0.1:$HUBSPOT_PORT   pipedrive http://127.0.0.1:$PIPEDRIVE_PORT
 stack: database  $STACK_DB; broker $CRMSYNC_BROKER_URL; logs in $STATE/
