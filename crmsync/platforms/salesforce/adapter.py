@@ -33,6 +33,7 @@ from crmsync.cache import MetadataCache
 from crmsync.entities import ASSOCIATIONS
 from crmsync.platforms.base import (
     Adapter,
+    IdPage,
     OutboundRecord,
     Page,
     RemoteRecord,
@@ -81,6 +82,11 @@ class SalesforceAdapter(Adapter):
         key = f"salesforce:{self.account_id()}:describe:{obj}"
         return self.cache.get_or_load(key, lambda: {f["name"]: f for f in self.client.describe(obj)["fields"]},
                                       METADATA_TTL)
+
+    def refresh_metadata(self, entity: str) -> None:
+        self._check(entity)
+        for obj in m.OBJECTS[entity]:
+            self.cache.invalidate(f"salesforce:{self.account_id()}:describe:{obj}")
 
     def _has_marker(self, obj: str) -> bool:
         return bool(self.describe(obj).get(m.MARKER_FIELD, {}).get("externalId"))
@@ -187,6 +193,32 @@ class SalesforceAdapter(Adapter):
                     include_deleted=True)
                 out += [r["Id"] for r in binned]
         return list(dict.fromkeys(out))
+
+    def list_ids(self, entity: str, cursor: dict | None, page_size: int = 2000) -> IdPage:
+        """The deletion sweep's listing: `SELECT Id, SystemModstamp` by Id, 2,000 a query (one
+        batch), each object of the entity in turn; deleted records are not in `query`'s answer.
+        Keyset by Id, so a record changed meanwhile is neither read twice nor skipped."""
+        self._check(entity)
+        objects = list(m.OBJECTS[entity])
+        cursor = cursor or {"entity": entity, "object": objects[0], "id": None}
+        before = self.client.requests_sent
+        while True:
+            obj = cursor["object"]
+            where = [c for c in (self._kind_filter(entity, obj),) if c]
+            if cursor.get("id"):
+                where.append(f"Id > {soql_string(cursor['id'])}")
+            clause = f" WHERE {' AND '.join(where)}" if where else ""
+            rows = self.client.query_records(f"SELECT Id, SystemModstamp FROM {obj}{clause} ORDER BY Id "
+                                             f"LIMIT {max(1, min(int(page_size), 2000))}")
+            ids = [(str(r["Id"]), m.parse_datetime(r.get("SystemModstamp"))) for r in rows]
+            if len(rows) >= page_size:
+                following = {**cursor, "id": rows[-1]["Id"]}
+            else:
+                pos = objects.index(obj) + 1
+                following = {**cursor, "object": objects[pos], "id": None} if pos < len(objects) else None
+            if ids or following is None:
+                return IdPage(ids=ids, cursor=following, requests=self.client.requests_sent - before)
+            cursor = following
 
     # ------------------------------------------------------------------ writing
     def _bodies(self, entity: str, records: list[OutboundRecord], *, creating: bool

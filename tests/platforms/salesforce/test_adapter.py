@@ -236,3 +236,35 @@ def test_allocation_is_learned_from_sforce_limit_info(salesforce_sandbox):
 def test_bulk_query_reads_every_row(adapter):
     rows = list(adapter.client.bulk_query("SELECT Id, Email FROM Contact", page_records=30, poll_seconds=0))
     assert len({r["Id"] for r in rows}) == 100
+
+
+def test_the_sweep_lists_every_live_id_once(adapter, salesforce_sandbox):
+    sf = salesforce_sandbox
+    gone = sf.records("Contact")[0]["Id"]
+    sf.delete("Contact", gone)
+    adapter.refresh_metadata("contact")
+    listed, cursor, pages = [], None, 0
+    while True:
+        page = adapter.list_ids("contact", cursor, page_size=30)
+        json.dumps(page.cursor)   # the sweep stores it
+        listed += page.ids
+        cursor, pages = page.cursor, pages + 1
+        if cursor is None:
+            break
+    ids = [i for i, _ in listed]
+    assert sorted(ids) == sorted(c["Id"] for c in sf.records("Contact")) and gone not in ids
+    assert len(ids) == len(set(ids)) == 99 and pages == 4
+    assert all(isinstance(stamp, datetime) for _, stamp in listed)
+    tasks = {i for i, _ in adapter.list_ids("task", None).ids}
+    calls = {i for i, _ in _all_ids(adapter, "activity") if i.startswith("00T")}
+    assert tasks and calls and not tasks & calls   # a Task is a task or a call, never both
+
+
+def _all_ids(adapter, entity):
+    cursor, out = None, []
+    while True:
+        page = adapter.list_ids(entity, cursor)
+        out += page.ids
+        if page.cursor is None:
+            return out
+        cursor = page.cursor
