@@ -240,7 +240,8 @@ def _job_errors():
 def jobs_cancel(job_id, as_json):
     """Stop an active job; its runner stops at its next unit, and the config may run again at once."""
     from crmsync.configs import parse_id
-    from crmsync.sync.jobs import cancel_job, job_as_dict
+    from crmsync.sync.job_view import job_as_dict
+    from crmsync.sync.jobs import cancel_job
     with _job_errors(), _session() as s:
         out = job_as_dict(cancel_job(s, parse_id(job_id, "job")))
     emit(out, as_json, _job_summary(out))
