@@ -262,3 +262,20 @@ def test_first_pull_links_an_unlinked_local_contact_by_email(world):
     assert len(world.rows("contact")) == 5
     assert world.links()[ext] == local_id
     assert len(set(world.links().values())) == 5
+
+
+def test_page_with_a_new_record_before_a_conflict(world):
+    """A page whose new record comes before a conflicting one: the conflict reads the config's
+    field rules while the new record's link is pending, and the page still lands whole (a
+    statement sent while the new links' COPY was open used to hang the unit)."""
+    world.hs.seed(contacts=1, seed=4)
+    world.sync()
+    ext, local_id = next(iter(world.links().items()))
+    world.local_edit("contact", local_id, first_name="Local")
+    created = world.hs.api("POST", "/crm/v3/objects/contacts",
+                           json={"properties": {"email": "later@example.org", "firstname": "Later"}}).json()
+    world.hs.edit("contacts", ext, {"firstname": "Remote"})
+    job = world.sync()
+    assert job["status"] == "succeeded", job
+    assert job["conflicts"] == 1 and job["counts"]["contact"]["created"] == 1, job
+    assert world.links()[str(created["id"])]
