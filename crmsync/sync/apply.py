@@ -1,8 +1,22 @@
 """The merge path every remote change takes, whether a pull page or a webhook brought it.
 
-Per page: load links, local rows and pending conflicts in one query each; match unlinked
-records by email (contacts) or domain (companies); merge three ways against the link's base;
-write rows, links and conflict records. The caller's transaction makes the page atomic.
+`apply_remote_records` takes a page through named steps, each a function below:
+
+1. `newest_versions`: one version per external id, the newest.
+2. `translate_values`: the config's value mappings, from the CRM's spelling to ours.
+3. `apply_merged_away`: records the CRM merged into another hand their references to the survivor.
+4. `apply_archived`: records archived in the CRM soft-delete their local rows.
+5. `anything_known`: whether the page touches anything stored here (a link of one of its
+   records, or a local row with one of its emails or domains): one statement.
+6. Nothing known (every page of a first pull into an empty tenant): `create_records` writes each
+   record's row and link straight in, the link's base being the remote values.
+   Otherwise `load_known` reads links, local rows and pending conflicts (one query each) and
+   matches unlinked records by email (contacts) or domain (companies); `merge_records` merges
+   each record three ways against its link's base (`merge_one`) and writes rows, links and
+   conflict records.
+7. `_notify`: automation triggers hear of every change.
+
+The caller's transaction makes the page atomic.
 
 Echo suppression falls out of the base: a remote version equal to the base (our own write
 coming back) changes nothing, and values written here become the new base, so they never
@@ -10,12 +24,12 @@ count as local edits.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, func, or_, select
 from sqlalchemy.orm import Session
 
 from crmsync.db.models import ENTITY_MODELS, ConflictFieldRule, ConflictRecord, SyncConfig, SyncLink, new_id
@@ -28,6 +42,8 @@ from crmsync.sync.merge import canonical, flatten, resolve_conflict
 
 LINK_COLUMNS = ["id", "tenant_id", "config_id", "platform", "entity_type", "local_id", "external_id", "base",
                 "base_at", "remote_updated_at", "created_at"]
+# The field a record is matched on when no link connects it yet.
+MATCH_KEYS = {"contact": "email", "company": "domain"}
 
 # Bookkeeping keys inside a link's base (never field names).
 DELETED = "__deleted"
@@ -80,6 +96,33 @@ class ApplyResult:
         return {n: getattr(self, n) for n in ("created", "updated", "deleted", "conflicts", "skipped", "failed")}
 
 
+@dataclass
+class PageApply:
+    """What the steps of one page share: where it goes, when, why, and what it did."""
+    session: Session
+    config: SyncConfig
+    entity: str
+    now: datetime
+    cause: str
+    result: ApplyResult = field(default_factory=ApplyResult)
+
+    @property
+    def tenant(self) -> str:
+        return self.config.tenant_id
+
+
+@dataclass
+class Known:
+    """What is stored here of a page's records: links by external id, their local rows, local
+    rows matched by email/domain (by lowercased key), links of creates in flight for those rows
+    (by local id), and pending conflicts (by local id)."""
+    links: dict[str, SyncLink]
+    rows: dict[str, Any]
+    matches: dict[str, Any]
+    in_flight: dict[str, SyncLink]
+    held: dict[str, ConflictRecord]
+
+
 def remote_flat(entity: str, record: RemoteRecord, resolved: dict[tuple[str, str], str]) -> dict[str, Any]:
     """The remote record's comparable fields, associations turned into local ids. An association
     we cannot resolve yet is left out, so it never reads as a change."""
@@ -114,166 +157,261 @@ def field_preferences(session: Session, config: SyncConfig, entity: str) -> dict
 
 def apply_remote_records(session: Session, config: SyncConfig, entity: str, records: list[RemoteRecord], *,
                          now: datetime | None = None, cause: str | None = None) -> ApplyResult:
-    now = now or utcnow()
-    cause = cause or f"sync:{config.platform}"
-    result = ApplyResult()
-    tenant, platform = config.tenant_id, config.platform
-    # One version per external id: the newest.
+    """A page of remote records into the local tables, step by step (see the module's doc)."""
+    page = PageApply(session, config, entity, now or utcnow(), cause or f"sync:{config.platform}")
+    records = newest_versions(records)
+    translate_values(config, entity, records)
+    apply_merged_away(page, records)
+    records = apply_archived(page, records)
+    if not records:
+        return page.result     # apply_archived told the triggers already
+    resolved = store.resolve_associations(session, page.tenant, config.platform, entity,
+                                          [r.associations for r in records])
+    if anything_known(page, records):
+        merge_records(page, records, load_known(page, records), resolved)
+    else:
+        create_records(page, records, resolved)
+    session.flush()
+    _notify(session, page.tenant, page.result, page.cause)
+    return page.result
+
+
+def newest_versions(records: list[RemoteRecord]) -> list[RemoteRecord]:
+    """One version per external id: the newest (a page may list a record twice as it changes)."""
     latest: dict[str, RemoteRecord] = {}
     for rec in records:
         prev = latest.get(rec.external_id)
         if prev is None or canonical(rec.updated_at) >= canonical(prev.updated_at):
             latest[rec.external_id] = rec
-    records = list(latest.values())
+    return list(latest.values())
+
+
+def translate_values(config: SyncConfig, entity: str, records: list[RemoteRecord]) -> None:
+    """The config's value mappings (a deal stage's CRM spelling to ours), in place."""
     if values.has_value_maps(config, entity):
         for rec in records:
             rec.fields = values.to_local(config, entity, rec.fields)
+
+
+def apply_merged_away(page: PageApply, records: list[RemoteRecord]) -> None:
     for rec in records:
         if rec.merged_ids:
-            apply_remote_merge(session, config, entity, rec.external_id, rec.merged_ids, now=now)
+            apply_remote_merge(page.session, page.config, page.entity, rec.external_id, rec.merged_ids, now=page.now)
+
+
+def apply_archived(page: PageApply, records: list[RemoteRecord]) -> list[RemoteRecord]:
+    """Soft-delete the local rows of the page's archived records; returns the others."""
     archived = [r.external_id for r in records if r.archived]
     if archived:
-        result.add(apply_remote_deletions(session, config, entity, archived, now=now, guard=False))
-    records = [r for r in records if not r.archived]
-    if not records:
-        return result
+        page.result.add(apply_remote_deletions(page.session, page.config, page.entity, archived, now=page.now,
+                                               guard=False))
+    return [r for r in records if not r.archived]
 
+
+def anything_known(page: PageApply, records: list[RemoteRecord]) -> bool:
+    """Whether any record of the page is known here: linked already (this platform), or sharing
+    its email (contacts) or domain (companies) with a local row, which the merge may match. One
+    statement of two EXISTS probes, on the link's unique index and on the (tenant, lower(key))
+    index; false for every page of a first pull into an empty tenant, which then needs none of
+    `load_known`'s reads. (Any local row with the key counts, linked or deleted: the merge
+    decides those, so this only ever errs towards the merge.)"""
+    session, tenant, entity = page.session, page.tenant, page.entity
+    probes = [select(SyncLink.id).where(
+        SyncLink.tenant_id == tenant, SyncLink.platform == page.config.platform, SyncLink.entity_type == entity,
+        store.among(session, SyncLink.external_id, [r.external_id for r in records])).exists()]
+    key_field = MATCH_KEYS.get(entity)
+    keys = {str(r.fields.get(key_field) or "").lower() for r in records} - {""} if key_field else set()
+    if keys:
+        table = ENTITY_MODELS[entity].__table__
+        probes.append(select(table.c.id).where(
+            table.c.tenant_id == tenant,
+            store.among(session, func.lower(table.c[key_field], type_=String()), keys)).exists())
+    return bool(session.scalar(select(or_(*probes))))
+
+
+def create_records(page: PageApply, records: list[RemoteRecord], resolved: dict[tuple[str, str], str]) -> None:
+    """Every record of the page is new here: its row and its link go in by COPY, the link's base
+    being the remote values (both sides agree as of now)."""
+    session, config, entity, now, result = page.session, page.config, page.entity, page.now, page.result
+    tenant, platform = config.tenant_id, config.platform
+    fresh_ids = store.new_ids(2 * len(records))   # a row's and its link's
+    rows = []
+    changes = result.changes
+    # The links stream into PostgreSQL while the rows are made (no other statement until the
+    # block ends); the rows follow in one COPY.
+    with store.new_rows(session, SyncLink.__table__, LINK_COLUMNS) as add_link:
+        for i, rec in enumerate(records):
+            local_id = fresh_ids[2 * i]
+            rflat = remote_flat(entity, rec, resolved)
+            rows.append(new_row(page, local_id, rflat))
+            add_link([fresh_ids[2 * i + 1], tenant, config.id, platform, entity, local_id, rec.external_id, rflat,
+                      now, rec.updated_at, now])
+            changes.append(RecordChange(entity, local_id, "created", CreatedFields(rflat)))
+    result.created += len(records)
+    store.insert_rows(session, entity, rows)
+
+
+def new_row(page: PageApply, local_id: str, rflat: dict[str, Any]) -> dict[str, Any]:
+    """A new local row's columns from a record's remote values."""
+    cols = store.flat_to_columns(page.entity, rflat)
+    cols.update(id=local_id, tenant_id=page.tenant, created_at=page.now, updated_at=page.now,
+                last_change_cause=page.cause)
+    if page.entity == "activity" and not cols.get("type"):
+        cols["type"] = "note"
+    if page.entity == "task" and not cols.get("title"):
+        cols["title"] = "(untitled task)"
+    return cols
+
+
+def load_known(page: PageApply, records: list[RemoteRecord]) -> Known:
+    """What is stored here of the page's records, one query each: links, their rows, rows an
+    unlinked record matches by email/domain, in-flight creates among those, pending conflicts."""
+    session, tenant, platform, entity = page.session, page.tenant, page.config.platform, page.entity
     links = {l.external_id: l for l in store.load_links(session, tenant, platform, entity,
                                                         external_ids=[r.external_id for r in records])}
     rows = store.load_rows(session, tenant, entity, [l.local_id for l in links.values()])
-    resolved = store.resolve_associations(session, tenant, platform, entity, [r.associations for r in records])
-    key_field = {"contact": "email", "company": "domain"}.get(entity)
+    key_field = MATCH_KEYS.get(entity)
     unlinked_keys = [str(r.fields.get(key_field) or "") for r in records
                      if key_field and (r.external_id not in links or links[r.external_id].local_id not in rows)]
     matches = store.match_unlinked(session, tenant, platform, entity, unlinked_keys)
     in_flight = {l.local_id: l for l in store.load_links(session, tenant, platform, entity,
                                                          local_ids=[r.id for r in matches.values()])}
-    held = _held_fields(session, config, entity, [l.local_id for l in links.values()])
+    held = _held_fields(session, page.config, entity, [l.local_id for l in links.values()])
+    return Known(links, rows, matches, in_flight, held)
 
-    inserts, updates = [], []
-    # The config's field rules, read before the link COPY opens (no statement may run inside it);
-    # only a page that meets records known here can have a conflict at all.
-    preferences = field_preferences(session, config, entity) if rows or matches else {}
+
+def merge_records(page: PageApply, records: list[RemoteRecord], known: Known,
+                  resolved: dict[tuple[str, str], str]) -> None:
+    """Each record merged three ways against its link's base (`merge_one`); then the page's new
+    rows, new links and row updates written, in bulk."""
+    session = page.session
+    inserts: list[dict] = []
+    updates: list[dict] = []
+    new_links: list[dict] = []
     claimed: set[str] = set()
-    fresh_ids = iter(store.new_ids(2 * len(records)))   # a row's and its link's, for new records
-    # New links stream into PostgreSQL while the page is worked out (no other statement until
-    # the block ends: everything below only changes ORM objects, flushed afterwards).
-    with store.new_rows(session, SyncLink.__table__, LINK_COLUMNS) as add_link:
-        for rec in records:
-            rflat = remote_flat(entity, rec, resolved)
-            link = links.get(rec.external_id)
-            row = rows.get(link.local_id) if link else None
-            if link is not None and link.base.get(DELETED) and row is not None and row.deleted_at is not None:
-                result.skipped += 1       # deleted here and archived there; a restore is a new record
-                continue
-            if row is None and key_field:
-                key = str(rec.fields.get(key_field) or "").lower()
-                candidate = matches.get(key) if key else None
-                if candidate is not None and candidate.id not in claimed:
-                    row = candidate
-                    claimed.add(row.id)
-                    link = in_flight.get(row.id)   # our own create that reached the CRM: adopt its id
-                    if link is not None:
-                        link.external_id = rec.external_id
-            if row is None:
-                local_id = next(fresh_ids)
-                cols = store.flat_to_columns(entity, rflat)
-                cols.update(id=local_id, tenant_id=tenant, created_at=now, updated_at=now, last_change_cause=cause)
-                if entity == "activity" and not cols.get("type"):
-                    cols["type"] = "note"
-                if entity == "task" and not cols.get("title"):
-                    cols["title"] = "(untitled task)"
-                inserts.append(cols)
-                _put_link(session, config, entity, link, local_id, rec, rflat, now, add_link=add_link,
-                          link_id=next(fresh_ids))
-                result.created += 1
-                result.changes.append(RecordChange(entity, local_id, "created", CreatedFields(rflat)))
-                continue
+    preferences: dict[str, str] | None = None   # the config's field rules, read at the page's first conflict
 
-            if row.deleted_at is not None:
-                result.skipped += 1       # deleted locally: the push archives it remotely
-                continue
-            lflat = store.row_to_flat(entity, row)
-            if link is not None and link.base.get(UNSUPPORTED):
-                for f in link.base[UNSUPPORTED]:
-                    rflat.pop(f, None)
-            conflict = held.get(row.id)
-            base = dict(link.base) if link is not None else None
+    def prefer() -> dict[str, str]:
+        nonlocal preferences
+        if preferences is None:
+            preferences = field_preferences(session, page.config, page.entity)
+        return preferences
+
+    for rec in records:
+        merge_one(page, rec, known, resolved, claimed, prefer, inserts, updates, new_links)
+    store.insert_many(session, SyncLink.__table__, new_links)
+    store.insert_rows(session, page.entity, inserts)
+    store.update_rows(session, page.entity, updates)
+
+
+def merge_one(page: PageApply, rec: RemoteRecord, known: Known, resolved: dict[tuple[str, str], str],
+              claimed: set[str], prefer, inserts: list[dict], updates: list[dict], new_links: list[dict]) -> None:
+    """One record: matched to its local row (by link, else by email/domain), created when none,
+    otherwise merged against the link's base; the link's base moves to what both sides now hold."""
+    session, config, entity, now, result = page.session, page.config, page.entity, page.now, page.result
+    platform = config.platform
+    rflat = remote_flat(entity, rec, resolved)
+    link = known.links.get(rec.external_id)
+    row = known.rows.get(link.local_id) if link else None
+    if link is not None and link.base.get(DELETED) and row is not None and row.deleted_at is not None:
+        result.skipped += 1       # deleted here and archived there; a restore is a new record
+        return
+    key_field = MATCH_KEYS.get(entity)
+    if row is None and key_field:
+        key = str(rec.fields.get(key_field) or "").lower()
+        candidate = known.matches.get(key) if key else None
+        if candidate is not None and candidate.id not in claimed:
+            row = candidate
+            claimed.add(row.id)
+            link = known.in_flight.get(row.id)   # our own create that reached the CRM: adopt its id
+            if link is not None:
+                link.external_id = rec.external_id
+    if row is None:
+        local_id = new_id()
+        inserts.append(new_row(page, local_id, rflat))
+        _put_link(page, link, local_id, rec, rflat, new_links=new_links)
+        result.created += 1
+        result.changes.append(RecordChange(entity, local_id, "created", CreatedFields(rflat)))
+        return
+
+    if row.deleted_at is not None:
+        result.skipped += 1       # deleted locally: the push archives it remotely
+        return
+    lflat = store.row_to_flat(entity, row)
+    if link is not None and link.base.get(UNSUPPORTED):
+        for f in link.base[UNSUPPORTED]:
+            rflat.pop(f, None)
+    conflict = known.held.get(row.id)
+    base = dict(link.base) if link is not None else None
+    res = resolve_conflict(local=lflat, remote=rflat, base=base, strategy=config.conflict_strategy,
+                           source_priority=config.source_priority, remote_platform=platform,
+                           local_updated_at=row.updated_at, remote_updated_at=rec.updated_at)
+    if res.conflicting_fields:
+        preferences = prefer()
+        if preferences.keys() & set(res.conflicting_fields):
             res = resolve_conflict(local=lflat, remote=rflat, base=base, strategy=config.conflict_strategy,
                                    source_priority=config.source_priority, remote_platform=platform,
-                                   local_updated_at=row.updated_at, remote_updated_at=rec.updated_at)
-            if res.conflicting_fields and preferences.keys() & set(res.conflicting_fields):
-                res = resolve_conflict(local=lflat, remote=rflat, base=base, strategy=config.conflict_strategy,
-                                       source_priority=config.source_priority, remote_platform=platform,
-                                       local_updated_at=row.updated_at, remote_updated_at=rec.updated_at,
-                                       preferences=preferences)
-            held_now = set(res.held_fields)
-            if conflict is not None:
-                # Fields already under review stay untouched until a person resolves them.
-                held_now |= {f for f in conflict.conflicting_fields if f in rflat and rflat[f] != lflat.get(f)}
-            changed = {f: v for f, v in res.merged.items() if f not in held_now and lflat.get(f) != v}
-            if changed:
-                cols = store.flat_to_columns(entity, changed, row.custom_fields or {})
-                cols.update(id=row.id, tenant_id=tenant, updated_at=now, last_change_cause=cause)
-                updates.append(cols)
-                result.updated += 1
-                result.changes.append(RecordChange(entity, row.id, "updated",
-                                                   {f: (lflat.get(f), v) for f, v in changed.items()}))
-            # The new base: what the remote holds now, except held fields keep their old base so they
-            # keep reading as changed on both sides. Local-winning fields differ from it: the push sends them.
-            new_base = dict(base or {})
-            for f, v in rflat.items():
-                if f not in held_now:
-                    new_base[f] = v
-            if held_now:
-                result.conflicts += 1
-                _record_conflict(session, config, entity, row.id, rec.external_id, lflat, rflat, base, sorted(held_now),
-                                 conflict, now)
-            elif conflict is not None:
-                conflict.status = "superseded"
-                conflict.resolved_at = now
-            elif res.conflicting_fields:
-                result.conflicts += 1
-            if not changed and link is not None and new_base == link.base:
-                link.remote_updated_at = rec.updated_at
-                result.skipped += 1
-                continue
-            # Agreed when, outside held fields, the local row now equals what the remote holds;
-            # otherwise local-winning values remain and the push step must send them.
-            # (A local value the remote left empty counts too: the push fills it, or learns the CRM
-            # cannot hold it and marks it unsupported.)
-            unsupported = set(new_base.get(UNSUPPORTED, ()))
-            agreed = all(res.merged.get(f) == new_base.get(f)
-                         for f in set(new_base) | {f for f, v in res.merged.items() if v is not None}
-                         if f not in held_now and f not in unsupported and not f.startswith("__"))
-            _put_link(session, config, entity, link, row.id, rec, new_base, now, agreed=agreed)
-            if not changed:
-                result.skipped += 1
-
-    store.insert_rows(session, entity, inserts)
-    store.update_rows(session, entity, updates)
-    session.flush()
-    _notify(session, tenant, result, cause)
-    return result
+                                   local_updated_at=row.updated_at, remote_updated_at=rec.updated_at,
+                                   preferences=preferences)
+    held_now = set(res.held_fields)
+    if conflict is not None:
+        # Fields already under review stay untouched until a person resolves them.
+        held_now |= {f for f in conflict.conflicting_fields if f in rflat and rflat[f] != lflat.get(f)}
+    changed = {f: v for f, v in res.merged.items() if f not in held_now and lflat.get(f) != v}
+    if changed:
+        cols = store.flat_to_columns(entity, changed, row.custom_fields or {})
+        cols.update(id=row.id, tenant_id=page.tenant, updated_at=now, last_change_cause=page.cause)
+        updates.append(cols)
+        result.updated += 1
+        result.changes.append(RecordChange(entity, row.id, "updated",
+                                           {f: (lflat.get(f), v) for f, v in changed.items()}))
+    # The new base: what the remote holds now, except held fields keep their old base so they
+    # keep reading as changed on both sides. Local-winning fields differ from it: the push sends them.
+    new_base = dict(base or {})
+    for f, v in rflat.items():
+        if f not in held_now:
+            new_base[f] = v
+    if held_now:
+        result.conflicts += 1
+        _record_conflict(session, config, entity, row.id, rec.external_id, lflat, rflat, base, sorted(held_now),
+                         conflict, now)
+    elif conflict is not None:
+        conflict.status = "superseded"
+        conflict.resolved_at = now
+    elif res.conflicting_fields:
+        result.conflicts += 1
+    if not changed and link is not None and new_base == link.base:
+        link.remote_updated_at = rec.updated_at
+        result.skipped += 1
+        return
+    # Agreed when, outside held fields, the local row now equals what the remote holds;
+    # otherwise local-winning values remain and the push step must send them.
+    # (A local value the remote left empty counts too: the push fills it, or learns the CRM
+    # cannot hold it and marks it unsupported.)
+    unsupported = set(new_base.get(UNSUPPORTED, ()))
+    agreed = all(res.merged.get(f) == new_base.get(f)
+                 for f in set(new_base) | {f for f, v in res.merged.items() if v is not None}
+                 if f not in held_now and f not in unsupported and not f.startswith("__"))
+    _put_link(page, link, row.id, rec, new_base, agreed=agreed, new_links=new_links)
+    if not changed:
+        result.skipped += 1
 
 
-def _put_link(session: Session, config: SyncConfig, entity: str, link: SyncLink | None, local_id: str,
-              rec: RemoteRecord, base: dict, now: datetime, *, agreed: bool = True,
-              add_link: Callable[[list], None] | None = None, link_id: str | None = None) -> None:
+def _put_link(page: PageApply, link: SyncLink | None, local_id: str, rec: RemoteRecord, base: dict, *,
+              agreed: bool = True, new_links: list[dict]) -> None:
     # base_at is when both sides last agreed; None makes the row a push candidate at once.
+    base_at = page.now if agreed else None
     if link is None:
-        row = {"id": link_id or new_id(), "tenant_id": config.tenant_id, "config_id": config.id, "platform": config.platform,
-               "entity_type": entity, "local_id": local_id, "external_id": rec.external_id, "base": base,
-               "base_at": now if agreed else None, "remote_updated_at": rec.updated_at, "created_at": now}
-        if add_link is not None:
-            add_link([row[c] for c in LINK_COLUMNS])
-        else:
-            session.add(SyncLink(**row))
+        config = page.config
+        new_links.append({"id": new_id(), "tenant_id": config.tenant_id, "config_id": config.id,
+                          "platform": config.platform, "entity_type": page.entity, "local_id": local_id,
+                          "external_id": rec.external_id, "base": base, "base_at": base_at,
+                          "remote_updated_at": rec.updated_at, "created_at": page.now})
         return
     link.local_id = local_id
     link.base = base
     link.remote_updated_at = rec.updated_at
-    link.base_at = now if agreed else None
+    link.base_at = base_at
 
 
 def _record_conflict(session, config, entity, local_id, external_id, lflat, rflat, base, fields_, existing, now):

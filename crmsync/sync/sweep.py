@@ -165,9 +165,9 @@ def reconcile(session: Session, config: SyncConfig, adapter, job: SyncJob, entit
     fetch = (remote_only + missed)[:REPAIR_LIMIT] if pulls else missed[:REPAIR_LIMIT]
     fetched = {}
     if fetch:
-        before = _requests(adapter)
+        before = adapter.requests_sent()
         fetched = {r.external_id: r for r in adapter.get_many(entity, fetch)}
-        spent += _requests(adapter) - before
+        spent += adapter.requests_sent() - before
     diverged_remote = _differs_from_base(session, config, entity, [fetched[e] for e in missed if e in fetched])
     for ext in diverged_remote[:EXAMPLES]:
         example("diverged", side="remote", external_id=ext)
@@ -190,11 +190,6 @@ def reconcile(session: Session, config: SyncConfig, adapter, job: SyncJob, entit
     drift["examples"] = examples
     drift["repair_requests"] = spent
     return result, drift
-
-
-def _requests(adapter) -> int:
-    client = getattr(adapter, "client", None)
-    return getattr(client, "requests_made", None) or getattr(client, "requests_sent", 0) or 0
 
 
 def _chunks(items: list, size: int):

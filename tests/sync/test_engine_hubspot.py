@@ -243,3 +243,39 @@ def test_a_refused_association_is_reported_once_and_the_good_ones_land(world):
     assert again["status"] == "succeeded" and not again["counts"].get("errors"), again
     assert log.by_endpoint["POST /crm/v4/associations/{from}/{to}/batch/create"] == sent
     assert next(d for d in world.rows("deal") if d["name"] == "Two")["contact_id"] == x   # the local edit stays
+
+
+def test_first_pull_links_an_unlinked_local_contact_by_email(world):
+    """A first pull into a tenant that already holds one of the CRM's contacts (never linked,
+    email in another case) links that row rather than adding a second: the page goes through the
+    merge, not the all-new path."""
+    from crmsync.db.models import Contact
+    world.hs.seed(contacts=5, seed=3)
+    ext, remote = next(iter(hs_contacts(world).items()))
+    with session_scope(world.db_url) as s:
+        local = Contact(tenant_id=world.tenant_id, email=remote.props["email"].upper(), first_name="Local")
+        s.add(local)
+        s.flush()
+        local_id = local.id
+    job = world.sync()
+    assert job["status"] == "succeeded", job
+    assert len(world.rows("contact")) == 5
+    assert world.links()[ext] == local_id
+    assert len(set(world.links().values())) == 5
+
+
+def test_page_with_a_new_record_before_a_conflict(world):
+    """A page whose new record comes before a conflicting one: the conflict reads the config's
+    field rules while the new record's link is pending, and the page still lands whole (a
+    statement sent while the new links' COPY was open used to hang the unit)."""
+    world.hs.seed(contacts=1, seed=4)
+    world.sync()
+    ext, local_id = next(iter(world.links().items()))
+    world.local_edit("contact", local_id, first_name="Local")
+    created = world.hs.api("POST", "/crm/v3/objects/contacts",
+                           json={"properties": {"email": "later@example.org", "firstname": "Later"}}).json()
+    world.hs.edit("contacts", ext, {"firstname": "Remote"})
+    job = world.sync()
+    assert job["status"] == "succeeded", job
+    assert job["conflicts"] == 1 and job["counts"]["contact"]["created"] == 1, job
+    assert world.links()[str(created["id"])]
