@@ -1,6 +1,6 @@
 """Automation costs on the real PostgreSQL: what the engine's hook `on_record_changes` adds to a
 page of 100 changes (tenant without rules; with rules for other triggers; with a listening rule),
-rule validation, template rendering, and `run_for_event` throughput for the seed's email rule
+rule validation, template rendering, and `run_for_event` throughput for the original design's email rule
 (create contact + deal, run row, per event).
 
 Run: .venv/bin/python bench/automation_rules.py   (needs PostgreSQL at 127.0.0.1:5432, user postgres)

@@ -75,7 +75,7 @@ def main() -> None:
     from crmsync.db.migrate import upgrade
     from crmsync.runtime import settle_startup_objects
     from crmsync.settings import get_settings
-    from crmsync.sync.orchestrator import run_job_inline
+    from crmsync.sync.inline import run_job_inline
 
     upgrade(url)
     sandbox, base = start_sandbox(args.contacts)

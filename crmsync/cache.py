@@ -1,5 +1,5 @@
 """A small TTL cache for CRM metadata that rarely changes (properties, pipelines and stages,
-Pipedrive field definitions, owners) — the seed's caching section. Redis when configured, so
+Pipedrive field definitions, owners) — the original design's caching section. Redis when configured, so
 every worker shares one copy; a process-local dict otherwise. A Redis that does not answer is a
 miss (the metadata is loaded from the CRM, through its rate budget), never a failed sync."""
 from __future__ import annotations

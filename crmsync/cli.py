@@ -1,4 +1,4 @@
-"""The `crmsync` command (contract: shared CLI.md). Foundation commands live here; each domain
+"""The `crmsync` command (contract: docs/cli.md). Foundation commands live here; each domain
 contributes its own click group (sandbox, sync, webhooks, rules, ...) registered in
 `DOMAIN_COMMANDS`, loaded only when used so `crmsync --help` stays fast."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ DOMAIN_COMMANDS = {
     "sync": "crmsync.sync.commands:sync",
     "jobs": "crmsync.sync.commands:jobs",
     "conflicts": "crmsync.sync.commands:conflicts",
-    "demo": "crmsync.sync.demo:demo",
+    "demo": "crmsync.demo:demo",
     "doctor": "crmsync.doctor:doctor",
     "webhooks": "crmsync.ingest.commands:webhooks",
     "ingest": "crmsync.ingest.commands:ingest",
@@ -27,10 +27,10 @@ DOMAIN_COMMANDS = {
 
 # What `crmsync --help` says of each domain group without importing it (start-up stays short).
 DOMAIN_HELP = {
-    "sandbox": "Local HubSpot- and Pipedrive-compatible servers for tests, demos and benchmarks.",
+    "sandbox": "Local HubSpot-, Pipedrive- and Salesforce-compatible servers for tests, demos and benchmarks.",
     "sync": "Run syncs, the deletion sweep, and see drift.",
-    "jobs": "Sync jobs (the seed's crm_sync_jobs).",
-    "conflicts": "Conflicts held for review (the seed's crm_conflict_records).",
+    "jobs": "Sync jobs (the original design's crm_sync_jobs).",
+    "conflicts": "Conflicts held for review (the original design's crm_conflict_records).",
     "demo": "Try crmsync end to end without any CRM account.",
     "doctor": "Check a config (or all): enabled, credentials, rate headroom, recent jobs, conflicts, "
               "unprocessed webhook events, unmapped custom fields; plus database, broker and workers.",
@@ -115,6 +115,8 @@ def _first_line(err) -> str:
 @click.group(cls=CrmsyncGroup)
 def main():
     """crmsync: two-way sync of CRM data with your own PostgreSQL."""
+    from crmsync.automation import subscribe
+    subscribe()   # inline syncs, resolutions and webhook processing run the rules' triggers
 
 
 def _session():
@@ -278,7 +280,7 @@ def api_keys_create(tenant_id, as_json):
 # --- configs ---------------------------------------------------------------------------------
 @main.group()
 def configs():
-    """Sync configs (the seed's crm_sync_configs)."""
+    """Sync configs (the original design's crm_sync_configs)."""
 
 
 def _csv(value):

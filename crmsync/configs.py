@@ -1,4 +1,4 @@
-"""Tenants and sync configs (the seed's `crm_sync_configs`): validated on the way in, so a bad
+"""Tenants and sync configs (the original design's `crm_sync_configs`): validated on the way in, so a bad
 config is refused with the field named and nothing written."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`crmsync doctor [CONFIG_ID]`: the seed's troubleshooting section as one command.
+"""`crmsync doctor [CONFIG_ID]`: the original design's troubleshooting section as one command.
 
 For each config (or the one named): enabled, credentials open and accepted by the CRM, rate
 headroom, the five most recent jobs, an active job whose runner is gone, pending conflicts, unprocessed webhook events, and custom
@@ -182,7 +182,7 @@ def check_webhook_events(session: Session, config) -> Check:
         WebhookEvent.config_id == config.id, WebhookEvent.processed.is_(False))).one()
     failed = session.scalar(select(func.count()).select_from(WebhookEvent).where(
         WebhookEvent.config_id == config.id, WebhookEvent.outcome == "failed"))
-    # Requests stored whole and not yet split into events (crmsync.ingest.processing).
+    # Requests stored whole and not yet split into events (crmsync.events.processing).
     waiting, split_failed, oldest_delivery = session.execute(select(
         func.count(), func.count(WebhookDelivery.error), func.min(WebhookDelivery.received_at)).where(
         WebhookDelivery.config_id == config.id)).one()

@@ -1,7 +1,7 @@
 """The unified model: contact, company, deal, activity and task as crmsync stores them.
 
 Every CRM's mapper turns its records into these shapes and back; the sync engine and the
-database only ever see them. Field names follow the seed's tables (`crm_contacts`, ...).
+database only ever see them. Field names follow the original design's tables (`crm_contacts`, ...).
 A record is a plain dict of these fields; the marshmallow schemas validate one.
 
 `SYNCED_FIELDS` lists, per entity, the fields the three-way merge compares. Associations
@@ -14,7 +14,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 ENTITY_TYPES: tuple[str, ...] = ("contact", "company", "deal", "activity", "task")
 
-# The seed's config flags and table names, by entity.
+# The original design's config flags and table names, by entity.
 ENTITY_PLURALS = {"contact": "contacts", "company": "companies", "deal": "deals",
                   "activity": "activities", "task": "tasks"}
 ENTITY_BY_PLURAL = {v: k for k, v in ENTITY_PLURALS.items()}
@@ -51,7 +51,7 @@ ASSOCIATIONS: dict[str, dict[str, str]] = {
     "task": {"contact_id": "contact", "company_id": "company", "deal_id": "deal"},
 }
 
-# How `field_merge` combines two edits of the same field (the seed: append notes, max for
+# How `field_merge` combines two edits of the same field (the original design: append notes, max for
 # scores); fields not listed take the newer value.
 FIELD_MERGE_RULES: dict[str, str] = {
     "notes": "append", "description": "append", "body": "append",

@@ -10,6 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from crmsync.automation import subscribe
+
+# As every process's start-up does: tests calling the engine directly run the rules' triggers too.
+subscribe()
+
 pytest_plugins = sorted(
     f"tests.fixtures.{p.stem}" for p in (Path(__file__).parent / "fixtures").glob("*.py") if p.stem != "__init__"
 )

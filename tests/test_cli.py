@@ -1,4 +1,4 @@
-"""The foundation commands of CLI.md, run as a user runs them: the installed `crmsync` script
+"""The foundation commands of docs/cli.md, run as a user runs them: the installed `crmsync` script
 in a subprocess, against the test database."""
 import json
 import os

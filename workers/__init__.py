@@ -12,6 +12,7 @@ import logging
 
 from celery import Celery, signals
 
+from crmsync.automation import subscribe
 from crmsync.runtime import settle_startup_objects
 from crmsync.settings import SettingsError, get_settings
 from crmsync.tasks.execution import TaskContextFilter
@@ -22,6 +23,7 @@ def make_app() -> Celery:
     settings = get_settings()
     if settings.inline:
         raise SettingsError("CRMSYNC_BROKER_URL", "the Celery workers need a broker, e.g. redis://127.0.0.1:6379/1")
+    subscribe()   # pulls and webhook events applied here run the rules' record-change triggers
     app = Celery("crmsync")
     app.conf.update(celery_settings(settings))
     hard = settings.task_time_limit

@@ -7,3 +7,14 @@ hook `on_record_changes`), `templates` (the `{...}` mini-language), `conditions`
 `context` (what a rule sees), `runner` (the `crmsync.automation.run(event_id)` task) and
 `commands` (the `crmsync rules` CLI).
 """
+from __future__ import annotations
+
+ON_RECORD_CHANGES = "crmsync.automation.triggers:on_record_changes"
+
+
+def subscribe() -> None:
+    """Let the rules' record-change triggers hear of what the sync engine applies. Every process
+    that applies records calls it at start-up: the CLI, the Celery workers, the ingest app and
+    the console (a "module:function" target, imported on the first change)."""
+    from crmsync.sync import listeners
+    listeners.subscribe(ON_RECORD_CHANGES)

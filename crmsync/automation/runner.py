@@ -32,6 +32,8 @@ from crmsync.automation.triggers import (
 )
 from crmsync.db.models import AutomationRule, AutomationRun, WebhookEvent
 from crmsync.db.types import utcnow
+from crmsync.settings import get_settings
+from crmsync.sync.jobs import request_push
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +114,6 @@ def run_for_event(session: Session, event_id: str, *, now: datetime | None = Non
     payload = event.payload or {}
     cause_rule, cause_depth = parse_cause(payload.get("cause")) if event.platform == INTERNAL_PLATFORM else (None, 0)
     depth = cause_depth + 1
-    from crmsync.settings import get_settings
     max_depth = get_settings().automation_max_depth
     rules = list(session.scalars(select(AutomationRule).where(
         AutomationRule.tenant_id == tenant_id, AutomationRule.enabled.is_(True),
@@ -194,7 +195,6 @@ def _run_rule(session: Session, rule: AutomationRule, event: WebhookEvent, base:
 
 def _request_push(session: Session, tenant_id: str) -> None:
     """Hand the rule's writes to the normal push path (the lead's `request_push`)."""
-    from crmsync.sync.jobs import request_push
     request_push(session, tenant_id)
 
 

@@ -272,10 +272,6 @@ def to_text(value: Any) -> str:
     return str(value)
 
 
-def has_placeholders(value: Any) -> bool:
-    return isinstance(value, str) and ("{" in value or "}" in value)
-
-
 def render_value(value: Any, context: dict[str, Any], unresolved: list[Expression] | None = None) -> Any:
     """Render a param: strings are templates, everything else passes through. Expressions that
     resolve to nothing are appended to `unresolved` (see the module's docstring)."""

@@ -1,4 +1,4 @@
-"""The data model: the seed's tables (`crm_*`) plus what the design needs beyond them —
+"""The data model: the original design's tables (`crm_*`) plus what the design needs beyond them —
 tenants, sync links with their base snapshot, checkpoints, job steps, the credential vault,
 API keys and automation runs.
 
@@ -88,7 +88,7 @@ class ApiKey(Base):
 
 
 class SyncConfig(Base):
-    """The seed's `crm_sync_configs`: one CRM account of one tenant and how to sync it."""
+    """The original design's `crm_sync_configs`: one CRM account of one tenant and how to sync it."""
     __tablename__ = "crm_sync_configs"
     id: Mapped[str] = _id()
     tenant_id: Mapped[str] = _tenant()
@@ -165,7 +165,7 @@ def _links(entity: str, cls_name: str):
 class _WithExternalIds:
     @property
     def external_ids(self) -> list[dict]:
-        """The seed's `external_ids` array, as a view of the sync links."""
+        """The original design's `external_ids` array, as a view of the sync links."""
         return [{"platform": link.platform, "external_id": link.external_id,
                  "last_synced_at": link.base_at.isoformat() if link.base_at else None}
                 for link in self.links]
@@ -313,7 +313,7 @@ JOB_ACTIVE_STATUSES = ("queued", "running", "waiting_quota")
 
 
 class SyncJob(Base):
-    """The seed's `crm_sync_jobs`: one run of one config."""
+    """The original design's `crm_sync_jobs`: one run of one config."""
     __tablename__ = "crm_sync_jobs"
     id: Mapped[str] = _id()
     tenant_id: Mapped[str] = _tenant()
@@ -387,7 +387,7 @@ _PENDING = {"postgresql_where": text("status = 'pending'"), "sqlite_where": text
 
 
 class ConflictRecord(Base):
-    """The seed's `crm_conflict_records`: a field changed on both sides under `manual_review`."""
+    """The original design's `crm_conflict_records`: a field changed on both sides under `manual_review`."""
     __tablename__ = "crm_conflict_records"
     id: Mapped[str] = _id()
     tenant_id: Mapped[str] = _tenant()
@@ -415,7 +415,7 @@ class ConflictRecord(Base):
 
 
 class WebhookEvent(Base):
-    """The seed's `crm_webhook_events`: every CRM webhook event and product event, stored before
+    """The original design's `crm_webhook_events`: every CRM webhook event and product event, stored before
     the request is answered; `processed` flips when a worker has applied it."""
     __tablename__ = "crm_webhook_events"
     id: Mapped[str] = _id()
@@ -467,7 +467,7 @@ class WebhookDelivery(Base):
 
 
 class AutomationRule(Base):
-    """The seed's `crm_automation_rules`."""
+    """The original design's `crm_automation_rules`."""
     __tablename__ = "crm_automation_rules"
     id: Mapped[str] = _id()
     tenant_id: Mapped[str] = _tenant()

@@ -8,7 +8,7 @@ set CRMSYNC_INGEST_PROXY_HOPS=N to trust N hops of X-Forwarded-Proto/Host/Port/P
 CRMSYNC_INGEST_PUBLIC_URL=https://hooks.example.com to fix scheme and host outright. Neither is
 trusted by default (a caller could otherwise choose the URI that gets signed).
 A CRM webhook request is stored whole (one row, `crm_webhook_deliveries`) and answered; a worker
-splits it into deduplicated `crm_webhook_events` (crmsync.ingest.processing). CRMSYNC_INGEST_COALESCE_SECONDS
+splits it into deduplicated `crm_webhook_events` (crmsync.events.processing). CRMSYNC_INGEST_COALESCE_SECONDS
 (default 0.25, crmsync.settings) then delays the events' processing so bursts share a fetch.
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Request, jsonify
 from werkzeug.exceptions import HTTPException
 
+from crmsync.automation import subscribe
 from crmsync.ingest.errors import IngestError
 from crmsync.ingest.relay import OutboxRelay
 from crmsync.ingest.tenancy import ConfigDirectory, WebhookSecrets
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, *, proxy_hops: int | None = Non
     if public_url and urlsplit(public_url).scheme not in ("http", "https"):
         raise SettingsError("CRMSYNC_INGEST_PUBLIC_URL", "expected an http:// or https:// URL")
 
+    subscribe()   # without a broker the app runs the webhook processing inline: the rules hear of it
     app = Flask("crmsync.ingest")
     # One byte over our limit: werkzeug stops a chunked body silently at this bound, so the byte
     # past our own limit must still be readable for raw_body to see the body is too large.

@@ -1,4 +1,4 @@
-"""`crmsync webhooks list|replay` and `crmsync ingest serve` (contract: shared CLI.md)."""
+"""`crmsync webhooks list|replay` and `crmsync ingest serve` (contract: docs/cli.md)."""
 from __future__ import annotations
 
 import click
@@ -45,7 +45,7 @@ def webhooks_list(unprocessed, only_failed, tenant_id, limit, as_json):
         waiting = _deliveries_waiting(s, tenant_id)
     human = table(rows, COLUMNS)
     if waiting:
-        # Requests stored whole whose events are not in this list yet (see crmsync.ingest.processing).
+        # Requests stored whole whose events are not in this list yet (see crmsync.events.processing).
         human += f"\n{waiting[0]} delivery(ies) not yet split into events, {waiting[1]} of them failed"
     emit(rows, as_json, human)
 

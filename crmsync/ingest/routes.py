@@ -1,6 +1,6 @@
-"""The ingest endpoints (contract: shared CLI.md). Each one checks who is calling, writes one row (a
+"""The ingest endpoints (contract: docs/cli.md). Each one checks who is calling, writes one row (a
 CRM delivery, stored whole; or a product event), commits, hands the id to the outbox relay and
-answers. No sync work here; a worker splits a delivery into its events (crmsync.ingest.processing).
+answers. No sync work here; a worker splits a delivery into its events (crmsync.events.processing).
 
 Order of checks: size, then who (tenant, signature/credentials), then shape — so an unauthenticated
 caller learns nothing about what a valid body looks like, and nothing is written before all pass.
@@ -146,7 +146,7 @@ def _store_events(session, rows) -> list[str]:
 def _store_deliveries(rows) -> list[str]:
     """The request's only write: the delivery as received, committed before the answer (the outbox).
     Its events reach `crm_webhook_events`, deduplicated, when a worker splits it
-    (crmsync.ingest.processing.split_deliveries).
+    (crmsync.events.processing.split_deliveries).
 
     One INSERT statement in autocommit: it is atomic on its own, and durable when it returns; an
     explicit transaction would add a BEGIN and a COMMIT round trip to every webhook request."""

@@ -19,6 +19,7 @@ from datetime import timedelta
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
+from crmsync.automation import subscribe
 from crmsync.settings import Settings, SettingsError, get_settings
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None, *, secure_cookies: bool | None 
     settings = settings or get_settings()
     if not settings.secret_key:
         raise SettingsError("CRMSYNC_SECRET_KEY", "the console signs its sessions with a key derived from it; set it")
+    subscribe()   # a resolution applies records (and may push inline): the rules hear of it
     app = Flask("crmsync.opsconsole")
     app.config.update(
         SECRET_KEY=session_key(settings.secret_key),

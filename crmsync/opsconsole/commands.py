@@ -1,4 +1,4 @@
-"""`crmsync console serve` and `crmsync console users create` (contract: CLI.md)."""
+"""`crmsync console serve` and `crmsync console users create` (contract: docs/cli.md)."""
 from __future__ import annotations
 
 import sys

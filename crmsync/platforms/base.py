@@ -179,10 +179,6 @@ class Adapter(abc.ABC):
     def get_many(self, entity: str, external_ids: list[str]) -> list[RemoteRecord]:
         """The records that exist among these ids (missing or archived ones are left out)."""
 
-    @abc.abstractmethod
-    def list_deleted(self, entity: str, since: datetime | None) -> list[str]:
-        """External ids archived or deleted at or after `since`."""
-
     def refresh_metadata(self, entity: str) -> None:
         """Forget cached metadata of the entity (field definitions) so the next read loads it
         afresh; the deletion sweep calls it on its own cadence."""

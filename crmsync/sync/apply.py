@@ -14,7 +14,7 @@
    matches unlinked records by email (contacts) or domain (companies); `merge_records` merges
    each record three ways against its link's base (`merge_one`) and writes rows, links and
    conflict records.
-7. `_notify`: automation triggers hear of every change.
+7. `_notify`: the listeners (`crmsync.sync.listeners`; automation's triggers) hear of every change.
 
 The caller's transaction makes the page atomic.
 
@@ -36,7 +36,7 @@ from crmsync.db.models import ENTITY_MODELS, ConflictFieldRule, ConflictRecord, 
 from crmsync.db.types import utcnow
 from crmsync.entities import ASSOCIATIONS, SYNCED_FIELDS
 from crmsync.platforms.base import RemoteRecord
-from crmsync.sync import store, values
+from crmsync.sync import listeners, store, values
 from crmsync.sync.errors import DeleteGuardTripped
 from crmsync.sync.merge import canonical, flatten, resolve_conflict
 
@@ -501,8 +501,6 @@ def _move_references(session: Session, tenant: str, entity: str, old_local: str,
 
 
 def _notify(session: Session, tenant_id: str, result: ApplyResult, cause: str) -> None:
-    """Automation triggers (contact_created, deal_stage_changed, ...) hear of every change."""
-    if not result.changes:
-        return
-    from crmsync.automation.triggers import on_record_changes
-    on_record_changes(session, tenant_id, result.changes, cause)
+    """The subscribed listeners (automation's triggers: contact_created, deal_stage_changed, ...)
+    hear of every change."""
+    listeners.notify(session, tenant_id, result.changes, cause)

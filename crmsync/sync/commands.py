@@ -1,4 +1,4 @@
-"""CLI: `sync run`, `jobs list|show|cancel|resume`, `conflicts list|show|resolve` (contract: CLI.md)."""
+"""CLI: `sync run`, `jobs list|show|cancel|resume`, `conflicts list|show|resolve` (contract: docs/cli.md)."""
 from __future__ import annotations
 
 import contextlib
@@ -80,7 +80,7 @@ def sync_run(config_id, inline, wait, full, sweep, force, as_json):
         config_id = config.id
     if inline:
         from crmsync.runtime import settle_startup_objects
-        from crmsync.sync.orchestrator import run_job_inline
+        from crmsync.sync.inline import run_job_inline
         # A progress display is for a person at a terminal; a script capturing stderr gets none
         # (nor pays for rich's import and refresh thread).
         if sys.stderr.isatty():
@@ -178,7 +178,7 @@ def _follow(job_id: str, timeout: float = 3600.0) -> dict:
 
 @click.group()
 def jobs():
-    """Sync jobs (the seed's crm_sync_jobs)."""
+    """Sync jobs (the original design's crm_sync_jobs)."""
 
 
 @jobs.command("list")
@@ -261,7 +261,7 @@ def jobs_resume(job_id, inline, as_json):
     with _job_errors(), _session() as s:
         job_id = resume_job(s, parse_id(job_id, "job"), runner=runner, enqueue=not inline).id
     if inline:
-        from crmsync.sync.orchestrator import run_claimed_job
+        from crmsync.sync.inline import run_claimed_job
         progress, update = _progress_printer(as_json)
         with progress:
             job = run_claimed_job(job_id, runner, progress=update)
@@ -272,7 +272,7 @@ def jobs_resume(job_id, inline, as_json):
 
 @click.group()
 def conflicts():
-    """Conflicts held for review (the seed's crm_conflict_records)."""
+    """Conflicts held for review (the original design's crm_conflict_records)."""
 
 
 @conflicts.command("list")

@@ -22,6 +22,7 @@ from marshmallow import fields as ma_fields
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from crmsync.db import session_scope
 from crmsync.db.models import (
     ENTITY_MODELS,
     ConflictFieldRule,
@@ -32,8 +33,11 @@ from crmsync.db.models import (
 )
 from crmsync.db.types import utcnow
 from crmsync.entities import ASSOCIATIONS, SCHEMAS, SYNCED_FIELDS
+from crmsync.settings import get_settings
 from crmsync.sync import store
-from crmsync.sync.errors import ConflictResolutionError
+from crmsync.sync.errors import ConfigDisabled, ConflictResolutionError, JobAlreadyActive
+from crmsync.sync.inline import run_job_inline
+from crmsync.sync.jobs import request_push
 from crmsync.sync.merge import CUSTOM, canonical
 
 SIDES = ("local", "remote")
@@ -188,12 +192,8 @@ def push_after_resolution(tenant_id: str, config_ids: Iterable[str | None]) -> d
     """Send resolutions to the CRMs as `crmsync conflicts resolve` does: inline without a broker
     (one push job per config, run here), else a push job per config through the workers.
     Returns {"push_job": job} (inline, one config), {"push_jobs": [...]} otherwise."""
-    from crmsync.db import session_scope
-    from crmsync.settings import get_settings
     config_ids = [c for c in dict.fromkeys(config_ids) if c]
     if get_settings().inline:
-        from crmsync.sync.errors import ConfigDisabled, JobAlreadyActive
-        from crmsync.sync.orchestrator import run_job_inline
         jobs = []
         for config_id in config_ids:
             try:
@@ -201,7 +201,6 @@ def push_after_resolution(tenant_id: str, config_ids: Iterable[str | None]) -> d
             except (JobAlreadyActive, ConfigDisabled) as err:
                 jobs.append({"error": str(err), "config_id": config_id})
         return {"push_job": jobs[0]} if len(jobs) == 1 else {"push_jobs": jobs}
-    from crmsync.sync.jobs import request_push
     with session_scope() as s:
         return {"push_jobs": request_push(s, tenant_id)}
 

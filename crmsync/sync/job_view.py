@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from crmsync.db.models import ENTITY_MODELS, SyncJob
 
-# The seed names its tables after the plurals (crm_contacts, ...; see crmsync.entities.TABLE_NAMES);
+# The original design names its tables after the plurals (crm_contacts, ...; see crmsync.entities.TABLE_NAMES);
 # read here so `jobs list` does not load the entity schemas (and marshmallow).
 ENTITY_PLURALS = {entity: model.__tablename__.removeprefix("crm_") for entity, model in ENTITY_MODELS.items()}
 

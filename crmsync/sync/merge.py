@@ -1,4 +1,4 @@
-"""Three-way merge and the seed's four conflict strategies.
+"""Three-way merge and the original design's four conflict strategies.
 
 Every field is compared against the *base* — the value both sides last agreed on (kept on the
 sync link). Changed on one side only: that side wins, no conflict. Changed on both sides to
@@ -89,22 +89,6 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def detect_conflicting_fields(local: Mapping[str, Any], remote: Mapping[str, Any],
-                              base: Mapping[str, Any] | None = None) -> list[str]:
-    """Fields changed on both sides to different values (with a base), or simply different
-    (without one). Only fields the remote carries are compared; timestamps and ids are not fields."""
-    lf, rf = flatten(_strip_meta(local)), flatten(_strip_meta(remote))
-    bf = flatten(base) if base is not None else None
-    out = []
-    for f, rv in rf.items():
-        lv = lf.get(f)
-        if lv == rv:
-            continue
-        if bf is None or lv != bf.get(f) and rv != bf.get(f):
-            out.append(f)
-    return sorted(out)
-
-
 _META = {"id", "tenant_id", "created_at", "updated_at", "deleted_at", "external_ids", "last_change_cause"}
 
 
@@ -124,7 +108,7 @@ class Resolution:
     winners: dict[str, str] = field(default_factory=dict)
 
     @property
-    def conflictingFields(self) -> list[str]:  # the seed's spelling
+    def conflictingFields(self) -> list[str]:  # the original design's spelling
         return self.conflicting_fields
 
 

@@ -11,7 +11,7 @@ up (`find_existing`) instead of creating it again.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import and_, literal, or_, select, tuple_
@@ -76,126 +76,178 @@ def _outbound(config: SyncConfig, entity: str, row, fields_flat: dict, ext_by_lo
                           associations=assoc)
 
 
+@dataclass
+class BatchPush:
+    """One batch on its way out: what every step needs."""
+    session: Session
+    config: SyncConfig
+    adapter: Adapter
+    entity: str
+    now: datetime
+    outcome: PushOutcome
+    ext_by_local: dict = field(default_factory=dict)
+
+    def outbound(self, row, fields_flat: dict, link: SyncLink | None) -> OutboundRecord:
+        return _outbound(self.config, self.entity, row, fields_flat, self.ext_by_local, link)
+
+    def count_requests(self, sent: int) -> None:
+        self.outcome.requests += (sent + self.adapter.max_batch - 1) // self.adapter.max_batch
+
+
+@dataclass
+class Plan:
+    """The batch sorted by what each row needs."""
+    creates: list = field(default_factory=list)    # (row, link, fields): never created remotely
+    updates: list = field(default_factory=list)    # (row, link, fields that differ from the base)
+    archives: list = field(default_factory=list)   # (row, link): deleted here, still live there
+    pending: set = field(default_factory=set)      # local ids whose create may have reached the CRM
+
+
 def push_batch(session: Session, config: SyncConfig, adapter: Adapter, entity: str, *,
                after: dict | None = None, limit: int = 100, now: datetime | None = None) -> PushOutcome:
-    """Push up to `limit` candidate rows. Commits in the middle (pending-create links) so a
-    crash can never turn into a duplicate remote record."""
-    now = now or utcnow()
-    tenant, platform = config.tenant_id, config.platform
+    """Push up to `limit` candidate rows, step by step:
+
+    1. `plan_batch`: sort the rows into creates, updates (only fields that differ from the base,
+       less those held by a pending conflict) and archives, and add the links of new creates.
+    2. Commit: the pending-create links are durable before any create call leaves this process,
+       so a crash can never turn into a duplicate remote record.
+    3. `find_pending_creates`: a create that may have reached the CRM is looked up first.
+    4. `send_creates`, `send_updates`, `send_archives`: one batched call each, then what the CRM
+       answered becomes the links' base (and the local row's, where the CRM normalised a value).
+    """
     rows = push_candidates(session, config, entity, after=after, limit=limit)
     outcome = PushOutcome(result=ApplyResult(), cursor=None, errors=[])
     if not rows:
         return outcome
     last = rows[-1]
     outcome.cursor = {"updated_at": last.updated_at.isoformat(), "id": last.id} if len(rows) == limit else None
+    batch = BatchPush(session, config, adapter, entity, now or utcnow(), outcome,
+                      store.external_ids_for(session, config.tenant_id, config.platform, entity, rows))
+    plan = plan_batch(batch, rows)
+    session.commit()
+    if plan.pending:
+        find_pending_creates(batch, plan)
+    if plan.creates:
+        send_creates(batch, plan.creates)
+    if plan.updates:
+        send_updates(batch, plan.updates)
+    if plan.archives and config.sync_direction in ("push", "bidirectional"):
+        send_archives(batch, plan.archives)
+    session.flush()
+    return outcome
+
+
+def plan_batch(batch: BatchPush, rows: list) -> Plan:
+    session, config, entity = batch.session, batch.config, batch.entity
+    tenant, platform = config.tenant_id, config.platform
     links = {l.local_id: l for l in store.load_links(session, tenant, platform, entity, local_ids=[r.id for r in rows])}
     held = _held(session, config, entity, [r.id for r in rows])
-    ext_by_local = store.external_ids_for(session, tenant, platform, entity, rows)
-    result = outcome.result
-
-    creates, updates, archives, pending = [], [], [], []
+    plan = Plan()
     for row in rows:
         link = links.get(row.id)
         if row.deleted_at is not None:
             if link is not None and link.external_id and not link.base.get(DELETED):
-                archives.append((row, link))
+                plan.archives.append((row, link))
             continue
         flat = store.row_to_flat(entity, row)
         if link is None or link.external_id is None:
-            fields_flat = {f: v for f, v in flat.items() if v is not None}
             if link is None:
                 link = SyncLink(id=new_id(), tenant_id=tenant, config_id=config.id, platform=platform,
                                 entity_type=entity, local_id=row.id, external_id=None, base={})
                 session.add(link)
-                links[row.id] = link
             else:
-                pending.append(row.id)
-            creates.append((row, link, fields_flat))
+                plan.pending.add(row.id)
+            plan.creates.append((row, link, {f: v for f, v in flat.items() if v is not None}))
             continue
         base = link.base or {}
         skip = held.get(row.id, set()) | set(base.get(UNSUPPORTED, ()))
         diff = {f: v for f, v in flat.items() if f not in skip and base.get(f) != v
                 and (f in base or v is not None)}
         if not diff:
-            link.base_at = now
-            result.skipped += 1
+            link.base_at = batch.now
+            batch.outcome.result.skipped += 1
             continue
-        updates.append((row, link, diff))
-    # The pending-create links must be durable before any create call leaves this process.
-    session.commit()
+        plan.updates.append((row, link, diff))
+    return plan
 
-    if pending:
-        # A create for these may have reached the CRM: look before creating again.
-        still = []
-        for row, link, fields_flat in creates:
-            if row.id in pending:
-                found = adapter.find_existing(entity, _outbound(config, entity, row, fields_flat, ext_by_local, None))
-                outcome.requests += 1
-                if found:
-                    link.external_id = found
-                    updates.append((row, link, fields_flat))
-                    continue
-            still.append((row, link, fields_flat))
-        creates = still
 
-    if creates:
-        batch = [_outbound(config, entity, row, f, ext_by_local, None) for row, _, f in creates]
-        results = _local_values(config, entity, adapter.create_many(entity, batch))
-        outcome.requests += (len(batch) + adapter.max_batch - 1) // adapter.max_batch
-        conflicts = []
-        adopted = []
-        for (row, link, fields_flat), res in zip(creates, results):
-            if res.ok:
-                _agree(link, entity, res, fields_flat, now, ext_by_local)
-                adopted += _adopt_remote_values(entity, row, res, now)
-                result.created += 1
-            elif isinstance(res.error, Conflict) and res.error.existing_id:
-                conflicts.append((row, link, res.error.existing_id))
-            else:
-                _failed(session, outcome, row, link, res)
-        store.update_rows(session, entity, adopted)
-        if conflicts:
-            # The CRM already holds this record (409 duplicate email): link to it and merge
-            # as a first match — every differing field is settled by the strategy.
-            for _, link, _ in conflicts:
-                session.delete(link)
-            session.flush()
-            existing = adapter.get_many(entity, [c[2] for c in conflicts])
-            outcome.requests += 1
-            result.add(apply_remote_records(session, config, entity, existing, now=now))
+def find_pending_creates(batch: BatchPush, plan: Plan) -> None:
+    """A create for these may have reached the CRM: look before creating again. A record found
+    is linked and its fields go out as an update."""
+    still = []
+    for row, link, fields_flat in plan.creates:
+        if row.id in plan.pending:
+            found = batch.adapter.find_existing(batch.entity, batch.outbound(row, fields_flat, None))
+            batch.outcome.requests += 1
+            if found:
+                link.external_id = found
+                plan.updates.append((row, link, fields_flat))
+                continue
+        still.append((row, link, fields_flat))
+    plan.creates = still
 
-    if updates:
-        batch = [_outbound(config, entity, row, diff, ext_by_local, link) for row, link, diff in updates]
-        results = _local_values(config, entity, adapter.update_many(entity, batch))
-        outcome.requests += (len(batch) + adapter.max_batch - 1) // adapter.max_batch
-        adopted = []
-        for (row, link, diff), res in zip(updates, results):
-            if res.ok:
-                # An association the CRM refused (its target is gone there) is reported and left
-                # out of the agreement: the base keeps the old value, so the row is not pushed
-                # again until it changes, and a later edit sends the association once more.
-                agreed = {f: v for f, v in diff.items() if f not in res.association_errors}
-                _agree(link, entity, res, agreed, now, ext_by_local, merge_into=link.base)
-                adopted += _adopt_remote_values(entity, row, res, now, only=agreed)
-                result.updated += 1
-                for name, err in res.association_errors.items():
-                    _report(outcome, row, f"{name}: {err}")
-            else:
-                _failed(session, outcome, row, link, res)
-        store.update_rows(session, entity, adopted)
 
-    if archives and config.sync_direction in ("push", "bidirectional"):
-        results = adapter.archive_many(entity, [link.external_id for _, link in archives])
+def send_creates(batch: BatchPush, creates: list) -> None:
+    session, config, entity, outcome = batch.session, batch.config, batch.entity, batch.outcome
+    sent = [batch.outbound(row, f, None) for row, _, f in creates]
+    results = _local_values(config, entity, batch.adapter.create_many(entity, sent))
+    batch.count_requests(len(sent))
+    conflicts = []
+    adopted = []
+    for (row, link, fields_flat), res in zip(creates, results):
+        if res.ok:
+            _agree(link, entity, res, fields_flat, batch.now, batch.ext_by_local)
+            adopted += _adopt_remote_values(entity, row, res, batch.now)
+            outcome.result.created += 1
+        elif isinstance(res.error, Conflict) and res.error.existing_id:
+            conflicts.append((row, link, res.error.existing_id))
+        else:
+            _failed(session, outcome, row, link, res)
+    store.update_rows(session, entity, adopted)
+    if conflicts:
+        # The CRM already holds this record (409 duplicate email): link to it and merge
+        # as a first match — every differing field is settled by the strategy.
+        for _, link, _ in conflicts:
+            session.delete(link)
+        session.flush()
+        existing = batch.adapter.get_many(entity, [c[2] for c in conflicts])
         outcome.requests += 1
-        for (row, link), res in zip(archives, results):
-            if res.ok or isinstance(res.error, PlatformError) and res.error.status == 404:
-                link.base = {**link.base, DELETED: True}
-                link.base_at = now
-                result.deleted += 1
-            else:
-                _failed(session, outcome, row, link, res)
-    session.flush()
-    return outcome
+        outcome.result.add(apply_remote_records(session, config, entity, existing, now=batch.now))
+
+
+def send_updates(batch: BatchPush, updates: list) -> None:
+    session, entity, outcome = batch.session, batch.entity, batch.outcome
+    sent = [batch.outbound(row, diff, link) for row, link, diff in updates]
+    results = _local_values(batch.config, entity, batch.adapter.update_many(entity, sent))
+    batch.count_requests(len(sent))
+    adopted = []
+    for (row, link, diff), res in zip(updates, results):
+        if res.ok:
+            # An association the CRM refused (its target is gone there) is reported and left
+            # out of the agreement: the base keeps the old value, so the row is not pushed
+            # again until it changes, and a later edit sends the association once more.
+            agreed = {f: v for f, v in diff.items() if f not in res.association_errors}
+            _agree(link, entity, res, agreed, batch.now, batch.ext_by_local, merge_into=link.base)
+            adopted += _adopt_remote_values(entity, row, res, batch.now, only=agreed)
+            outcome.result.updated += 1
+            for name, err in res.association_errors.items():
+                _report(outcome, row, f"{name}: {err}")
+        else:
+            _failed(session, outcome, row, link, res)
+    store.update_rows(session, entity, adopted)
+
+
+def send_archives(batch: BatchPush, archives: list) -> None:
+    """A record already gone there (404) counts as archived."""
+    results = batch.adapter.archive_many(batch.entity, [link.external_id for _, link in archives])
+    batch.outcome.requests += 1
+    for (row, link), res in zip(archives, results):
+        if res.ok or isinstance(res.error, PlatformError) and res.error.status == 404:
+            link.base = {**link.base, DELETED: True}
+            link.base_at = batch.now
+            batch.outcome.result.deleted += 1
+        else:
+            _failed(batch.session, batch.outcome, row, link, res)
 
 
 def _local_values(config: SyncConfig, entity: str, results: list[WriteResult]) -> list[WriteResult]:

@@ -14,11 +14,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from crmsync.configs import advance_schedule
+from crmsync.configs import advance_schedule, schedule_sweep
 from crmsync.db import is_postgres
 from crmsync.db.models import SyncConfig, SyncJob, SyncJobStep, WebhookDelivery, WebhookEvent
 from crmsync.db.types import utcnow
-from crmsync.sync.jobs import WORKERS, lease_seconds
+from crmsync.settings import get_settings
+from crmsync.sync.errors import JobAlreadyActive
+from crmsync.sync.jobs import WORKERS, create_job, lease_seconds
 from crmsync.tasks import enqueue_after_commit
 from crmsync.tasks.names import PROCESS_EVENT, RUN_STEP, SPLIT_DELIVERIES, START_JOB
 
@@ -31,8 +33,6 @@ def dispatch_due_syncs(session: Session, now: datetime | None = None, limit: int
     """Claim up to `limit` enabled configs with next_sync_at <= now, move each one's next_sync_at
     on by its frequency, create a scheduled job and enqueue its start after commit. A config that
     already has an active job (manual run, slow job) is moved on and skipped. Returns the job ids."""
-    from crmsync.sync.errors import JobAlreadyActive
-    from crmsync.sync.jobs import create_job
     now = now or utcnow()
     query = (select(SyncConfig)
              .where(SyncConfig.enabled.is_(True), SyncConfig.next_sync_at.is_not(None),
@@ -61,9 +61,6 @@ def dispatch_due_sweeps(session: Session, now: datetime | None = None, limit: in
     job for each and move next_sweep_at on by its cadence. A config busy with another job keeps
     its claim time and is tried again on the next tick (a sweep is daily: it should not wait a day).
     A config that has no next_sweep_at yet (made before sweeps existed) gets one a cadence away."""
-    from crmsync.configs import schedule_sweep
-    from crmsync.sync.errors import JobAlreadyActive
-    from crmsync.sync.jobs import create_job
     now = now or utcnow()
     query = (select(SyncConfig)
              .where(SyncConfig.enabled.is_(True), SyncConfig.sweep_every_hours > 0,
@@ -105,7 +102,6 @@ def sweep_outbox(session: Session, now: datetime | None = None) -> dict[str, int
     after commit): webhook deliveries not yet split, unprocessed webhook events, pending steps of running jobs, parked jobs whose
     pause is over, and jobs still queued (their start message lost). Each re-enqueued row's updated_at (events: received_at is kept, attempts are
     not touched) is moved to now, so the next sweep leaves it alone for another threshold."""
-    from crmsync.settings import get_settings
     now = now or utcnow()
     threshold = now - timedelta(seconds=get_settings().outbox_after_seconds)
     postgres = is_postgres(session)

@@ -45,10 +45,10 @@ TASKS: dict[str, TaskRoute] = {
         "crmsync.sync.jobs:run_step", SYNCS, "crmsync.sync.jobs:fail_step",
         "one page pulled or one batch pushed (backfills queue when the job is full)"),
     SPLIT_DELIVERIES: TaskRoute(
-        "crmsync.ingest.processing:split_deliveries", EVENTS, "crmsync.ingest.processing:fail_deliveries",
+        "crmsync.events.processing:split_deliveries", EVENTS, "crmsync.events.processing:fail_deliveries",
         "store webhook deliveries' events, deduplicated, and enqueue their processing"),
     PROCESS_EVENT: TaskRoute(
-        "crmsync.ingest.processing:process_event", EVENTS, "crmsync.ingest.processing:fail_event",
+        "crmsync.events.processing:process_event", EVENTS, "crmsync.events.processing:fail_event",
         "apply one webhook or product event"),
     RUN_AUTOMATION: TaskRoute(
         "crmsync.automation.runner:run_for_event", EVENTS, None,

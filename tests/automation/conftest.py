@@ -9,7 +9,7 @@ from tests.fixtures.factories import make_tenant
 
 @pytest.fixture
 def tenant_id(crmsync_env, db_url):
-    """A tenant with the seed guide's two rules (modules that need a bare tenant define their own)."""
+    """A tenant with the original design's two rules (modules that need a bare tenant define their own)."""
     with session_scope(db_url) as s:
         tenant = make_tenant(s)
         apply_rules(s, tenant.id, seed_rules())

@@ -1,4 +1,4 @@
-"""The seed guide's two example rules (shared/seed-crm-sync-guide.md, "Automation Rules")."""
+"""The original design's two example rules (docs/original-design.md, "Automation Rules")."""
 import copy
 
 EMAIL_REPLY_RULE = {

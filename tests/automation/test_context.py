@@ -1,4 +1,4 @@
-"""What a rule sees of an event: the seed's two rules with events in both documented shapes
+"""What a rule sees of an event: the original design's two rules with events in both documented shapes
 (top-level fields and `properties`), the event's own name winning over a lookup, and a variable
 that resolves to nothing reported as a warning instead of rendering as ""."""
 import copy

@@ -1,9 +1,9 @@
-"""The seed's two rules end to end: `POST /events/<type>` (the ingest app) -> a real Celery worker
+"""The original design's two rules end to end: `POST /events/<type>` (the ingest app) -> a real Celery worker
 runs `crmsync.automation.run` -> local rows -> the normal push path -> records in the sandbox
 HubSpot. The same flow runs inline (no broker) too.
 
-The rules are the seed's with HubSpot's own stage ids (`qualifiedtobuy`, `presentationscheduled`)
-and `pipeline: default` on the created deal: the seed's `qualified_to_buy` is not a stage of
+The rules are the original design's with HubSpot's own stage ids (`qualifiedtobuy`, `presentationscheduled`)
+and `pipeline: default` on the created deal: the original design's `qualified_to_buy` is not a stage of
 HubSpot's default pipeline, and the sandbox, like HubSpot, refuses unknown stages and a deal
 without a pipeline.
 """

@@ -1,4 +1,4 @@
-"""Rules running for events: the seed's two rules, at most once per event, failures, dry runs."""
+"""Rules running for events: the original design's two rules, at most once per event, failures, dry runs."""
 import threading
 import time
 from datetime import UTC, datetime

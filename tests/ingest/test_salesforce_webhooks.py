@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from crmsync.db import session_scope
 from crmsync.db.models import Contact, WebhookDelivery, WebhookEvent
-from crmsync.ingest.processing import process_event
+from crmsync.events.processing import process_event
 from tests.fixtures.factories import make_config, make_secret, make_tenant
 
 XML = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'}

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from crmsync.configs import create_config
 from crmsync.db import session_scope
 from crmsync.db.models import ENTITY_MODELS, SyncLink
-from crmsync.sync.orchestrator import run_job_inline
+from crmsync.sync.inline import run_job_inline
 from tests.fixtures.factories import make_secret, make_tenant
 
 

@@ -1,9 +1,9 @@
-"""The three-way merge and the seed's four strategies, field by field."""
+"""The three-way merge and the original design's four strategies, field by field."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from crmsync.sync.merge import canonical, detect_conflicting_fields, resolve_conflict
+from crmsync.sync.merge import canonical, resolve_conflict
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 BASE = {"email": "ada@x.org", "first_name": "Ada", "last_name": "L", "lead_score": 10, "notes": "met at expo",
@@ -13,16 +13,10 @@ BASE = {"email": "ada@x.org", "first_name": "Ada", "last_name": "L", "lead_score
 def test_one_sided_edits_are_not_conflicts():
     local = {**BASE, "first_name": "Ada K."}
     remote = {**BASE, "last_name": "Lovelace"}
-    assert detect_conflicting_fields(local, remote, BASE) == []
     res = resolve_conflict(local=local, remote=remote, base=BASE, strategy="manual_review")
     assert res.resolution == "auto"
     assert res.merged["first_name"] == "Ada K." and res.merged["last_name"] == "Lovelace"
     assert res.winners == {"first_name": "local", "last_name": "remote"}
-
-
-def test_without_base_every_difference_conflicts():
-    assert detect_conflicting_fields({"email": "a", "first_name": "x"}, {"email": "a", "first_name": "y"}) == \
-        ["first_name"]
 
 
 def test_same_change_on_both_sides_agrees():

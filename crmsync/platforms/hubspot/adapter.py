@@ -264,25 +264,6 @@ class HubSpotAdapter(Adapter):
                        for key, obj in found.items())
         return out
 
-    def list_deleted(self, entity: str, since: datetime | None) -> list[str]:
-        """Archiving bumps no modified date and search cannot see archived records, so this pages
-        the archived listing and filters on archivedAt (HubSpot has no server-side filter)."""
-        floor = m.to_epoch_ms(since) if since is not None else None
-        out: list[str] = []
-        for object_type in m.OBJECT_TYPES[entity]:
-            after = None
-            while True:
-                body = self.client.list_page(object_type, after=after, archived=True,
-                                             properties=["hs_object_id"])
-                for obj in body.get("results") or []:
-                    when = obj.get("archivedAt") or obj.get("updatedAt")
-                    if floor is None or (when and m.to_epoch_ms(when) >= floor):
-                        out.append(join_external_id(entity, object_type, obj["id"]))
-                after = ((body.get("paging") or {}).get("next") or {}).get("after")
-                if not after:
-                    break
-        return out
-
     def list_ids(self, entity: str, cursor: dict | None, page_size: int = 100) -> IdPage:
         """The deletion sweep's listing: the list endpoint asked for hs_object_id only (it always
         adds updatedAt), 100 ids a request, each object type of the entity in turn.

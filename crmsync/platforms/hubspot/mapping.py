@@ -299,7 +299,7 @@ def mapped_properties(entity: str, field_mappings: Mapping[str, str] | None = No
 # Associations
 # ---------------------------------------------------------------------------------------
 
-# Default association type ids (reference §5.1), from object -> to object.
+# Default association type ids (docs/hubspot.md §5.1), from object -> to object.
 ASSOCIATION_TYPE_IDS: dict[tuple[str, str], int] = {
     ("contacts", "companies"): 1, ("companies", "contacts"): 2, ("deals", "contacts"): 3,
     ("contacts", "deals"): 4, ("deals", "companies"): 5, ("companies", "deals"): 6,

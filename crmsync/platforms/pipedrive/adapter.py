@@ -172,23 +172,6 @@ class PipedriveAdapter(Adapter):
         return [self.to_remote(entity, raw, meta) for raw in raws
                 if self._is_kind(entity, raw) and not raw.get("is_deleted")]
 
-    def list_deleted(self, entity: str, since: datetime | None) -> list[str]:
-        """Deals only: Pipedrive lists deals deleted in the last 30 days (`status=deleted`). Persons,
-        organizations and activities have no deleted listing; their deletions arrive as webhooks
-        (`delete` events) or through id reconciliation by the engine."""
-        self._check(entity)
-        if entity != "deal":
-            return []
-        self.account_id()
-        out: list[str] = []
-        cursor = None
-        while True:
-            page = self.client.list_deleted_deals(updated_since=since, cursor=cursor)
-            out.extend(str(d["id"]) for d in page.items if d.get("id") is not None)
-            if not page.next_cursor:
-                return out
-            cursor = page.next_cursor
-
     def list_ids(self, entity: str, cursor: dict | None, page_size: int = 500) -> IdPage:
         """The deletion sweep's listing: GET /api/v2/{objects} in id order, 500 a page (v2's
         largest; it has no way to ask for fewer fields). Deleted records are not listed.

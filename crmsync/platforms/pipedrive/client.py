@@ -197,12 +197,6 @@ class PipedriveClient(CRMClient):
         return [hit.get("item") or {} for hit in ((body.get("data") or {}).get("items") or [])]
 
     # ------------------------------------------------------------------ deleted records
-    def list_deleted_deals(self, *, updated_since: datetime | str | None = None, cursor: str | None = None,
-                           limit: int = 500) -> ListPage:
-        """Deals deleted within the last 30 days (`status=deleted`); `update_time` is the delete time."""
-        return self.list_records("deal", status="deleted", updated_since=updated_since, cursor=cursor,
-                                 limit=limit)
-
     # ------------------------------------------------------------------ account & metadata
     def users_me(self) -> dict:
         """GET /api/v1/users/me (no v2): the token's user, with `company_id` and `company_domain`."""

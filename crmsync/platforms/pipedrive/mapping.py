@@ -636,7 +636,7 @@ def map_unified_contact_to_pipedrive(contact: Mapping, meta: PipedriveMetadata |
 # --------------------------------------------------------------------------------------------
 # organization <-> company
 # --------------------------------------------------------------------------------------------
-# Standard organization fields some accounts have (reference §5.4), same name as unified.
+# Standard organization fields some accounts have (docs/pipedrive.md §5.4), same name as unified.
 _ORG_OPTIONAL = ("website", "industry", "employee_count", "annual_revenue")
 
 
@@ -810,7 +810,7 @@ def map_pipedrive_activity_to_unified_task(activity: Mapping, meta: PipedriveMet
 def _activity_links(record: Mapping, body: dict) -> None:
     if "contact_id" in record:
         person = _int(record["contact_id"])
-        # v2 reads person_id but sets it only through the primary participant (reference §5.4).
+        # v2 reads person_id but sets it only through the primary participant (docs/pipedrive.md §5.4).
         body["participants"] = [{"person_id": person, "primary": True}] if person is not None else []
     if "company_id" in record:
         body["org_id"] = _int(record["company_id"])

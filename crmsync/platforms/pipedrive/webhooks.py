@@ -1,7 +1,7 @@
 """Pipedrive webhook deliveries: HTTP Basic verification and v1/v2 payload parsing.
 
 Pipedrive signs nothing: the only proof of origin is the user/password registered with the webhook
-(`http_auth_user`/`http_auth_password`), sent as `Authorization: Basic` (reference §8.2). The
+(`http_auth_user`/`http_auth_password`), sent as `Authorization: Basic` (docs/pipedrive.md §8.2). The
 config's webhook secret holds "user:password". There is no timestamp to check freshness against;
 duplicates (v1 resends, retries at +3/+30/+150 s) are caught by `event_key`.
 

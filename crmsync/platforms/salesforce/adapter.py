@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from crmsync.cache import MetadataCache
@@ -171,28 +171,6 @@ class SalesforceAdapter(Adapter):
                 if self._is_kind(entity, raw):
                     out.append(self.to_remote(entity, raw))
         return out
-
-    def list_deleted(self, entity: str, since: datetime | None) -> list[str]:
-        self._check(entity)
-        if since is None:
-            return []
-        now = datetime.now(UTC)
-        # The replication calls reach back 30 days at most; a longer pause needs a full reconciliation.
-        start = max(since - self.lookback, now - timedelta(days=29))
-        out: list[str] = []
-        for obj in m.OBJECTS[entity]:
-            body = self.client.deleted(obj, start, now + timedelta(minutes=1))
-            out += [str(d["id"]) for d in body.get("deletedRecords") or [] if d.get("id")]
-            earliest = m.parse_datetime(body.get("earliestDateAvailable"))
-            if earliest is not None and earliest > start:
-                log.warning("Salesforce org %s: the %s delete log starts at %s, after %s; reading the Recycle "
-                            "Bin instead (records purged for good need a full reconciliation)",
-                            self.account_id(), obj, earliest.isoformat(), start.isoformat())
-                binned = self.client.query_records(
-                    f"SELECT Id FROM {obj} WHERE IsDeleted = true AND SystemModstamp >= {soql_datetime(start)}",
-                    include_deleted=True)
-                out += [r["Id"] for r in binned]
-        return list(dict.fromkeys(out))
 
     def list_ids(self, entity: str, cursor: dict | None, page_size: int = 2000) -> IdPage:
         """The deletion sweep's listing: `SELECT Id, SystemModstamp` by Id, 2,000 a query (one

@@ -121,9 +121,6 @@ class SalesforceClient(CRMClient):
     def describe(self, obj: str) -> dict:
         return self.request("GET", f"/sobjects/{obj}/describe", entity=obj)
 
-    def limits_info(self) -> dict:
-        return self.request("GET", "/limits")
-
     # ------------------------------------------------------------------ reading
     def query(self, soql: str, *, include_deleted: bool = False) -> dict:
         return self.request("GET", "/queryAll" if include_deleted else "/query", params={"q": soql})
@@ -158,10 +155,6 @@ class SalesforceClient(CRMClient):
 
     def updated(self, obj: str, start: datetime, end: datetime) -> dict:
         return self.request("GET", f"/sobjects/{obj}/updated/", entity=obj,
-                            params={"start": _iso(start), "end": _iso(end)})
-
-    def deleted(self, obj: str, start: datetime, end: datetime) -> dict:
-        return self.request("GET", f"/sobjects/{obj}/deleted/", entity=obj,
                             params={"start": _iso(start), "end": _iso(end)})
 
     def bulk_query(self, soql: str, *, include_deleted: bool = False, page_records: int = 50_000,

@@ -1,5 +1,5 @@
 """HubSpot sandbox: a local, in-memory fake of HubSpot's CRM API written from the official OpenAPI specs
-and /work/shared/reference/hubspot.md.
+and docs/hubspot.md.
 
 >>> from crmsync.sandbox.hubspot import create_app
 >>> from crmsync.sandbox.server import SandboxServer

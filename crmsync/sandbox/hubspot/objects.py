@@ -1,5 +1,5 @@
 """HubSpot object types, their default properties, property definitions and association types
-(reference §1, §2.2, §2.3, §5.1)."""
+(docs/hubspot.md §1, §2.2, §2.3, §5.1)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,4 @@
-"""Webhook request signatures as HubSpot computes them (reference §8.4)."""
+"""Webhook request signatures as HubSpot computes them (docs/hubspot.md §8.4)."""
 from __future__ import annotations
 
 import base64

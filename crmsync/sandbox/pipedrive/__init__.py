@@ -1,7 +1,7 @@
 """Pipedrive sandbox: a local, in-memory fake of Pipedrive's API v2 (persons, organizations, deals,
 activities; search of the first three) and the v1 endpoints v2 lacks (webhooks, users, *Fields,
 activityTypes, stages, pipelines), written from the official OpenAPI specs and
-/work/shared/reference/pipedrive.md.
+docs/pipedrive.md.
 
 >>> from crmsync.sandbox.pipedrive import create_app
 >>> from crmsync.sandbox.server import SandboxServer

@@ -1,5 +1,5 @@
 """Write rules of the four v2 entities: which body keys each accepts, their strict types, defaults and
-derived fields (reference §5.4-5.5). v2 validates strictly: booleans must be true/false, numbers must be
+derived fields (docs/pipedrive.md §5.4-5.5). v2 validates strictly: booleans must be true/false, numbers must be
 numbers, so a wrong type is a 400, never a silent coercion.
 """
 from __future__ import annotations

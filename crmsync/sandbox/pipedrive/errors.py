@@ -41,7 +41,7 @@ class Unauthorized(ApiError):
     status = 401
 
     def __init__(self, message: str = "unauthorized access"):
-        # Body as observed on the live API (see reference §2.1): it carries errorCode, no data keys.
+        # Body as observed on the live API (see docs/pipedrive.md §2.1): it carries errorCode, no data keys.
         super().__init__(message, body={"success": False, "error": message, "errorCode": 401,
                                         "error_info": "Please check developers.pipedrive.com"})
 

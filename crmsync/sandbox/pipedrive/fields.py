@@ -138,7 +138,7 @@ def _is_number(v) -> bool:
 
 
 def validate_custom_value(fdef: FieldDef, value, *, valid_ids: set | None = None):
-    """Check one v2 custom-field value (reference §5.5) and return it normalised; ``None`` clears."""
+    """Check one v2 custom-field value (docs/pipedrive.md §5.5) and return it normalised; ``None`` clears."""
     if value is None:
         return None
     t, where = fdef.field_type, f"custom field {fdef.key}"

@@ -1,4 +1,4 @@
-"""Pipedrive's two limits (reference §7): a per-company daily token budget where each operation costs
+"""Pipedrive's two limits (docs/pipedrive.md §7): a per-company daily token budget where each operation costs
 its ``x-token-cost`` from the official spec, and a per-token burst limit over a rolling 2-second
 window (API tokens and OAuth tokens have different limits). Built on ``sandbox.limits``.
 """

@@ -310,7 +310,7 @@ class PipedriveState:
             if current["is_deleted"]:
                 raise NotFound(f"{entity.capitalize()} not found")
             now = int(self.clock.now())
-            # for deleted items update_time is the delete time (reference §5.4)
+            # for deleted items update_time is the delete time (docs/pipedrive.md §5.4)
             row = {**current, "is_deleted": True, "update_time": rfc3339(now)}
             table.put(row, table.times[row_id][0], now)
             self._emit(ChangeEvent("delete", entity, row_id, None, current, current, user_id, source,

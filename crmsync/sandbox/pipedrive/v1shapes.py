@@ -1,6 +1,6 @@
 """v2 rows rendered the v1 way, for v1 webhook payloads (``version: "1.0"``): ``email``/``phone``,
 ``active_flag``, space-separated UTC times, string ``visible_to`` and custom fields as top-level hash
-keys with suffixed subfields (reference §4.2-4.6, §8.3)."""
+keys with suffixed subfields (docs/pipedrive.md §4.2-4.6, §8.3)."""
 from __future__ import annotations
 
 from .state import PipedriveState

@@ -19,7 +19,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    """The seed's crm_* tables plus tenants, sync links, checkpoints, job steps, the vault, API keys
+    """The original design's crm_* tables plus tenants, sync links, checkpoints, job steps, the vault, API keys
     and automation runs."""
     
     op.create_table('crm_credentials_vault',

@@ -1,18 +1,11 @@
-"""The seed's orchestrator API under Python names:
-
-    orchestrator = create_sync_orchestrator()
-    orchestrator.initialize_platform("hubspot", api_key=...)
-    result = orchestrator.perform_sync(config)
-    result.success, result.data["contacts_synced"], result.error
-
-`perform_sync` runs a whole job in this process (the same steps the workers run, one after
-another); `run_job_inline` is what `crmsync sync run --inline` and the demo use.
+"""A sync job run to its end in this process, unit after unit (the same steps the workers run,
+one after another): `crmsync sync run --inline`, `crmsync jobs resume --inline`, conflict
+resolutions' push-back, the demo and the benchmarks.
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -38,13 +31,6 @@ from crmsync.sync.jobs import (
 from crmsync.tasks.retry import reason_of as error_reason
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SyncResult:
-    success: bool
-    data: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
 
 
 def run_job_inline(config_id: str, *, full: bool = False, trigger: str = "manual", database_url: str | None = None,
@@ -112,37 +98,3 @@ def _run_units(job_id: str, runner: str, database_url: str | None,
         # The same step's next unit, unless it ended (or the job did): then look again.
         if outcome is None or outcome.done or outcome.job_status != "running":
             step_id = None
-
-
-class SyncOrchestrator:
-    def __init__(self, database_url: str | None = None):
-        self.database_url = database_url
-        self.platform_credentials: dict[str, dict] = {}
-
-    def initialize_platform(self, platform: str, credentials: dict | None = None, **kwargs) -> None:
-        """Check a platform is known and keep its credentials for `connect_platform`.
-        (Configs normally carry credentials through the vault; this mirrors the seed.)"""
-        from crmsync.platforms import adapter_class
-        adapter_class(platform)
-        creds = dict(credentials or {})
-        if "api_key" in kwargs:
-            creds.setdefault("token", kwargs.pop("api_key"))
-        creds.update(kwargs)
-        self.platform_credentials[platform] = creds
-
-    def connect_platform(self, platform: str, *, base_url: str | None = None):
-        from crmsync.platforms import adapter_class
-        return adapter_class(platform)(credentials=self.platform_credentials[platform], base_url=base_url)
-
-    def perform_sync(self, config: SyncConfig | str, *, full: bool = False,
-                     progress: Callable[[StepProgress], None] | None = None) -> SyncResult:
-        config_id = config if isinstance(config, str) else config.id
-        try:
-            data = run_job_inline(config_id, full=full, database_url=self.database_url, progress=progress)
-        except Exception as err:  # noqa: BLE001 — the seed's contract: a result, never a raise
-            return SyncResult(success=False, error=f"{type(err).__name__}: {err}")
-        return SyncResult(success=data["status"] == "succeeded", data=data, error=data.get("error"))
-
-
-def create_sync_orchestrator(database_url: str | None = None, **_ignored) -> SyncOrchestrator:
-    return SyncOrchestrator(database_url)

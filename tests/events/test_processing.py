@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from crmsync.db import session_scope
 from crmsync.db.models import Contact, WebhookEvent
-from crmsync.ingest.processing import process_event
+from crmsync.events.processing import process_event
 from tests.fixtures.factories import make_secret
 from tests.fixtures.ingest import hubspot_event, hubspot_headers, hubspot_portal
 

@@ -51,7 +51,12 @@ from crmsync.db.models import SyncConfig, SyncLink, WebhookDelivery, WebhookEven
 from crmsync.db.types import utcnow
 from crmsync.errors import CrmsyncError, Retryable
 from crmsync.ingest.store import crm_event_row, insert_events
+from crmsync.platforms import adapter_class
 from crmsync.platforms.errors import WebhookRejected
+from crmsync.settings import get_settings
+from crmsync.sync.apply import apply_remote_deletions, apply_remote_merge, apply_remote_records
+from crmsync.sync.connect import connect
+from crmsync.tasks import enqueue_after_commit
 from crmsync.tasks.names import PROCESS_EVENT, RUN_AUTOMATION
 
 log = logging.getLogger(__name__)
@@ -80,7 +85,6 @@ def action_of(event: WebhookEvent) -> str:
 
 
 def _merged_ids(event: WebhookEvent) -> list[str]:
-    from crmsync.platforms import adapter_class
     delivery = _DELIVERY_OF_PAYLOAD.get(event.platform, lambda p: p)(event.payload)
     for parsed in adapter_class(event.platform).parse_webhook(json.dumps(delivery).encode()):
         if parsed.merged_ids:
@@ -108,8 +112,6 @@ def split_deliveries(session: Session, *delivery_ids: str) -> list[str]:
     """Write the deliveries' events, delete the deliveries, enqueue the events' processing after
     commit (one task per config). Returns the ids of the new events; duplicates of stored ones are
     dropped. A delivery whose events cannot be stored keeps its row, with the reason in `error`."""
-    from crmsync.settings import get_settings
-    from crmsync.tasks import enqueue_after_commit
     deliveries = session.scalars(_skip_locked(session, select(WebhookDelivery).where(
         WebhookDelivery.id.in_(delivery_ids), WebhookDelivery.error.is_(None))
         .order_by(WebhookDelivery.received_at))).all()
@@ -140,7 +142,6 @@ def split_deliveries(session: Session, *delivery_ids: str) -> list[str]:
 
 
 def _split(session: Session, delivery: WebhookDelivery) -> tuple[list[dict], list[str]]:
-    from crmsync.platforms import adapter_class
     # The ingest app parsed this body before storing it; the same parser reads it again here.
     events = adapter_class(delivery.platform).parse_webhook(delivery.body.encode())
     rows = [crm_event_row(e, tenant_id=delivery.tenant_id, config_id=delivery.config_id,
@@ -175,7 +176,6 @@ def process_event(session: Session, event_id: str) -> None:
         return
     if leader.config_id is None:
         leader.attempts = (leader.attempts or 0) + 1
-        from crmsync.tasks import enqueue_after_commit
         enqueue_after_commit(session, RUN_AUTOMATION, leader.id)
         return
     # The leader takes every pending event of its config (its own delivery and any other waiting, e.g.
@@ -214,7 +214,6 @@ def process_group(session: Session, events: list[WebhookEvent]) -> None:
             work.append(event)
     if not work:
         return
-    from crmsync.sync.connect import connect
     adapter = connect(session, config, wait=False)
     by_entity: dict[str, list[WebhookEvent]] = defaultdict(list)
     for event in work:
@@ -229,7 +228,6 @@ def _apply_entity(session: Session, config: SyncConfig, adapter, entity: str,
                   events: list[WebhookEvent]) -> list[str]:
     """Fetch, merge, delete; set each event's outcome. Returns the external ids whose current state
     was read (for coalescing)."""
-    from crmsync.sync.apply import apply_remote_deletions, apply_remote_merge, apply_remote_records
     cause = f"webhook:{config.platform}"
     for event in events:
         if action_of(event) == "merged":

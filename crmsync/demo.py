@@ -61,7 +61,7 @@ def demo(contacts, persons, seed):
     from crmsync.sandbox.pipedrive import create_app as pipedrive_app
     from crmsync.sandbox.salesforce import create_app as salesforce_app
     from crmsync.sandbox.server import SandboxServer
-    from crmsync.sync.orchestrator import run_job_inline
+    from crmsync.sync.inline import run_job_inline
 
     _heading("1. Setting up")
     upgrade()
@@ -178,7 +178,7 @@ def demo(contacts, persons, seed):
 
 def _salesforce_change(session_scope, tenant_id, hs, pd, sf, hs_id, pd_id, sf_id) -> str:
     """Edit a contact linked in all three CRMs in Salesforce (as a person in its UI), then sync."""
-    from crmsync.sync.orchestrator import run_job_inline
+    from crmsync.sync.inline import run_job_inline
     target = next(c for c in _linked_contacts(session_scope, tenant_id)
                   if {"hubspot", "pipedrive", "salesforce"} <= c.keys())
     sf.state.update("Contact", target["salesforce"], {"Phone": "+1 415 555 0199"})
