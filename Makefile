@@ -18,8 +18,8 @@ install: $(BIN)/crmsync
 services:
 	bash deploy/ensure-services.sh
 
-# The whole suite against the real PostgreSQL and Redis (each test session makes its own database).
-test: install services
+# Lint, then the whole suite against the real PostgreSQL and Redis (each test session makes its own database).
+test: install services lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 # Only the tests that need no PostgreSQL, Redis or Celery worker (marked in tests/conftest.py).

@@ -65,9 +65,9 @@ def seed(url: str, count: int) -> dict:
         fields = rng.sample(ENTITIES[entity], rng.randint(1, 2))
         rows.append({"id": str(uuid.uuid4()), "tenant_id": config.tenant_id, "config_id": config.id,
                      "platform": "hubspot", "entity_type": entity, "entity_id": str(uuid.uuid4()),
-                     "external_id": str(n), "local_snapshot": {f: f"ours {n}" for f in fields},
-                     "remote_snapshot": {f: f"theirs {n}" for f in fields},
-                     "base_snapshot": {f: f"base {n}" for f in fields}, "conflicting_fields": fields,
+                     "external_id": str(n), "local_snapshot": dict.fromkeys(fields, f"ours {n}"),
+                     "remote_snapshot": dict.fromkeys(fields, f"theirs {n}"),
+                     "base_snapshot": dict.fromkeys(fields, f"base {n}"), "conflicting_fields": fields,
                      "status": "pending", "created_at": now - timedelta(seconds=rng.uniform(0, 30 * 86400))})
     engine = get_engine(url)
     with engine.begin() as conn:

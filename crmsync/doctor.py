@@ -218,7 +218,7 @@ def custom_field_keys(session: Session, tenant_id: str) -> dict[str, set[str]]:
         table = model.__table__
         if is_postgres(session):
             keys = session.scalars(text(
-                f"SELECT DISTINCT jsonb_object_keys(custom_fields) FROM {table.name} "  # table name from our model
+                f"SELECT DISTINCT jsonb_object_keys(custom_fields) FROM {table.name} "  # noqa: S608  table name from our model
                 "WHERE tenant_id = :t AND jsonb_typeof(custom_fields) = 'object'"), {"t": tenant_id}).all()
             out[entity] = set(keys)
         else:

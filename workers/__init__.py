@@ -86,4 +86,4 @@ def _task_context_in_logs(logger=None, **_):
         handler.addFilter(TaskContextFilter())
 
 
-from workers import tasks  # noqa: F401  (registers the tasks on `app`)
+from workers import tasks  # noqa: E402, F401  registers the tasks on `app`, which must exist first

@@ -140,7 +140,7 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):
         # A real bug: full detail in our log, none in the answer.
-        log.exception("unhandled error in the ingest app")
+        log.error("unhandled error in the ingest app", exc_info=err)
         return jsonify({"error": "internal_error", "message": "internal error; see the server log"}), 500
 
 

@@ -53,7 +53,7 @@ def delivery_row(*, tenant_id: str, config_id: str, platform: str, account_id: s
 
 
 _DELIVERY_COLUMNS = [c.name for c in WebhookDelivery.__table__.columns]
-_DELIVERY_INSERT = (f"INSERT INTO crm_webhook_deliveries ({', '.join(_DELIVERY_COLUMNS)}) "
+_DELIVERY_INSERT = (f"INSERT INTO crm_webhook_deliveries ({', '.join(_DELIVERY_COLUMNS)}) "  # noqa: S608  column names from the model
                     f"VALUES ({', '.join(f'%({c})s' for c in _DELIVERY_COLUMNS)})")
 
 
@@ -111,7 +111,7 @@ _COLUMNS = {"id": "uuid", "tenant_id": "uuid", "config_id": "uuid", "platform": 
 # that PostgreSQL unpacks in C (jsonb_to_recordset). Binding 12 columns x 100 rows through psycopg's
 # text-array escaping cost more than the rest of the request together.
 _RECORDSET_INSERT = text(
-    f"INSERT INTO crm_webhook_events ({', '.join(_COLUMNS)}, processed, attempts) "
+    f"INSERT INTO crm_webhook_events ({', '.join(_COLUMNS)}, processed, attempts) "  # noqa: S608  column names from the model
     f"SELECT {', '.join('u.' + c for c in _COLUMNS)}, false, 0 "
     "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
     f"AS u({', '.join(f'{c} {t}' for c, t in _COLUMNS.items())}) "

@@ -268,7 +268,7 @@ def conflict(conflict_id):
     with db() as s:
         c = _load_conflict(s, conflict_id)
         ctx = _conflict_context(s, c)
-        picks = {f: "remote" for f in c.conflicting_fields}
+        picks = dict.fromkeys(c.conflicting_fields, "remote")
         preview = lib.planned_writes(c, {f: c.remote_snapshot.get(f) for f in c.conflicting_fields})
         return render_template("conflict.html", **ctx, picks=picks, typed={}, preview=preview, error=None)
 
@@ -306,7 +306,7 @@ def resolve(conflict_id):
                 try:
                     values, picks = _picked(c, request.form)
                 except ConflictResolutionError:
-                    picks = {f: "remote" for f in c.conflicting_fields}
+                    picks = dict.fromkeys(c.conflicting_fields, "remote")
             typed = {f: request.form.get(f"value.{f}", "") for f in c.conflicting_fields}
             return render_template("conflict.html", **ctx, picks=picks, typed=typed, preview=None,
                                    error=str(err)), (409 if c.status != "pending" or "changed since" in str(err)

@@ -179,7 +179,7 @@ class Adapter(abc.ABC):
     def get_many(self, entity: str, external_ids: list[str]) -> list[RemoteRecord]:
         """The records that exist among these ids (missing or archived ones are left out)."""
 
-    def refresh_metadata(self, entity: str) -> None:
+    def refresh_metadata(self, entity: str) -> None:  # noqa: B027  an optional hook: adapters without metadata keep the no-op
         """Forget cached metadata of the entity (field definitions) so the next read loads it
         afresh; the deletion sweep calls it on its own cadence."""
 

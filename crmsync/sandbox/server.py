@@ -13,6 +13,7 @@ close with no response. Measured on the 2-core box: ~2x the requests/s of werkze
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
 import socketserver
@@ -179,10 +180,8 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def _drop(self) -> None:
         self.dropped = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 class _ThreadedServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
@@ -206,10 +205,8 @@ class _ThreadedServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         with self._conns_lock:
             conns = list(self._conns)
         for conn in conns:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class SandboxServer:

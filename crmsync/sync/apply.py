@@ -368,9 +368,7 @@ def merge_one(page: PageApply, rec: RemoteRecord, known: Known, resolved: dict[t
     # The new base: what the remote holds now, except held fields keep their old base so they
     # keep reading as changed on both sides. Local-winning fields differ from it: the push sends them.
     new_base = dict(base or {})
-    for f, v in rflat.items():
-        if f not in held_now:
-            new_base[f] = v
+    new_base.update({f: v for f, v in rflat.items() if f not in held_now})
     if held_now:
         result.conflicts += 1
         _record_conflict(session, config, entity, row.id, rec.external_id, lflat, rflat, base, sorted(held_now),

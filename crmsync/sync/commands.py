@@ -158,7 +158,7 @@ def sync_drift(config_id, as_json):
     emit(report, as_json, text)
 
 
-def _follow(job_id: str, timeout: float = 3600.0) -> dict:
+def _follow(job_id: str, timeout: float = 3600.0) -> dict:  # noqa: RET503  failed() exits
     from crmsync.db.models import SyncJob
     from crmsync.sync.job_view import job_as_dict
     deadline = time.monotonic() + timeout

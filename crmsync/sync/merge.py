@@ -108,7 +108,7 @@ class Resolution:
     winners: dict[str, str] = field(default_factory=dict)
 
     @property
-    def conflictingFields(self) -> list[str]:  # the original design's spelling
+    def conflictingFields(self) -> list[str]:  # the original design's spelling  # noqa: N802  the original design's spelling
         return self.conflicting_fields
 
 

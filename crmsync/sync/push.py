@@ -242,7 +242,7 @@ def send_archives(batch: BatchPush, archives: list) -> None:
     results = batch.adapter.archive_many(batch.entity, [link.external_id for _, link in archives])
     batch.outcome.requests += 1
     for (row, link), res in zip(archives, results):
-        if res.ok or isinstance(res.error, PlatformError) and res.error.status == 404:
+        if res.ok or (isinstance(res.error, PlatformError) and res.error.status == 404):
             link.base = {**link.base, DELETED: True}
             link.base_at = batch.now
             batch.outcome.result.deleted += 1
@@ -262,7 +262,7 @@ def _agree(link: SyncLink, entity: str, res: WriteResult, sent: dict, now: datet
            merge_into: dict | None = None) -> None:
     """The write succeeded: what we sent is now what both sides hold."""
     base = dict(merge_into or {})
-    base.update({f: v for f, v in sent.items()})
+    base.update(dict(sent.items()))
     if res.record is not None:
         # What the CRM kept, in its own normalisation, is the base (after a create, every field
         # it holds; after an update, the fields we sent); associations stay as sent (local ids).

@@ -21,10 +21,9 @@ URI = "http://localhost/webhooks/hubspot"
 def hs(ingest_env, hubspot_sandbox, db_url):
     with session_scope(db_url) as s:
         creds = make_secret(s, {"token": hubspot_sandbox.token})
-        portal = hubspot_portal(s, portal_id=str(hubspot_sandbox.app.options.portal_id),
+        return hubspot_portal(s, portal_id=str(hubspot_sandbox.app.options.portal_id),
                                 credentials_vault_id=creds.id, api_base_url=hubspot_sandbox.base_url,
                                 entities=["contacts", "companies"])
-    return portal
 
 
 @pytest.fixture

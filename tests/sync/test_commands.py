@@ -7,8 +7,7 @@ from crmsync.cli import main
 
 
 def cli(*args):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def test_sync_run_inline_json_then_jobs(world):

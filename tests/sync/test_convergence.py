@@ -62,7 +62,7 @@ class Model:
         if kind == "sync":
             return self.round()
         if email in self.deleted:
-            return
+            return None
         loc, rem = self.local(email), self.remote(email)
         if kind == "local_create" and loc is None:
             with session_scope(self.w.db_url) as s:

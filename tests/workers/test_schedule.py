@@ -201,7 +201,7 @@ def test_two_dispatchers_racing_dispatch_each_config_exactly_once(db_url, parked
     with session_scope(db_url) as s:
         per_config = dict(s.execute(select(SyncJob.sync_config_id, func.count()).group_by(
             SyncJob.sync_config_id)).all())
-    assert per_config == {cid: 1 for cid in due}
+    assert per_config == dict.fromkeys(due, 1)
     started = [args[0] for _, args in parked_broker("syncs")]
     assert sorted(started) == sorted(dispatched)
 

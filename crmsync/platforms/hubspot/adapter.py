@@ -232,7 +232,7 @@ class HubSpotAdapter(Adapter):
                 results = body.get("results") or []
                 after = ((body.get("paging") or {}).get("next") or {}).get("after")
                 nxt = {**cursor, "after": after} if after else None
-                empty = {name: None for name in ASSOCIATIONS[entity]}
+                empty = dict.fromkeys(ASSOCIATIONS[entity])
                 records = [self.to_remote_record(entity, object_type, obj, None) for obj in results]
                 for r in records:
                     r.associations = {**empty, **r.associations}

@@ -17,7 +17,7 @@ from crmsync.platforms.errors import AuthenticationError, TransientError
 
 from .errors import PLATFORM
 
-OAUTH_TOKEN_URL = "https://oauth.pipedrive.com/oauth/token"
+OAUTH_TOKEN_URL = "https://oauth.pipedrive.com/oauth/token"  # noqa: S105  a URL, not a secret
 REFRESH_MARGIN = 60.0
 
 

@@ -131,7 +131,7 @@ class SalesforceAdapter(Adapter):
         elif cursor.get("since"):
             where.append(f"SystemModstamp >= {cursor['since']}")
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        return (f"SELECT {', '.join(fields)} FROM {obj}{clause} ORDER BY SystemModstamp, Id "
+        return (f"SELECT {', '.join(fields)} FROM {obj}{clause} ORDER BY SystemModstamp, Id "  # noqa: S608  SOQL from describe() names; the cursor is our own timestamp
                 f"LIMIT {max(1, min(int(page_size), 2000))}")
 
     def list_changed(self, entity: str, cursor: dict, page_size: int = 100) -> Page:
@@ -186,7 +186,7 @@ class SalesforceAdapter(Adapter):
             if cursor.get("id"):
                 where.append(f"Id > {soql_string(cursor['id'])}")
             clause = f" WHERE {' AND '.join(where)}" if where else ""
-            rows = self.client.query_records(f"SELECT Id, SystemModstamp FROM {obj}{clause} ORDER BY Id "
+            rows = self.client.query_records(f"SELECT Id, SystemModstamp FROM {obj}{clause} ORDER BY Id "  # noqa: S608  SOQL from describe() names
                                              f"LIMIT {max(1, min(int(page_size), 2000))}")
             ids = [(str(r["Id"]), m.parse_datetime(r.get("SystemModstamp"))) for r in rows]
             if len(rows) >= page_size:
@@ -279,7 +279,7 @@ class SalesforceAdapter(Adapter):
         field, value = probe.get(entity, (None, None))
         if not value:
             return None
-        rows = self.client.query_records(f"SELECT Id FROM {obj} WHERE {field} = {soql_string(value)} "
+        rows = self.client.query_records(f"SELECT Id FROM {obj} WHERE {field} = {soql_string(value)} "  # noqa: S608  the value is quoted by soql_string
                                          "ORDER BY CreatedDate DESC LIMIT 1")
         return str(rows[0]["Id"]) if rows else None
 

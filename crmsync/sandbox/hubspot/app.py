@@ -3,6 +3,7 @@ per input), properties (read, create, groups), pipelines (deals, tickets), accou
 limits, faults, webhooks and the ``/_sandbox/`` admin API. No owners API: nothing in crmsync calls it."""
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -946,10 +947,8 @@ class HubSpotApp:
                 a_raw = str((inp or {}).get("from", {}).get("id", ""))
                 for target in (inp or {}).get("to") or []:
                     b_raw = str(target.get("id", "")) if isinstance(target, dict) else str(target)
-                    try:
+                    with contextlib.suppress(ApiError):   # archiving what is not there is a no-op
                         st.dissociate(frm, a_raw, to, b_raw)
-                    except ApiError:
-                        pass  # archiving what is not there is a no-op
             return 204, None
         raise ApiError(404, "OBJECT_NOT_FOUND", "resource not found")
 

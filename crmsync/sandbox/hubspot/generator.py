@@ -37,7 +37,7 @@ def seed_portal(state: PortalState, seed: int = 0, contacts: int = 0, companies:
     rng = random.Random(seed)
     shared_ms = same_modified_at if same_modified_at is not None else BASE_MS + 180 * DAY + 12_345
     stages = [s.id for s in ot.PIPELINES["default"][1]]
-    T = ot.TYPES
+    T = ot.TYPES  # noqa: N806  a type alias
 
     def stamps(i: int):
         created = BASE_MS + rng.randrange(0, 150 * DAY)

@@ -81,7 +81,7 @@ def _p(name, type_="string", field="text", options=(), **kw) -> PropertyDef:
     return PropertyDef(name, label, type_, field, options=tuple(options), **kw)
 
 
-_SYSTEM = lambda created, modified: (
+_SYSTEM = lambda created, modified: (  # noqa: E731  a table-building shorthand, named like the constants it builds
     _p(created, "datetime", "date", read_only=True),
     _p(modified, "datetime", "date", read_only=True),
     _p("hs_object_id", "number", "number", read_only=True, unique=True),
@@ -119,7 +119,7 @@ _register("deals", *_SYSTEM("createdate", "hs_lastmodifieddate"), _p("dealname")
           _p("closedate", "datetime", "date"), _p("dealtype", "enumeration", "radio", ("newbusiness",
           "existingbusiness")), _p("description", field="textarea"),
           _p("hs_merged_object_ids", "enumeration", "checkbox", read_only=True), *CUSTOM)
-_ENG_COMMON = lambda: (*_SYSTEM("hs_createdate", "hs_lastmodifieddate"),
+_ENG_COMMON = lambda: (*_SYSTEM("hs_createdate", "hs_lastmodifieddate"),  # noqa: E731  as _SYSTEM
                        _p("hs_timestamp", "datetime", "date"))
 _register("tasks", *_ENG_COMMON(), _p("hs_task_subject"), _p("hs_task_body", field="textarea"),
           _p("hs_task_status", "enumeration", "select", ("NOT_STARTED", "IN_PROGRESS", "WAITING", "COMPLETED",

@@ -116,7 +116,7 @@ def _custom_fields(state: PipedriveState, entity: str, body: dict, current: dict
     if not isinstance(v, dict):
         raise BadRequest("Invalid value for custom_fields: expected an object")
     defs = state.fields.custom_by_key(entity)
-    merged = dict(current.get("custom_fields") or {}) if current else {k: None for k in defs}
+    merged = dict(current.get("custom_fields") or {}) if current else dict.fromkeys(defs)
     for key, value in v.items():
         fdef = defs.get(key)
         if fdef is None:  # Pipedrive ignores keys of unknown/deleted custom fields

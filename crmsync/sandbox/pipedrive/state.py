@@ -349,7 +349,7 @@ class PipedriveState:
             ref = "person_id" if entity == "person" else "org_id"
             for rel in ("deal", "activity") + (("person",) if entity == "organization" else ()):
                 table = self.tables[rel]
-                for rid, rel_row in list(table.rows.items()):
+                for rel_row in list(table.rows.values()):
                     if rel_row.get(ref) == row_id and not rel_row["is_deleted"]:
                         moved = {**rel_row, ref: merge_with_id}
                         if rel == "activity" and ref == "person_id":

@@ -34,7 +34,7 @@ def parse_rfc3339(value: str, name: str) -> int:
     try:
         dt = datetime.fromisoformat(value.strip().replace(" ", "T"))
     except ValueError:
-        raise BadRequest(f"Invalid value for {name}: expected RFC3339 date-time, e.g. 2025-01-01T10:20:00Z")
+        raise BadRequest(f"Invalid value for {name}: expected RFC3339 date-time, e.g. 2025-01-01T10:20:00Z") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp())
@@ -52,7 +52,7 @@ def check_date(value, name: str) -> str | None:
     try:
         datetime.strptime(value, "%Y-%m-%d")
     except ValueError:
-        raise BadRequest(f"Invalid value for {name}: not a calendar date")
+        raise BadRequest(f"Invalid value for {name}: not a calendar date") from None
     return value
 
 

@@ -64,7 +64,7 @@ class Sessions:
     def expire_all(self) -> int:
         with self.lock:
             n = len(self.access)
-            self.access = {t: 0.0 for t in self.access}
+            self.access = dict.fromkeys(self.access, 0.0)
             return n
 
     def check(self, authorization: str | None) -> str:

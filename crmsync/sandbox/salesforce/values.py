@@ -114,7 +114,7 @@ def coerce(f: Field, value, find_object):
         if kind in ("picklist", "multipicklist"):
             if not isinstance(value, str):
                 raise TypeError
-            chosen = [v for v in value.split(";")] if kind == "multipicklist" else [value]
+            chosen = list(value.split(";")) if kind == "multipicklist" else [value]
             if f.restricted and any(v not in f.picklist for v in chosen):
                 bad = next(v for v in chosen if v not in f.picklist)
                 raise FieldProblem("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",

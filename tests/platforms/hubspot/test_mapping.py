@@ -95,7 +95,8 @@ def test_associations_create_payload():
 # ---------------------------------------------------------------------------- round trips
 
 text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=30)
-opt = lambda s: st.one_of(st.none(), s)
+def opt(s):
+    return st.one_of(st.none(), s)
 floats = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_infinity=False)
 moments = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1)).map(
     lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000, tzinfo=UTC))

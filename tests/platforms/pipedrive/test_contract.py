@@ -65,7 +65,7 @@ def test_activities_split_into_activities_and_tasks(adapter, pd_sandbox):
 def test_incremental_listing_from_since(adapter):
     everything = _drain(adapter, "company")
     newest = max(r.updated_at for r in everything)
-    later = [r for r in _drain(adapter, "company", since=newest)]
+    later = list(_drain(adapter, "company", since=newest))
     assert [r.external_id for r in later] == [r.external_id for r in everything if r.updated_at >= newest]
     [result] = adapter.update_many("company", [OutboundRecord("L1", {"name": "Renamed Ltd"}, everything[0].external_id)])
     assert result.ok

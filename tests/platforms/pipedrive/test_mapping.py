@@ -206,7 +206,8 @@ def _as_stored(entity: str, body: dict) -> dict:
 
 texts = st.text(min_size=1, max_size=30)
 ids = st.integers(min_value=1, max_value=10**9).map(str)
-maybe = lambda s: st.none() | s
+def maybe(s):
+    return st.none() | s
 minute_times = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
                             timezones=st.just(UTC)).map(lambda d: d.replace(second=0, microsecond=0))
 midnights = minute_times.map(lambda d: d.replace(hour=0, minute=0))

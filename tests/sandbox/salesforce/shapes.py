@@ -76,10 +76,10 @@ def check(method: str, path: str, status: int, headers: list, body: bytes) -> li
     if not any(k.lower() == "sforce-limit-info" and re.match(r"^api-usage=\d+/\d+$", v) for k, v in headers):
         problems.append(f"{method} {path} {status}: no Sforce-Limit-Info: api-usage=n/m header")
     ctype = next((v for k, v in headers if k.lower() == "content-type"), "")
-    if not body or "json" not in ctype and status < 300:
+    if not body or ("json" not in ctype and status < 300):
         return problems
     doc = json.loads(body)
-    if status >= 400 or status == 300 and not isinstance(doc, list):
+    if status >= 400 or (status == 300 and not isinstance(doc, list)):
         validators = [_ERRORS]
     else:
         validators = [v for m, p, s, v in _VALIDATORS if m == method and s == status and p.search(path)]

@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-25
 
 """
@@ -21,7 +21,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     """The original design's crm_* tables plus tenants, sync links, checkpoints, job steps, the vault, API keys
     and automation runs."""
-    
+
     op.create_table('crm_credentials_vault',
     sa.Column('id', sa.Uuid(as_uuid=False), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -385,12 +385,12 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     op.create_index('ix_crm_tasks_tenant_updated', 'crm_tasks', ['tenant_id', 'updated_at'], unique=False)
-    
+
 
 
 def downgrade() -> None:
     """Downgrade schema."""
-    
+
     op.drop_index('ix_crm_tasks_tenant_updated', table_name='crm_tasks')
     op.drop_table('crm_tasks')
     op.drop_index('ix_crm_activities_tenant_updated', table_name='crm_activities')
@@ -427,4 +427,4 @@ def downgrade() -> None:
     op.drop_table('crm_api_keys')
     op.drop_table('tenants')
     op.drop_table('crm_credentials_vault')
-    
+
