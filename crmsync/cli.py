@@ -27,7 +27,7 @@ DOMAIN_COMMANDS = {
 
 # What `crmsync --help` says of each domain group without importing it (start-up stays short).
 DOMAIN_HELP = {
-    "sandbox": "Local HubSpot- and Pipedrive-compatible servers for tests, demos and benchmarks.",
+    "sandbox": "Local HubSpot-, Pipedrive- and Salesforce-compatible servers for tests, demos and benchmarks.",
     "sync": "Run syncs, the deletion sweep, and see drift.",
     "jobs": "Sync jobs (the seed's crm_sync_jobs).",
     "conflicts": "Conflicts held for review (the seed's crm_conflict_records).",
