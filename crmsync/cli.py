@@ -23,6 +23,7 @@ DOMAIN_COMMANDS = {
     "webhooks": "crmsync.ingest.commands:webhooks",
     "ingest": "crmsync.ingest.commands:ingest",
     "rules": "crmsync.automation.commands:rules",
+    "metrics": "crmsync.metrics.commands:metrics",
 }
 
 

@@ -74,6 +74,7 @@ class Settings:
     webhook_tolerance_seconds: float = 300.0
     task_time_limit: int = 300             # under the broker's visibility timeout
     visibility_timeout: int = 3600
+    worker_metrics_port: int = 0           # a worker host's GET /metrics (0: none)
     # Beat
     dispatch_every_seconds: float = 5.0    # how often beat claims due configs
     sweep_every_seconds: float = 30.0      # how often the outbox sweeper runs
@@ -122,6 +123,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     coalesce = _number("CRMSYNC_INGEST_COALESCE_SECONDS", env.get("CRMSYNC_INGEST_COALESCE_SECONDS"), 0.25)
     if coalesce > 60:
         raise SettingsError("CRMSYNC_INGEST_COALESCE_SECONDS", "must be between 0 and 60 seconds")
+    metrics_port = _number("CRMSYNC_WORKER_METRICS_PORT", env.get("CRMSYNC_WORKER_METRICS_PORT"), 0, integer=True)
+    if metrics_port > 65535:
+        raise SettingsError("CRMSYNC_WORKER_METRICS_PORT", f"expected a TCP port (0: none), got {metrics_port}")
     return Settings(
         dispatch_every_seconds=_number("CRMSYNC_DISPATCH_EVERY_SECONDS", env.get("CRMSYNC_DISPATCH_EVERY_SECONDS"),
                                        5.0, minimum=0.5),
@@ -153,6 +157,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
                                 minimum=1, integer=True),
         visibility_timeout=_number("CRMSYNC_VISIBILITY_TIMEOUT", env.get("CRMSYNC_VISIBILITY_TIMEOUT"), 3600,
                                    minimum=1, integer=True),
+        worker_metrics_port=metrics_port,
     )
 
 

@@ -14,35 +14,35 @@ def _task(name: str):
 
 
 @_task("crmsync.sync.start_job")
-def start_job(self, job_id: str) -> None:
-    self.run_library(job_id)
+def start_job(self, job_id: str) -> str:
+    return self.run_library(job_id)
 
 
 @_task("crmsync.sync.run_step")
-def run_step(self, step_id: str) -> None:
-    self.run_library(step_id)
+def run_step(self, step_id: str) -> str:
+    return self.run_library(step_id)
 
 
 @_task("crmsync.events.split")
-def split_deliveries(self, *delivery_ids: str) -> None:
-    self.run_library(*delivery_ids)
+def split_deliveries(self, *delivery_ids: str) -> str:
+    return self.run_library(*delivery_ids)
 
 
 @_task("crmsync.events.process")
-def process_event(self, event_id: str) -> None:
-    self.run_library(event_id)
+def process_event(self, event_id: str) -> str:
+    return self.run_library(event_id)
 
 
 @_task("crmsync.automation.run")
-def run_automation(self, event_id: str) -> None:
-    self.run_library(event_id)
+def run_automation(self, event_id: str) -> str:
+    return self.run_library(event_id)
 
 
 @_task("crmsync.schedule.dispatch_due_syncs")
-def dispatch_due_syncs(self) -> None:
-    self.run_library()
+def dispatch_due_syncs(self) -> str:
+    return self.run_library()
 
 
 @_task("crmsync.schedule.sweep_outbox")
-def sweep_outbox(self) -> None:
-    self.run_library()
+def sweep_outbox(self) -> str:
+    return self.run_library()

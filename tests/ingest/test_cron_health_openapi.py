@@ -70,7 +70,7 @@ def test_openapi_document_is_valid_31_and_covers_every_endpoint(ingest_client):
     validate(doc)
     assert doc["openapi"].startswith("3.1")
     assert set(doc["paths"]) == {"/webhooks/hubspot", "/webhooks/pipedrive/{config_id}", "/events/{event_type}",
-                                 "/cron/sync", "/healthz", "/readyz", "/openapi.json"}
+                                 "/cron/sync", "/healthz", "/readyz", "/metrics", "/openapi.json"}
     assert doc["components"]["schemas"]["email_replied_event"]["required"] == ["sender_email"]
     assert set(doc["components"]["schemas"]["meeting_scheduled_event"]["required"]) == {
         "contact_email", "meeting_date"}

@@ -28,6 +28,7 @@ from typing import Any
 
 import requests
 
+from crmsync import metrics
 from crmsync.platforms.base import http_session
 from crmsync.platforms.errors import (
     Conflict,
@@ -181,6 +182,7 @@ class HubSpotClient:
                 raise err from None
             finally:
                 self.requests_sent += 1
+            metrics.observe_crm_response(PLATFORM, resp.status_code)
             if self.budget is not None:
                 try:
                     if kind == "search":  # search answers carry no rate headers: only restart the slot

@@ -21,6 +21,7 @@ from typing import Any
 
 import requests
 
+from crmsync import metrics
 from crmsync.platforms.base import http_session
 from crmsync.platforms.errors import (
     AuthenticationError,
@@ -243,6 +244,7 @@ class PipedriveClient:
                     f"{method} {scrub(path)}: {type(exc).__name__}", platform=PLATFORM, entity=entity,
                     external_id=external_id)
             else:
+                metrics.observe_crm_response(PLATFORM, response.status_code)
                 self._observe(response, search, grant)
                 if 200 <= response.status_code < 300:
                     return self._decode(response, method, path, entity, external_id)
