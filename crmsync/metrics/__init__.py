@@ -22,7 +22,8 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-PLATFORMS = ("hubspot", "pipedrive", "salesforce")
+from crmsync.platforms import platform_names
+
 # Outcome of one record in one direction (pull: CRM -> PostgreSQL; push: PostgreSQL -> CRM).
 RECORD_OUTCOMES = {"created": "created", "updated": "updated", "deleted": "deleted",
                    "conflicts": "conflicted", "skipped": "echo_dropped", "failed": "failed"}
@@ -53,6 +54,12 @@ TASK_RUNTIME = Histogram(
 TASKS_RUNNING = Gauge(
     "crmsync_celery_tasks_running", "Celery tasks running now, by name and queue", ["task", "queue"],
     multiprocess_mode="livesum")
+
+# Series that exist from the start (at 0), so a rate over them is 0 rather than no data.
+for _platform in platform_names():
+    CRM_THROTTLED.labels(_platform)
+    for _status in ("succeeded", "failed"):
+        SYNC_RUNS.labels(_platform, _status)
 
 
 def count_records(session, platform: str, entity: str, direction: str, counts: dict[str, int]) -> None:

@@ -31,6 +31,7 @@ from crmsync.db.models import (
     WebhookEvent,
 )
 from crmsync.db.types import utcnow
+from crmsync.platforms import platform_names
 
 log = logging.getLogger(__name__)
 
@@ -150,11 +151,13 @@ class StateCollector(Collector):
             count = GaugeMetricFamily(count_name, f"Number of {what}, by platform", labels=["platform"])
             age = GaugeMetricFamily(age_name, f"Age of the oldest of the {what}, by platform",
                                     labels=["platform"]) if age_name else None
-            for name, n, oldest in session.execute(select(platform, func.count(), func.min(received))
-                                                   .where(waiting).group_by(platform)):
-                count.add_metric([name or "unknown"], n)
+            found = {name or "unknown": (n, oldest) for name, n, oldest in session.execute(
+                select(platform, func.count(), func.min(received)).where(waiting).group_by(platform))}
+            for name in sorted(set(platform_names()) | set(found)):   # a CRM with none waiting says 0
+                n, oldest = found.get(name, (0, None))
+                count.add_metric([name], n)
                 if age is not None:
-                    age.add_metric([name or "unknown"], _age(now, oldest))
+                    age.add_metric([name], _age(now, oldest))
             yield count
             if age is not None:
                 yield age

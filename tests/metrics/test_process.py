@@ -1,0 +1,85 @@
+"""Process metrics: counted once the transaction commits (never for a rolled-back attempt), CRM
+responses and 429s counted where a client has the answer, the ingest app's GET /metrics, and the
+multiprocess files of processes that are gone."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from prometheus_client import REGISTRY
+
+from crmsync import metrics
+from crmsync.db import session_scope
+
+
+def records(outcome: str, direction: str = "pull") -> float:
+    return REGISTRY.get_sample_value("crmsync_records_synced_total", {
+        "platform": "hubspot", "entity": "contact", "direction": direction, "outcome": outcome}) or 0.0
+
+
+def test_records_are_counted_when_the_transaction_commits_and_never_for_a_rolled_back_one(db_url):
+    before = records("created"), records("echo_dropped"), records("conflicted")
+    with pytest.raises(RuntimeError), session_scope(db_url) as session:
+        metrics.count_records(session, "hubspot", "contact", "pull", {"created": 5})
+        raise RuntimeError("the unit failed")
+    with session_scope(db_url) as session:
+        with session.begin_nested():
+            metrics.count_records(session, "hubspot", "contact", "pull", {"created": 2, "skipped": 3})
+        assert records("created") == before[0]          # a released SAVEPOINT is not a commit
+        metrics.count_records(session, "hubspot", "contact", "pull", {"conflicts": 1, "updated": 0})
+    assert (records("created"), records("echo_dropped"), records("conflicted")) == \
+        (before[0] + 2, before[1] + 3, before[2] + 1)
+
+
+def test_crm_responses_and_429s_are_counted_by_platform(hubspot_sandbox):
+    from crmsync.platforms.errors import RateLimited
+    from crmsync.platforms.hubspot.client import HubSpotClient
+
+    def sample(name, **labels):
+        return REGISTRY.get_sample_value(name, {"platform": "hubspot", **labels}) or 0.0
+    before = sample("crmsync_crm_requests_total", status="2xx"), sample("crmsync_crm_requests_total", status="429"), \
+        sample("crmsync_crm_throttled_total")
+    client = HubSpotClient({"token": hubspot_sandbox.token}, base_url=hubspot_sandbox.base_url, wait=False)
+    client.list_page("contacts")
+    hubspot_sandbox.configure(faults={"rate_limit_rate": 1.0})
+    with pytest.raises(RateLimited):
+        client.list_page("contacts")
+    after = sample("crmsync_crm_requests_total", status="2xx"), sample("crmsync_crm_requests_total", status="429"), \
+        sample("crmsync_crm_throttled_total")
+    assert after == (before[0] + 1, before[1] + 1, before[2] + 1)
+
+
+def test_ingest_metrics_endpoint_serves_the_text_format_without_ids(ingest_client, session):
+    from tests.fixtures.ingest import hubspot_portal
+    account = hubspot_portal(session)
+    session.commit()
+    res = ingest_client.get("/metrics")
+    assert res.status_code == 200 and res.content_type.startswith("text/plain")
+    text = res.get_data(as_text=True)
+    assert 'crmsync_crm_throttled_total{platform="hubspot"}' in text
+    assert 'crmsync_sync_runs_total{platform="pipedrive",status="failed"}' in text
+    assert account.tenant.id not in text and account.config.id not in text
+
+
+CHILD = """
+import os, sys
+from crmsync import metrics
+metrics.TASKS_RUNNING.labels("crmsync.sync.run_step", "syncs").inc()
+metrics.TASKS.labels("crmsync.sync.run_step", "syncs", "succeeded").inc(2)
+"""
+
+
+def test_multiprocess_sums_every_process_and_forgets_the_running_tasks_of_dead_ones(tmp_path):
+    """Two children count (as prefork children do) and exit without saying so (as SIGKILL does):
+    their counts stay, their running tasks do not."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", CHILD], env=env, check=True)
+    assert any(p.name.startswith("gauge_livesum") for p in tmp_path.iterdir())
+    out = subprocess.run([sys.executable, "-c", "from crmsync import metrics; print(metrics.exposition()[0].decode())"],
+                         env=env, check=True, capture_output=True, text=True).stdout
+    assert 'crmsync_celery_tasks_total{outcome="succeeded",queue="syncs",task="crmsync.sync.run_step"} 4.0' in out
+    assert 'crmsync_celery_tasks_running{queue="syncs",task="crmsync.sync.run_step"}' not in out
+    assert not any(p.name.startswith("gauge_livesum") for p in tmp_path.iterdir())
