@@ -23,4 +23,12 @@ if ! redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
   wait_for Redis redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping
 fi
-echo "ensure-services: PostgreSQL and Redis answer" >&2
+# promtool and prometheus (alert rule tests, the dashboard's live-scrape test): Debian's package.
+# Only the binaries are used; the packaged service is not started by the tests.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  echo "ensure-services: installing prometheus (promtool)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends prometheus >/dev/null; }
+fi
+echo "ensure-services: PostgreSQL and Redis answer; promtool and prometheus installed" >&2

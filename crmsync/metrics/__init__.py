@@ -43,6 +43,9 @@ CRM_REQUESTS = Counter(
     ["platform", "status"])
 CRM_THROTTLED = Counter(
     "crmsync_crm_throttled_total", "CRM API answers 429 (rate limited), by CRM", ["platform"])
+INGEST_REQUESTS = Counter(
+    "crmsync_ingest_requests_total", "Requests the ingest app answered, by endpoint and HTTP status",
+    ["endpoint", "status"])
 TASKS = Counter(
     "crmsync_celery_tasks_total",
     "Celery tasks run, by name, queue and outcome (succeeded, retried: rate wait or transient error, "
@@ -82,6 +85,11 @@ def observe_crm_response(platform: str, status: int) -> None:
     CRM_REQUESTS.labels(platform, label).inc()
     if status == 429:
         CRM_THROTTLED.labels(platform).inc()
+
+
+def count_ingest_request(endpoint: str | None, status: int) -> None:
+    """`endpoint` is the route's name (a bounded set), never the path (it holds config ids)."""
+    INGEST_REQUESTS.labels(endpoint or "unknown", str(status)).inc()
 
 
 def after_commit(session, action) -> None:
@@ -152,8 +160,8 @@ def process_registry(extra: Iterable = ()) -> CollectorRegistry:
     if path is not None:
         _LiveProcessCollector(registry, path)
     else:
-        for collector in (RECORDS_SYNCED, SYNC_RUNS, CRM_REQUESTS, CRM_THROTTLED, TASKS, TASK_RUNTIME,
-                          TASKS_RUNNING):
+        for collector in (RECORDS_SYNCED, SYNC_RUNS, CRM_REQUESTS, CRM_THROTTLED, INGEST_REQUESTS, TASKS,
+                          TASK_RUNTIME, TASKS_RUNNING):
             registry.register(collector)
     for collector in extra:
         registry.register(collector)

@@ -61,6 +61,10 @@ def test_ingest_metrics_endpoint_serves_the_text_format_without_ids(ingest_clien
     assert 'crmsync_crm_throttled_total{platform="hubspot"}' in text
     assert 'crmsync_sync_runs_total{platform="pipedrive",status="failed"}' in text
     assert account.tenant.id not in text and account.config.id not in text
+    ingest_client.post(f"/webhooks/pipedrive/{account.config.id}", data=b"{}")
+    text = ingest_client.get("/metrics").get_data(as_text=True)
+    assert 'crmsync_ingest_requests_total{endpoint="ingest.metrics",status="200"}' in text
+    assert 'crmsync_ingest_requests_total{endpoint="ingest.pipedrive_webhook",status="404"}' in text
 
 
 CHILD = """
