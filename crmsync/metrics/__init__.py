@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from crmsync.db import after_commit
 from crmsync.platforms import platform_names
 
 # Outcome of one record in one direction (pull: CRM -> PostgreSQL; push: PostgreSQL -> CRM).
@@ -90,34 +91,6 @@ def observe_crm_response(platform: str, status: int) -> None:
 def count_ingest_request(endpoint: str | None, status: int) -> None:
     """`endpoint` is the route's name (a bounded set), never the path (it holds config ids)."""
     INGEST_REQUESTS.labels(endpoint or "unknown", str(status)).inc()
-
-
-def after_commit(session, action) -> None:
-    """Run `action()` when `session`'s outermost transaction commits; drop it on rollback. Counters
-    then say what is in PostgreSQL, not what a rolled-back attempt tried."""
-    from sqlalchemy import event
-    pending = session.info.setdefault(_PENDING, [])
-    pending.append(action)
-    if not session.info.get(_HOOKED):
-        session.info[_HOOKED] = True
-        event.listen(session, "after_commit", _run_pending)
-        event.listen(session, "after_rollback", _drop_pending)
-
-
-_PENDING = "crmsync.metrics.pending"
-_HOOKED = "crmsync.metrics.hooked"
-
-
-def _run_pending(session) -> None:
-    if session.in_nested_transaction():
-        return  # a SAVEPOINT released: not durable yet
-    for action in session.info.pop(_PENDING, []):
-        action()
-
-
-def _drop_pending(session) -> None:
-    if session.get_nested_transaction() is None:
-        session.info.pop(_PENDING, None)
 
 
 # --- exposition -------------------------------------------------------------------------------

@@ -28,6 +28,9 @@ def test_records_are_counted_when_the_transaction_commits_and_never_for_a_rolled
         with session.begin_nested():
             metrics.count_records(session, "hubspot", "contact", "pull", {"created": 2, "skipped": 3})
         assert records("created") == before[0]          # a released SAVEPOINT is not a commit
+        with pytest.raises(RuntimeError), session.begin_nested():
+            metrics.count_records(session, "hubspot", "contact", "pull", {"created": 7})
+            raise RuntimeError("this SAVEPOINT rolls back, the transaction goes on")
         metrics.count_records(session, "hubspot", "contact", "pull", {"conflicts": 1, "updated": 0})
     assert (records("created"), records("echo_dropped"), records("conflicted")) == \
         (before[0] + 2, before[1] + 3, before[2] + 1)
