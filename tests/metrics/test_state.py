@@ -21,21 +21,24 @@ from crmsync.metrics.state import StateCollector
 from crmsync.ratelimit import DAILY, STANDARD, Demand, Limit
 from tests.fixtures.factories import make_config, make_tenant
 
+BROKER_DB, STATE_DB = 8, 9     # databases no test's Celery worker consumes: what is published stays
+
 
 @pytest.fixture
 def collector_env(monkeypatch, db_url, worker_redis):
-    """Settings on the test database and the session's private Redis (emptied): broker on db 0,
-    rate budget on db 1."""
+    """Settings on the test database and the session's private Redis (emptied), on databases of
+    their own: the broker on 8, the rate budget on 9."""
     from crmsync.queue import reset_producer
     from tests.fixtures.db import _set_env
-    for db in (0, 1):
+    for db in (BROKER_DB, STATE_DB):
         worker_redis.client(db).flushdb()
-    env = _set_env(monkeypatch, {"CRMSYNC_DATABASE_URL": db_url, "CRMSYNC_REDIS_URL": worker_redis.state_url,
-                                 "CRMSYNC_BROKER_URL": worker_redis.broker_url})
+    env = _set_env(monkeypatch, {"CRMSYNC_DATABASE_URL": db_url,
+                                 "CRMSYNC_REDIS_URL": f"redis://127.0.0.1:{worker_redis.port}/{STATE_DB}",
+                                 "CRMSYNC_BROKER_URL": f"redis://127.0.0.1:{worker_redis.port}/{BROKER_DB}"})
     reset_producer()
     yield env
     reset_producer()
-    for db in (0, 1):
+    for db in (BROKER_DB, STATE_DB):
         worker_redis.client(db).flushdb()
 
 
