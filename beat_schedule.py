@@ -3,6 +3,8 @@
 Each entry expires after its own interval, so ticks do not pile up while the workers are down."""
 from __future__ import annotations
 
+from crmsync.tasks.names import DISPATCH_DUE_SYNCS, SWEEP_OUTBOX
+
 DISPATCH_EVERY_SECONDS = 5.0
 SWEEP_EVERY_SECONDS = 30.0
 
@@ -15,12 +17,12 @@ def schedule(settings=None) -> dict:
     sweep = float(getattr(settings, "sweep_every_seconds", SWEEP_EVERY_SECONDS))
     return {
         "dispatch-due-syncs": {
-            "task": "crmsync.schedule.dispatch_due_syncs",
+            "task": DISPATCH_DUE_SYNCS,
             "schedule": dispatch,
             "options": {"queue": "syncs", "expires": dispatch},
         },
         "sweep-outbox": {
-            "task": "crmsync.schedule.sweep_outbox",
+            "task": SWEEP_OUTBOX,
             "schedule": sweep,
             "options": {"queue": "syncs", "expires": sweep},
         },

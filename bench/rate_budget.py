@@ -30,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis
 import requests
 
+from crmsync.platforms.hubspot.errors import error_for
+from crmsync.platforms.hubspot.limits import observations
 from crmsync.ratelimit import STANDARD, Limit, RateLimitWait, budget_for_url
 
 TOKEN = "pat-na1-bench-0000"
@@ -147,9 +149,10 @@ def _call_loop(budget, account: str, base_url: str, limit: Limit, deadline: floa
         except RateLimitWait:
             break
         response = session.get(f"{base_url}/crm/v3/objects/contacts", params={"limit": 1}, timeout=10)
-        budget.observe("hubspot", account, response.headers, grant=grant)
+        budget.observe("hubspot", account, observations(response.headers, STANDARD), grant=grant)
         if response.status_code == 429:
-            budget.penalize_response("hubspot", account, response.headers, response.content)
+            rejected = error_for(429, response.content, response.headers)
+            budget.penalize("hubspot", account, rejected.retry_after, kind=STANDARD, limit=limit)
         # grant to response, on one machine's clock: bounds how late a call reaches the server
         out.append((account, grant.at, response.status_code, time.time() - grant.at))
 

@@ -70,8 +70,8 @@ def environment(workers: int = 1, concurrency: int = 2, queues: str = "events,sy
     import os
 
     from crmsync.db.migrate import upgrade
-    from crmsync.queue import reset_producer
     from crmsync.settings import get_settings
+    from crmsync.tasks.producer import reset_producer
     db_url = create_database("crmsync_bench")
     upgrade(db_url)
     redis_server = start_redis()
@@ -110,11 +110,12 @@ def job_for(db_url, config_id: str, full: bool = False) -> str:
     """A job created and started the way `crmsync sync run` does (enqueued to the workers)."""
     from crmsync.db import session_scope
     from crmsync.db.models import SyncConfig
-    from crmsync.queue import enqueue_after_commit
     from crmsync.sync.jobs import create_job
+    from crmsync.tasks import enqueue_after_commit
+    from crmsync.tasks.names import START_JOB
     with session_scope(db_url) as s:
         job = create_job(s, s.get(SyncConfig, config_id), trigger="manual", full=full)
-        enqueue_after_commit(s, "crmsync.sync.start_job", job.id)
+        enqueue_after_commit(s, START_JOB, job.id)
         return job.id
 
 

@@ -1,13 +1,19 @@
 """A small TTL cache for CRM metadata that rarely changes (properties, pipelines and stages,
 Pipedrive field definitions, owners) — the seed's caching section. Redis when configured, so
-every worker shares one copy; a process-local dict otherwise."""
+every worker shares one copy; a process-local dict otherwise. A Redis that does not answer is a
+miss (the metadata is loaded from the CRM, through its rate budget), never a failed sync."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from redis import RedisError
+
+log = logging.getLogger(__name__)
 
 
 class MetadataCache:
@@ -23,7 +29,11 @@ class MetadataCache:
 
     def get(self, key: str) -> Any | None:
         if self.redis is not None:
-            raw = self.redis.get(self._key(key))
+            try:
+                raw = self.redis.get(self._key(key))
+            except RedisError as err:
+                log.warning("metadata cache unavailable (%s): loading %s", type(err).__name__, key)
+                return None
             return None if raw is None else json.loads(raw)
         with self._lock:
             hit = self._local.get(key)
@@ -35,7 +45,10 @@ class MetadataCache:
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         ttl = self.default_ttl if ttl is None else ttl
         if self.redis is not None:
-            self.redis.set(self._key(key), json.dumps(value), px=int(ttl * 1000))
+            try:
+                self.redis.set(self._key(key), json.dumps(value), px=int(ttl * 1000))
+            except RedisError as err:
+                log.warning("metadata cache unavailable (%s): %s not kept", type(err).__name__, key)
             return
         with self._lock:
             self._local[key] = (time.monotonic() + ttl, value)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from crmsync.db.models import SyncConfig, Tenant, VaultSecret, new_id
 from crmsync.db.types import utcnow
 from crmsync.entities import ENTITY_BY_PLURAL, ENTITY_PLURALS, SYNCED_FIELDS
+from crmsync.errors import Fatal
 from crmsync.platforms import platform_names
 
 DIRECTIONS = ("push", "pull", "bidirectional")
@@ -20,7 +21,7 @@ STRATEGIES = ("timestamp_based", "source_priority", "field_merge", "manual_revie
 LOCAL = "local"
 
 
-class ConfigError(Exception):
+class ConfigError(Fatal):
     """A config or tenant request that cannot be carried out; `field` names the culprit."""
 
     def __init__(self, message: str, field: str | None = None):

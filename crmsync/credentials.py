@@ -21,12 +21,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crmsync.db.models import ApiKey, VaultSecret, new_id
+from crmsync.errors import Fatal
 
 VAULT_PLATFORMS = ("hubspot", "pipedrive", "webhook", "api")
 _FORMAT = b"\x01"
 
 
-class VaultError(Exception):
+class VaultError(Fatal):
     """The vault cannot seal or open a secret; the message says which and why, never the secret."""
 
 

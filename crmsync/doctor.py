@@ -53,7 +53,7 @@ def check_broker() -> list[Check]:
     settings = get_settings()
     if settings.inline:
         return [Check("broker", OK, "none configured: tasks run inline in the calling process")]
-    from crmsync.queue import check_broker_connection, ping_workers
+    from crmsync.tasks.producer import check_broker_connection, ping_workers
     try:
         check_broker_connection()
     except Exception as err:  # noqa: BLE001  any connection error is the answer
@@ -101,7 +101,8 @@ def check_credentials(session: Session, config) -> Check:
 
 
 def check_rate_headroom(config) -> Check:
-    from crmsync.ratelimit import DAILY, STANDARD, default_limit
+    from crmsync.platforms import limits_of
+    from crmsync.ratelimit import DAILY, STANDARD
     from crmsync.sync.connect import rate_budget
     account = config.account_id
     if not account:
@@ -109,8 +110,9 @@ def check_rate_headroom(config) -> Check:
     budget = rate_budget()
     data: dict[str, Any] = {"shared": budget.shared}
     parts = []
+    limits = limits_of(config.platform).account_limits({})
     for kind in (STANDARD, DAILY):
-        limit = default_limit(config.platform, kind)
+        limit = limits.get(kind)
         if limit is None:
             continue
         left = budget.remaining(config.platform, account, kind, limit)

@@ -1,20 +1,21 @@
 """One rate budget per remote CRM account, shared by every worker process on every host.
 
 Celery's own ``rate_limit`` counts per worker instance and per task type, so it cannot express
-"100 calls per 10 s for HubSpot portal 123" across a fleet. This module keeps that budget in Redis
+"100 calls per 10 s for CRM account 123" across a fleet. This module keeps that budget in Redis
 (or in-process when no Redis is configured) and answers, without blocking, "may I call now, and if
 not, how long until I may" -- so a task can ``self.retry(countdown=grant.wait_seconds)`` instead of
 holding a worker slot.
 
 A budget is a set of buckets keyed by (platform, account, kind), kind being ``"standard"``,
-``"search"``, ``"daily"`` or anything a platform adapter needs. Each bucket is described by a
-:class:`Limit` the caller passes on every call (the adapter knows its CRM's numbers; the table
-:data:`DEFAULT_LIMITS` holds only conservative starting points):
+``"search"``, ``"daily"`` or anything a platform needs. Each bucket is described by a
+:class:`Limit` the caller passes on every call. This module knows no CRM: each platform's
+``limits.py`` holds its default limits and reads its rate headers into :class:`Observation`
+values, and the one request loop of the CRM clients (``crmsync.platforms.http``) calls the budget:
 
 * rolling windows (burst limits) are an exact sliding log: in any window of
   ``interval_seconds + margin_seconds`` the granted cost never exceeds ``capacity``. A token
   bucket would allow up to twice the capacity inside one rolling window, which is exactly what
-  HubSpot's ``TEN_SECONDLY_ROLLING`` policy rejects. The margin absorbs the jitter between our
+  a CRM's rolling-window limit rejects. The margin absorbs the jitter between our
   grant and the request's arrival at the CRM.
 * calendar windows (daily quotas) are a counter that resets at midnight in the quota's time zone;
   a spent quota answers ``resume_at`` (the reset) instead of failing.
@@ -24,20 +25,19 @@ the time from Redis ``TIME``, so host clocks never matter and no two processes c
 last slot. Responses correct the budget (:meth:`RateBudget.observe`), and a 429 stops every worker
 of that account (:meth:`RateBudget.penalize`).
 
-Typical use in a platform client::
+Typical use (what ``CRMClient.request`` does)::
 
-    grant = budget.try_acquire_many("hubspot", portal_id, [Demand(STANDARD, limits.standard),
-                                                           Demand(DAILY, limits.daily)])
+    grant = budget.try_acquire_many(platform, account, [Demand(STANDARD, limits[STANDARD]),
+                                                        Demand(DAILY, limits[DAILY])])
     if not grant.granted:
-        raise RateLimited(grant.wait_seconds, grant.resume_at, daily=grant.daily_exhausted)
+        raise RateLimited(..., retry_after=grant.wait_seconds, resume_at=grant.resume_at)
     response = session.get(...)
-    budget.observe("hubspot", portal_id, response.headers, grant=grant)
+    budget.observe(platform, account, observations_of(response), grant=grant)
     if response.status_code == 429:
-        budget.penalize_response("hubspot", portal_id, response.headers, response.content)
+        budget.penalize(platform, account, retry_after, kind=rejected_kind, limit=limits[rejected_kind])
 """
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
@@ -45,13 +45,13 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from crmsync.errors import CrmsyncError, Fatal, Retryable
+
 __all__ = [
     "DAILY",
-    "DEFAULT_LIMITS",
     "SEARCH",
     "STANDARD",
     "DailyQuotaExhausted",
@@ -59,16 +59,13 @@ __all__ = [
     "Grant",
     "InvalidLimit",
     "Limit",
+    "Observation",
     "RateBudget",
     "RateBudgetError",
     "RateBudgetUnavailable",
     "RateLimitWait",
-    "Rejection",
     "budget_for_url",
     "budget_from_settings",
-    "default_limit",
-    "parse_retry_after",
-    "rejection_from_response",
 ]
 
 STANDARD = "standard"
@@ -86,28 +83,31 @@ FALLBACK_PENALTY_SECONDS = 10.0
 # --------------------------------------------------------------------------------------------- errors
 
 
-class RateBudgetError(Exception):
+class RateBudgetError(CrmsyncError):
     """Base of every error this module raises."""
 
 
-class InvalidLimit(RateBudgetError, ValueError):
-    """A limit, cost or key part that cannot describe a budget (a programming error)."""
+class InvalidLimit(RateBudgetError, Fatal, ValueError):
+    """A limit, cost or key part that cannot describe a budget (a programming or config error)."""
 
 
-class RateBudgetUnavailable(RateBudgetError):
+class RateBudgetUnavailable(RateBudgetError, Retryable):
     """The shared store (Redis) did not answer. We fail closed: calling the CRM blind risks 429 storms
-    and, for Pipedrive, an abuse block."""
+    and, with some CRMs, an abuse block. A blip: the work is retried with backoff, whichever client
+    it went through."""
 
 
-class RateLimitWait(RateBudgetError):
-    """The budget has no room now; try again after ``wait_seconds`` (at ``resume_at``)."""
+class RateLimitWait(RateBudgetError, Retryable):
+    """The budget has no room now; try again after ``wait_seconds`` (at ``resume_at``). A wait, not
+    a failure: it does not use up the retries."""
+    counts_as_attempt = False
 
     def __init__(self, platform: str, account: str, kind: str | None, wait_seconds: float,
                  resume_at: datetime | None) -> None:
         self.platform = platform
         self.account = account
         self.kind = kind
-        self.wait_seconds = wait_seconds
+        self.wait_seconds = self.retry_after = wait_seconds
         self.resume_at = resume_at
         super().__init__(self._describe())
 
@@ -163,8 +163,7 @@ class Limit:
 
     @classmethod
     def daily(cls, capacity: int, timezone: str = "UTC") -> Limit:
-        """A quota that resets at midnight in ``timezone`` (HubSpot: the account's zone; Pipedrive: the
-        server's)."""
+        """A quota that resets at midnight in ``timezone`` (the CRM account's zone, or the CRM server's)."""
         return cls(capacity, 86400.0, calendar=True, timezone=timezone)
 
     @property
@@ -186,8 +185,8 @@ class Limit:
 
 @dataclass(frozen=True)
 class Demand:
-    """One bucket a call draws from: a HubSpot call takes 1 from ``standard`` and 1 from ``daily``; a
-    Pipedrive list page 1 from the 2-second burst and 10 tokens from ``daily``."""
+    """One bucket a call draws from, and how much: e.g. 1 from ``standard`` (the burst window) and the
+    endpoint's token cost from ``daily``."""
 
     kind: str
     limit: Limit
@@ -216,133 +215,14 @@ class Grant:
     receipts: tuple[tuple[str, str], ...] = ()  # (kind, log entry) of each rolling bucket taken from
 
 
-@dataclass(frozen=True)
-class Rejection:
-    """What a 429 means for the budget: which kind was spent and for how long (None: the window)."""
-
-    kind: str
-    retry_after_seconds: float | None
-
-
-# Conservative starting points, one table. The adapters pass their account's real numbers (tier,
-# OAuth vs token, purchased packs) and the budget learns lower ones from response headers.
-DEFAULT_LIMITS: dict[tuple[str, str], Limit] = {
-    # HubSpot private app, Free/Starter: 100 per 10 s per app; search 5 per s; 250,000 per day.
-    ("hubspot", STANDARD): Limit(100, 10.0),
-    ("hubspot", SEARCH): Limit(5, 1.0),
-    ("hubspot", DAILY): Limit.daily(250_000),
-    # Pipedrive Lite API token: 20 per rolling 2 s; search 10 per 2 s; 30,000 tokens per day per seat.
-    ("pipedrive", STANDARD): Limit(20, 2.0),
-    ("pipedrive", SEARCH): Limit(10, 2.0),
-    ("pipedrive", DAILY): Limit.daily(30_000),
-}
-
-
-def default_limit(platform: str, kind: str) -> Limit | None:
-    return DEFAULT_LIMITS.get((platform, kind))
-
-
-# -------------------------------------------------------------------------------- reading responses
-
-
 @dataclass
-class _Observation:
+class Observation:
+    """What a CRM's answer says of one bucket (its rate headers, parsed by the platform's
+    ``limits.py``): calls left in the window, the window's capacity, seconds until it frees."""
+
     remaining: int | None = None
     maximum: int | None = None
     reset_in: float | None = None
-
-
-def _number_header(headers: Mapping[str, str], name: str) -> float | None:
-    value = headers.get(name)
-    if value is None:
-        return None
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        return None  # a CRM proxy's garbage header must not break the call that carried it
-    return max(0.0, number) if math.isfinite(number) else None
-
-
-def _int_header(headers: Mapping[str, str], name: str) -> int | None:
-    number = _number_header(headers, name)
-    return None if number is None else int(number)
-
-
-def _observations(headers: Mapping[str, Any], kind: str) -> dict[str, _Observation]:
-    """Header values per bucket kind. ``kind`` is the bucket the request itself was counted in
-    (the burst headers describe that one)."""
-    h = {str(k).lower(): str(v) for k, v in headers.items()}
-    found: dict[str, _Observation] = {}
-
-    def put(bucket: str, attr: str, value: float | None) -> None:
-        if value is not None:
-            setattr(found.setdefault(bucket, _Observation()), attr, value)
-
-    # HubSpot (absent on search responses; -Daily* absent for OAuth; -Secondly* deprecated, ignored).
-    put(kind, "remaining", _int_header(h, "x-hubspot-ratelimit-remaining"))
-    put(kind, "maximum", _int_header(h, "x-hubspot-ratelimit-max"))
-    put(DAILY, "remaining", _int_header(h, "x-hubspot-ratelimit-daily-remaining"))
-    put(DAILY, "maximum", _int_header(h, "x-hubspot-ratelimit-daily"))
-    # Pipedrive: burst per 2 s window, reset in seconds; token budget; legacy POST/PUT day count.
-    put(kind, "remaining", _int_header(h, "x-ratelimit-remaining"))
-    put(kind, "maximum", _int_header(h, "x-ratelimit-limit"))
-    put(kind, "reset_in", _number_header(h, "x-ratelimit-reset"))
-    put(DAILY, "remaining", _int_header(h, "x-daily-ratelimit-token-remaining"))
-    put(DAILY, "maximum", _int_header(h, "x-daily-ratelimit-token-limit"))
-    put("daily_writes", "remaining", _int_header(h, "x-daily-requests-left"))
-    return found
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """``Retry-After`` as seconds from now; it may be seconds or an HTTP date."""
-    if value is None or not str(value).strip():
-        return None
-    text = str(value).strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def rejection_from_response(headers: Mapping[str, Any], body: Any = None, *,
-                            kind: str = STANDARD) -> Rejection:
-    """Classify a 429: which bucket is spent and for how long.
-
-    HubSpot names the policy (``TEN_SECONDLY_ROLLING``, ``DAILY``; the search limit says "secondly
-    limit" with no policy); Pipedrive says "daily request budget exceeded" or sends
-    ``x-daily-ratelimit-token-remaining: 0``. ``kind`` is the bucket the request was counted in.
-    """
-    h = {str(k).lower(): str(v) for k, v in headers.items()}
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    if isinstance(body, str):
-        try:
-            body = json.loads(body)
-        except ValueError:
-            body = {"message": body}
-    body = body if isinstance(body, Mapping) else {}
-    policy = str(body.get("policyName") or "").upper()
-    message = f"{body.get('message') or ''} {body.get('error') or ''}".lower()
-
-    rejected = kind
-    if policy == "DAILY" or "daily" in message or _int_header(h, "x-daily-ratelimit-token-remaining") == 0:
-        rejected = DAILY
-    elif policy == "TEN_SECONDLY_ROLLING":
-        rejected = STANDARD
-    elif "secondly limit" in message:
-        rejected = SEARCH  # the legacy per-second limit is no longer enforced; search's is
-
-    retry_after = parse_retry_after(h.get("retry-after"))
-    if retry_after is None and rejected != DAILY:
-        retry_after = _number_header(h, "x-ratelimit-reset")
-    return Rejection(rejected, retry_after)
 
 
 # ------------------------------------------------------------------------------------------ backends
@@ -624,7 +504,7 @@ class _RedisBuckets:
         self._run(self._keys(platform, account, [k for k, _ in receipts]),
                   ["complete", str(len(receipts)), *[entry for _, entry in receipts]])
 
-    def observe(self, platform: str, account: str, found: dict[str, _Observation]) -> list[str]:
+    def observe(self, platform: str, account: str, found: dict[str, Observation]) -> list[str]:
         kinds = list(found)
         args = ["observe", str(len(kinds))]
         for kind in kinds:
@@ -778,7 +658,7 @@ class _LocalBuckets:
                 kept = [e for e in b.entries if e[2] != entry_id]
                 b.entries = deque([*kept, [now, int(entry_id.rsplit(":", 1)[1]), entry_id]])
 
-    def observe(self, platform: str, account: str, found: dict[str, _Observation]) -> list[str]:
+    def observe(self, platform: str, account: str, found: dict[str, Observation]) -> list[str]:
         lowered = []
         with self._lock:
             now = self._clock()
@@ -950,21 +830,20 @@ class RateBudget:
         if grant.granted and grant.receipts:
             self._buckets.complete(grant.platform, grant.account, grant.receipts)
 
-    def observe(self, platform: str, account: str, headers: Mapping[str, Any], *,
-                kind: str = STANDARD, grant: Grant | None = None) -> list[str]:
-        """Lower our remaining budget when a response's rate headers say less is left (other apps or
-        integrations share the account's quota; the server's window is the truth). Never raises it.
+    def observe(self, platform: str, account: str, observations: Mapping[str, Observation], *,
+                grant: Grant | None = None) -> list[str]:
+        """Lower our remaining budget when a response says less is left (other apps or integrations
+        share the account's quota; the server's window is the truth). Never raises it.
 
-        ``kind`` is the bucket the request was counted in. Reads X-HubSpot-RateLimit-Remaining / -Max
-        / -Daily / -Daily-Remaining and Pipedrive x-ratelimit-remaining / -limit / -reset,
-        x-daily-ratelimit-token-remaining / -limit and x-daily-requests-left (kind ``daily_writes``).
-        Buckets never acquired are left alone (we know no window for them). With ``grant`` (the grant
-        of the call this response answers) it also does :meth:`complete`. Returns the kinds lowered.
+        ``observations`` is {bucket kind: what the response's rate headers say of it}, read by the
+        platform (``platforms/<crm>/limits.py``). Buckets never acquired are left alone (we know no
+        window for them). With ``grant`` (the grant of the call this response answers) it also does
+        :meth:`complete`. Returns the kinds lowered.
         """
         platform, account = _check_part("platform", platform), _check_part("account", account)
         if grant is not None:
             self.complete(grant)
-        found = _observations(headers, _check_part("kind", kind))
+        found = {_check_part("kind", kind): o for kind, o in observations.items()}
         lowered = self._buckets.observe(platform, account, found) if found else []
         if found.get(DAILY) and found[DAILY].remaining == 0:
             # the day's quota is gone for every kind of call, not only those that draw on `daily`
@@ -978,27 +857,21 @@ class RateBudget:
 
         The wait is ``retry_after_seconds`` or, without it, the bucket's window (a daily bucket: until
         its reset). A spent ``daily`` quota stops every kind of call of the account. ``limit`` defaults
-        to what the bucket was last used with, then to :data:`DEFAULT_LIMITS`.
+        to what the bucket was last used with; a bucket never used waits FALLBACK_PENALTY_SECONDS, or
+        until midnight UTC for ``daily``.
         """
         platform, account = _check_part("platform", platform), _check_part("account", account)
         kind = _check_part("kind", kind)
         if retry_after_seconds is not None and not retry_after_seconds >= 0:
             raise InvalidLimit(f"retry_after_seconds must not be negative, not {retry_after_seconds!r}")
         # used only when the bucket was never acquired here, so its window is unknown
-        fallback = default_limit(platform, kind)
+        fallback = limit or (Limit.daily(1) if kind == DAILY else None)
         fallback_seconds = FALLBACK_PENALTY_SECONDS
         if fallback is not None:
             fallback_seconds = _seconds_to_reset(fallback) if fallback.calendar else fallback.span
         until = self._buckets.penalize(platform, account, kind, limit, retry_after_seconds,
                                        account_wide=(kind == DAILY), fallback_seconds=fallback_seconds)
         return _when(until)
-
-    def penalize_response(self, platform: str, account: str, headers: Mapping[str, Any], body: Any = None,
-                          *, kind: str = STANDARD, limit: Limit | None = None) -> datetime:
-        """:meth:`penalize` from a 429 response (see :func:`rejection_from_response`)."""
-        rejection = rejection_from_response(headers, body, kind=kind)
-        return self.penalize(platform, account, rejection.retry_after_seconds, kind=rejection.kind,
-                             limit=limit if rejection.kind == kind else None)
 
 
 def budget_for_url(redis_url: str | None, key_prefix: str = "crmsync:rl") -> RateBudget:
@@ -1025,7 +898,7 @@ def apply_limit_overrides(defaults: Mapping[str, Limit], overrides: Any) -> dict
     """A CRM account's own limits, from its vault entry's "rate_limits": the string "none" turns
     our budget off for the account (a sandbox, a dedicated test portal); a mapping sets or removes
     (null) single kinds: {"standard": {"capacity": 190, "interval_seconds": 10}, "search": null}.
-    HubSpot's higher tiers (190 or 250 per 10 s) are the usual reason."""
+    A CRM plan's higher tiers are the usual reason."""
     if overrides is None:
         return dict(defaults)
     if overrides == "none":

@@ -13,8 +13,10 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import urlparse
 
+from crmsync.errors import Fatal
 
-class SettingsError(ValueError):
+
+class SettingsError(Fatal, ValueError):
     def __init__(self, variable: str, problem: str):
         super().__init__(f"{variable}: {problem}")
         self.variable = variable

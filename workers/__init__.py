@@ -1,10 +1,10 @@
 """The Celery app: `celery -A workers worker -Q events,syncs,backfills`, `celery -A workers beat`,
 `celery -A workers flower`.
 
-Settings come from crmsync (CRMSYNC_* variables). `crmsync.queue` publishes Celery protocol-2
-messages with kombu on the queues (`QUEUES`) and transport options declared there; this app consumes
-them with the same routing, JSON-only serialization and visibility timeout. Fan-in is counted in PostgreSQL (crm_sync_jobs.steps_done): no chords, no
-result backend.
+Settings come from crmsync (CRMSYNC_* variables). The app starts from the options crmsync's
+producer sends with (`crmsync.tasks.producer.celery_settings`: queues, routes, JSON only, the
+visibility timeout) and adds the worker-only ones. Fan-in is counted in PostgreSQL
+(crm_sync_jobs.steps_done): no chords, no result backend.
 """
 from __future__ import annotations
 
@@ -12,46 +12,11 @@ import logging
 
 from celery import Celery, signals
 
-from crmsync.queue import (
-    PUBLISH_RETRY_POLICY,
-    QUEUES,
-    SYNCS,
-    TASKS,
-    TaskContextFilter,
-    broker_transport_options,
-)
 from crmsync.runtime import settle_startup_objects
 from crmsync.settings import SettingsError, get_settings
+from crmsync.tasks.execution import TaskContextFilter
+from crmsync.tasks.producer import celery_settings
 from workers.metrics import check_settings as check_metrics_settings
-
-
-def celery_settings(settings) -> dict:
-    """Celery options of the worker app: the queues, routes and broker transport options that
-    `crmsync.queue` publishes with."""
-    from kombu import Exchange, Queue
-    transport = broker_transport_options(settings)
-    return {
-        "broker_url": settings.broker_url,
-        "broker_transport_options": transport,
-        "result_backend_transport_options": transport,
-        "visibility_timeout": settings.visibility_timeout,
-        "broker_connection_retry_on_startup": True,
-        "broker_pool_limit": 10,
-        "broker_pool_acquire_timeout": 10,
-        "task_serializer": "json",
-        "accept_content": ["json"],
-        "result_serializer": "json",
-        "result_backend": None,
-        "task_ignore_result": True,
-        "task_send_sent_event": True,
-        "task_default_queue": SYNCS,
-        "task_create_missing_queues": False,
-        "task_queues": [Queue(q, Exchange(q, type="direct"), routing_key=q) for q in QUEUES],
-        "task_routes": {name: {"queue": r.queue, "routing_key": r.queue} for name, r in TASKS.items()},
-        "task_publish_retry_policy": PUBLISH_RETRY_POLICY,
-        "timezone": "UTC",
-        "enable_utc": True,
-    }
 
 
 def make_app() -> Celery:
@@ -98,8 +63,8 @@ app = make_app()
 def _fresh_connections_after_fork(**_):
     # Prefork children must not share the parent's pooled database connections.
     from crmsync.db import dispose_engines
-    from crmsync.queue import reset_producer
     from crmsync.sync.connect import forget_adapters
+    from crmsync.tasks.producer import reset_producer
     dispose_engines()
     reset_producer()
     forget_adapters()

@@ -7,7 +7,9 @@ import logging
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from crmsync.queue import UnitTimedOut, classify, describe, execute, fail_permanently
+from crmsync.tasks.errors import UnitTimedOut
+from crmsync.tasks.execution import describe, execute, fail_permanently
+from crmsync.tasks.retry import classify
 
 log = logging.getLogger("crmsync.tasks")
 

@@ -1,9 +1,18 @@
-"""Thin tasks, one per entry of `crmsync.queue.TASKS` (same names, same queues): each is one call
+"""Thin tasks, one per entry of `crmsync.tasks.names.TASKS` (same names, same queues): each is one call
 into the library through `CrmsyncTask.run_library`. Arguments are ids only, so Flower and the
 broker never see a secret."""
 from __future__ import annotations
 
-from crmsync.queue import route
+from crmsync.tasks.names import (
+    DISPATCH_DUE_SYNCS,
+    PROCESS_EVENT,
+    RUN_AUTOMATION,
+    RUN_STEP,
+    SPLIT_DELIVERIES,
+    START_JOB,
+    SWEEP_OUTBOX,
+    route,
+)
 from workers import app
 from workers.base import CrmsyncTask
 
@@ -13,36 +22,36 @@ def _task(name: str):
     return app.task(name=name, base=CrmsyncTask, bind=True)
 
 
-@_task("crmsync.sync.start_job")
+@_task(START_JOB)
 def start_job(self, job_id: str) -> str:
     return self.run_library(job_id)
 
 
-@_task("crmsync.sync.run_step")
+@_task(RUN_STEP)
 def run_step(self, step_id: str) -> str:
     return self.run_library(step_id)
 
 
-@_task("crmsync.events.split")
+@_task(SPLIT_DELIVERIES)
 def split_deliveries(self, *delivery_ids: str) -> str:
     return self.run_library(*delivery_ids)
 
 
-@_task("crmsync.events.process")
+@_task(PROCESS_EVENT)
 def process_event(self, event_id: str) -> str:
     return self.run_library(event_id)
 
 
-@_task("crmsync.automation.run")
+@_task(RUN_AUTOMATION)
 def run_automation(self, event_id: str) -> str:
     return self.run_library(event_id)
 
 
-@_task("crmsync.schedule.dispatch_due_syncs")
+@_task(DISPATCH_DUE_SYNCS)
 def dispatch_due_syncs(self) -> str:
     return self.run_library()
 
 
-@_task("crmsync.schedule.sweep_outbox")
+@_task(SWEEP_OUTBOX)
 def sweep_outbox(self) -> str:
     return self.run_library()

@@ -2,12 +2,14 @@
 terms (`actions[1].params.due_date`), so an operator can find it in the file they wrote."""
 from __future__ import annotations
 
+from crmsync.errors import CrmsyncError, Fatal, SkipRecord
 
-class AutomationError(Exception):
+
+class AutomationError(CrmsyncError):
     pass
 
 
-class RuleError(AutomationError):
+class RuleError(AutomationError, Fatal):
     """A rule refused when it is written: unknown trigger, operator or action, bad params, an
     unknown template variable. `path` points into the rule; `errors` holds every problem found
     as (path, message), `path`/`message` being the first."""
@@ -19,7 +21,7 @@ class RuleError(AutomationError):
         self.errors = errors or [(path, message)]
 
 
-class TemplateError(AutomationError):
+class TemplateError(AutomationError, Fatal):
     """A template that does not parse, or names a variable its trigger does not provide."""
 
     def __init__(self, message: str, position: int | None = None):
@@ -28,7 +30,7 @@ class TemplateError(AutomationError):
         self.position = position
 
 
-class ActionError(AutomationError):
+class ActionError(AutomationError, SkipRecord):
     """An action that cannot be carried out for this event (a rendered value of the wrong type,
     nothing to update). The run is logged as failed; retrying would fail the same way."""
 

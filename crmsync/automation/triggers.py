@@ -24,10 +24,10 @@ from sqlalchemy.orm import Session
 from crmsync.automation.variables import ANY, DATETIME, LIST, NUMBER, TEXT, TriggerSpec
 from crmsync.db.models import ENTITY_MODELS, AutomationRule, WebhookEvent
 from crmsync.db.types import utcnow
+from crmsync.tasks.names import RUN_AUTOMATION
 
 log = logging.getLogger(__name__)
 
-RUN_TASK = "crmsync.automation.run"
 INTERNAL_PLATFORM = "crmsync"
 PRODUCT_PLATFORM = "product"
 
@@ -198,7 +198,7 @@ def store_events(session: Session, rows: list[dict]) -> list[str]:
     keys = set().union(*rows)
     stored = [row[0] for row in session.execute(stmt, [{k: r.get(k) for k in keys} for r in rows])]
     if stored:
-        from crmsync.queue import enqueue_after_commit
+        from crmsync.tasks import enqueue_after_commit
         for event_id in stored:
-            enqueue_after_commit(session, RUN_TASK, event_id)
+            enqueue_after_commit(session, RUN_AUTOMATION, event_id)
     return stored

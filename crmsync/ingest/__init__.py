@@ -22,9 +22,9 @@ from werkzeug.exceptions import HTTPException
 
 from crmsync.ingest.errors import IngestError
 from crmsync.ingest.relay import OutboxRelay
-from crmsync.ingest.store import SPLIT_TASK
 from crmsync.ingest.tenancy import ConfigDirectory, WebhookSecrets
 from crmsync.settings import Settings, SettingsError, get_settings
+from crmsync.tasks.names import SPLIT_DELIVERIES
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class IngestState:
         self.secrets = WebhookSecrets()
         self._broker = None
         self._broker_lock = threading.Lock()
-        self.relay = OutboxRelay(together=frozenset({SPLIT_TASK}))
+        self.relay = OutboxRelay(together=frozenset({SPLIT_DELIVERIES}))
 
     def dispatch(self, task: str, ids: list[str]) -> None:
         """Publish `task` for rows this request committed, through the process's outbox relay: the

@@ -73,7 +73,7 @@ def webhooks_replay(event_id, all_failed, as_json):
 
     from crmsync.db import session_scope
     from crmsync.db.models import WebhookDelivery, WebhookEvent
-    from crmsync.ingest.store import PROCESS_TASK, SPLIT_TASK
+    from crmsync.tasks.names import PROCESS_EVENT, SPLIT_DELIVERIES
     if bool(event_id) == bool(all_failed):
         bad_input("give exactly one of EVENT_ID or --failed")
     if event_id:
@@ -96,13 +96,14 @@ def webhooks_replay(event_id, all_failed, as_json):
         if deliveries:
             s.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_(deliveries)).values(error=None))
     # Committed first: a failed enqueue leaves them unprocessed, and the sweeper re-enqueues them.
-    from crmsync.queue import QueueError, enqueue
+    from crmsync.tasks import enqueue
+    from crmsync.tasks.errors import QueueError
     enqueued = 0
     try:
         if deliveries:
-            enqueue(SPLIT_TASK, *deliveries)
+            enqueue(SPLIT_DELIVERIES, *deliveries)
         for i in ids:
-            enqueue(PROCESS_TASK, i)
+            enqueue(PROCESS_EVENT, i)
             enqueued += 1
     except QueueError as err:
         failed(f"{len(ids)} event(s) and {len(deliveries)} delivery(ies) reset, {enqueued} event(s) enqueued; "

@@ -1,14 +1,17 @@
 """Why the ingest app refuses a request. Each error carries its HTTP status and a stable code; the app
 answers every one of them as `{"error": code, "message": ...}` and writes nothing.
 
-Messages name what was wrong with the request, never a secret or a stack trace.
+Messages name what was wrong with the request, never a secret or a stack trace. Resending the same
+request is refused the same way (`crmsync.errors.Fatal`).
 """
 from __future__ import annotations
 
 from typing import Any
 
+from crmsync.errors import Fatal
 
-class IngestError(Exception):
+
+class IngestError(Fatal):
     status = 400
     code = "bad_request"
 

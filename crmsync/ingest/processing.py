@@ -32,7 +32,7 @@ Outcomes: applied (the merge path changed the local record), unchanged (it went 
 nothing changed), missing (the record no longer exists in the CRM), deleted, merged, ignored
 (config disabled or push-only, object not synced), coalesced, failed (a permanent platform or sync
 error, e.g. revoked credentials: every event of the group, with the reason in `error`; other errors
-after the runner's retries: the leader, by the failure hook `crmsync.queue.fail_event`). Transient
+after the runner's retries: the leader, by the failure hook `fail_event`). Transient
 errors propagate: the task runner retries the whole group (idempotent).
 """
 from __future__ import annotations
@@ -50,8 +50,10 @@ from crmsync import metrics
 from crmsync.db import is_postgres
 from crmsync.db.models import SyncConfig, SyncLink, WebhookDelivery, WebhookEvent
 from crmsync.db.types import utcnow
-from crmsync.ingest.store import AUTOMATION_TASK, PROCESS_TASK, crm_event_row, insert_events
+from crmsync.errors import CrmsyncError, Retryable
+from crmsync.ingest.store import crm_event_row, insert_events
 from crmsync.platforms.errors import WebhookRejected
+from crmsync.tasks.names import PROCESS_EVENT, RUN_AUTOMATION
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +109,8 @@ def split_deliveries(session: Session, *delivery_ids: str) -> list[str]:
     """Write the deliveries' events, delete the deliveries, enqueue the events' processing after
     commit (one task per config). Returns the ids of the new events; duplicates of stored ones are
     dropped. A delivery whose events cannot be stored keeps its row, with the reason in `error`."""
-    from crmsync.queue import enqueue_after_commit
     from crmsync.settings import get_settings
+    from crmsync.tasks import enqueue_after_commit
     deliveries = session.scalars(_skip_locked(session, select(WebhookDelivery).where(
         WebhookDelivery.id.in_(delivery_ids), WebhookDelivery.error.is_(None))
         .order_by(WebhookDelivery.received_at))).all()
@@ -134,7 +136,7 @@ def split_deliveries(session: Session, *delivery_ids: str) -> list[str]:
     # A moment's wait lets a burst of deliveries for one config be applied with one fetch.
     countdown = get_settings().ingest_coalesce_seconds or None
     for leader in leaders.values():
-        enqueue_after_commit(session, PROCESS_TASK, leader, countdown=countdown)
+        enqueue_after_commit(session, PROCESS_EVENT, leader, countdown=countdown)
     return new_ids
 
 
@@ -160,14 +162,22 @@ def fail_deliveries(session: Session, *delivery_ids_and_error: str) -> None:
         delivery.error = error[:2000]
 
 
+def fail_event(session: Session, event_id: str, error: str) -> None:
+    """Failure hook of the processing: an event that can never be applied is processed (so the
+    sweeper leaves it) with outcome failed; `crmsync webhooks replay --failed` brings it back."""
+    row = session.get(WebhookEvent, event_id)
+    if row is not None:
+        _finish(row, "failed", error)
+
+
 def process_event(session: Session, event_id: str) -> None:
     leader = session.scalars(_skip_locked(session, select(WebhookEvent).where(WebhookEvent.id == event_id))).first()
     if leader is None or leader.processed:
         return
     if leader.config_id is None:
         leader.attempts = (leader.attempts or 0) + 1
-        from crmsync.queue import enqueue_after_commit
-        enqueue_after_commit(session, AUTOMATION_TASK, leader.id)
+        from crmsync.tasks import enqueue_after_commit
+        enqueue_after_commit(session, RUN_AUTOMATION, leader.id)
         return
     # The leader takes every pending event of its config (its own delivery and any other waiting, e.g.
     # behind a rate-limit pause): one batch read for all. Rows another worker holds are skipped.
@@ -175,14 +185,12 @@ def process_event(session: Session, event_id: str) -> None:
         WebhookEvent.config_id == leader.config_id, WebhookEvent.processed.is_(False),
         WebhookEvent.id != leader.id).order_by(WebhookEvent.received_at).limit(MAX_GROUP))).all()
     group = [leader, *siblings]
-    from crmsync.platforms.errors import PlatformError, TransientError
-    from crmsync.sync.errors import SyncError
     try:
         with session.begin_nested():
             process_group(session, group)
-    except (PlatformError, SyncError) as err:
-        if isinstance(err, TransientError):
-            raise       # rate limits, 5xx, timeouts: the runner retries the task later
+    except CrmsyncError as err:
+        if isinstance(err, Retryable):
+            raise       # rate limits, 5xx, timeouts, the rate budget's Redis away: the runner retries later
         # Permanent (credentials revoked, config wrong): it fails the whole group alike, so every
         # event is marked here, not only the leader through the failure hook — otherwise the others
         # would come back from the sweeper one by one to fail again. `webhooks replay --failed`

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
+from crmsync.errors import Fatal
+
 _text = validate.Length(max=1000)
 _long_text = validate.Length(max=200_000)
 _id = validate.Length(min=1, max=200)
@@ -100,7 +102,7 @@ PRODUCT_EVENTS: dict[str, ProductEventType] = {t.name: t for t in (
 )}
 
 
-class ProductEventInvalid(ValueError):
+class ProductEventInvalid(Fatal, ValueError):
     def __init__(self, messages):
         super().__init__("invalid product event")
         self.messages = messages

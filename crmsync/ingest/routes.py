@@ -32,11 +32,12 @@ from crmsync.ingest.errors import (
 )
 from crmsync.ingest.inbound import bearer_token, parse_json, raw_body, require_json_type
 from crmsync.ingest.product_events import PRODUCT_EVENTS, ProductEventInvalid, normalize_product_event
-from crmsync.ingest.store import AUTOMATION_TASK, SPLIT_TASK, delivery_row, insert_deliveries, insert_events
+from crmsync.ingest.store import delivery_row, insert_deliveries, insert_events
 from crmsync.ingest.tenancy import ConfigRoute, secret_text
 from crmsync.platforms import adapter_class
 from crmsync.platforms.base import WebhookRequest
 from crmsync.platforms.errors import WebhookRejected
+from crmsync.tasks.names import RUN_AUTOMATION, SPLIT_DELIVERIES
 
 log = logging.getLogger(__name__)
 bp = Blueprint("ingest", __name__)
@@ -169,7 +170,7 @@ def hubspot_webhook():
                              event_account_id=account, body=body_text, events=per_account[account], received_at=received)
                 for account, r in routes.items()]
         ids = _store_deliveries(rows)
-    state.dispatch(SPLIT_TASK, ids)
+    state.dispatch(SPLIT_DELIVERIES, ids)
     return _received(event_accounts, ids)
 
 
@@ -203,7 +204,7 @@ def pipedrive_webhook(config_id: str):
                            account_id=route.account_id or route.id, body=_text(body), events=len(event_accounts),
                            received_at=utcnow())
         ids = _store_deliveries([row])
-    state.dispatch(SPLIT_TASK, ids)
+    state.dispatch(SPLIT_DELIVERIES, ids)
     return _received(event_accounts, ids)
 
 
@@ -244,7 +245,7 @@ def product_event(event_type: str):
                 WebhookEvent.platform == "product", WebhookEvent.account_id == tenant_id,
                 WebhookEvent.event_key == event_key))
             return {"id": existing, "event_type": event_type, "duplicate": True}, 200
-    state.dispatch(AUTOMATION_TASK, new_ids)
+    state.dispatch(RUN_AUTOMATION, new_ids)
     return {"id": new_ids[0], "event_type": event_type, "duplicate": False}, 202
 
 

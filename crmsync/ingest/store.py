@@ -23,10 +23,6 @@ from crmsync.platforms.base import WebhookEvent as PlatformEvent
 
 log = logging.getLogger(__name__)
 
-# The single enqueue per new row (task names fixed in ENGINE_API.md).
-SPLIT_TASK = "crmsync.events.split"
-PROCESS_TASK = "crmsync.events.process"
-AUTOMATION_TASK = "crmsync.automation.run"
 
 
 def event_type_of(event: PlatformEvent) -> str:
@@ -133,7 +129,7 @@ def enqueue_each(task: str, event_ids: list[str], countdown: float | None = None
     swallowed: the row is durable and the outbox sweeper re-enqueues unprocessed events."""
     if not event_ids:
         return 0
-    from crmsync.queue import enqueue
+    from crmsync.tasks import enqueue
     done = 0
     for event_id in event_ids:
         try:
@@ -153,7 +149,7 @@ def enqueue_together(task: str, ids: list[str]) -> bool:
     as `enqueue_each` does: the rows are committed and the sweeper re-enqueues them."""
     if not ids:
         return False
-    from crmsync.queue import enqueue
+    from crmsync.tasks import enqueue
     try:
         enqueue(task, *ids)
     except Exception as err:  # noqa: BLE001  any failure to publish: the committed rows are the outbox
@@ -163,5 +159,5 @@ def enqueue_together(task: str, ids: list[str]) -> bool:
     return True
 
 
-__all__ = ["AUTOMATION_TASK", "PROCESS_TASK", "SPLIT_TASK", "crm_event_row", "delivery_row", "enqueue_each",
+__all__ = ["crm_event_row", "delivery_row", "enqueue_each",
            "enqueue_together", "event_type_of", "insert_deliveries", "insert_events", "utcnow"]

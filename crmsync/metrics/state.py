@@ -169,11 +169,12 @@ class StateCollector(Collector):
             return
         from kombu.exceptions import ChannelError
 
-        from crmsync.queue import QUEUES, broker_connection
+        from crmsync.tasks.names import QUEUES
+        from crmsync.tasks.producer import producer_app
         length = GaugeMetricFamily("crmsync_queue_length",
                                    "Messages waiting in the broker's queue (not yet taken by a worker)",
                                    labels=["queue"])
-        with broker_connection().clone() as conn:
+        with producer_app().connection_for_read() as conn:
             conn.ensure_connection(max_retries=1, timeout=3)
             channel = conn.default_channel
             for queue in QUEUES:

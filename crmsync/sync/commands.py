@@ -7,6 +7,7 @@ import click
 from sqlalchemy import select
 
 from crmsync.console import bad_input, emit, failed, json_option, table
+from crmsync.tasks.names import START_JOB
 
 
 def _session():
@@ -79,14 +80,14 @@ def sync_run(config_id, inline, wait, full, as_json):
         except JobAlreadyActive as err:
             failed(str(err))
     else:
-        from crmsync.queue import enqueue_after_commit
+        from crmsync.tasks import enqueue_after_commit
         with _session() as s:
             try:
                 job_row = create_job(s, get_config(s, config_id), trigger="manual", full=full)
             except JobAlreadyActive as err:
                 failed(str(err))
             job_id = job_row.id
-            enqueue_after_commit(s, "crmsync.sync.start_job", job_id)
+            enqueue_after_commit(s, START_JOB, job_id)
         job = _follow(job_id) if wait else None
         if job is None:
             with _session() as s:

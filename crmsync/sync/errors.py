@@ -1,8 +1,11 @@
-"""Errors of the sync engine."""
+"""Errors of the sync engine. Each stops the job or command that meets it until a person acts
+(`crmsync.errors.Fatal`)."""
 from __future__ import annotations
 
+from crmsync.errors import Fatal
 
-class SyncError(Exception):
+
+class SyncError(Fatal):
     pass
 
 

@@ -6,7 +6,7 @@ associations always find the records they point to. The fan-in is counted in Pos
 (`steps_done`), not with chords. Every unit is idempotent: a page's rows and its checkpoint are
 one transaction, so a unit that dies at any line and runs again gives the same result.
 
-These functions take a session and string ids; `crmsync.queue` (Celery or inline) calls them.
+These functions take a session and string ids; `crmsync.tasks` (Celery or inline) calls them.
 """
 from __future__ import annotations
 
@@ -23,11 +23,13 @@ from crmsync import metrics
 from crmsync.db.models import JOB_ACTIVE_STATUSES, SyncCheckpoint, SyncConfig, SyncJob, SyncJobStep, new_id
 from crmsync.db.types import utcnow
 from crmsync.entities import ENTITY_PLURALS
+from crmsync.errors import CrmsyncError, Retryable
 from crmsync.platforms.base import RemoteRecord
-from crmsync.platforms.errors import PlatformError, RateLimited
+from crmsync.platforms.errors import RateLimited
 from crmsync.sync.apply import ApplyResult, apply_remote_deletions, apply_remote_records
-from crmsync.sync.errors import JobAlreadyActive, SyncError
+from crmsync.sync.errors import JobAlreadyActive
 from crmsync.sync.push import push_batch
+from crmsync.tasks.names import RUN_STEP, START_JOB
 
 ENTITY_ORDER = ("company", "contact", "deal", "activity", "task")
 COUNT_NAMES = ("created", "updated", "deleted", "conflicts", "skipped", "failed")
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 
 def _enqueue(session: Session, enqueue: bool, name: str, *ids: str, countdown: float | None = None) -> None:
     if enqueue:
-        from crmsync.queue import enqueue_after_commit
+        from crmsync.tasks import enqueue_after_commit
         enqueue_after_commit(session, name, *ids, countdown=countdown)
 
 
@@ -92,7 +94,7 @@ def start_job(session: Session, job_id: str, *, enqueue: bool = True, now: datet
     job.counts = {e: dict.fromkeys(COUNT_NAMES, 0) for e in entities}
     session.flush()
     if steps:
-        _enqueue(session, enqueue, "crmsync.sync.run_step", steps[0].id)
+        _enqueue(session, enqueue, RUN_STEP, steps[0].id)
     else:
         _finish(session, job, config, now)
 
@@ -197,9 +199,9 @@ def run_step(session: Session, step_id: str, *, enqueue: bool = True, wait: bool
     except RateLimited as err:
         session.rollback()
         return _wait_for_budget(session, step_id, err, enqueue, now)
-    except (SyncError, PlatformError) as err:
-        if isinstance(err, PlatformError) and err.retryable:
-            raise
+    except CrmsyncError as err:
+        if isinstance(err, Retryable):
+            raise       # 5xx, timeouts, the rate budget's Redis away: the runner retries the unit
         session.rollback()
         fail_step(session, step_id, str(err))
         return None
@@ -210,7 +212,7 @@ def run_step(session: Session, step_id: str, *, enqueue: bool = True, wait: bool
     step.updated_at = now
     if more:
         step.pages += 1
-        _enqueue(session, enqueue, "crmsync.sync.run_step", step.id)
+        _enqueue(session, enqueue, RUN_STEP, step.id)
     else:
         step.pages += 1
         step.status = "done"
@@ -220,7 +222,7 @@ def run_step(session: Session, step_id: str, *, enqueue: bool = True, wait: bool
                              .order_by(SyncJobStep.position).limit(1))
         if nxt is not None:
             nxt.updated_at = now
-            _enqueue(session, enqueue, "crmsync.sync.run_step", nxt.id)
+            _enqueue(session, enqueue, RUN_STEP, nxt.id)
         else:
             _finish(session, job, config, now)
     session.flush()
@@ -235,7 +237,7 @@ def _enqueue_next(session: Session, step: SyncJobStep, enqueue: bool) -> None:
     nxt = session.scalar(select(SyncJobStep).where(SyncJobStep.job_id == job.id, SyncJobStep.status == "pending")
                          .order_by(SyncJobStep.position).limit(1))
     if nxt is not None:
-        _enqueue(session, enqueue, "crmsync.sync.run_step", nxt.id)
+        _enqueue(session, enqueue, RUN_STEP, nxt.id)
 
 
 def _checkpoint(session: Session, config: SyncConfig, entity: str) -> SyncCheckpoint:
@@ -322,7 +324,7 @@ def _wait_for_budget(session: Session, step_id: str, err: RateLimited, enqueue: 
         delay = max(1.0, (err.resume_at - now).total_seconds())
     else:
         delay = max(0.05, err.retry_after)
-    _enqueue(session, enqueue, "crmsync.sync.run_step", step.id, countdown=delay)
+    _enqueue(session, enqueue, RUN_STEP, step.id, countdown=delay)
     session.flush()
     return StepProgress(step.entity_type, step.kind, step.pages, False, job.status, {})
 
@@ -342,7 +344,7 @@ def _finish(session: Session, job: SyncJob, config: SyncConfig, now: datetime) -
     metrics.count_sync_run(session, config.platform, "succeeded")
 
 
-# --- failure hooks (called by crmsync.queue on permanent errors) -----------------------------
+# --- failure hooks (called by crmsync.tasks on permanent errors) -----------------------------
 def fail_step(session: Session, step_id: str, error: str) -> None:
     step = session.get(SyncJobStep, step_id)
     if step is None:
@@ -379,7 +381,7 @@ def request_push(session: Session, tenant_id: str, *, now: datetime | None = Non
             config.next_sync_at = now
             continue
         jobs.append(job.id)
-        _enqueue(session, True, "crmsync.sync.start_job", job.id)
+        _enqueue(session, True, START_JOB, job.id)
     return jobs
 
 

@@ -18,7 +18,8 @@ from crmsync.configs import advance_schedule
 from crmsync.db import is_postgres
 from crmsync.db.models import SyncConfig, SyncJob, SyncJobStep, WebhookDelivery, WebhookEvent
 from crmsync.db.types import utcnow
-from crmsync.queue import enqueue_after_commit
+from crmsync.tasks import enqueue_after_commit
+from crmsync.tasks.names import PROCESS_EVENT, RUN_STEP, SPLIT_DELIVERIES, START_JOB
 
 log = logging.getLogger("crmsync.schedule")
 
@@ -48,7 +49,7 @@ def dispatch_due_syncs(session: Session, now: datetime | None = None, limit: int
         except JobAlreadyActive as err:
             log.info("config %s skipped: job %s is still active", config.id, err.job_id)
             continue
-        enqueue_after_commit(session, "crmsync.sync.start_job", job.id)
+        enqueue_after_commit(session, START_JOB, job.id)
         job_ids.append(job.id)
     session.flush()
     return job_ids
@@ -81,10 +82,10 @@ def sweep_outbox(session: Session, now: datetime | None = None) -> dict[str, int
     # Deliveries whose split failed for good keep their error and wait for `webhooks replay`.
     deliveries = _received_before(session, WebhookDelivery, WebhookDelivery.error.is_(None), threshold, now)
     if deliveries:
-        enqueue_after_commit(session, "crmsync.events.split", *deliveries)  # the split takes many
+        enqueue_after_commit(session, SPLIT_DELIVERIES, *deliveries)  # the split takes many
     events = _received_before(session, WebhookEvent, WebhookEvent.processed.is_(False), threshold, now)
     for event_id in events:
-        enqueue_after_commit(session, "crmsync.events.process", event_id)
+        enqueue_after_commit(session, PROCESS_EVENT, event_id)
     counts["deliveries"], counts["events"] = len(deliveries), len(events)
 
     steps = (select(SyncJobStep.id)
@@ -97,7 +98,7 @@ def sweep_outbox(session: Session, now: datetime | None = None) -> dict[str, int
         steps = steps.with_for_update(of=SyncJobStep, skip_locked=True)
     for step_id in session.scalars(steps).all():
         session.execute(update(SyncJobStep).where(SyncJobStep.id == step_id).values(updated_at=now))
-        enqueue_after_commit(session, "crmsync.sync.run_step", step_id)
+        enqueue_after_commit(session, RUN_STEP, step_id)
         counts["steps"] += 1
 
     parked = (select(SyncJob.id)
@@ -110,7 +111,7 @@ def sweep_outbox(session: Session, now: datetime | None = None) -> dict[str, int
         session.execute(update(SyncJob).where(SyncJob.id == job_id).values(updated_at=now))
         for step_id in session.scalars(select(SyncJobStep.id).where(
                 SyncJobStep.job_id == job_id, SyncJobStep.status == "pending")).all():
-            enqueue_after_commit(session, "crmsync.sync.run_step", step_id)
+            enqueue_after_commit(session, RUN_STEP, step_id)
         counts["jobs"] += 1
 
     # A job whose start message was lost (Redis down at commit, a flush) would stay queued for
@@ -122,7 +123,7 @@ def sweep_outbox(session: Session, now: datetime | None = None) -> dict[str, int
         queued = queued.with_for_update(skip_locked=True)
     for job_id in session.scalars(queued).all():
         session.execute(update(SyncJob).where(SyncJob.id == job_id).values(updated_at=now))
-        enqueue_after_commit(session, "crmsync.sync.start_job", job_id)
+        enqueue_after_commit(session, START_JOB, job_id)
         counts["queued"] += 1
 
     if any(counts.values()):

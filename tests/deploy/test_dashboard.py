@@ -15,8 +15,10 @@ import requests
 import yaml
 
 from crmsync.db import session_scope
-from crmsync.queue import enqueue, reset_producer
 from crmsync.sync.jobs import create_job
+from crmsync.tasks import enqueue
+from crmsync.tasks.names import START_JOB
+from crmsync.tasks.producer import reset_producer
 from tests.deploy import tool
 from tests.fixtures.db import _set_env
 from tests.fixtures.factories import make_tenant
@@ -134,7 +136,7 @@ def test_every_panel_query_returns_data_from_a_live_scrape(monkeypatch, db_url, 
             jobs = [create_job(s, add_sandbox_config(s, tenant, account, sync_frequency_minutes=15)).id
                     for account in sandboxes]
         for job_id in jobs:
-            enqueue("crmsync.sync.start_job", job_id)
+            enqueue(START_JOB, job_id)
         for _ in range(3):
             requests.get(ingest.url + "/healthz", timeout=5)
 

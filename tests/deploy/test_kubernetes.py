@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from crmsync.queue import QUEUES
+from crmsync.tasks.names import QUEUES
 from tests.deploy import tool
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -242,8 +242,8 @@ def test_a_failed_enqueue_loses_nothing(monkeypatch, ingest_env, ingest_queue, d
     """Broker down: the rows are committed, the answer is still 2xx; the sweeper re-enqueues them."""
     from crmsync import settings
     from crmsync.ingest import create_app
-    from crmsync.queue import reset_producer
     from crmsync.sync.schedule import sweep_outbox
+    from crmsync.tasks.producer import reset_producer
     from tests.fixtures.workers import free_port
     monkeypatch.setenv("CRMSYNC_BROKER_URL", f"redis://127.0.0.1:{free_port()}/0")
     settings.get_settings.cache_clear()

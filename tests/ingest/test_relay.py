@@ -3,7 +3,8 @@ other tasks one message per id, and a broker that refuses loses nothing the rows
 from __future__ import annotations
 
 from crmsync.ingest.relay import OutboxRelay
-from crmsync.ingest.store import AUTOMATION_TASK, SPLIT_TASK
+from crmsync.tasks.names import RUN_AUTOMATION as AUTOMATION_TASK
+from crmsync.tasks.names import SPLIT_DELIVERIES as SPLIT_TASK
 
 
 def test_hand_offs_while_lingering_go_out_together(ingest_env, ingest_queue):
@@ -20,7 +21,7 @@ def test_hand_offs_while_lingering_go_out_together(ingest_env, ingest_queue):
 
 def test_a_refused_publish_keeps_the_relay_alive(monkeypatch, ingest_env, ingest_queue, caplog):
     from crmsync import settings
-    from crmsync.queue import reset_producer
+    from crmsync.tasks.producer import reset_producer
     from tests.fixtures.workers import free_port
     monkeypatch.setenv("CRMSYNC_BROKER_URL", f"redis://127.0.0.1:{free_port()}/0")
     settings.get_settings.cache_clear()

@@ -19,6 +19,7 @@ from crmsync.db.models import (
 from crmsync.db.types import utcnow
 from crmsync.metrics.state import StateCollector
 from crmsync.ratelimit import DAILY, STANDARD, Demand, Limit
+from crmsync.tasks.names import START_JOB
 from tests.fixtures.factories import make_config, make_tenant
 
 BROKER_DB, STATE_DB = 8, 9     # databases no test's Celery worker consumes: what is published stays
@@ -28,7 +29,7 @@ BROKER_DB, STATE_DB = 8, 9     # databases no test's Celery worker consumes: wha
 def collector_env(monkeypatch, db_url, worker_redis):
     """Settings on the test database and the session's private Redis (emptied), on databases of
     their own: the broker on 8, the rate budget on 9."""
-    from crmsync.queue import reset_producer
+    from crmsync.tasks.producer import reset_producer
     from tests.fixtures.db import _set_env
     for db in (BROKER_DB, STATE_DB):
         worker_redis.client(db).flushdb()
@@ -146,8 +147,8 @@ def test_waiting_conflicts_deliveries_and_events_with_the_oldest_age(collector_e
 
 
 def test_rate_budget_left_per_window_kind_and_queue_lengths(collector_env, db_url):
-    from crmsync.queue import publish
     from crmsync.sync.connect import rate_budget
+    from crmsync.tasks.producer import publish
     with session_scope(db_url) as s:
         config = make_config(s, make_tenant(s), account_id="4242")
         idle = make_config(s, make_tenant(s), account_id="4343")
@@ -157,7 +158,7 @@ def test_rate_budget_left_per_window_kind_and_queue_lengths(collector_env, db_ur
         assert budget.try_acquire_many("hubspot", "4242", [Demand(STANDARD, Limit(100, 10.0)),
                                                             Demand(DAILY, Limit.daily(1000))]).granted
     for _ in range(3):
-        publish("crmsync.sync.start_job", (new_id(),), queue="syncs")
+        publish(START_JOB, (new_id(),), queue="syncs")
     publish("crmsync.events.split", (new_id(),), queue="events")
 
     registry = scrape()
@@ -181,7 +182,7 @@ def test_rate_budget_left_per_window_kind_and_queue_lengths(collector_env, db_ur
 
 
 def test_an_unreachable_source_is_reported_down_and_the_others_still_served(monkeypatch, db_url):
-    from crmsync.queue import reset_producer
+    from crmsync.tasks.producer import reset_producer
     from tests.fixtures.db import _set_env
     from tests.fixtures.workers import free_port
     _set_env(monkeypatch, {"CRMSYNC_DATABASE_URL": db_url,

@@ -1,5 +1,5 @@
 """Library-shaped functions (session first, then string ids) that tests register in
-`crmsync.queue.TASKS` under test-only names, to watch the inline runner's ordering, retries and
+`crmsync.tasks.names.TASKS` under test-only names, to watch the inline runner's ordering, retries and
 failure hooks. Production's table never names them."""
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def reset() -> None:
 
 
 def record(session, label: str) -> None:
-    from crmsync.queue import enqueue
+    from crmsync.tasks import enqueue
     CALLS.append((label, len(inspect.stack())))
     errors = FAILURES.get(label)
     if errors:

@@ -10,8 +10,8 @@ import jsonschema
 import yaml
 
 import beat_schedule
-from crmsync.queue import QUEUES, TASKS
 from crmsync.settings import load_settings
+from crmsync.tasks.names import QUEUES, TASKS
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "tests" / "specs" / "compose" / "compose-spec.json"

@@ -249,7 +249,7 @@ UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 
 
 def test_flower_lists_tasks_by_name_and_no_argument_holds_a_secret(worker_env, db_url, fleet, tmp_path):
-    from crmsync.queue import TASKS
+    from crmsync.tasks.names import TASKS
     port = free_port()
     env = {**os.environ, "FLOWER_UNAUTHENTICATED_API": "true", "PYTHONPATH": str(ROOT)}
     log = open(tmp_path / "flower.log", "wb")  # noqa: SIM115

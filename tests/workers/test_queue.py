@@ -6,19 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from crmsync import queue
 from crmsync.platforms.errors import AuthenticationError, RateLimited
-from crmsync.queue import (
-    MAX_COUNTDOWN_SECONDS,
-    MAX_RETRIES,
-    TASKS,
-    InlineRunner,
-    TaskRoute,
-    classify,
-    enqueue,
-    enqueue_after_commit,
-)
+from crmsync.ratelimit import InvalidLimit, RateBudgetUnavailable
 from crmsync.sync.errors import DeleteGuardTripped
+from crmsync.tasks import enqueue, enqueue_after_commit, names, retry
+from crmsync.tasks.errors import UnknownTask
+from crmsync.tasks.inline import INLINE_MAX_WAIT_SECONDS, InlineRunner
+from crmsync.tasks.names import TASKS, TaskRoute
+from crmsync.tasks.retry import MAX_COUNTDOWN_SECONDS, MAX_RETRIES, classify
 from tests.workers import targets
 
 
@@ -27,7 +22,7 @@ def test_task(monkeypatch, crmsync_env):
     """Registers `test.record` (tests/workers/targets.py) for this test only; inline mode."""
     targets.reset()
     monkeypatch.setitem(TASKS, "test.record",
-                        TaskRoute("tests.workers.targets:record", queue.SYNCS, "tests.workers.targets:on_failure"))
+                        TaskRoute("tests.workers.targets:record", names.SYNCS, "tests.workers.targets:on_failure"))
     yield
     targets.reset()
 
@@ -53,7 +48,7 @@ def test_task_table_names_and_queues():
     assert set(TASKS) == {
         "crmsync.sync.start_job", "crmsync.sync.run_step", "crmsync.events.split", "crmsync.events.process",
         "crmsync.automation.run", "crmsync.schedule.dispatch_due_syncs", "crmsync.schedule.sweep_outbox"}
-    assert {r.queue for r in TASKS.values()} <= set(queue.QUEUES)
+    assert {r.queue for r in TASKS.values()} <= set(names.QUEUES)
     assert TASKS["crmsync.events.process"].queue == "events"
     assert TASKS["crmsync.events.split"].queue == "events"
     assert TASKS["crmsync.sync.run_step"].on_failure == "crmsync.sync.jobs:fail_step"
@@ -62,7 +57,7 @@ def test_task_table_names_and_queues():
 
 
 def test_unknown_task_is_refused(crmsync_env):
-    with pytest.raises(queue.UnknownTask, match="nope"):
+    with pytest.raises(UnknownTask, match="nope"):
         enqueue("crmsync.nope", "1")
 
 
@@ -87,7 +82,7 @@ def test_inline_retries_transient_errors_with_backoff():
     runner = InlineRunner(sleep=fake.sleep, clock=fake.clock)
     targets.FAILURES["X"] = [targets.transient(), targets.transient()]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(TASKS, "test.record", TaskRoute("tests.workers.targets:record", queue.SYNCS,
+        mp.setitem(TASKS, "test.record", TaskRoute("tests.workers.targets:record", names.SYNCS,
                                                    "tests.workers.targets:on_failure"))
         mp.setenv("CRMSYNC_DATABASE_URL", "sqlite://")
         from crmsync.settings import get_settings
@@ -97,7 +92,7 @@ def test_inline_retries_transient_errors_with_backoff():
     assert targets.FAILED == []
     # full jitter: each wait within [0, base * 2**attempt]
     assert len(fake.sleeps) <= 2
-    assert all(0 <= s <= queue.BACKOFF_BASE_SECONDS * 2 ** i for i, s in enumerate(fake.sleeps))
+    assert all(0 <= s <= retry.BACKOFF_BASE_SECONDS * 2 ** i for i, s in enumerate(fake.sleeps))
 
 
 def test_inline_gives_up_after_max_retries_and_calls_the_failure_hook(test_task):
@@ -141,7 +136,7 @@ def test_inline_other_due_work_runs_while_one_task_waits(test_task):
 def test_inline_countdown_beyond_the_bound_is_not_slept(test_task):
     fake = FakeTime()
     runner = InlineRunner(sleep=fake.sleep, clock=fake.clock)
-    runner.submit("test.record", ("later",), countdown=queue.INLINE_MAX_WAIT_SECONDS + 1)
+    runner.submit("test.record", ("later",), countdown=INLINE_MAX_WAIT_SECONDS + 1)
     assert labels() == [] and fake.sleeps == []
 
 
@@ -206,4 +201,36 @@ def test_classify_transient_permanent_and_unknown():
     assert classify(OperationalError("SELECT 1", {}, Exception("server closed the connection")), 0).action == "retry"
     assert classify(AttributeError("module has no attribute"), 0).action == "fail"
     for attempt in range(10):
-        assert 0 <= classify(targets.transient(), min(attempt, MAX_RETRIES - 1)).delay <= queue.BACKOFF_CAP_SECONDS
+        assert 0 <= classify(targets.transient(), min(attempt, MAX_RETRIES - 1)).delay <= retry.BACKOFF_CAP_SECONDS
+
+
+def test_classify_reads_the_error_tree_whoever_raised_it():
+    # the rate budget's Redis away is a blip, whichever CRM client it passed through
+    assert classify(RateBudgetUnavailable("rate budget store unavailable: ConnectionError"), 0).action == "retry"
+    assert classify(InvalidLimit("capacity must be a positive integer"), 0).action == "fail"
+    from crmsync.ratelimit import RateLimitWait
+    wait = classify(RateLimitWait("hubspot", "1", "standard", 2.5, None), MAX_RETRIES)
+    assert wait.action == "retry" and not wait.counts and wait.delay >= 2.5
+
+
+def test_every_error_of_crmsync_has_exactly_one_consequence():
+    """Each concrete error class (no subclasses) is under exactly one root of `crmsync.errors`, so
+    `classify` and the engine can tell what to do with it."""
+    import importlib
+    import pkgutil
+
+    import crmsync
+    from crmsync.errors import CrmsyncError, Fatal, Retryable, SkipRecord
+    for module in pkgutil.walk_packages(crmsync.__path__, "crmsync."):
+        if ".sandbox" in module.name or module.name.endswith(".demo") or ".migrations" in module.name:
+            continue
+        importlib.import_module(module.name)
+
+    def leaves(cls):
+        subs = cls.__subclasses__()
+        return [cls] if not subs else [leaf for sub in subs for leaf in leaves(sub)]
+    found = leaves(CrmsyncError)
+    assert len(found) > 30
+    for cls in found:
+        roots = [root for root in (Retryable, Fatal, SkipRecord) if issubclass(cls, root)]
+        assert len(roots) == 1, f"{cls.__module__}.{cls.__qualname__} is under {roots}"

@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from crmsync.db import session_scope
 from crmsync.db.models import SyncConfig, SyncJob, SyncJobStep, WebhookDelivery, WebhookEvent
 from crmsync.db.types import utcnow
-from crmsync.queue import reset_producer
 from crmsync.sync.schedule import dispatch_due_syncs, sweep_outbox
+from crmsync.tasks.producer import reset_producer
 from tests.fixtures.db import _set_env
 from tests.fixtures.factories import make_config, make_tenant
 

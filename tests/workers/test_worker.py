@@ -8,7 +8,8 @@ from datetime import timedelta
 from crmsync.db import session_scope
 from crmsync.db.models import SyncJob
 from crmsync.db.types import utcnow
-from crmsync.queue import TASKS, enqueue
+from crmsync.tasks import enqueue
+from crmsync.tasks.names import TASKS
 from tests.fixtures.factories import make_config, make_tenant
 from tests.fixtures.workers import wait_until
 

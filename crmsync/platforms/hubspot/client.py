@@ -1,44 +1,34 @@
-"""HubSpot CRM v3 client on one keep-alive `requests.Session`.
+"""HubSpot CRM v3 client: the API calls the adapter makes, over the one request loop of
+`crmsync.platforms.http.CRMClient`.
 
-Every request takes its cost from the account's rate budget first (`crmsync.ratelimit`: kind
-"standard" 100 per 10 s or "search" 5 per s, plus "daily"), lowers the budget from the
-X-HubSpot-RateLimit-* headers of the answer, and penalizes the whole account on a 429 so every
-worker waits. Non-2xx answers become typed errors in one place (`errors.error_for`).
+HubSpot's parts of the loop: a private-app token or OAuth with refresh (`auth`), HubSpot answers
+as typed errors (`errors.error_for`), the account's limits and rate headers (`limits`). A call
+takes 1 from "standard" (100 per 10 s) or "search" (5 per s) and 1 from "daily"; every worker of
+the account waits after a 429. 5xx and timeouts are retried for calls that are safe to repeat
+(reads, search, updates, upserts, archives), never for creates, whose outcome is then unknown and
+left to the caller (`HubSpotAdapter.find_existing`).
 
-Retries: with `wait=True` a 429 is waited out (within `max_wait`) and retried for any request,
-since HubSpot did not act on it; 5xx/timeouts are retried only for requests that are safe to
-repeat (reads, search, updates, upserts, archives) - never for creates, whose outcome is then
-unknown and left to the caller (`HubSpotAdapter.find_existing`). With `wait=False` every wait
-raises `RateLimited` at once, for a Celery task to reschedule.
-
-The seed's calls exist per object type under Python names: `search_contacts`, `get_contact`,
-`create_contact`, `update_contact`, `archive_contact`, `batch_read_contacts`,
-`batch_create_contacts`, `batch_update_contacts`, `batch_upsert_contacts`,
-`batch_archive_contacts`, `get_recently_modified_contacts` - and the same for companies, deals,
-tasks, notes, calls, meetings and emails (singular `get_company`, plural `search_companies`).
+Calls take the object type's plural ("contacts", "companies", "deals", "tasks", "notes", "calls",
+"meetings", "emails"): `list_page`, `get_object`, `create_object`, `update_object`,
+`archive_object`, `search`, `search_changed`, `batch_read`, `batch_create`, `batch_update`,
+`batch_upsert`, `batch_archive`, `read_associations`, `associate`, `dissociate`.
 """
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
-from crmsync import metrics
-from crmsync.platforms.base import http_session
-from crmsync.platforms.errors import (
-    Conflict,
-    NotFound,
-    PlatformError,
-    RateLimited,
-    TransientError,
-    ValidationError,
-)
+from crmsync.platforms.errors import Conflict, NotFound, PlatformError, TransientError, ValidationError
+from crmsync.platforms.http import Call, CRMClient
+from crmsync.ratelimit import Limit, Observation, apply_limit_overrides
 
+from . import limits as hubspot_limits
 from . import mapping as m
 from .auth import make_auth
 from .errors import PLATFORM, batch_item_error, error_for, parse_body
@@ -51,6 +41,7 @@ ASSOC_BATCH_LIMIT = 1000     # v4 association batch/read
 LIST_LIMIT = 100
 SEARCH_LIMIT = 200
 DEFAULT_LOOKBACK = timedelta(minutes=5)
+INTERVAL_HEADER = "X-HubSpot-RateLimit-Interval-Milliseconds"
 
 
 @dataclass
@@ -70,47 +61,32 @@ def _chunks(items: list, size: int) -> Iterator[tuple[int, list]]:
         yield start, items[start:start + size]
 
 
-def default_limits(oauth: bool, time_zone: str = "UTC"):
-    """Free/Starter private-app numbers (reference §6.1); OAuth apps get 110 per 10 s and no
-    daily cap. The budget learns lower numbers from the response headers."""
-    from crmsync.ratelimit import Limit
-    limits = {"standard": Limit(110 if oauth else 100, 10.0), "search": Limit(5, 1.0)}
-    if not oauth:
-        limits["daily"] = Limit.daily(250_000, time_zone)
-    return limits
+class HubSpotClient(CRMClient):
+    platform = PLATFORM
+    default_max_attempts = 5
 
-
-class HubSpotClient:
     def __init__(self, credentials: str | dict, base_url: str | None = DEFAULT_BASE_URL, *, budget: Any = None,
                  account_id: str | None = None, wait: bool = True,
                  save_credentials: Callable[[dict], None] | None = None, redis_client: Any = None,
                  limits: dict | None = None, time_zone: str | None = None, max_wait: float = 30.0,
-                 timeout: float = 30.0, max_attempts: int = 5, session: requests.Session | None = None,
+                 timeout: float = 30.0, max_attempts: int | None = None, session: requests.Session | None = None,
                  limit_overrides: Any = None):
-        self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        super().__init__(base_url or DEFAULT_BASE_URL, budget=budget, wait=wait, limits=limits, max_wait=max_wait,
+                         timeout=timeout, max_attempts=max_attempts, session=session)
         self.auth = make_auth(credentials, redis_client=redis_client, account_id=account_id,
                               save_credentials=save_credentials)
-        self.budget = budget
         self.account_id = account_id
-        self.wait = wait
         self.time_zone = time_zone
-        self.max_wait = max_wait
-        self.timeout = timeout
-        self.max_attempts = max_attempts
-        self._limits = limits
+        self._given_limits = limits is not None
         self._limit_overrides = limit_overrides
-        self.session = session or http_session(self.base_url)
+        self._limits_zone: str | None = None
         self.session.headers.update({"Accept": "application/json", "User-Agent": "crmsync/0.1"})
-        self.requests_sent = 0
         self._interval_ms: str | None = None
 
     def __repr__(self) -> str:
         return f"HubSpotClient(base_url={self.base_url!r}, account_id={self.account_id!r})"
 
-    def close(self) -> None:
-        self.session.close()
-
-    # --- plumbing -------------------------------------------------------------------------
+    # --- the request loop's hooks -----------------------------------------------------------
 
     @property
     def budget_account(self) -> str:
@@ -120,118 +96,40 @@ class HubSpotClient:
     def set_account(self, account_id: str, time_zone: str | None = None) -> None:
         self.account_id = str(account_id)
         if time_zone:
-            self.time_zone = time_zone
-            self._limits = None if self._limits is None else self._limits
+            self.time_zone = time_zone  # the daily quota resets at midnight there
         if hasattr(self.auth, "set_account"):
             self.auth.set_account(self.account_id)
 
     @property
-    def limits(self) -> dict:
-        if self._limits is None:
-            from crmsync.ratelimit import apply_limit_overrides
-            self._limits = apply_limit_overrides(default_limits(self.auth.oauth, self.time_zone or "UTC"),
+    def limits(self) -> dict[str, Limit]:
+        zone = self.time_zone or "UTC"
+        if not self._given_limits and self._limits_zone != zone:
+            self._limits = apply_limit_overrides(hubspot_limits.default_limits(oauth=self.auth.oauth, time_zone=zone),
                                                  self._limit_overrides)
+            self._limits_zone = zone
         return self._limits
 
-    def _take_budget(self, kind: str) -> Any:
-        """The grant for one call (None without a budget), handed back to `observe` so the slot
-        is counted from when the CRM answered."""
-        if self.budget is None:
-            return None
-        from crmsync.ratelimit import Demand, RateLimitWait
-        demands = [Demand(k, self.limits[k]) for k in (kind, "daily") if k in self.limits]
-        if not demands:
-            return None
-        if self.wait:
-            try:
-                return self.budget.acquire_many(PLATFORM, self.budget_account, demands, max_wait=self.max_wait)
-            except RateLimitWait as exc:
-                raise RateLimited(f"rate budget for {kind} calls spent", platform=PLATFORM,
-                                  retry_after=exc.wait_seconds, resume_at=exc.resume_at,
-                                  policy=exc.kind or kind) from None
-        grant = self.budget.try_acquire_many(PLATFORM, self.budget_account, demands)
-        if not grant.granted:
-            raise RateLimited(f"rate budget for {grant.limited_by or kind} calls spent", platform=PLATFORM,
-                              retry_after=grant.wait_seconds,
-                              resume_at=grant.resume_at if grant.daily_exhausted else None,
-                              policy="daily" if grant.daily_exhausted else (grant.limited_by or kind))
-        return grant
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": self.auth.header(self.session, self.base_url)}
 
-    def request(self, method: str, path: str, *, params: Any = None, json: Any = None, kind: str = "standard",
-                safe: bool | None = None, entity: str | None = None, external_id: str | None = None) -> Any:
-        """One API call; returns the parsed JSON body ({} for 204). `safe`: may a 5xx/timeout be
-        retried (default: every method but POST)."""
-        if safe is None:
-            safe = method != "POST"
-        url = self.base_url + path
-        refreshed = False
-        attempt = 0
-        while True:
-            attempt += 1
-            grant = self._take_budget(kind)
-            headers = {"Authorization": self.auth.header(self.session, self.base_url)}
-            try:
-                resp = self.session.request(method, url, params=params, json=json, headers=headers,
-                                            timeout=self.timeout)
-            except requests.RequestException as exc:
-                err = TransientError(f"{method} {path}: {type(exc).__name__}", platform=PLATFORM,
-                                     entity=entity, external_id=external_id)
-                if safe and self.wait and attempt < self.max_attempts:
-                    time.sleep(min(0.1 * attempt, 2.0))
-                    continue
-                raise err from None
-            finally:
-                self.requests_sent += 1
-            metrics.observe_crm_response(PLATFORM, resp.status_code)
-            if self.budget is not None:
-                try:
-                    if kind == "search":  # search answers carry no rate headers: only restart the slot
-                        if grant is not None:
-                            self.budget.complete(grant)
-                    else:
-                        self.budget.observe(PLATFORM, self.budget_account, resp.headers, kind=kind, grant=grant)
-                except Exception:  # the budget's bookkeeping must never fail the call that succeeded
-                    log.warning("rate budget observe failed", exc_info=True)
-            status = resp.status_code
-            interval = resp.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds")
-            if interval:
-                self._interval_ms = interval  # 429 bodies lack it; the window seen last is the best guess
-            if 200 <= status < 300:
-                if status == 204 or not resp.content:
-                    return {}
-                return resp.json()
-            body = parse_body(resp.content)
-            if status == 401 and self.auth.oauth and not refreshed and \
-                    body.get("category") in ("EXPIRED_AUTHENTICATION", "INVALID_AUTHENTICATION"):
-                refreshed = self.auth.force_refresh(self.session, self.base_url)
-                continue
-            answer_headers = resp.headers.copy()
-            if self._interval_ms and "X-HubSpot-RateLimit-Interval-Milliseconds" not in resp.headers:
-                answer_headers["X-HubSpot-RateLimit-Interval-Milliseconds"] = self._interval_ms
-            err = error_for(status, resp.content, answer_headers, search=(kind == "search"), entity=entity,
-                            external_id=external_id, time_zone=self.time_zone)
-            if isinstance(err, RateLimited):
-                self._penalize(err, kind)
-                if self.wait and err.policy != "daily" and err.retry_after <= self.max_wait \
-                        and attempt < self.max_attempts:
-                    if self.budget is None:
-                        time.sleep(err.retry_after)
-                    continue  # the budget's acquire waits out the penalty
-                raise err
-            if isinstance(err, TransientError) and safe and self.wait and attempt < self.max_attempts:
-                time.sleep(min(getattr(err, "retry_after", None) or 0.1 * attempt, self.max_wait))
-                continue
-            raise err
+    def refresh_auth(self, response: requests.Response) -> bool:
+        # HubSpot says which 401s a new access token cures.
+        return self.auth.oauth and parse_body(response.content).get("category") in (
+            "EXPIRED_AUTHENTICATION", "INVALID_AUTHENTICATION") and self.auth.force_refresh(self.session, self.base_url)
 
-    def _penalize(self, err: RateLimited, kind: str) -> None:
-        if self.budget is None:
-            return
-        bucket = err.policy if err.policy in self.limits else kind
-        try:
-            self.budget.penalize(PLATFORM, self.budget_account, err.retry_after, kind=bucket,
-                                 limit=self.limits.get(bucket))
-        except Exception:
-            log.warning("rate budget penalize failed", exc_info=True)
+    def observations(self, response: requests.Response, call: Call) -> dict[str, Observation]:
+        interval = response.headers.get(INTERVAL_HEADER)
+        if interval:
+            self._interval_ms = interval  # 429 bodies lack it; the window seen last is the best guess
+        return hubspot_limits.observations(response.headers, call.kind)
+
+    def error_for(self, response: requests.Response, call: Call) -> PlatformError:
+        headers = response.headers
+        if self._interval_ms and INTERVAL_HEADER not in headers:
+            headers = headers.copy()
+            headers[INTERVAL_HEADER] = self._interval_ms
+        return error_for(response.status_code, response.content, headers, search=(call.kind == "search"),
+                         entity=call.entity, external_id=call.external_id, time_zone=self.time_zone)
 
     # --- account and metadata --------------------------------------------------------------
 
@@ -283,7 +181,6 @@ class HubSpotClient:
             params["idProperty"] = id_property
         if archived:
             params["archived"] = "true"
-        from urllib.parse import quote
         return self.request("GET", f"/crm/v3/objects/{object_type}/{quote(str(object_id), safe='')}",
                             params=params, entity=object_type, external_id=str(object_id))
 
@@ -294,13 +191,11 @@ class HubSpotClient:
 
     def update_object(self, object_type: str, object_id: str, properties: dict,
                       id_property: str | None = None) -> dict:
-        from urllib.parse import quote
         return self.request("PATCH", f"/crm/v3/objects/{object_type}/{quote(str(object_id), safe='')}",
                             params={"idProperty": id_property} if id_property else None,
                             json={"properties": properties}, entity=object_type, external_id=str(object_id))
 
     def archive_object(self, object_type: str, object_id: str) -> None:
-        from urllib.parse import quote
         self.request("DELETE", f"/crm/v3/objects/{object_type}/{quote(str(object_id), safe='')}",
                      entity=object_type, external_id=str(object_id))
 
@@ -330,21 +225,6 @@ class HubSpotClient:
         if after not in (None, "", 0, "0"):
             body["after"] = str(after)
         return self.request("POST", f"/crm/v3/objects/{object_type}/search", json=body, kind="search", safe=True)
-
-    def search_objects(self, object_type: str, query_or_value: str, *, properties: Iterable[str] | None = None,
-                       limit: int = 100) -> list[dict]:
-        """The seed's `searchContacts(query)`: an email (contacts) or domain (companies) is looked up
-        exactly; anything else is HubSpot's free-text `query`."""
-        text = str(query_or_value).strip()
-        if object_type == "contacts" and "@" in text:
-            groups = [{"filters": [{"propertyName": "email", "operator": "EQ", "value": text.lower()}]}]
-            return self.search(object_type, filter_groups=groups, properties=properties, limit=limit)["results"]
-        if object_type == "companies" and "." in text and " " not in text and "@" not in text:
-            groups = [{"filters": [{"propertyName": "domain", "operator": "EQ", "value": text.lower()}]}]
-            found = self.search(object_type, filter_groups=groups, properties=properties, limit=limit)["results"]
-            if found:
-                return found
-        return self.search(object_type, query=text, properties=properties, limit=limit)["results"]
 
     # --- incremental listing safe against the 10,000-result search cap ------------------------
 
@@ -409,26 +289,6 @@ class HubSpotClient:
                 continue
             emitted = [r for r, ts in zip(results, stamps) if ts < last]
             return emitted, {**cur, "ts": last, "op": "GTE", "tie_ts": None, "tie_id": None}, requests_spent
-
-    def iter_changed(self, object_type: str, since: datetime, *, lookback: timedelta = DEFAULT_LOOKBACK,
-                     limit: int = SEARCH_LIMIT, properties: Iterable[str] | None = None) -> Iterator[dict]:
-        cursor: dict | None = self.changed_cursor(object_type, since, lookback)
-        while cursor is not None:
-            records, cursor, _ = self.search_changed(object_type, cursor, limit=limit, properties=properties)
-            yield from records
-
-    def get_recently_modified(self, object_type: str, since: datetime, limit: int = 100, *,
-                              properties: Iterable[str] | None = None,
-                              lookback: timedelta = timedelta(0)) -> list[dict]:
-        """The seed's `getRecentlyModifiedContacts(since, limit)`: up to `limit` records modified
-        at or after `since`, oldest first."""
-        out: list[dict] = []
-        for record in self.iter_changed(object_type, since, lookback=lookback, limit=min(max(limit, 2), 200),
-                                        properties=properties):
-            out.append(record)
-            if len(out) >= limit:
-                break
-        return out
 
     # --- batch calls (split at 100; 207 partial failures become per-item results) ------------
 
@@ -585,73 +445,3 @@ class HubSpotClient:
 def _modified_ms(obj: dict, prop: str) -> int:
     value = (obj.get("properties") or {}).get(prop) or obj.get("updatedAt")
     return m.to_epoch_ms(value)
-
-
-# --- the seed's per-object calls under Python names ---------------------------------------
-
-_NAMES = {"contacts": "contact", "companies": "company", "deals": "deal", "tasks": "task", "notes": "note",
-          "calls": "call", "meetings": "meeting", "emails": "email"}
-
-
-def _install(plural: str, singular: str) -> None:
-    def search(self, query_or_email: str, properties=None, limit: int = 100):
-        return self.search_objects(plural, query_or_email, properties=properties, limit=limit)
-
-    def get(self, object_id: str, properties=None, associations=None, id_property=None):
-        return self.get_object(plural, object_id, properties=properties, associations=associations,
-                               id_property=id_property)
-
-    def create(self, properties: dict, associations=None):
-        return self.create_object(plural, properties, associations)
-
-    def update(self, object_id: str, properties: dict, id_property=None):
-        return self.update_object(plural, object_id, properties, id_property)
-
-    def archive(self, object_id: str):
-        return self.archive_object(plural, object_id)
-
-    def batch_read(self, ids, properties=None, id_property=None):
-        return self.batch_read(plural, ids, properties=properties, id_property=id_property)
-
-    def batch_create(self, inputs):
-        return self.batch_create(plural, inputs)
-
-    def batch_update(self, inputs):
-        return self.batch_update(plural, inputs)
-
-    def batch_upsert(self, inputs, id_property=("email" if plural == "contacts" else None)):
-        """Upsert by a unique property (contacts: email). Inputs may be {"id", "properties"} or
-        {"email": ..., "properties"}, or bare property dicts carrying the unique property."""
-        fixed = []
-        for i in inputs:
-            props = dict(i.get("properties", i if "properties" not in i and "id" not in i else {}))
-            prop = i.get("idProperty") or id_property
-            key = i.get("id") or (props.get(prop) if prop else None) or (i.get(prop) if prop else None)
-            if prop and prop not in props and key:
-                props[prop] = key
-            fixed.append({"id": key, "idProperty": prop, "properties": props})
-        return self.batch_upsert(plural, fixed)
-
-    def batch_archive(self, ids):
-        return self.batch_archive(plural, ids)
-
-    def recently_modified(self, since: datetime, limit: int = 100, properties=None):
-        return self.get_recently_modified(plural, since, limit, properties=properties)
-
-    for name, fn in ((f"search_{plural}", search), (f"get_{singular}", get), (f"create_{singular}", create),
-                     (f"update_{singular}", update), (f"archive_{singular}", archive),
-                     (f"batch_read_{plural}", batch_read), (f"batch_create_{plural}", batch_create),
-                     (f"batch_update_{plural}", batch_update), (f"batch_upsert_{plural}", batch_upsert),
-                     (f"batch_archive_{plural}", batch_archive),
-                     (f"get_recently_modified_{plural}", recently_modified)):
-        fn.__name__ = name
-        fn.__qualname__ = f"HubSpotClient.{name}"
-        setattr(HubSpotClient, name, fn)
-
-
-for _plural, _singular in _NAMES.items():
-    _install(_plural, _singular)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

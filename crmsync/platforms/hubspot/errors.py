@@ -23,6 +23,7 @@ from crmsync.platforms.errors import (
     TransientError,
     ValidationError,
 )
+from crmsync.platforms.http import retry_after_seconds
 
 PLATFORM = "hubspot"
 _EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
@@ -116,17 +117,7 @@ def error_for(status: int, body_text: str | bytes | None, headers: Mapping[str, 
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After") if headers else None
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            from email.utils import parsedate_to_datetime
-            return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-        except (TypeError, ValueError):
-            return None
+    return retry_after_seconds(headers.get("Retry-After")) if headers else None
 
 
 def batch_item_error(error: Mapping[str, Any], *, entity: str | None = None,

@@ -32,7 +32,8 @@ from crmsync.platforms.errors import (
     ValidationError,
 )
 from crmsync.platforms.pipedrive import mapping
-from crmsync.platforms.pipedrive.client import DEFAULT_BASE_URL, PLATFORM, PipedriveClient, plan_limits
+from crmsync.platforms.pipedrive.client import DEFAULT_BASE_URL, PLATFORM, PipedriveClient
+from crmsync.platforms.pipedrive.limits import account_limits, is_oauth
 from crmsync.platforms.pipedrive.mapping import (
     OBJECT_BY_ENTITY,
     MappingError,
@@ -41,7 +42,6 @@ from crmsync.platforms.pipedrive.mapping import (
     format_time,
 )
 from crmsync.platforms.pipedrive.webhooks import parse_webhook_body, verify_basic_auth
-from crmsync.ratelimit import apply_limit_overrides
 
 METADATA_TTL = 600.0  # seconds; field lists, stages and activity types change rarely
 # A custom field with this name (any object) gets the crmsync local id on create, so
@@ -72,14 +72,12 @@ class PipedriveAdapter(Adapter):
                          field_mappings=field_mappings, budget=budget, wait=wait,
                          save_credentials=save_credentials, cache=cache)
         token = credentials.get("api_token") or credentials.get("token")
-        oauth = None if token else {k: v for k, v in credentials.items() if k != "token_url"}
+        oauth = {k: v for k, v in credentials.items() if k != "token_url"} if is_oauth(credentials) else None
         self.client = PipedriveClient(
             token, oauth=oauth, base_url=base_url or (oauth or {}).get("api_domain") or DEFAULT_BASE_URL,
             budget=budget, wait=wait, account=account_id, session=session, max_wait=max_wait,
             save_credentials=save_credentials, token_url=credentials.get("token_url"),
-            limits=apply_limit_overrides(plan_limits(credentials.get("plan"), oauth=oauth is not None,
-                                                     seats=credentials.get("seats")),
-                                         credentials.get("rate_limits")))
+            limits=account_limits(credentials))
         self.cache = cache if cache is not None else _process_cache
 
     # ------------------------------------------------------------------ identity
@@ -149,12 +147,12 @@ class PipedriveAdapter(Adapter):
             raise ValidationError(f"cursor of {cursor.get('entity')!r} used for {entity!r}", platform=PLATFORM)
         self.account_id()
         meta = self.metadata(entity)
-        before = self.client.requests_made
+        before = self.client.requests_sent
         page = self.client.list_records(obj, updated_since=cursor.get("since"), cursor=cursor.get("next"),
                                         limit=page_size, sort_by="update_time", sort_direction="asc")
         records = [self.to_remote(entity, raw, meta) for raw in page.items if self._is_kind(entity, raw)]
         following = dict(cursor, entity=entity, next=page.next_cursor) if page.next_cursor else None
-        return Page(records=records, cursor=following, requests=self.client.requests_made - before)
+        return Page(records=records, cursor=following, requests=self.client.requests_sent - before)
 
     def get_many(self, entity: str, external_ids: list[str]) -> list[RemoteRecord]:
         obj = self._check(entity)

@@ -30,6 +30,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from crmsync.entities import SCHEMAS, TASK_PRIORITIES
+from crmsync.errors import SkipRecord
 
 # unified entity -> Pipedrive object
 OBJECT_BY_ENTITY = {"contact": "person", "company": "organization", "deal": "deal",
@@ -48,7 +49,7 @@ RESERVED_CUSTOM_KEYS = {
 _HASH_KEY = re.compile(r"^[0-9a-f]{40}$")
 
 
-class MappingError(ValueError):
+class MappingError(SkipRecord, ValueError):
     """A unified value has no Pipedrive representation in this account (unknown stage, type...)."""
 
     def __init__(self, message: str, *, field: str | None = None):

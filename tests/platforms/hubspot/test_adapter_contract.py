@@ -60,7 +60,7 @@ def test_incremental_listing_mixed_timestamps_each_once_oldest_first(hs):
 
 
 def test_lookback_catches_records_modified_just_before_since(hs):
-    made = hs.client.create_contact({"email": "late@example.com"})
+    made = hs.client.create_object("contacts", {"email": "late@example.com"})
     since = datetime.now(UTC) + timedelta(seconds=30)  # the engine's clock runs ahead of HubSpot's
     records, _ = list_all(hs.adapter, "contact", since)
     assert [r.external_id for r in records] == [made["id"]]
@@ -148,7 +148,7 @@ def test_create_update_get_archive_round_trip_with_associations(hs):
 
 
 def test_create_conflict_is_a_per_record_error_with_the_existing_id(hs):
-    first = hs.client.create_contact({"email": "dup@example.com"})
+    first = hs.client.create_object("contacts", {"email": "dup@example.com"})
     out = hs.adapter.create_many("contact", [OutboundRecord("x", {"email": "dup@example.com"}),
                                              OutboundRecord("y", {"email": "y@example.com"})])
     assert isinstance(out[0].error, Conflict) and out[0].external_id == first["id"]
@@ -157,9 +157,9 @@ def test_create_conflict_is_a_per_record_error_with_the_existing_id(hs):
 
 def test_find_existing(hs):
     a = hs.adapter
-    c = hs.client.create_contact({"email": "found@example.com"})
-    co = hs.client.create_company({"name": "Found Inc", "domain": "found.example"})
-    d = hs.client.create_deal({"dealname": "Found deal", "dealstage": "qualifiedtobuy", "pipeline": "default"})
+    c = hs.client.create_object("contacts", {"email": "found@example.com"})
+    co = hs.client.create_object("companies", {"name": "Found Inc", "domain": "found.example"})
+    d = hs.client.create_object("deals", {"dealname": "Found deal", "dealstage": "qualifiedtobuy", "pipeline": "default"})
     assert a.find_existing("contact", OutboundRecord("l", {"email": "found@example.com"})) == c["id"]
     assert a.find_existing("contact", OutboundRecord("l", {"email": "nobody@example.com"})) is None
     assert a.find_existing("company", OutboundRecord("l", {"domain": "found.example", "name": "X"})) == co["id"]

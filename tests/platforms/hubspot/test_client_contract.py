@@ -16,51 +16,56 @@ def endpoint_count(app, endpoint: str) -> int:
     return sum(v for k, v in app.counters(0)["by_endpoint"].items() if endpoint in k)
 
 
+def changed_since(client, object_type: str, since: datetime) -> list[dict]:
+    records, _, _ = client.search_changed(object_type, client.changed_cursor(object_type, since, timedelta(0)))
+    return records
+
+
 def test_contact_calls(hs):
     c = hs.client
-    made = c.create_contact({"email": "ada@example.com", "firstname": "Ada"})
+    made = c.create_object("contacts", {"email": "ada@example.com", "firstname": "Ada"})
     assert made["properties"]["email"] == "ada@example.com"
-    assert c.get_contact(made["id"], properties=["firstname"])["properties"]["firstname"] == "Ada"
-    assert c.get_contact("ada@example.com", id_property="email")["id"] == made["id"]
-    c.update_contact(made["id"], {"lastname": "Lovelace"})
-    assert c.search_contacts("ada@example.com")[0]["id"] == made["id"]
-    assert c.search_contacts("Lovelace")[0]["id"] == made["id"]
-    recent = c.get_recently_modified_contacts(datetime.now(UTC) - timedelta(minutes=1), 10)
+    assert c.get_object("contacts", made["id"], properties=["firstname"])["properties"]["firstname"] == "Ada"
+    assert c.get_object("contacts", "ada@example.com", id_property="email")["id"] == made["id"]
+    c.update_object("contacts", made["id"], {"lastname": "Lovelace"})
+    by_email = [{"filters": [{"propertyName": "email", "operator": "EQ", "value": "ada@example.com"}]}]
+    assert c.search("contacts", filter_groups=by_email)["results"][0]["id"] == made["id"]
+    assert c.search("contacts", query="Lovelace")["results"][0]["id"] == made["id"]
+    recent = changed_since(c, "contacts", datetime.now(UTC) - timedelta(minutes=1))
     assert [r["id"] for r in recent] == [made["id"]]
-    c.archive_contact(made["id"])
+    c.archive_object("contacts", made["id"])
     with pytest.raises(NotFound):
-        c.get_contact(made["id"])
+        c.get_object("contacts", made["id"])
 
 
-@pytest.mark.parametrize("plural,singular,props", [
-    ("companies", "company", {"name": "Acme", "domain": "acme.example"}),
-    ("deals", "deal", {"dealname": "Renewal", "dealstage": "qualifiedtobuy", "pipeline": "default"}),
-    ("tasks", "task", {"hs_timestamp": "1700000000000", "hs_task_subject": "Call back"}),
-    ("notes", "note", {"hs_timestamp": "1700000000000", "hs_note_body": "hello"}),
-    ("calls", "call", {"hs_timestamp": "1700000000000", "hs_call_title": "Intro"}),
-    ("meetings", "meeting", {"hs_timestamp": "1700000000000", "hs_meeting_title": "Demo"}),
-    ("emails", "email", {"hs_timestamp": "1700000000000", "hs_email_direction": "EMAIL", "hs_email_subject": "Hi"}),
+@pytest.mark.parametrize("plural,props", [
+    ("companies", {"name": "Acme", "domain": "acme.example"}),
+    ("deals", {"dealname": "Renewal", "dealstage": "qualifiedtobuy", "pipeline": "default"}),
+    ("tasks", {"hs_timestamp": "1700000000000", "hs_task_subject": "Call back"}),
+    ("notes", {"hs_timestamp": "1700000000000", "hs_note_body": "hello"}),
+    ("calls", {"hs_timestamp": "1700000000000", "hs_call_title": "Intro"}),
+    ("meetings", {"hs_timestamp": "1700000000000", "hs_meeting_title": "Demo"}),
+    ("emails", {"hs_timestamp": "1700000000000", "hs_email_direction": "EMAIL", "hs_email_subject": "Hi"}),
 ])
-def test_calls_of_every_object_type(hs, plural, singular, props):
+def test_calls_of_every_object_type(hs, plural, props):
     c = hs.client
-    made = getattr(c, f"create_{singular}")(props)
-    assert getattr(c, f"get_{singular}")(made["id"])["id"] == made["id"]
-    getattr(c, f"update_{singular}")(made["id"], {k: v for k, v in props.items() if k != "hs_timestamp"})
-    assert made["id"] in [r["id"] for r in getattr(c, f"get_recently_modified_{plural}")(
-        datetime.now(UTC) - timedelta(minutes=1), 10)]
-    items = getattr(c, f"batch_create_{plural}")([{"properties": props}] * 3)
+    made = c.create_object(plural, props)
+    assert c.get_object(plural, made["id"])["id"] == made["id"]
+    c.update_object(plural, made["id"], {k: v for k, v in props.items() if k != "hs_timestamp"})
+    assert made["id"] in [r["id"] for r in changed_since(c, plural, datetime.now(UTC) - timedelta(minutes=1))]
+    items = c.batch_create(plural, [{"properties": props}] * 3)
     ids = [i.object["id"] for i in items]
     assert all(i.ok for i in items) and len(set(ids)) == 3
-    read = getattr(c, f"batch_read_{plural}")(ids + ["999999"])
+    read = c.batch_read(plural, ids + ["999999"])
     assert sorted(read) == sorted(ids)
-    getattr(c, f"batch_archive_{plural}")(ids)
-    assert getattr(c, f"batch_read_{plural}")(ids) == {}
+    c.batch_archive(plural, ids)
+    assert c.batch_read(plural, ids) == {}
 
 
 def test_409_conflict_carries_the_existing_id(hs):
-    first = hs.client.create_contact({"email": "dup@example.com"})
+    first = hs.client.create_object("contacts", {"email": "dup@example.com"})
     with pytest.raises(Conflict) as info:
-        hs.client.create_contact({"email": "DUP@example.com"})
+        hs.client.create_object("contacts", {"email": "DUP@example.com"})
     assert info.value.existing_id == first["id"] and info.value.status == 409
     # a batch HubSpot refuses whole with 409 is answered per input
     items = hs.client.batch_create("contacts", [{"properties": {"email": "new1@example.com"}},
@@ -72,8 +77,8 @@ def test_409_conflict_carries_the_existing_id(hs):
 
 
 def test_207_partial_failures_become_per_item_results(hs):
-    a = hs.client.create_contact({"email": "a@example.com"})
-    b = hs.client.create_contact({"email": "b@example.com"})
+    a = hs.client.create_object("contacts", {"email": "a@example.com"})
+    b = hs.client.create_object("contacts", {"email": "b@example.com"})
     items = hs.client.batch_update("contacts", [{"id": a["id"], "properties": {"firstname": "A"}},
                                                 {"id": "424242", "properties": {"firstname": "X"}},
                                                 {"id": b["id"], "properties": {"firstname": "B"}}])
@@ -89,13 +94,15 @@ def test_207_partial_failures_become_per_item_results(hs):
 
 
 def test_batch_upsert_by_email(hs):
-    hs.client.create_contact({"email": "up@example.com", "firstname": "Old"})
-    items = hs.client.batch_upsert_contacts([{"email": "up@example.com", "properties": {"firstname": "New"}},
-                                             {"properties": {"email": "fresh@example.com", "firstname": "F"}}])
+    hs.client.create_object("contacts", {"email": "up@example.com", "firstname": "Old"})
+    items = hs.client.batch_upsert("contacts", [
+        {"id": "up@example.com", "properties": {"firstname": "New"}},
+        {"id": "fresh@example.com", "properties": {"email": "fresh@example.com", "firstname": "F"}}],
+        id_property="email")
     assert all(i.ok for i in items)
-    assert hs.client.get_contact("up@example.com", id_property="email",
+    assert hs.client.get_object("contacts", "up@example.com", id_property="email",
                                  properties=["firstname"])["properties"]["firstname"] == "New"
-    assert hs.client.get_contact("fresh@example.com", id_property="email")["id"] == items[1].object["id"]
+    assert hs.client.get_object("contacts", "fresh@example.com", id_property="email")["id"] == items[1].object["id"]
 
 
 def test_batches_split_at_100(hs):
@@ -109,19 +116,19 @@ def test_batches_split_at_100(hs):
 
 def test_error_classes(hs):
     with pytest.raises(AuthenticationError) as info:
-        HubSpotClient("pat-na1-wrong", hs.base_url).get_contact("1")
+        HubSpotClient("pat-na1-wrong", hs.base_url).get_object("contacts", "1")
     assert info.value.status == 401 and "pat-na1-wrong" not in str(info.value)
     with pytest.raises(ValidationError):
-        hs.client.create_contact({"no_such_property": "x"})
+        hs.client.create_object("contacts", {"no_such_property": "x"})
     with pytest.raises(NotFound):
-        hs.client.update_contact("777777", {"firstname": "x"})
+        hs.client.update_object("contacts", "777777", {"firstname": "x"})
 
 
 def test_transient_errors_are_retried_for_safe_calls(hs):
-    made = hs.client.create_contact({"email": "t@example.com"})
+    made = hs.client.create_object("contacts", {"email": "t@example.com"})
     hs.app.configure(faults={"error_rate": 0.5, "seed": 3})
     for _ in range(6):
-        assert hs.client.get_contact(made["id"])["id"] == made["id"]
+        assert hs.client.get_object("contacts", made["id"])["id"] == made["id"]
     assert hs.app.counters(0)["faults_injected"]  # some calls did fail and were retried
 
 

@@ -204,12 +204,12 @@ def test_server_errors_become_transient_after_retries(adapter, pd_sandbox):
     adapter.account_id()
     pd_sandbox.configure(faults={"error_rate": 1.0})
     with pytest.raises(TransientError) as caught:
-        adapter.client.get_person(1)
+        adapter.client.get_record("person", 1)
     assert caught.value.status in (500, 502, 503)
-    assert pd_sandbox.counters()["faults_injected"]["error"] == 1 + adapter.client.retries
+    assert pd_sandbox.counters()["faults_injected"]["error"] == adapter.client.max_attempts
     pd_sandbox.configure(faults={"error_rate": 0.0, "drop_rate": 1.0})
     with pytest.raises(TransientError):
-        adapter.client.create_person({"name": "Nobody"})  # a POST is never retried blindly
+        adapter.client.create_record("person", {"name": "Nobody"})  # a POST is never retried blindly
     assert pd_sandbox.counters()["faults_injected"]["drop"] == 1
 
 
@@ -219,7 +219,7 @@ def test_budget_learns_the_burst_limit_from_headers(pd_sandbox):
                              wait=False, account="acct-learn", limits={"standard": Limit(100, 2.0)})
     with pytest.raises(RateLimited) as caught:
         for _ in range(5):
-            client.get_person(1)
+            client.get_record("person", 1)
     # x-ratelimit-limit: 3 lowered our own bucket, so we stopped before Pipedrive had to say 429
     assert caught.value.status is None
     assert pd_sandbox.counters()["rejected"]["burst_2s"] == 0
@@ -231,13 +231,13 @@ def test_burst_429_becomes_rate_limited_and_stops_the_account(pd_sandbox):
     client = PipedriveClient(pd_sandbox.token, base_url=pd_sandbox.base_url, budget=budget, wait=False,
                              account="7788", limits={"standard": Limit(100, 2.0)})
     with pytest.raises(RateLimited) as caught:
-        client.get_person(1)
+        client.get_record("person", 1)
     assert caught.value.status == 429 and 0 < caught.value.retry_after <= 2 and caught.value.resume_at is None
     pd_sandbox.configure(faults={"rate_limit_rate": 0.0})
     # the 429 penalized the account: the next call is refused by our budget, without reaching Pipedrive
     sent = pd_sandbox.counters()["total"]
     with pytest.raises(RateLimited):
-        client.get_person(1)
+        client.get_record("person", 1)
     assert pd_sandbox.counters()["total"] == sent
 
 
@@ -245,10 +245,10 @@ def test_own_budget_refuses_before_pipedrive_does(pd_sandbox):
     budget = RateBudget(None)
     client = PipedriveClient(pd_sandbox.token, base_url=pd_sandbox.base_url, budget=budget, wait=False,
                              account="acct-own", limits={"standard": Limit(2, 2.0)})
-    client.get_person(1)
-    client.get_person(2)
+    client.get_record("person", 1)
+    client.get_record("person", 2)
     with pytest.raises(RateLimited) as caught:
-        client.get_person(3)
+        client.get_record("person", 3)
     assert caught.value.status is None and 0 < caught.value.retry_after <= 2.1
     assert pd_sandbox.counters()["by_endpoint"]["GET /api/v2/persons/{id}"] == 2
 
@@ -257,9 +257,9 @@ def test_daily_budget_spent_answers_resume_at(pd_sandbox):
     pd_sandbox.configure(daily_budget=12)
     client = PipedriveClient(pd_sandbox.token, base_url=pd_sandbox.base_url, budget=RateBudget(None),
                              wait=False, account="acct-daily")
-    client.list_persons(limit=5)  # 10 tokens
+    client.list_records("person", limit=5)  # 10 tokens
     with pytest.raises(RateLimited) as caught:
-        client.list_persons(limit=5)
+        client.list_records("person", limit=5)
     assert caught.value.resume_at is not None and caught.value.resume_at > datetime.now(UTC)
     assert caught.value.policy == "daily"
 
@@ -288,7 +288,7 @@ def test_wait_mode_waits_out_a_short_429(pd_sandbox):
     pd_sandbox.configure(rate_limit=2)
     client = PipedriveClient(pd_sandbox.token, base_url=pd_sandbox.base_url, budget=None, wait=True, max_wait=3)
     for i in range(3):  # the third call is refused with a 1-2 s retry-after, waited out, then answered
-        assert client.get_person(i + 1)["id"] == i + 1
+        assert client.get_record("person", i + 1)["id"] == i + 1
     assert pd_sandbox.counters()["rejected"]["burst_2s"] >= 1
 
 
@@ -310,12 +310,3 @@ def test_webhook_payloads_map_like_api_reads(adapter, pd_sandbox):
                "owner_id": {"id": row["owner_id"], "value": row["owner_id"]}, **row["custom_fields"]})
     assert adapter.to_remote("contact", v1).fields == from_api.fields
     assert adapter.to_remote("contact", row).associations == from_api.associations
-
-
-def test_plan_limits():
-    from crmsync.platforms.pipedrive.client import plan_limits
-
-    limits = plan_limits("Premium", seats=10)
-    assert limits["standard"].capacity == 100 and limits["daily"].capacity == 30_000 * 5 * 10
-    assert plan_limits("growth", oauth=True)["standard"].capacity == 160
-    assert plan_limits(None) == {} and plan_limits("gold") == {}

@@ -1,0 +1,272 @@
+"""The one HTTP request loop of every CRM client: `CRMClient`.
+
+A platform's client (`platforms/<crm>/client.py`) subclasses it, sets `platform`, and fills in
+the hooks below; its API methods call `request(...)`. The loop, for each call:
+
+1. takes the call's cost from the account's rate budget (`crmsync.ratelimit`): `demands(call)`
+   names the buckets. No room: with `wait` it sleeps up to `max_wait`, else (a Celery task) it
+   raises `RateLimited` at once for the task to reschedule. A budget whose Redis is away raises
+   `RateBudgetUnavailable`, a `Retryable`: the task is retried, never failed for good.
+2. sends the request on one keep-alive `requests.Session` with `auth_headers()`;
+3. feeds the answer's rate headers back to the budget (`observations(response, call)`, parsed by
+   the platform's `limits.py`), counting the slot from when the CRM answered;
+4. on a 401, asks `refresh_auth(response)` once (OAuth) and tries again;
+5. turns any other non-2xx answer into a typed error with `error_for(response, call)` (the
+   platform's `errors.py`), and on a 429 penalizes the whole account so every worker waits;
+6. retries what may be retried: a rate-limit wait within `max_wait` (with `wait`), and a 5xx,
+   timeout or dropped connection for calls that are safe to repeat (`Call.safe`: not a create,
+   whose outcome is then unknown and left to `Adapter.find_existing`), up to `max_attempts`.
+
+Hooks (override in the platform's client):
+
+    platform              the budget's and the errors' platform name ("hubspot")
+    budget_account        the budget key of the CRM account (before it is known: a credential hash)
+    auth_headers()        headers that authenticate one request
+    refresh_auth(resp)    after a 401: refresh the credentials, True to try again (default: no)
+    error_for(resp, call) the typed `PlatformError` of a non-2xx answer
+    observations(resp, call)  {bucket kind: `Observation`} of the answer's rate headers
+    demands(call)         the buckets one call draws from (default: its kind, 1; daily, its cost)
+    decode(resp, call)    the value of a 2xx answer (default: its JSON, {} when empty)
+
+`_exchange` is the one place a request goes out and its answer (or transport error) comes back:
+count requests, 429s and latency there.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+
+import requests
+
+from crmsync import metrics
+from crmsync.platforms.base import http_session
+from crmsync.platforms.errors import PlatformError, RateLimited, TransientError
+from crmsync.ratelimit import DAILY, STANDARD, Demand, Grant, Limit, Observation
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One API call as the loop sees it."""
+    method: str
+    path: str
+    kind: str = STANDARD          # the budget bucket of its burst window ("standard", "search", ...)
+    cost: int = 1                 # what it takes from the daily quota
+    safe: bool = True             # may a 5xx or timeout be retried (False for creates)
+    entity: str | None = None
+    external_id: str | None = None
+
+    @property
+    def where(self) -> str:
+        # never the query string: a legacy token may sit there
+        return f"{self.method} {self.path.split('?', 1)[0]}"
+
+
+class CRMClient:
+    platform: ClassVar[str] = ""
+    default_max_attempts: ClassVar[int] = 3
+
+    def __init__(self, base_url: str, *, budget: Any = None, wait: bool = True,
+                 limits: Mapping[str, Limit] | None = None, max_wait: float = 30.0, timeout: float = 30.0,
+                 max_attempts: int | None = None, session: requests.Session | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.budget = budget
+        self.wait = wait
+        self._limits = dict(limits) if limits is not None else {}
+        self.max_wait = max_wait
+        self.timeout = timeout
+        self.max_attempts = max_attempts or self.default_max_attempts
+        self.session = session or http_session(self.base_url)
+        self.requests_sent = 0
+
+    def close(self) -> None:
+        self.session.close()
+
+    # --- hooks --------------------------------------------------------------------------------
+    @property
+    def limits(self) -> dict[str, Limit]:
+        """The account's limits by bucket kind; a kind absent is not budgeted."""
+        return self._limits
+
+    @property
+    def budget_account(self) -> str:
+        raise NotImplementedError
+
+    def auth_headers(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def refresh_auth(self, response: requests.Response) -> bool:
+        return False
+
+    def error_for(self, response: requests.Response, call: Call) -> PlatformError:
+        raise NotImplementedError
+
+    def observations(self, response: requests.Response, call: Call) -> dict[str, Observation]:
+        return {}
+
+    def demands(self, call: Call) -> list[Demand]:
+        out = [Demand(call.kind, self.limits[call.kind])] if call.kind in self.limits else []
+        if DAILY in self.limits and call.kind != DAILY:
+            out.append(Demand(DAILY, self.limits[DAILY], min(call.cost, self.limits[DAILY].capacity)))
+        return out
+
+    def decode(self, response: requests.Response, call: Call) -> Any:
+        if response.status_code == 204 or not response.content:
+            return {}
+        try:
+            return response.json()
+        except ValueError:
+            raise TransientError(f"{call.where}: the answer is not JSON", platform=self.platform,
+                                 status=response.status_code, entity=call.entity,
+                                 external_id=call.external_id) from None
+
+    # --- the loop -----------------------------------------------------------------------------
+    def request(self, method: str, path: str, *, params: Any = None, json: Any = None, kind: str = STANDARD,
+                cost: int = 1, safe: bool | None = None, entity: str | None = None,
+                external_id: str | None = None) -> Any:
+        """One API call (`path` below `base_url`); returns `decode` of the answer. `safe`: may a
+        5xx or timeout be retried (default: every method but POST)."""
+        call = Call(method, path, kind, cost, method != "POST" if safe is None else safe, entity, external_id)
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            grant = self._take_budget(call)
+            try:
+                response = self._exchange(call, params, json)
+            except requests.RequestException as exc:
+                error: PlatformError = TransientError(f"{call.where}: {type(exc).__name__}", platform=self.platform,
+                                                      entity=entity, external_id=external_id)
+            else:
+                self._observe(call, response, grant)
+                if 200 <= response.status_code < 300:
+                    return self.decode(response, call)
+                if response.status_code == 401 and not refreshed and self.refresh_auth(response):
+                    refreshed = True
+                    continue
+                error = self.error_for(response, call)
+                if isinstance(error, RateLimited):
+                    self._penalize(error, call)
+            if attempt >= self.max_attempts:
+                raise error
+            if isinstance(error, RateLimited):
+                if not self.wait or error.resume_at is not None or error.retry_after > self.max_wait:
+                    raise error
+                if self.budget is None:
+                    time.sleep(error.retry_after)
+                continue  # with a budget, its acquire waits out the penalty
+            if isinstance(error, TransientError) and call.safe:
+                time.sleep(min(error.retry_after or 0.2 * 2 ** (attempt - 1), 2.0, self.max_wait))
+                continue
+            raise error
+
+    def _exchange(self, call: Call, params: Any, json: Any) -> requests.Response:
+        """The one place a request goes out and its answer comes back."""
+        self.requests_sent += 1
+        response = self.session.request(call.method, self.base_url + call.path, params=params, json=json,
+                                        headers=self.auth_headers(), timeout=self.timeout)
+        metrics.observe_crm_response(self.platform, response.status_code)
+        return response
+
+    def _take_budget(self, call: Call) -> Grant | None:
+        """The grant for one call (None without a budget), handed back to `observe` so the slot is
+        counted from when the CRM answered."""
+        if self.budget is None:
+            return None
+        demands = self.demands(call)
+        if not demands:
+            return None
+        deadline = time.monotonic() + (self.max_wait if self.wait else 0.0)
+        while True:
+            grant = self.budget.try_acquire_many(self.platform, self.budget_account, demands)
+            if grant.granted:
+                return grant
+            if grant.daily_exhausted or grant.wait_seconds > deadline - time.monotonic():
+                kind = DAILY if grant.daily_exhausted else (grant.limited_by or call.kind)
+                raise RateLimited(f"rate budget for {kind} calls spent", platform=self.platform,
+                                  retry_after=grant.wait_seconds,
+                                  resume_at=grant.resume_at if grant.daily_exhausted else None, policy=kind)
+            time.sleep(grant.wait_seconds)
+
+    def _observe(self, call: Call, response: requests.Response, grant: Grant | None) -> None:
+        found = self.observations(response, call)  # read without a budget too: a client may keep what it saw
+        if self.budget is None:
+            return
+        try:
+            self.budget.observe(self.platform, self.budget_account, found, grant=grant)
+        except Exception as exc:  # noqa: BLE001  the budget's bookkeeping must never fail a call that succeeded
+            log.warning("%s rate budget observe failed: %s", self.platform, type(exc).__name__)
+
+    def _penalize(self, error: RateLimited, call: Call) -> None:
+        """A 429 (or an abuse block) stops every worker of the account: for the wait the CRM named,
+        in the bucket it named (else the call's)."""
+        if self.budget is None:
+            return
+        bucket = error.policy if error.policy in self.limits else call.kind
+        try:
+            self.budget.penalize(self.platform, self.budget_account, error.retry_after, kind=bucket,
+                                 limit=self.limits.get(bucket))
+        except Exception as exc:  # noqa: BLE001  the 429 is raised either way
+            log.warning("%s rate budget penalize failed: %s", self.platform, type(exc).__name__)
+
+
+# --- reading answers (shared by the platforms' errors.py and limits.py) ------------------------
+def retry_after_seconds(value: Any, *, now: datetime | None = None) -> float | None:
+    """`Retry-After` as seconds from now; it may be seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if value is None or not str(value).strip():
+        return None
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, number) if math.isfinite(number) else None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def number_header(headers: Mapping[str, Any], name: str) -> float | None:
+    """A non-negative number from a header (`headers` keyed in lower case), None when absent or
+    not a number: a proxy's garbage header must not break the call that carried it."""
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        return None
+    return max(0.0, number) if math.isfinite(number) else None
+
+
+def int_header(headers: Mapping[str, Any], name: str) -> int | None:
+    number = number_header(headers, name)
+    return None if number is None else int(number)
+
+
+def lower_keys(headers: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k).lower(): str(v) for k, v in headers.items()}
+
+
+def read_rate_headers(headers: Mapping[str, Any], readings: Iterable[tuple[str, str, str]]) -> dict[str, Observation]:
+    """{bucket kind: Observation} from a response's headers; `readings` lists (bucket kind,
+    Observation field, header name) for each header a CRM sends. Absent or garbage headers say nothing."""
+    h = lower_keys(headers)
+    found: dict[str, Observation] = {}
+    for kind, attr, header in readings:
+        value = number_header(h, header) if attr == "reset_in" else int_header(h, header)
+        if value is not None:
+            setattr(found.setdefault(kind, Observation()), attr, value)
+    return found

@@ -1,0 +1,48 @@
+"""Running one task by name, shared by the Celery base task (`workers/base.py`) and the inline
+runner: the library function in its own session scope, the task named in log lines, and the
+failure hook after a permanent error."""
+from __future__ import annotations
+
+import contextvars
+import logging
+
+from crmsync.tasks.names import resolve, route
+
+log = logging.getLogger("crmsync.tasks")
+
+current_task: contextvars.ContextVar[str] = contextvars.ContextVar("crmsync_task", default="-")
+
+
+class TaskContextFilter(logging.Filter):
+    """Adds `record.task` ("name id,id" of the task being run, ids only, never secrets)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.task = current_task.get()
+        return True
+
+
+def describe(name: str, ids: tuple[str, ...]) -> str:
+    return f"{name}({', '.join(ids)})"
+
+
+def execute(name: str, ids: tuple[str, ...]) -> None:
+    """Run the library function in its own session scope: commit on success, roll back on error."""
+    from crmsync.db import session_scope
+    fn = resolve(route(name).target)
+    token = current_task.set(describe(name, ids))
+    try:
+        with session_scope() as session:
+            fn(session, *ids)
+    finally:
+        current_task.reset(token)
+
+
+def fail_permanently(name: str, ids: tuple[str, ...], reason: str) -> None:
+    """Call the task's failure hook in a fresh session (the task's own was rolled back)."""
+    hook = route(name).on_failure
+    log.error("task %s failed permanently: %s", describe(name, ids), reason)
+    if hook is None:
+        return
+    from crmsync.db import session_scope
+    with session_scope() as session:
+        resolve(hook)(session, *ids, reason)
