@@ -44,6 +44,11 @@ def _serve_metrics(**_):
     log.info("worker metrics on :%d/metrics", port)
 
 
+@signals.worker_process_init.connect
+def _child_starts(**_):
+    metrics.start_process()
+
+
 @signals.task_prerun.connect
 def _task_started(task_id=None, task=None, **_):
     _started[task_id] = time.monotonic()

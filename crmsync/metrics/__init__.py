@@ -25,6 +25,11 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from crmsync.db import after_commit
 from crmsync.platforms import platform_names
 
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # The metrics below open their files there as they are defined: a directory not made yet
+    # (a Procfile's /tmp path) is made rather than failing the import.
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
 # Outcome of one record in one direction (pull: CRM -> PostgreSQL; push: PostgreSQL -> CRM).
 RECORD_OUTCOMES = {"created": "created", "updated": "updated", "deleted": "deleted",
                    "conflicts": "conflicted", "skipped": "echo_dropped", "failed": "failed"}
@@ -59,11 +64,19 @@ TASKS_RUNNING = Gauge(
     "crmsync_celery_tasks_running", "Celery tasks running now, by name and queue", ["task", "queue"],
     multiprocess_mode="livesum")
 
-# Series that exist from the start (at 0), so a rate over them is 0 rather than no data.
-for _platform in platform_names():
-    CRM_THROTTLED.labels(_platform)
-    for _status in ("succeeded", "failed"):
-        SYNC_RUNS.labels(_platform, _status)
+
+
+def start_process() -> None:
+    """Series that exist from the start (at 0), so a rate over them is 0 rather than no data. Called
+    on import and again in each forked process (pool child, gunicorn worker): in multiprocess mode a
+    process writes its file on first use, and one that has done no work yet would show nothing."""
+    for platform in platform_names():
+        CRM_THROTTLED.labels(platform).inc(0)
+        for status in ("succeeded", "failed"):
+            SYNC_RUNS.labels(platform, status).inc(0)
+
+
+start_process()
 
 
 def count_records(session, platform: str, entity: str, direction: str, counts: dict[str, int]) -> None:

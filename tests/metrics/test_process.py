@@ -1,6 +1,6 @@
 """Process metrics: counted once the transaction commits (never for a rolled-back attempt), CRM
-responses and 429s counted where a client has the answer, the ingest app's GET /metrics, and the
-multiprocess files of processes that are gone."""
+responses and 429s counted where a client has the answer, the ingest app's GET /metrics, the
+multiprocess files of processes that are gone, and gunicorn starting with an empty directory."""
 from __future__ import annotations
 
 import os
@@ -8,10 +8,13 @@ import subprocess
 import sys
 
 import pytest
+import requests
 from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
 from crmsync import metrics
 from crmsync.db import session_scope
+from tests.fixtures.ingest import start_ingest_server
 
 
 def records(outcome: str, direction: str = "pull") -> float:
@@ -80,13 +83,64 @@ metrics.TASKS.labels("crmsync.sync.run_step", "syncs", "succeeded").inc(2)
 
 def test_multiprocess_sums_every_process_and_forgets_the_running_tasks_of_dead_ones(tmp_path):
     """Two children count (as prefork children do) and exit without saying so (as SIGKILL does):
-    their counts stay, their running tasks do not."""
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    their counts stay, their running tasks do not. The directory need not exist yet (a Procfile's)."""
+    directory = tmp_path / "made-by-the-first-process"
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
     for _ in range(2):
         subprocess.run([sys.executable, "-c", CHILD], env=env, check=True)
-    assert any(p.name.startswith("gauge_livesum") for p in tmp_path.iterdir())
+    assert any(p.name.startswith("gauge_livesum") for p in directory.iterdir())
     out = subprocess.run([sys.executable, "-c", "from crmsync import metrics; print(metrics.exposition()[0].decode())"],
                          env=env, check=True, capture_output=True, text=True).stdout
     assert 'crmsync_celery_tasks_total{outcome="succeeded",queue="syncs",task="crmsync.sync.run_step"} 4.0' in out
     assert 'crmsync_celery_tasks_running{queue="syncs",task="crmsync.sync.run_step"}' not in out
-    assert not any(p.name.startswith("gauge_livesum") for p in tmp_path.iterdir())
+    assert not any(p.name.startswith("gauge_livesum") for p in directory.iterdir())
+
+
+EARLIER_RUN = """
+from crmsync import metrics
+metrics.INGEST_REQUESTS.labels("ingest.readyz", "200").inc(1000)
+"""
+
+
+def test_gunicorn_empties_the_metrics_directory_before_its_workers_count(ingest_env, tmp_path):
+    directory = tmp_path / "multiproc"
+    directory.mkdir()
+    subprocess.run([sys.executable, "-c", EARLIER_RUN], env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)},
+                   check=True)
+    assert any(directory.iterdir())
+    server = start_ingest_server({**ingest_env, "PROMETHEUS_MULTIPROC_DIR": str(directory)}, tmp_path, workers=2)
+    try:
+        for _ in range(6):
+            assert requests.get(server.url + "/healthz", timeout=5).status_code == 200
+        text = requests.get(server.url + "/metrics", timeout=5).text
+    finally:
+        server.stop()
+    counted = {(s.labels["endpoint"], s.labels["status"]): s.value
+               for family in text_string_to_metric_families(text) if family.name == "crmsync_ingest_requests"
+               for s in family.samples if s.name == "crmsync_ingest_requests_total"}
+    assert ("ingest.readyz", "200") not in counted                # the earlier run's samples are gone
+    assert counted[("ingest.healthz", "200")] == 7                # the start-up probe and six, whichever worker answered
+
+
+IDLE_POOL_CHILD = """
+import os
+from crmsync import metrics
+metrics.clear_multiprocess_dir()      # as the worker's main process does before it forks the pool
+child = os.fork()
+if child == 0:
+    metrics.start_process()           # a pool child that has not run a task yet
+    os._exit(0)
+os.waitpid(child, 0)
+"""
+
+
+def test_a_process_that_has_done_nothing_yet_still_shows_the_series_that_start_at_zero(tmp_path):
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", IDLE_POOL_CHILD], env=env, check=True)
+    # read as the worker's main process serves it, without this reader writing files of its own
+    read = ("from prometheus_client import CollectorRegistry, generate_latest, multiprocess\n"
+            "registry = CollectorRegistry(); multiprocess.MultiProcessCollector(registry)\n"
+            "print(generate_latest(registry).decode())")
+    out = subprocess.run([sys.executable, "-c", read], env=env, check=True, capture_output=True, text=True).stdout
+    assert 'crmsync_crm_throttled_total{platform="pipedrive"} 0.0' in out
+    assert 'crmsync_sync_runs_total{platform="hubspot",status="failed"} 0.0' in out
