@@ -10,8 +10,8 @@ import sys
 import click
 from sqlalchemy import select
 
-from crmsync.console import bad_input, emit, failed, json_option, table
-from crmsync.settings import SettingsError
+from crmsync.console import ID, NAME, bad_input, emit, failed, json_option, table
+from crmsync.settings import SettingsError, configure_logging, get_settings
 
 DOMAIN_COMMANDS = {
     "sandbox": "crmsync.sandbox.commands:sandbox",
@@ -43,11 +43,43 @@ class CrmsyncGroup(click.Group):
                 raise
             return None
 
-    def invoke(self, ctx):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """click's main, with every refusal on one line: a usage error is `error: ...` and exit 2
+        (click's own page of usage text would hide the one line the contract promises)."""
         try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as err:
+            if not standalone_mode:
+                raise
+            click.echo(f"error: {' '.join(err.format_message().split())}", err=True)
+            sys.exit(err.exit_code)
+        except click.Abort:
+            if not standalone_mode:
+                raise
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        if not standalone_mode:
+            return result
+        sys.exit(result if isinstance(result, int) else 0)
+
+    def invoke(self, ctx):
+        from sqlalchemy.exc import DataError, DBAPIError
+        try:
+            configure_logging(get_settings())
             return super().invoke(ctx)
         except SettingsError as err:
             bad_input(f"bad setting {err}")
+        except DataError as err:
+            # A value the columns cannot hold that no check caught before: still the caller's input.
+            bad_input(f"the database refused a value: {_first_line(err.orig)}")
+        except DBAPIError as err:
+            # Unreachable, refused login, gone mid-command: one line, never the driver's traceback.
+            failed(f"database error ({get_settings().redacted()['database_url']}): {_first_line(err.orig)}")
+
+
+def _first_line(err) -> str:
+    text = str(err).strip()
+    return (text.splitlines() or [type(err).__name__])[0][:300]
 
 
 @click.group(cls=CrmsyncGroup)
@@ -91,12 +123,22 @@ def db_upgrade(revision, as_json):
 
 
 @db.command("downgrade")
-@click.option("--revision", default="base", show_default=True)
-def db_downgrade(revision):
-    """Revert migrations down to REVISION (base drops every table)."""
-    from crmsync.db.migrate import downgrade
-    downgrade(None, revision)
-    click.echo(f"database downgraded to {revision}", err=True)
+@click.option("--revision", metavar="REV", help="The revision to go back to (`base` drops every table).")
+@click.option("--yes", is_flag=True, help="Confirm: the tables of every later revision are dropped with their data.")
+@json_option
+def db_downgrade(revision, yes, as_json):
+    """Revert migrations down to REV; data in what is dropped is lost."""
+    from crmsync.db.migrate import current_revision, downgrade
+    if not revision:
+        bad_input("--revision: name the revision to go back to (`base` drops every table)")
+    if not yes:
+        bad_input(f"--yes: downgrading to {revision} drops tables and their data; pass --yes to confirm")
+    try:
+        downgrade(None, revision)
+    except Exception as err:  # noqa: BLE001 — alembic's message names the unknown revision, the driver's the host
+        failed(f"downgrade failed: {type(err).__name__}: {(str(err).splitlines() or [''])[0]}")
+    rev = current_revision()
+    emit({"revision": rev}, as_json, f"database downgraded to {rev or 'base'}")
 
 
 # --- tenants ---------------------------------------------------------------------------------
@@ -106,7 +148,7 @@ def tenants():
 
 
 @tenants.command("create")
-@click.option("--name", required=True)
+@click.option("--name", required=True, type=NAME)
 @json_option
 def tenants_create(name, as_json):
     from crmsync.configs import ConfigError, create_tenant
@@ -136,14 +178,19 @@ def credentials():
 
 
 @credentials.command("set")
-@click.option("--name", required=True)
+@click.option("--name", required=True, type=NAME)
 @click.option("--platform", required=True, type=click.Choice(["hubspot", "pipedrive", "webhook", "api"]))
 @click.option("--from-env", "from_env", metavar="VAR", help="Read the secret from this environment variable.")
 @click.option("--stdin", "from_stdin", is_flag=True, help="Read the secret from standard input.")
+@click.option("--tenant", "tenant_id", metavar="ID",
+              help="The tenant whose configs may use the entry (default: the first config that uses it).")
+@click.option("--replace", is_flag=True, help="Give an existing entry a new secret (its configs use it at once).")
 @json_option
-def credentials_set(name, platform, from_env, from_stdin, as_json):
+def credentials_set(name, platform, from_env, from_stdin, tenant_id, replace, as_json):
     """Store a secret; it is never taken from the command line itself."""
-    from crmsync.credentials import VaultError, secret_from_text
+    from crmsync.configs import AccountCheckFailed, ConfigError, get_tenant, verify_account
+    from crmsync.credentials import VaultError, check_name, configs_using, secret_from_text
+    from crmsync.db.models import VaultSecret
     if bool(from_env) == bool(from_stdin):
         bad_input("give exactly one of --from-env VAR or --stdin")
     if from_env:
@@ -154,12 +201,26 @@ def credentials_set(name, platform, from_env, from_stdin, as_json):
         text = sys.stdin.read()
     vault = _vault()
     try:
+        name = check_name(name)
         value = secret_from_text(platform, text)
         with _session() as s:
-            row = vault.store(s, name=name, platform=platform, value=value)
-            out = {"id": row.id, "name": row.name, "platform": row.platform}
-    except VaultError as err:
-        bad_input(str(err))
+            if tenant_id is not None:
+                tenant_id = get_tenant(s, tenant_id).id
+            existing = s.scalar(select(VaultSecret).where(VaultSecret.name == name))
+            users = configs_using(s, existing.id) if existing is not None and replace else []
+            # A new token must open the same CRM account as the one its configs sync.
+            for config in users:
+                if config.credentials_vault_id == existing.id and platform == config.platform:
+                    verify_account(s, config, credentials=value)
+            row = vault.store(s, name=name, platform=platform, value=value, tenant_id=tenant_id, replace=replace)
+            out = {"id": row.id, "name": row.name, "platform": row.platform, "tenant_id": row.tenant_id,
+                   "replaced": existing is not None, "used_by": [c.id for c in users]}
+    except AccountCheckFailed as err:
+        failed(str(err))
+    except (VaultError, ConfigError) as err:
+        bad_input(f"--tenant: {err}" if getattr(err, "field", None) == "tenant" else str(err))
+    if out["used_by"] and not as_json:
+        click.echo(f"replaced the secret of {name!r}, used by configs {', '.join(out['used_by'])}", err=True)
     emit(out, as_json, out["id"])
 
 
@@ -210,12 +271,17 @@ def _csv(value):
 @click.option("--field-mapping", multiple=True, metavar="LOCAL=REMOTE")
 @click.option("--value-mapping", multiple=True, metavar="ENTITY.FIELD=LOCAL:REMOTE",
               help="Translate a value at this CRM's boundary, e.g. deal.stage=qualified:qualifiedtobuy")
+@click.option("--legacy-webhook-signatures", "legacy_signatures", is_flag=True,
+              help="Also accept HubSpot v1/v2 webhook signatures (no timestamp: replayable). Only for an "
+                   "app that cannot sign with v3.")
 @click.option("--disabled", is_flag=True, help="Create it disabled.")
 @json_option
 def configs_create(tenant_id, platform, credentials_vault_id, direction, frequency, strategy, source_priority,
-                   entities, base_url, account_id, webhook_secret, field_mapping, value_mapping, disabled, as_json):
-    """Create a sync config; the CRM account id is looked up when not given."""
-    from crmsync.configs import ConfigError, config_as_dict, create_config
+                   entities, base_url, account_id, webhook_secret, field_mapping, value_mapping, legacy_signatures,
+                   disabled, as_json):
+    """Create a sync config; the CRM is asked which account the credentials open (a given
+    --account-id must be that one)."""
+    from crmsync.configs import AccountCheckFailed, ConfigError, config_as_dict, create_config, verify_account
     try:
         frequency_minutes = int(frequency)
     except ValueError:
@@ -238,27 +304,22 @@ def configs_create(tenant_id, platform, credentials_vault_id, direction, frequen
             "conflict_strategy": strategy, "source_priority": _csv(source_priority),
             "entities": _csv(entities), "api_base_url": base_url, "account_id": account_id,
             "webhook_secret_vault_id": webhook_secret, "field_mappings": mappings, "value_mappings": values,
-            "enabled": not disabled}
+            "webhook_legacy_signatures": legacy_signatures, "enabled": not disabled}
     data = {k: v for k, v in data.items() if v is not None}
     with _session() as s:
         try:
             config = create_config(s, data)
+            verify_account(s, config)
+        except AccountCheckFailed as err:
+            failed(str(err))
         except ConfigError as err:
             bad_input(str(err))
-        if config.account_id is None:
-            from crmsync.sync.connect import connect
-            try:
-                config.account_id = connect(s, config).account_id()
-            except Exception as err:  # noqa: BLE001 — any failure of the lookup is reported the same way
-                s.rollback()
-                failed(f"could not look up the {platform} account id ({type(err).__name__}: {err}); "
-                       "pass --account-id or check --base-url and the credentials")
         out = config_as_dict(config)
     emit(out, as_json, out["id"])
 
 
 @configs.command("list")
-@click.option("--tenant", "tenant_id")
+@click.option("--tenant", "tenant_id", type=ID)
 @json_option
 def configs_list(tenant_id, as_json):
     from crmsync.configs import config_as_dict

@@ -19,6 +19,8 @@ from crmsync.platforms import platform_names
 DIRECTIONS = ("push", "pull", "bidirectional")
 STRATEGIES = ("timestamp_based", "source_priority", "field_merge", "manual_review")
 LOCAL = "local"
+MAX_FREQUENCY_MINUTES = 366 * 24 * 60
+MAX_NAME_LENGTH = 200      # tenant names, as the column holds
 
 
 class ConfigError(Fatal):
@@ -38,13 +40,17 @@ class SyncConfigSchema(Schema):
     platform = fields.String(required=True)
     credentials_vault_id = fields.UUID(required=True)
     sync_direction = fields.String(load_default="bidirectional", validate=validate.OneOf(DIRECTIONS))
-    sync_frequency_minutes = fields.Integer(load_default=60, strict=True, validate=validate.Range(min=0))
+    # At most a year between scheduled runs (a larger number is a typo, and the column is 32-bit).
+    sync_frequency_minutes = fields.Integer(load_default=60, strict=True,
+                                            validate=validate.Range(min=0, max=MAX_FREQUENCY_MINUTES))
     conflict_strategy = fields.String(load_default="timestamp_based", validate=validate.OneOf(STRATEGIES))
     source_priority = fields.List(fields.String(), load_default=None)
     entities = fields.List(fields.String(), load_default=None)
-    api_base_url = fields.Url(load_default=None, require_tld=False, schemes={"http", "https"})
+    api_base_url = fields.Url(load_default=None, require_tld=False, schemes={"http", "https"},
+                              validate=validate.Length(max=500))
     account_id = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
     webhook_secret_vault_id = fields.UUID(load_default=None)
+    webhook_legacy_signatures = fields.Boolean(load_default=False)
     field_mappings = fields.Dict(keys=fields.String(), values=fields.String(validate=validate.Length(min=1)),
                                  load_default=dict)
     value_mappings = fields.Dict(keys=fields.String(), values=fields.Dict(keys=fields.String(), values=fields.String()),
@@ -109,6 +115,8 @@ def create_tenant(session: Session, name: str) -> Tenant:
     name = (name or "").strip()
     if not name:
         raise ConfigError("a tenant needs a name", field="name")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ConfigError(f"a tenant name has at most {MAX_NAME_LENGTH} characters, not {len(name)}", field="name")
     if session.scalar(select(Tenant).where(Tenant.name == name)):
         raise ConfigError(f"a tenant called {name!r} exists", field="name")
     tenant = Tenant(id=new_id(), name=name)
@@ -132,16 +140,14 @@ def create_config(session: Session, data: dict[str, Any], *, now: datetime | Non
     except ValidationError as err:
         field, msg = first_error(err)
         raise ConfigError(f"{field}: {msg}", field=field) from None
-    get_tenant(session, str(clean["tenant_id"]))
+    tenant_id = get_tenant(session, str(clean["tenant_id"])).id
     for key in ("credentials_vault_id", "webhook_secret_vault_id"):
-        if clean.get(key) and session.get(VaultSecret, str(clean[key])) is None:
-            raise NotFoundError(f"{key}: no vault entry {clean[key]}", field=key)
+        if clean.get(key):
+            claim_entry(session, str(clean[key]), tenant_id, key)
     entities = clean.pop("entities") or list(ENTITY_PLURALS.values())
     priority = clean.pop("source_priority") or [clean["platform"], LOCAL]
-    if clean["account_id"] and session.scalar(select(SyncConfig).where(
-            SyncConfig.platform == clean["platform"], SyncConfig.account_id == clean["account_id"])):
-        raise ConfigError(f"account_id: {clean['platform']} account {clean['account_id']} already has a config",
-                          field="account_id")
+    if clean["account_id"]:
+        check_account_free(session, clean["platform"], clean["account_id"], tenant_id)
     config = SyncConfig(
         id=new_id(),
         tenant_id=str(clean["tenant_id"]),
@@ -152,6 +158,7 @@ def create_config(session: Session, data: dict[str, Any], *, now: datetime | Non
         source_priority=priority,
         credentials_vault_id=str(clean["credentials_vault_id"]),
         webhook_secret_vault_id=str(clean["webhook_secret_vault_id"]) if clean["webhook_secret_vault_id"] else None,
+        webhook_legacy_signatures=clean["webhook_legacy_signatures"],
         field_mappings=clean["field_mappings"],
         value_mappings=clean["value_mappings"],
         account_id=clean["account_id"],
@@ -164,6 +171,57 @@ def create_config(session: Session, data: dict[str, Any], *, now: datetime | Non
     session.add(config)
     session.flush()
     return config
+
+
+def claim_entry(session: Session, vault_id: str, tenant_id: str, field: str) -> VaultSecret:
+    """The tenant's vault entry `vault_id`; an entry stored without a tenant becomes this tenant's
+    now. Another tenant's entry is answered like a missing one."""
+    entry = session.get(VaultSecret, vault_id, with_for_update=True)
+    if entry is None or entry.tenant_id not in (None, tenant_id):
+        raise NotFoundError(f"{field}: tenant {tenant_id} has no vault entry {vault_id}", field=field)
+    entry.tenant_id = tenant_id
+    return entry
+
+
+class AccountCheckFailed(ConfigError):
+    """The CRM could not be asked whose the credentials are (down, 5xx, timeout): try again."""
+
+
+def verify_account(session: Session, config: SyncConfig, *, credentials: dict | None = None) -> str:
+    """Ask the CRM which account the config's credentials (or `credentials`, about to replace them)
+    open, and hold the config to it: a given account id must be that one, and no other config may
+    sync that account. Sets config.account_id. A token alone decides what a sync reads and writes,
+    so an account id typed by hand is never trusted."""
+    from crmsync.platforms.errors import AuthenticationError, PlatformError
+    from crmsync.sync.connect import crm_account_of
+    try:
+        account = crm_account_of(session, config, credentials=credentials)
+    except AuthenticationError as err:
+        raise ConfigError(f"credentials: the {config.platform} CRM refused them ({err})", field="credentials") \
+            from None
+    except PlatformError as err:
+        raise AccountCheckFailed(f"could not ask {config.platform} which account the credentials open ({err}); "
+                                 "check --base-url and try again", field="credentials") from None
+    if config.account_id and str(config.account_id) != account:
+        raise ConfigError(f"account_id: the credentials open {config.platform} account {account}, "
+                          f"not {config.account_id}", field="account_id")
+    check_account_free(session, config.platform, account, config.tenant_id, config.id)
+    config.account_id = account
+    return account
+
+
+def check_account_free(session: Session, platform: str, account: str, tenant_id: str,
+                       config_id: str | None = None) -> None:
+    """One CRM account, one config: webhooks are routed by account, and a second tenant syncing
+    the account would read and write the first one's CRM."""
+    query = select(SyncConfig).where(SyncConfig.platform == platform, SyncConfig.account_id == account)
+    if config_id is not None:
+        query = query.where(SyncConfig.id != config_id)
+    other = session.scalar(query)
+    if other is not None:
+        whose = "another tenant's config" if other.tenant_id != tenant_id else f"config {other.id}"
+        raise ConfigError(f"account_id: {platform} account {account} is already synced by {whose}",
+                          field="account_id")
 
 
 def parse_id(value: str, what: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
+import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NoReturn
@@ -12,6 +14,50 @@ from typing import Any, NoReturn
 import click
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+
+
+class IdType(click.ParamType):
+    """A crmsync id (UUID), checked before it reaches a query: `zz` is bad usage, not a database error."""
+    name = "ID"
+
+    def convert(self, value, param, ctx):
+        try:
+            return str(uuid.UUID(str(value)))
+        except ValueError:
+            self.fail(f"not an id: '{printable(str(value))}'", param, ctx)
+
+
+class NameType(click.ParamType):
+    """A name people give (tenant, vault entry): 1-200 characters of printable text, as the columns
+    hold. Bytes that are not UTF-8 arrive from argv as surrogates and are refused here."""
+    name = "NAME"
+    max_length = 200
+
+    def convert(self, value, param, ctx):
+        text = str(value).strip()
+        if not text:
+            self.fail("is empty", param, ctx)
+        if len(text) > self.max_length:
+            self.fail(f"is {len(text)} characters; at most {self.max_length}", param, ctx)
+        if any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
+            self.fail(f"holds control characters or bytes that are not UTF-8: '{printable(text)}'", param, ctx)
+        return text
+
+
+ID = IdType()
+NAME = NameType()
+# How many rows a list command prints.
+LIMIT = click.IntRange(1, 100_000)
+
+
+def printable(text: str, limit: int = 60) -> str:
+    """`text` safe to echo in a one-line message: undecodable bytes as \\x escapes, cut short."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")     # argv bytes that were not UTF-8
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    shown = raw.decode("utf-8", "backslashreplace")
+    return shown if len(shown) <= limit else shown[:limit] + "..."
 
 
 def _default(value: Any):

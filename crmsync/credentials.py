@@ -4,6 +4,10 @@ Each secret is a JSON object sealed with AES-256-GCM under a key derived (HKDF-S
 CRMSYNC_SECRET_KEY; the row id is the associated data, so a ciphertext copied onto another row
 does not open. CRMSYNC_SECRET_KEY may list several keys separated by commas: the first seals,
 any opens (key rotation). Configs refer to secrets by vault id (`credentials_vault_id`).
+
+Every entry belongs to one tenant: only that tenant's configs may use it, and every read names
+the tenant it reads for. An entry stored without a tenant is bound to the tenant of the first
+config that uses it (`crmsync.configs.create_config`).
 """
 from __future__ import annotations
 
@@ -25,6 +29,13 @@ from crmsync.errors import Fatal
 
 VAULT_PLATFORMS = ("hubspot", "pipedrive", "webhook", "api")
 _FORMAT = b"\x01"
+NAME_MAX_CHARS = 200                # the column's length
+SECRET_MAX_BYTES = 64 * 1024        # an OAuth token set is a few KB; anything near this is a mistake
+# Characters a secret may not hold: one sent in an HTTP header would be refused by the HTTP
+# library at every request (and look like a network error, not a wrong token).
+_CONTROL = {chr(c) for c in range(32)} | {"\x7f"}
+# PEM private keys (JWT bearer flows) are the one kind of value that spans lines.
+_MULTILINE_KEYS = ("private_key",)
 
 
 class VaultError(Fatal):
@@ -41,6 +52,22 @@ class VaultKeyMismatch(VaultError):
 
 class SecretNotFound(VaultError):
     pass
+
+
+class VaultInputError(VaultError):
+    """What the operator gave cannot be stored as asked (a bad name or secret, an entry that
+    exists, a platform change of an entry in use): nothing was written."""
+
+
+def check_name(name: str) -> str:
+    text = (name or "").strip()
+    if not text:
+        raise VaultInputError("--name: a vault entry needs a name")
+    if len(text) > NAME_MAX_CHARS:
+        raise VaultInputError(f"--name: at most {NAME_MAX_CHARS} characters, got {len(text)}")
+    if not text.isprintable():
+        raise VaultInputError("--name: only printable characters")
+    return text
 
 
 def _keys(secret_key: str | None) -> list[tuple[bytes, bytes]]:
@@ -83,58 +110,107 @@ class Vault:
                                "the one that sealed it (rotated without keeping the old key?)")
 
     # --- rows ---------------------------------------------------------------------------
-    def store(self, session: Session, *, name: str, platform: str, value: dict) -> VaultSecret:
-        """Create or replace the secret called `name`."""
+    def store(self, session: Session, *, name: str, platform: str, value: dict, tenant_id: str | None = None,
+              replace: bool = False) -> VaultSecret:
+        """Create the secret called `name` (bound to `tenant_id` when given), or with `replace`
+        give an existing entry a new secret. An entry in use keeps its platform, and an entry
+        never moves to another tenant."""
+        name = check_name(name)
         if platform not in VAULT_PLATFORMS:
-            raise VaultError(f"unknown platform {platform!r} for a vault entry; expected one of {VAULT_PLATFORMS}")
+            raise VaultInputError(f"unknown platform {platform!r} for a vault entry; expected one of {VAULT_PLATFORMS}")
+        check_secret(value)
         row = session.scalar(select(VaultSecret).where(VaultSecret.name == name))
         if row is None:
-            row = VaultSecret(id=new_id(), name=name, platform=platform, ciphertext=b"")
+            row = VaultSecret(id=new_id(), name=name, platform=platform, tenant_id=tenant_id, ciphertext=b"")
             session.add(row)
-        row.platform = platform
+        else:
+            used_by = [c.id for c in configs_using(session, row.id)]
+            if not replace:
+                raise VaultInputError(f"--name: a vault entry called {name!r} exists"
+                                      + (f" (used by configs {', '.join(used_by)})" if used_by else "")
+                                      + "; pass --replace to give it a new secret")
+            if tenant_id is not None and row.tenant_id not in (None, tenant_id):
+                raise VaultInputError(f"--tenant: the vault entry called {name!r} belongs to another tenant")
+            if platform != row.platform and used_by:
+                raise VaultInputError(f"--platform: the vault entry called {name!r} is a {row.platform} entry used "
+                                      f"by configs {', '.join(used_by)}; store a {platform} secret under a new name")
+            row.platform = platform
+            row.tenant_id = row.tenant_id or tenant_id
         row.ciphertext = self.seal(row.id, value)
         session.flush()
         return row
 
-    def replace(self, session: Session, vault_id: str, value: dict) -> None:
-        row = session.get(VaultSecret, vault_id)
-        if row is None:
-            raise SecretNotFound(f"no vault entry {vault_id}")
+    def replace(self, session: Session, vault_id: str, value: dict, *, tenant_id: str | None) -> None:
+        row = _row(session, vault_id, tenant_id)
         row.ciphertext = self.seal(row.id, value)
 
-    def read(self, session: Session, vault_id: str) -> dict:
-        return self.open(vault_id, self.sealed(session, vault_id))
+    def read(self, session: Session, vault_id: str, *, tenant_id: str | None) -> dict:
+        return self.open(vault_id, self.sealed(session, vault_id, tenant_id=tenant_id))
 
-    def sealed(self, session: Session, vault_id: str) -> bytes:
-        """The entry as stored (it changes whenever the secret does), without opening it."""
-        row = session.get(VaultSecret, vault_id)
-        if row is None:
-            raise SecretNotFound(f"no vault entry {vault_id}")
-        return bytes(row.ciphertext)
+    def sealed(self, session: Session, vault_id: str, *, tenant_id: str | None) -> bytes:
+        """The entry as stored (it changes whenever the secret does), without opening it. Only
+        `tenant_id`'s entries are found: a config cannot open another tenant's secret, whatever
+        id it names."""
+        return bytes(_row(session, vault_id, tenant_id).ciphertext)
 
     @property
     def key_ids(self) -> tuple[bytes, ...]:
         return tuple(key_id for key_id, _ in self._keys)
 
 
+def _row(session: Session, vault_id: str, tenant_id: str | None) -> VaultSecret:
+    row = session.get(VaultSecret, vault_id)
+    if row is None or row.tenant_id != tenant_id:
+        # The same answer for another tenant's entry as for none at all.
+        raise SecretNotFound(f"no vault entry {vault_id} for tenant {tenant_id}")
+    return row
+
+
+def configs_using(session: Session, vault_id: str) -> list:
+    """The configs whose credentials or webhook secret this entry is."""
+    from crmsync.db.models import SyncConfig
+    return list(session.scalars(select(SyncConfig).where(
+        (SyncConfig.credentials_vault_id == vault_id) | (SyncConfig.webhook_secret_vault_id == vault_id))
+        .order_by(SyncConfig.created_at)))
+
+
+def check_secret(value: dict, path: str = "") -> None:
+    """Refuse values no CRM call could use: control characters (NUL, CR, LF, ...) in a string,
+    except line breaks in a PEM private key."""
+    for key, item in value.items():
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(item, dict):
+            check_secret(item, where)
+        elif isinstance(item, str):
+            allowed = {"\n", "\r"} if str(key).endswith(_MULTILINE_KEYS) else set()
+            if any(ch in _CONTROL and ch not in allowed for ch in item):
+                raise VaultInputError(f"the secret's {where} holds a control character (NUL, CR, LF, ...); "
+                                      "paste the token alone")
+
+
 def secret_from_text(platform: str, text: str) -> dict:
-    """What an operator pastes (a token, `user:password`, or a JSON object) as the vault's dict."""
+    """What an operator pastes (a token, `user:password`, or a JSON object) as the vault's dict.
+    Whitespace around it (the newline `echo` adds) is dropped; anything else odd is refused."""
+    if len(text.encode("utf-8", "surrogatepass")) > SECRET_MAX_BYTES:
+        raise VaultInputError(f"the secret is larger than {SECRET_MAX_BYTES // 1024} KB; paste the token alone")
     text = text.strip()
     if not text:
-        raise VaultError("the secret is empty")
+        raise VaultInputError("the secret is empty")
     if text.startswith("{"):
         try:
             value = json.loads(text)
         except ValueError:
-            raise VaultError("the secret looks like JSON but does not parse") from None
+            raise VaultInputError("the secret looks like JSON but does not parse") from None
         if not isinstance(value, dict):
-            raise VaultError("a JSON secret must be an object")
-        return value
-    if platform == "webhook":
-        return {"secret": text}
-    if platform == "api":
-        return {"key": text}
-    return {"token": text}
+            raise VaultInputError("a JSON secret must be an object")
+    elif platform == "webhook":
+        value = {"secret": text}
+    elif platform == "api":
+        value = {"key": text}
+    else:
+        value = {"token": text}
+    check_secret(value)
+    return value
 
 
 # --- API keys for POST /events: shown once, stored as SHA-256 ------------------------------

@@ -1,7 +1,7 @@
 """`crmsync doctor [CONFIG_ID]`: the seed's troubleshooting section as one command.
 
 For each config (or the one named): enabled, credentials open and accepted by the CRM, rate
-headroom, the five most recent jobs, pending conflicts, unprocessed webhook events, and custom
+headroom, the five most recent jobs, an active job whose runner is gone, pending conflicts, unprocessed webhook events, and custom
 fields seen in the tenant's rows that no field mapping names. Plus the services every config
 needs: the database, the broker and the workers answering it.
 
@@ -79,20 +79,23 @@ def check_enabled(config) -> Check:
 
 def check_credentials(session: Session, config) -> Check:
     from crmsync.credentials import Vault, VaultError
-    from crmsync.platforms.errors import PlatformError
-    from crmsync.sync.connect import connect
+    from crmsync.platforms.errors import AuthenticationError, PlatformError, TransientError
+    from crmsync.sync.connect import crm_account_of
+    # Ask the CRM who the credentials belong to, even when the config already knows the account.
+    # The lookup keeps the hook that saves a refreshed OAuth token, so a rotating refresh token
+    # is not lost.
     try:
-        adapter = connect(session, config, wait=False, vault=Vault())
+        account = crm_account_of(session, config, vault=Vault())
     except VaultError as err:
         return Check("credentials", FAIL, f"cannot open vault entry {config.credentials_vault_id}: {err}")
-    # Ask the CRM who the credentials belong to, even when the config already knows the account
-    # (the adapter would answer from the config without a call). connect() keeps the hook that
-    # saves a refreshed OAuth token, so a rotating refresh token is not lost.
-    adapter._account_id = None
-    try:
-        account = adapter.account_id()
-    except PlatformError as err:
+    except AuthenticationError as err:
         return Check("credentials", FAIL, f"the CRM refused them: {err}")
+    except TransientError as err:
+        # A 5xx, a timeout or a refused connection says nothing about the credentials.
+        return Check("credentials", FAIL, f"not checked: {config.platform} is unavailable ({err})",
+                     {"unavailable": True})
+    except PlatformError as err:
+        return Check("credentials", FAIL, f"not checked: {config.platform} answered the account lookup with {err}")
     detail = f"accepted by {config.platform} account {account}"
     if config.account_id and str(account) != str(config.account_id):
         return Check("credentials", FAIL, f"{detail}, but the config says account {config.account_id}",
@@ -144,6 +147,23 @@ def check_recent_jobs(session: Session, config) -> Check:
     if last.status == "waiting_quota" and last.paused_until:
         detail += f"; resumes {last.paused_until.isoformat()}"
     return Check("recent jobs", status, detail, {"jobs": rows})
+
+
+def check_active_job(session: Session, config) -> Check:
+    """The config's active job, and whether its runner is still there (its lease holds)."""
+    from crmsync.sync.jobs import active_job, lease_expired
+    job = active_job(session, config.id)
+    if job is None:
+        return Check("active job", OK, "none")
+    data = {"id": job.id, "status": job.status, "lease_owner": job.lease_owner,
+            "lease_expires_at": job.lease_expires_at}
+    if lease_expired(job):
+        since = job.lease_expires_at.isoformat() if job.lease_expires_at else "unknown"
+        return Check("active job", FAIL,
+                     f"job {job.id} is {job.status} but its runner ({job.lease_owner or 'unknown'}) is gone: "
+                     f"lease expired {since}; `crmsync jobs resume {job.id}` carries it on from its checkpoints, "
+                     f"`crmsync jobs cancel {job.id}` drops it", data)
+    return Check("active job", OK, f"job {job.id} {job.status}, run by {job.lease_owner}", data)
 
 
 def check_conflicts(session: Session, config) -> Check:
@@ -228,6 +248,7 @@ def diagnose_config(session: Session, config) -> list[Check]:
         _check("credentials", check_credentials, session, config),
         _check("rate headroom", check_rate_headroom, config),
         _check("recent jobs", check_recent_jobs, session, config),
+        _check("active job", check_active_job, session, config),
         _check("pending conflicts", check_conflicts, session, config),
         _check("webhook events", check_webhook_events, session, config),
         _check("unmapped custom fields", check_unmapped_custom_fields, session, config),

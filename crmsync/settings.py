@@ -7,7 +7,10 @@ A bad value stops start-up with a `SettingsError` naming the variable.
 """
 from __future__ import annotations
 
+import logging
+import math
 import os
+import sys
 from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
@@ -31,15 +34,19 @@ def _url(var: str, value: str | None, schemes: tuple[str, ...]) -> str | None:
     return value
 
 
-def _number(var: str, value: str | None, default: float, *, minimum: float = 0, integer: bool = False):
-    if value is None or value == "":
+def _number(env: dict[str, str], var: str, default: float, *, minimum: float = 0, maximum: float,
+            integer: bool = False):
+    """A finite number in [minimum, maximum]: `nan` compares false with every bound and `inf` turns
+    a limit into none, so either would quietly switch off the safety the setting is for."""
+    value = env.get(var)
+    if value is None or value.strip() == "":
         return default
     try:
         number = int(value) if integer else float(value)
     except ValueError:
-        raise SettingsError(var, f"expected a {'whole ' if integer else ''}number, got {value!r}") from None
-    if number < minimum:
-        raise SettingsError(var, f"must be at least {minimum}, got {value!r}")
+        raise SettingsError(var, f"expected a {'whole ' if integer else ''}number, got {value[:40]!r}") from None
+    if not math.isfinite(number) or not minimum <= number <= maximum:
+        raise SettingsError(var, f"must be a number from {minimum:g} to {maximum:g}, got {value[:40]!r}")
     return number
 
 
@@ -114,28 +121,17 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     _url("CRMSYNC_DATABASE_URL", database_url, ("sqlite", "postgresql+psycopg", "postgresql"))
     if database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url[len("postgresql://"):]
-    level = (env.get("CRMSYNC_LOG_LEVEL") or "INFO").upper()
+    level = (env.get("CRMSYNC_LOG_LEVEL") or "INFO").strip().upper()
     if level not in LEVELS:
         raise SettingsError("CRMSYNC_LOG_LEVEL", f"expected one of {', '.join(LEVELS)}")
-    share = _number("CRMSYNC_MAX_DELETE_SHARE", env.get("CRMSYNC_MAX_DELETE_SHARE"), 0.5)
-    if share > 1:
-        raise SettingsError("CRMSYNC_MAX_DELETE_SHARE", "is a share between 0 and 1")
-    page_size = _number("CRMSYNC_PAGE_SIZE", env.get("CRMSYNC_PAGE_SIZE"), 1000, minimum=1, integer=True)
     public_url = _url("CRMSYNC_INGEST_PUBLIC_URL", env.get("CRMSYNC_INGEST_PUBLIC_URL"), ("http", "https"))
-    coalesce = _number("CRMSYNC_INGEST_COALESCE_SECONDS", env.get("CRMSYNC_INGEST_COALESCE_SECONDS"), 0.25)
-    if coalesce > 60:
-        raise SettingsError("CRMSYNC_INGEST_COALESCE_SECONDS", "must be between 0 and 60 seconds")
-    metrics_port = _number("CRMSYNC_WORKER_METRICS_PORT", env.get("CRMSYNC_WORKER_METRICS_PORT"), 0, integer=True)
-    if metrics_port > 65535:
-        raise SettingsError("CRMSYNC_WORKER_METRICS_PORT", f"expected a TCP port (0: none), got {metrics_port}")
+    day = 86_400
     return Settings(
-        dispatch_every_seconds=_number("CRMSYNC_DISPATCH_EVERY_SECONDS", env.get("CRMSYNC_DISPATCH_EVERY_SECONDS"),
-                                       5.0, minimum=0.5),
-        sweep_every_seconds=_number("CRMSYNC_SWEEP_EVERY_SECONDS", env.get("CRMSYNC_SWEEP_EVERY_SECONDS"), 30.0,
-                                    minimum=1),
-        ingest_proxy_hops=_number("CRMSYNC_INGEST_PROXY_HOPS", env.get("CRMSYNC_INGEST_PROXY_HOPS"), 0, integer=True),
+        dispatch_every_seconds=_number(env, "CRMSYNC_DISPATCH_EVERY_SECONDS", 5.0, minimum=0.5, maximum=3600),
+        sweep_every_seconds=_number(env, "CRMSYNC_SWEEP_EVERY_SECONDS", 30.0, minimum=1, maximum=3600),
+        ingest_proxy_hops=_number(env, "CRMSYNC_INGEST_PROXY_HOPS", 0, maximum=10, integer=True),
         ingest_public_url=public_url,
-        ingest_coalesce_seconds=coalesce,
+        ingest_coalesce_seconds=_number(env, "CRMSYNC_INGEST_COALESCE_SECONDS", 0.25, maximum=60),
         database_url=database_url,
         broker_url=_url("CRMSYNC_BROKER_URL", env.get("CRMSYNC_BROKER_URL"),
                         ("redis", "rediss", "amqp", "memory")),
@@ -144,23 +140,28 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         cron_secret=env.get("CRMSYNC_CRON_SECRET") or None,
         home=home,
         log_level=level,
-        page_size=page_size,
-        max_delete_share=share,
-        search_lookback_seconds=_number("CRMSYNC_SEARCH_LOOKBACK_SECONDS",
-                                        env.get("CRMSYNC_SEARCH_LOOKBACK_SECONDS"), 300.0),
-        outbox_after_seconds=_number("CRMSYNC_OUTBOX_AFTER_SECONDS", env.get("CRMSYNC_OUTBOX_AFTER_SECONDS"), 60.0),
-        automation_max_depth=_number("CRMSYNC_AUTOMATION_MAX_DEPTH", env.get("CRMSYNC_AUTOMATION_MAX_DEPTH"),
-                                     3, minimum=1, integer=True),
-        webhook_max_body_bytes=_number("CRMSYNC_WEBHOOK_MAX_BODY_BYTES", env.get("CRMSYNC_WEBHOOK_MAX_BODY_BYTES"),
-                                       1_048_576, minimum=1024, integer=True),
-        webhook_tolerance_seconds=_number("CRMSYNC_WEBHOOK_TOLERANCE_SECONDS",
-                                          env.get("CRMSYNC_WEBHOOK_TOLERANCE_SECONDS"), 300.0, minimum=1),
-        task_time_limit=_number("CRMSYNC_TASK_TIME_LIMIT", env.get("CRMSYNC_TASK_TIME_LIMIT"), 300,
-                                minimum=1, integer=True),
-        visibility_timeout=_number("CRMSYNC_VISIBILITY_TIMEOUT", env.get("CRMSYNC_VISIBILITY_TIMEOUT"), 3600,
-                                   minimum=1, integer=True),
-        worker_metrics_port=metrics_port,
+        page_size=_number(env, "CRMSYNC_PAGE_SIZE", 1000, minimum=1, maximum=100_000, integer=True),
+        max_delete_share=_number(env, "CRMSYNC_MAX_DELETE_SHARE", 0.5, maximum=1),
+        search_lookback_seconds=_number(env, "CRMSYNC_SEARCH_LOOKBACK_SECONDS", 300.0, maximum=day),
+        outbox_after_seconds=_number(env, "CRMSYNC_OUTBOX_AFTER_SECONDS", 60.0, minimum=1, maximum=day),
+        automation_max_depth=_number(env, "CRMSYNC_AUTOMATION_MAX_DEPTH", 3, minimum=1, maximum=20, integer=True),
+        webhook_max_body_bytes=_number(env, "CRMSYNC_WEBHOOK_MAX_BODY_BYTES", 1_048_576, minimum=1024,
+                                       maximum=64 * 1_048_576, integer=True),
+        # HubSpot refuses v3 timestamps older than 5 minutes; this can only narrow that window.
+        webhook_tolerance_seconds=_number(env, "CRMSYNC_WEBHOOK_TOLERANCE_SECONDS", 300.0, minimum=1, maximum=300),
+        task_time_limit=_number(env, "CRMSYNC_TASK_TIME_LIMIT", 300, minimum=1, maximum=7 * day, integer=True),
+        visibility_timeout=_number(env, "CRMSYNC_VISIBILITY_TIMEOUT", 3600, minimum=1, maximum=7 * day,
+                                   integer=True),
+        worker_metrics_port=_number(env, "CRMSYNC_WORKER_METRICS_PORT", 0, maximum=65535, integer=True),
     )
+
+
+def configure_logging(settings: Settings) -> None:
+    """CRMSYNC_LOG_LEVEL for crmsync's own loggers. A process that set up logging already (Celery,
+    gunicorn) keeps its handlers; otherwise records go to stderr (stdout is for --json)."""
+    logging.getLogger("crmsync").setLevel(settings.log_level)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 @cache

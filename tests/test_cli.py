@@ -28,28 +28,29 @@ def ok_json(result):
     return json.loads(result.stdout)
 
 
-def test_tenant_credentials_config_flow(run):
+def test_tenant_credentials_config_flow(run, hubspot_sandbox):
     assert run("db", "upgrade").returncode == 0
     tenant = ok_json(run("tenants", "create", "--name", "acme", "--json"))
     assert len(tenant["id"]) == 36
     assert [t["name"] for t in ok_json(run("tenants", "list", "--json"))] == ["acme"]
     secret = ok_json(run("credentials", "set", "--name", "hs", "--platform", "hubspot", "--from-env", "HS_TOKEN",
-                         "--json"))
+                         "--json", extra_env={"HS_TOKEN": hubspot_sandbox.token}))
+    portal = str(hubspot_sandbox.app.options.portal_id)
     config = ok_json(run("configs", "create", "--tenant", tenant["id"], "--platform", "hubspot",
                          "--credentials", secret["id"], "--direction", "pull", "--frequency", "15",
                          "--strategy", "source_priority", "--source-priority", "hubspot,local",
-                         "--entities", "contacts,deals", "--base-url", "http://127.0.0.1:9/",
-                         "--account-id", "4242", "--field-mapping", "lead_score=hubspotscore",
+                         "--entities", "contacts,deals", "--base-url", hubspot_sandbox.base_url,
+                         "--account-id", portal, "--field-mapping", "lead_score=hubspotscore",
                          "--value-mapping", "deal.stage=qualified:qualifiedtobuy", "--json"))
     assert config["sync_direction"] == "pull" and config["sync_frequency_minutes"] == 15
     assert config["conflict_strategy"] == "source_priority" and config["source_priority"] == ["hubspot", "local"]
     assert config["sync_contacts"] and config["sync_deals"] and not config["sync_companies"]
-    assert config["field_mappings"] == {"lead_score": "hubspotscore"} and config["account_id"] == "4242"
+    assert config["field_mappings"] == {"lead_score": "hubspotscore"} and config["account_id"] == portal
     assert config["value_mappings"] == {"deal.stage": {"qualified": "qualifiedtobuy"}}
     assert config["credentials_vault_id"] == secret["id"] and config["next_sync_at"]
     for field in ("enabled", "sync_activities", "sync_tasks", "api_base_url", "last_sync_at", "tenant_id"):
         assert field in config
-    assert "pat-na1-secret-value" not in json.dumps(config)
+    assert hubspot_sandbox.token not in json.dumps(config)
     shown = ok_json(run("configs", "show", config["id"], "--json"))
     assert shown["id"] == config["id"]
     assert ok_json(run("configs", "disable", config["id"], "--json"))["enabled"] is False
@@ -123,3 +124,20 @@ def test_missing_secret_key_is_clear(run):
     r = run("credentials", "set", "--name", "x", "--platform", "hubspot", "--stdin", stdin="tok",
             extra_env={"CRMSYNC_SECRET_KEY": ""})
     assert r.returncode == 2 and "CRMSYNC_SECRET_KEY" in r.stderr
+
+
+def test_downgrade_needs_a_target_and_yes(run, db_url, tmp_path):
+    from sqlalchemy import inspect
+
+    from crmsync.db import get_engine
+    assert run("db", "upgrade").returncode == 0
+    for args in ((), ("--revision", "base"), ("--yes",)):
+        r = run("db", "downgrade", *args)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "crm_sync_configs" in inspect(get_engine(db_url)).get_table_names()
+    sqlite = {"CRMSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'down.db'}"}
+    assert run("db", "upgrade", extra_env=sqlite).returncode == 0
+    assert ok_json(run("db", "downgrade", "--revision", "base", "--yes", "--json", extra_env=sqlite)) == \
+        {"revision": None}
+    r = run("db", "downgrade", "--revision", "no-such-revision", "--yes", extra_env=sqlite)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr

@@ -80,6 +80,8 @@ def _settle_solo_worker(**_):
 @signals.after_setup_logger.connect
 @signals.after_setup_task_logger.connect
 def _task_context_in_logs(logger=None, **_):
+    # Celery's -l sets the root level; CRMSYNC_LOG_LEVEL sets crmsync's own loggers.
+    logging.getLogger("crmsync").setLevel(get_settings().log_level)
     for handler in (logger or logging.getLogger()).handlers:
         handler.addFilter(TaskContextFilter())
 

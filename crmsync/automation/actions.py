@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from crmsync.automation.context import RuleContext, entity_dict
 from crmsync.automation.errors import ActionError
-from crmsync.automation.templates import as_datetime, render_value, to_text
+from crmsync.automation.templates import Expression, as_datetime, render_value, to_text
 from crmsync.automation.triggers import RuleChange
 from crmsync.automation.variables import ANY, DATETIME, ENTITY_FIELDS, LIST, NUMBER, TEXT
 from crmsync.db.models import ENTITY_MODELS, Contact, new_id
@@ -71,12 +71,15 @@ class ActionOutcome:
     id: str | None = None
     values: dict[str, Any] = field(default_factory=dict)   # created: values; updated: field -> [old, new]
     reason: str | None = None
+    warnings: list[dict] = field(default_factory=list)     # see `Unresolved`
 
     def as_dict(self) -> dict:
         out = {"index": self.index, "type": self.type, "entity": self.entity, "op": self.op, "id": self.id,
                "values": {k: _plain(v) for k, v in self.values.items()}}
         if self.reason:
             out["reason"] = self.reason
+        if self.warnings:
+            out["warnings"] = self.warnings
         return out
 
 
@@ -120,21 +123,37 @@ def coerce(path: str, spec: ParamSpec, value: Any, entity: str, name: str) -> An
     return text
 
 
-def render_params(path: str, spec: ActionSpec, params: dict, ctx: RuleContext) -> dict[str, Any]:
+def unresolved_warning(path: str, action_type: str, param: str, expr: Expression) -> dict[str, Any]:
+    """A template variable that resolved to nothing: the action still runs (text keeps the
+    placeholder, a lone expression leaves the field empty) and the run records this."""
+    return {"action": path, "type": action_type, "param": param, "variable": expr.path,
+            "message": f"{path} {action_type}: {expr.text or expr.source} in params.{param} has no value "
+                       "for this event"}
+
+
+def render_params(path: str, spec: ActionSpec, params: dict, ctx: RuleContext,
+                  warnings: list[dict] | None = None) -> dict[str, Any]:
     raw = {**spec.defaults, **(params or {})}
     values = {}
+    missing: dict[str, list[Expression]] = {}
     for name, value in raw.items():
-        rendered = render_value(value, ctx.values)
+        unresolved: list[Expression] = []
+        rendered = render_value(value, ctx.values, unresolved)
+        if unresolved:
+            missing[name] = unresolved
+            if warnings is not None:
+                warnings.extend(unresolved_warning(path, spec.name, name, e) for e in unresolved)
         values[name] = coerce(f"{path}.params.{name}", spec.params[name], rendered, spec.entity, name)
+    for name, p in spec.params.items():
+        if p.required and values.get(name) in (None, ""):
+            why = ", ".join(e.text or e.source for e in missing.get(name, ())) or "it"
+            raise ActionError(f"{path}.params.{name}", f"{why} rendered empty, but a value is required")
     # The unified schema's own checks (probability 0-100, email shape, ...).
     check = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in values.items()}
     errors = SCHEMAS[spec.entity]().validate(check, partial=True)
     if errors:
         name = min(errors)
         raise ActionError(f"{path}.params.{name}", "; ".join(map(str, errors[name])))
-    for name, p in spec.params.items():
-        if p.required and values.get(name) in (None, ""):
-            raise ActionError(f"{path}.params.{name}", "rendered empty, but a value is required")
     return values
 
 
@@ -153,13 +172,17 @@ def perform(session: Session | None, tenant_id: str, index: int, action: dict, c
     """Carry out (or, in a dry run, plan) one action; record changes for chaining."""
     path = f"actions[{index}]"
     spec = ACTIONS[action["type"]]
-    values = render_params(path, spec, action.get("params") or {}, ctx)
+    warnings: list[dict] = []
+    values = render_params(path, spec, action.get("params") or {}, ctx, warnings)
     if session is not None:
         _check_associations(session, tenant_id, path, values)
     if spec.op == "create":
-        return _create(session, tenant_id, path, index, spec, values, ctx, cause=cause, now=now,
-                       dry_run=dry_run, changes=changes)
-    return _update(index, spec, values, ctx, cause=cause, now=now, dry_run=dry_run, changes=changes)
+        outcome = _create(session, tenant_id, path, index, spec, values, ctx, cause=cause, now=now,
+                          dry_run=dry_run, changes=changes)
+    else:
+        outcome = _update(index, spec, values, ctx, cause=cause, now=now, dry_run=dry_run, changes=changes)
+    outcome.warnings = warnings
+    return outcome
 
 
 _ASSOCIATION_TARGETS = {"contact_id": "contact", "deal_id": "deal", "company_id": "company"}
@@ -195,9 +218,7 @@ def _links(spec: ActionSpec, ctx: RuleContext) -> dict[str, Any]:
 def _create(session, tenant_id, path, index, spec, values, ctx, *, cause, now, dry_run, changes) -> ActionOutcome:
     if spec.entity == "contact":
         if not values.get("first_name") and not values.get("last_name"):
-            props = (ctx.values.get("event") or {}).get("properties") or {}
-            name = props.get("sender_name") or props.get("contact_name") if isinstance(props, dict) else None
-            first, _, last = (name if isinstance(name, str) else "").strip().partition(" ")
+            first, _, last = (ctx.event_contact_name or "").strip().partition(" ")
             values.update({k: v for k, v in (("first_name", first), ("last_name", last.strip())) if v})
         email = values.get("email")
         if email and session is not None:

@@ -9,7 +9,7 @@ from typing import Any
 import click
 from sqlalchemy import select
 
-from crmsync.console import bad_input, emit, json_option, table
+from crmsync.console import ID, LIMIT, bad_input, emit, json_option, table
 
 
 def _session():
@@ -186,6 +186,7 @@ def _describe(out: dict) -> str:
             values = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in a["values"].items())
             lines.append(f"  → {a['type']}: {a['op']} {a['entity']} {a['id'] or ''} {values}".rstrip()
                          + (f" ({a['reason']})" if a.get("reason") else ""))
+            lines.extend(f"  ! warning: {w['message']}" for w in a.get("warnings", ()))
     return "\n".join(lines)
 
 
@@ -202,10 +203,10 @@ def _flat_conditions(conditions: list[dict]) -> list[dict]:
 
 
 @rules.command("runs")
-@click.option("--tenant", "tenant_id")
+@click.option("--tenant", "tenant_id", type=ID)
 @click.option("--rule", "rule_name", help="Only this rule (name or id; needs --tenant unless there is one).")
 @click.option("--event", "event_id", help="Only runs for this event id.")
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", type=LIMIT, default=50, show_default=True)
 @json_option
 def rules_runs(tenant_id, rule_name, event_id, limit, as_json):
     """The run log: which rule ran for which event, its outcome and the records it wrote."""
@@ -230,6 +231,9 @@ def rules_runs(tenant_id, rule_name, event_id, limit, as_json):
             bad_input(f"--event: not an event id: {event_id!r}")
         rows = [{"id": run.id, "rule_id": run.rule_id, "rule": name, "event_id": run.event_id,
                  "outcome": run.outcome, "error": run.error, "created": run.detail.get("created", {}),
-                 "changed": run.detail.get("changed", {}), "detail": run.detail, "created_at": run.created_at}
+                 "changed": run.detail.get("changed", {}), "warnings": run.detail.get("warnings", []),
+                 "detail": run.detail, "created_at": run.created_at}
                 for run, name in s.execute(q)]
-    emit(rows, as_json, table(rows, ["created_at", "rule", "event_id", "outcome", "created", "changed", "error"]))
+    human = [{**r, "warnings": "; ".join(w["message"] for w in r["warnings"])} for r in rows]
+    emit(rows, as_json, table(human, ["created_at", "rule", "event_id", "outcome", "created", "changed", "warnings",
+                                      "error"]))

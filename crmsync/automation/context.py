@@ -4,6 +4,10 @@ Product events: `contact` is the tenant's contact with the event's email (sender
 email_replied, contact_email for meeting_scheduled), `deal` the deal id in the payload or that
 contact's most recent open deal, `company` theirs. Record triggers: the changed record and its
 associated contact, deal and company, plus `changes` ({field: [old, new]}).
+
+`contact_name`: what the event itself says wins — its top-level `contact_name` (`sender_name`
+for email_replied), else `properties.contact_name`/`properties.sender_name`; a found contact's
+name fills it only when the event names nobody, and the email only when neither does.
 """
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ class RuleContext:
     values (None in a dry run or when the event has no such record)."""
     values: dict[str, Any]
     rows: dict[str, Any] = field(default_factory=dict)
+    event_contact_name: str | None = None     # the name the event itself gave, if any
 
     def set_record(self, entity: str, row: Any) -> None:
         if not isinstance(row, dict):
@@ -51,12 +56,24 @@ class RuleContext:
         self.values[entity] = entity_dict(entity, row)
         if entity == "contact":
             contact = self.values["contact"]
-            self.values["contact_name"] = full_name(contact) or self.values.get("contact_name") or contact.get("email")
+            self.values["contact_name"] = (self.event_contact_name or full_name(contact) or contact.get("email")
+                                           or self.values.get("contact_name"))
             if contact.get("email"):
                 self.values["email"] = contact["email"]
 
     def copy(self) -> RuleContext:
-        return RuleContext(dict(self.values), dict(self.rows))
+        return RuleContext(dict(self.values), dict(self.rows), self.event_contact_name)
+
+
+def event_contact_name(payload: dict[str, Any]) -> str | None:
+    """The person an event names: a top-level field first, then the free-form `properties`."""
+    props = payload.get("properties") if isinstance(payload.get("properties"), dict) else {}
+    for source in (payload, props):
+        for key in ("contact_name", "sender_name"):
+            name = source.get(key)
+            if isinstance(name, str) and name.strip():
+                return name.strip()
+    return None
 
 
 def _get(session: Session, model, tenant_id: str, local_id: Any):
@@ -109,8 +126,7 @@ def build_context(session: Session | None, tenant_id: str | None, trigger: str, 
         email = payload.get("sender_email") or payload.get("contact_email") or payload.get("email")
         email = email.strip() if isinstance(email, str) else None
         values["email"] = email or None
-        props = payload.get("properties") if isinstance(payload.get("properties"), dict) else {}
-        values["contact_name"] = props.get("sender_name") or props.get("contact_name")
+        ctx.event_contact_name = values["contact_name"] = event_contact_name(payload)
         if session is not None and tenant_id:
             if email:
                 contact = find_contact_by_email(session, tenant_id, email)

@@ -50,10 +50,15 @@ class RuleResult:
     reason: str | None = None
     depth: int = 0
 
+    @property
+    def warnings(self) -> list[dict]:
+        """Template variables that resolved to nothing, per action (the actions still ran)."""
+        return [w for a in self.actions for w in a.get("warnings", ())]
+
     def as_dict(self) -> dict[str, Any]:
         return {"rule_id": self.rule_id, "rule": self.rule_name, "outcome": self.outcome,
-                "conditions": self.conditions, "actions": self.actions, "error": self.error,
-                "reason": self.reason, "depth": self.depth}
+                "conditions": self.conditions, "actions": self.actions, "warnings": self.warnings,
+                "error": self.error, "reason": self.reason, "depth": self.depth}
 
     def detail(self) -> dict[str, Any]:
         created: dict[str, list[str]] = {}
@@ -64,7 +69,7 @@ class RuleResult:
             elif a["op"] == "updated":
                 changed.setdefault(a["entity"], []).append(a["id"])
         return {"conditions": self.conditions, "actions": self.actions, "created": created, "changed": changed,
-                "depth": self.depth, "reason": self.reason}
+                "warnings": self.warnings, "depth": self.depth, "reason": self.reason}
 
 
 def evaluate_rule(session: Session | None, tenant_id: str | None, rule: dict, ctx: RuleContext, *,
@@ -140,6 +145,8 @@ def run_for_event(session: Session, event_id: str, *, now: datetime | None = Non
     for r in results:
         log.info("automation: rule %s on event %s: %s%s", r.rule_name, event.id, r.outcome,
                  f" ({r.error})" if r.error else "")
+        for w in r.warnings:
+            log.warning("automation: rule %s on event %s: %s", r.rule_name, event.id, w["message"])
     return results
 
 

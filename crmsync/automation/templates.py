@@ -10,6 +10,12 @@ A tokenizer and a tiny grammar — never eval:
 
 A template that is exactly one expression renders to the value itself (a datetime stays a
 datetime, a number a number); anything else renders to text.
+
+An expression that resolves to nothing (a variable the event does not carry, a date shift of no
+date) is never rendered silently as "": `render_value` reports it in `unresolved`, and inside
+text it keeps its own source (`Prepare for meeting with {contact_name}`), so a title names the
+gap instead of ending blank. A template that is only that expression renders to None: the field
+is left empty, or refused when the action requires it.
 """
 from __future__ import annotations
 
@@ -25,6 +31,9 @@ from crmsync.automation.variables import ANY, DATETIME, TEXT, resolve_kind
 UNITS = {"minute": "minutes", "minutes": "minutes", "hour": "hours", "hours": "hours",
          "day": "days", "days": "days", "week": "weeks", "weeks": "weeks"}
 
+# A rule moves dates by days or months, not ages: a longer shift is a typo, and ~2.7 million years
+# (99999999999 weeks) overflowed Python's dates when the rule ran, after `rules apply` had taken it.
+MAX_SHIFT = timedelta(days=100 * 366)
 _TOKEN = re.compile(r"\s*(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<number>\d+(?:\.\d+)?)|(?P<op>[.+-]))")
 
 
@@ -43,6 +52,7 @@ class Expression:
     path: str
     shifts: tuple[Shift, ...]
     position: int        # where "{" was, for messages
+    text: str = ""       # the expression as written, braces included
 
     @property
     def source(self) -> str:
@@ -84,10 +94,29 @@ class Template:
             kinds.append(DATETIME if expr.shifts else kind)
         return kinds[0] if self.is_single_expression else TEXT
 
-    def render(self, context: dict[str, Any]) -> Any:
+    def render(self, context: dict[str, Any], unresolved: list[Expression] | None = None) -> Any:
+        """The rendered value; expressions that resolve to nothing are appended to `unresolved`
+        and, inside text, keep their source."""
         if self.is_single_expression:
-            return evaluate(self.parts[0], context)
-        return "".join(p if isinstance(p, str) else to_text(evaluate(p, context)) for p in self.parts)
+            value = evaluate(self.parts[0], context)
+            if is_nothing(value):
+                if unresolved is not None:
+                    unresolved.append(self.parts[0])
+                return None
+            return value
+        out = []
+        for part in self.parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            value = evaluate(part, context)
+            if is_nothing(value):
+                if unresolved is not None:
+                    unresolved.append(part)
+                out.append(part.text or part.source)
+            else:
+                out.append(to_text(value))
+        return "".join(out)
 
 
 def parse(source: str) -> Template:
@@ -166,13 +195,20 @@ def _parse_expression(body: str, offset: int) -> Expression:
         if op[1] not in "+-" or op[0] != "op":
             raise TemplateError(f"expected '+' or '-', found {op[1]!r}", op[2])
         pos += 1
-        amount = float(take("number", "a number")[1])
+        number = take("number", "a number")[1]
+        amount = float(number)
         unit_tok = take("name", "a unit (minutes, hours, days, weeks)")
         unit = UNITS.get(unit_tok[1].lower())
         if unit is None:
             raise TemplateError(f"unknown unit {unit_tok[1]!r}; use minutes, hours, days or weeks", unit_tok[2])
         shifts.append(Shift(1 if op[1] == "+" else -1, amount, unit))
-    return Expression(".".join(names), tuple(shifts), offset)
+        try:
+            total = sum((abs(s.delta()) for s in shifts), timedelta())
+        except OverflowError:
+            total = None
+        if total is None or total > MAX_SHIFT:
+            raise TemplateError(f"shifts dates by more than 100 years ({number} {unit})", unit_tok[2])
+    return Expression(".".join(names), tuple(shifts), offset, "{" + body + "}")
 
 
 def lookup(path: str, context: dict[str, Any]) -> Any:
@@ -212,9 +248,16 @@ def evaluate(expr: Expression, context: dict[str, Any]) -> Any:
     moment = as_datetime(value)
     if moment is None:
         return None          # no date to move: the field stays empty rather than wrong
-    for shift in expr.shifts:
-        moment = moment + shift.delta()
+    try:
+        for shift in expr.shifts:
+            moment = moment + shift.delta()
+    except OverflowError:
+        return None          # moved past the year 9999: no date rather than a crash
     return moment
+
+
+def is_nothing(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def to_text(value: Any) -> str:
@@ -233,12 +276,13 @@ def has_placeholders(value: Any) -> bool:
     return isinstance(value, str) and ("{" in value or "}" in value)
 
 
-def render_value(value: Any, context: dict[str, Any]) -> Any:
-    """Render a param: strings are templates, everything else passes through."""
+def render_value(value: Any, context: dict[str, Any], unresolved: list[Expression] | None = None) -> Any:
+    """Render a param: strings are templates, everything else passes through. Expressions that
+    resolve to nothing are appended to `unresolved` (see the module's docstring)."""
     if isinstance(value, str):
-        return parse(value).render(context)
+        return parse(value).render(context, unresolved)
     if isinstance(value, list):
-        return [render_value(v, context) for v in value]
+        return [render_value(v, context, unresolved) for v in value]
     if isinstance(value, dict):
-        return {k: render_value(v, context) for k, v in value.items()}
+        return {k: render_value(v, context, unresolved) for k, v in value.items()}
     return value

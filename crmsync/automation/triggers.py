@@ -39,7 +39,7 @@ TRIGGERS: dict[str, TriggerSpec] = {t.name: t for t in (
     # Fields as the ingest app stores them (crmsync.ingest.product_events: emails lower-cased,
     # datetimes ISO 8601); free-form extras are under `properties`.
     TriggerSpec("email_replied", "product", {
-        **_COMMON, "sender_email": TEXT, "recipient_email": TEXT, "subject": TEXT, "body": TEXT,
+        **_COMMON, "sender_email": TEXT, "sender_name": TEXT, "recipient_email": TEXT, "subject": TEXT, "body": TEXT,
         "received_at": DATETIME, "message_id": TEXT, "thread_id": TEXT, "deal_id": TEXT,
         "occurred_at": DATETIME, "properties": ANY},
         description="someone replied to an email; the contact is the one with sender_email"),

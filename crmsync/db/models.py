@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, foreign, mapped_column, relationship
@@ -60,9 +61,14 @@ class Tenant(Base):
 
 class VaultSecret(Base):
     """An encrypted secret (API token, OAuth token set, webhook secret). Only ciphertext is stored;
-    `crmsync.credentials` encrypts and decrypts with CRMSYNC_SECRET_KEY."""
+    `crmsync.credentials` encrypts and decrypts with CRMSYNC_SECRET_KEY.
+
+    `tenant_id` is the one tenant whose configs may use the entry: set when it is stored with a
+    tenant, or by the first config that uses it; never changed afterwards."""
     __tablename__ = "crm_credentials_vault"
     id: Mapped[str] = _id()
+    tenant_id: Mapped[str | None] = mapped_column(
+        Uuid(as_uuid=False), ForeignKey("tenants.id", ondelete="CASCADE", name="fk_crm_credentials_vault_tenant"))
     name: Mapped[str] = mapped_column(String(200), unique=True)
     platform: Mapped[str] = mapped_column(String(32))
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
@@ -99,6 +105,9 @@ class SyncConfig(Base):
         Uuid(as_uuid=False), ForeignKey("crm_credentials_vault.id", ondelete="RESTRICT"))
     webhook_secret_vault_id: Mapped[str | None] = mapped_column(
         Uuid(as_uuid=False), ForeignKey("crm_credentials_vault.id", ondelete="SET NULL"))
+    # Accept HubSpot's v1/v2 webhook signatures (no timestamp, so replayable) for an app that cannot
+    # sign with v3; off by default.
+    webhook_legacy_signatures: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     field_mappings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # {"deal.stage": {"<local value>": "<this CRM's value>"}}: names that differ between CRMs
     # (deal stages, pipelines, activity types) translated at this config's boundary.
@@ -316,6 +325,11 @@ class SyncJob(Base):
     created_at: Mapped[datetime] = _created()
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # Who runs the job ("workers", or "inline HOST PID" for one process) and until when: a runner
+    # renews its lease while it works; an expired lease means the runner is gone and anyone
+    # may resume the job from its checkpoints (crmsync.sync.jobs.lease_expired).
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     __table_args__ = (
         Index("ix_crm_sync_jobs_config_created", "sync_config_id", "created_at"),

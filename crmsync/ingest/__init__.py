@@ -14,6 +14,7 @@ splits it into deduplicated `crm_webhook_events` (crmsync.ingest.processing). CR
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from urllib.parse import urlsplit
 
@@ -23,7 +24,7 @@ from werkzeug.exceptions import HTTPException
 from crmsync.ingest.errors import IngestError
 from crmsync.ingest.relay import OutboxRelay
 from crmsync.ingest.tenancy import ConfigDirectory, WebhookSecrets
-from crmsync.settings import Settings, SettingsError, get_settings
+from crmsync.settings import Settings, SettingsError, configure_logging, get_settings
 from crmsync.tasks.names import SPLIT_DELIVERIES
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class IngestState:
         self.max_body_bytes = settings.webhook_max_body_bytes
         self.cron_secret = settings.cron_secret
         self.public_url = public_url.rstrip("/") if public_url else None
+        # Checks deliveries no configured secret can check, so they are refused like wrong ones.
+        self.decoy_secret = secrets.token_urlsafe(32)
         self.configs = ConfigDirectory()
         self.secrets = WebhookSecrets()
         self._broker = None
@@ -86,13 +89,18 @@ class IngestState:
 def create_app(settings: Settings | None = None, *, proxy_hops: int | None = None,
                public_url: str | None = None) -> Flask:
     settings = settings or get_settings()
+    configure_logging(settings)
     proxy_hops = settings.ingest_proxy_hops if proxy_hops is None else proxy_hops
     public_url = public_url if public_url is not None else settings.ingest_public_url
     if public_url and urlsplit(public_url).scheme not in ("http", "https"):
         raise SettingsError("CRMSYNC_INGEST_PUBLIC_URL", "expected an http:// or https:// URL")
 
     app = Flask("crmsync.ingest")
-    app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes
+    # One byte over our limit: werkzeug stops a chunked body silently at this bound, so the byte
+    # past our own limit must still be readable for raw_body to see the body is too large.
+    # Only the methods each route names: an automatic OPTIONS answered 200 where the document says 405.
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes + 1
     app.json.sort_keys = False
     app.extensions["crmsync_ingest"] = IngestState(settings, public_url=public_url)
     if proxy_hops:

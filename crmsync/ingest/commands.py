@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 from sqlalchemy import select, update
 
-from crmsync.console import bad_input, emit, failed, json_option, table
+from crmsync.console import ID, LIMIT, bad_input, emit, failed, json_option, table
 
 COLUMNS = ["id", "platform", "account_id", "event_type", "external_id", "processed", "outcome", "attempts",
            "received_at"]
@@ -26,8 +26,8 @@ def webhooks():
 @webhooks.command("list")
 @click.option("--unprocessed", is_flag=True, help="Only events not yet applied.")
 @click.option("--failed", "only_failed", is_flag=True, help="Only events whose processing failed.")
-@click.option("--tenant", "tenant_id", help="Only this tenant's events.")
-@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@click.option("--tenant", "tenant_id", type=ID, help="Only this tenant's events.")
+@click.option("--limit", type=LIMIT, default=100, show_default=True)
 @json_option
 def webhooks_list(unprocessed, only_failed, tenant_id, limit, as_json):
     """The newest events first."""

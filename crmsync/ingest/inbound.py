@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from flask import Request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from crmsync.ingest.errors import BodyTooLarge, MalformedBody, Unauthenticated, UnsupportedContentType
 from crmsync.platforms.base import strict_json
@@ -18,14 +19,26 @@ JSON_TYPES = ("application/json",)
 
 def raw_body(request: Request, max_bytes: int) -> bytes:
     """The body, refusing one over `max_bytes` from its Content-Length before reading, and reading at
-    most one byte beyond the limit when the length is not declared (chunked)."""
+    most one byte beyond the limit when the length is not declared (chunked).
+
+    A read may return less than asked (a chunk at a time), so the body is read until it ends or
+    passes the limit: one read of a chunked body used to stop at the limit and take what it had."""
     declared = request.content_length
     if declared is not None and declared > max_bytes:
         raise BodyTooLarge(f"body of {declared} bytes is over the limit of {max_bytes}")
-    data = request.stream.read(max_bytes + 1)
-    if len(data) > max_bytes:
+    chunks, size = [], 0
+    try:
+        while size <= max_bytes:
+            chunk = request.stream.read(max_bytes + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except RequestEntityTooLarge:  # werkzeug's own bound on an undeclared length (create_app sets it)
+        size = max_bytes + 1
+    if size > max_bytes:
         raise BodyTooLarge(f"body is over the limit of {max_bytes} bytes")
-    return data
+    return b"".join(chunks)
 
 
 def require_json_type(request: Request) -> None:
@@ -40,8 +53,9 @@ def parse_json(data: bytes) -> Any:
         raise MalformedBody("the body is empty; expected JSON")
     try:
         return strict_json(data)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise MalformedBody("the body is not valid JSON") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        # strict_json's own refusals (depth, NUL, 1e999) say what is wrong; the decoder's say where.
+        raise MalformedBody(f"the body is not valid JSON: {str(err)[:120]}") from None
 
 
 def called_uri(request: Request) -> str:

@@ -74,13 +74,40 @@ _COMMON_ERRORS = {"400": _error("Malformed body"), "401": _error("Missing or wro
                   "415": _error("Content-Type is not application/json")}
 
 
+_IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!-~]+$"},
+                    "description": "Repeating a key stores the event once"}
+
+
+def _product_event(name: str, description: str) -> dict:
+    stored = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventStored"}}}}
+    return {
+        "summary": f"Product event {name}: {description}",
+        "parameters": [_IDEMPOTENCY_KEY],
+        "security": [{"apiKey": []}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "$ref": f"#/components/schemas/{name}_event"}}}},
+        "responses": {"202": {"description": "Stored; automation will run", **stored},
+                      "200": {"description": "Already stored under this Idempotency-Key", **stored},
+                      **_COMMON_ERRORS, "422": _error("The event's fields are invalid (details per field)")}}
+
+
+def _cron(summary: str) -> dict:
+    return {"summary": summary, "security": [{"cronSecret": []}],
+            "responses": {"200": {"description": "Jobs created", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["dispatched"],
+                "properties": {"dispatched": {"type": "array", "items": {"type": "string"}}}}}}},
+                "401": _error("Missing or wrong cron secret"),
+                "503": _error("CRMSYNC_CRON_SECRET is not configured")}}
+
+
 @cache
 def openapi_document() -> dict:
     event_schemas = {f"{name}_event": _schema_of(t.schema) for name, t in PRODUCT_EVENTS.items()}
     hubspot_event = {
         "type": "object", "required": ["eventId", "portalId", "objectId"],
         "properties": {"eventId": {"type": "integer"}, "subscriptionId": {"type": "integer"},
-                       "portalId": {"type": "integer"}, "appId": {"type": "integer"},
+                       "portalId": {"type": "integer", "minimum": 1}, "appId": {"type": "integer"},
                        "occurredAt": {"type": "integer", "description": "epoch ms"},
                        "subscriptionType": {"type": "string", "examples": ["contact.propertyChange"]},
                        "eventType": {"type": "string"}, "attemptNumber": {"type": "integer"},
@@ -94,16 +121,21 @@ def openapi_document() -> dict:
         "openapi": "3.1.0",
         "info": {"title": "crmsync ingest", "version": "1",
                  "description": "CRM webhooks, product events and the cron trigger. Every refusal is a 4xx "
-                                "with an Error body; nothing is written unless the request is accepted."},
+                                "with an Error body; nothing is written unless the request is accepted. "
+                                "Bodies are JSON that PostgreSQL's jsonb can store: no NUL (\\u0000) in "
+                                "strings, no NaN/Infinity, nesting at most 32 deep; anything else is a 400."},
         "paths": {
             "/webhooks/hubspot": {"post": {
                 "summary": "HubSpot webhook delivery (up to 100 events), routed by each event's portalId",
+                "description": "A portalId without a config is answered exactly as a wrong signature (401). "
+                               "v1/v2 signatures (no timestamp) are accepted only for a config created with "
+                               "--legacy-webhook-signatures.",
                 "security": [{"hubspotSignatureV3": [], "hubspotRequestTimestamp": []},
                              {"hubspotSignature": []}],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "array", "maxItems": 100, "items": {"$ref": "#/components/schemas/HubSpotEvent"}}}}},
-                "responses": {"200": _STORED, **_COMMON_ERRORS,
-                              "404": _error("No config for a portalId in the delivery")}}},
+                    "type": "array", "minItems": 1, "maxItems": 100,
+                    "items": {"$ref": "#/components/schemas/HubSpotEvent"}}}}},
+                "responses": {"200": _STORED, **_COMMON_ERRORS}}},
             "/webhooks/pipedrive/{config_id}": {"post": {
                 "summary": "Pipedrive webhook (v2 or v1 payload) for one config",
                 "parameters": [{"name": "config_id", "in": "path", "required": True,
@@ -114,31 +146,10 @@ def openapi_document() -> dict:
                 "responses": {"200": _STORED, **_COMMON_ERRORS,
                               "403": _error("The event's company is not this config's"),
                               "404": _error("No Pipedrive config with this id")}}},
-            "/events/{event_type}": {"post": {
-                "summary": "A product event for automation rules",
-                "parameters": [{"name": "event_type", "in": "path", "required": True,
-                                "schema": {"type": "string", "enum": list(PRODUCT_EVENTS)}},
-                               {"name": "Idempotency-Key", "in": "header", "required": False,
-                                "schema": {"type": "string", "maxLength": 200},
-                                "description": "Repeating a key stores the event once"}],
-                "security": [{"apiKey": []}],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "oneOf": [{"$ref": f"#/components/schemas/{n}"} for n in event_schemas]}}}},
-                "responses": {
-                    "202": {"description": "Stored; automation will run",
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventStored"}}}},
-                    "200": {"description": "Already stored under this Idempotency-Key",
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventStored"}}}},
-                    **_COMMON_ERRORS, "404": _error("Unknown event type"),
-                    "422": _error("The event's fields are invalid (details per field)")}}},
-            "/cron/sync": {"post": {
-                "summary": "Dispatch due syncs (for an external cron; same as beat's entry). GET works too.",
-                "security": [{"cronSecret": []}],
-                "responses": {"200": {"description": "Jobs created", "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["dispatched"],
-                    "properties": {"dispatched": {"type": "array", "items": {"type": "string"}}}}}}},
-                    "401": _error("Missing or wrong cron secret"),
-                    "503": _error("CRMSYNC_CRON_SECRET is not configured")}}},
+            # One path per event type, so each body is tied to its type's schema.
+            **{f"/events/{name}": {"post": _product_event(name, t.description)} for name, t in PRODUCT_EVENTS.items()},
+            "/cron/sync": {"post": _cron("Dispatch due syncs (for an external cron; same as beat's entry)"),
+                           "get": _cron("The same, for crons that can only GET (Vercel's)")},
             "/healthz": {"get": {"summary": "The process is up", "security": [],
                                  "responses": {"200": {"description": "Up"}}}},
             "/readyz": {"get": {"summary": "PostgreSQL and the broker answer", "security": [],
@@ -159,7 +170,8 @@ def openapi_document() -> dict:
                 "hubspotRequestTimestamp": {"type": "apiKey", "in": "header", "name": "X-HubSpot-Request-Timestamp",
                                             "description": "epoch milliseconds"},
                 "hubspotSignature": {"type": "apiKey", "in": "header", "name": "X-HubSpot-Signature",
-                                     "description": "v1 or v2 (X-HubSpot-Signature-Version) hex SHA-256"},
+                                     "description": "v1 or v2 (X-HubSpot-Signature-Version) hex SHA-256; "
+                                                    "only for configs that allow legacy signatures"},
                 "pipedriveBasic": {"type": "http", "scheme": "basic",
                                    "description": "The user:password in the config's webhook secret"},
                 "apiKey": {"type": "http", "scheme": "bearer",

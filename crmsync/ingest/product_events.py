@@ -8,6 +8,7 @@ Unknown fields are refused (a typo should not pass silently); free-form extras g
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
@@ -18,6 +19,28 @@ _long_text = validate.Length(max=200_000)
 _id = validate.Length(min=1, max=200)
 
 
+def _representable_in_utc(value: datetime) -> None:
+    # PostgreSQL stores 9999-12-31T23:59:59-12:00 (year 10000 in UTC) and 0001-01-01T00:00:00+01:00
+    # (1 BC), but no Python reader can load them back: one such row broke `webhooks list` for all.
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError("out of range: the instant must fall within the years 1 to 9999 in UTC") from None
+
+
+def _instant(**kw):
+    return fields.AwareDateTime(validate=_representable_in_utc, **kw)
+
+
+class WholeNumber(fields.Integer):
+    """An integer as JSON Schema (and so /openapi.json) has it: 90 or 90.0, never 2.5e-42 cut to 0."""
+
+    def _validated(self, value):
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
 def _lower_email(**kw):
     return fields.Email(validate=validate.Length(max=320), **kw)
 
@@ -26,7 +49,7 @@ class ProductEventSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    occurred_at = fields.AwareDateTime(metadata={"description": "When it happened (ISO 8601 with zone)."})
+    occurred_at = _instant(metadata={"description": "When it happened (ISO 8601 with zone)."})
     properties = fields.Dict(keys=fields.String(validate=validate.Length(max=200)),
                              metadata={"description": "Free-form extras, kept verbatim."})
 
@@ -40,10 +63,11 @@ class ProductEventSchema(Schema):
 
 class EmailRepliedSchema(ProductEventSchema):
     sender_email = _lower_email(required=True, metadata={"description": "Who replied (matched to a contact)."})
+    sender_name = fields.String(validate=_text, metadata={"description": "Their name, as rules' {contact_name}."})
     recipient_email = _lower_email(metadata={"description": "The mailbox that received the reply."})
     subject = fields.String(validate=_text)
     body = fields.String(validate=_long_text)
-    received_at = fields.AwareDateTime()
+    received_at = _instant()
     message_id = fields.String(validate=_id)
     thread_id = fields.String(validate=_id)
     deal_id = fields.String(validate=_id, metadata={"description": "A local or CRM deal id, if known."})
@@ -53,13 +77,14 @@ class EmailOpenedSchema(ProductEventSchema):
     recipient_email = _lower_email(required=True)
     subject = fields.String(validate=_text)
     message_id = fields.String(validate=_id)
-    opened_at = fields.AwareDateTime()
+    opened_at = _instant()
 
 
 class MeetingScheduledSchema(ProductEventSchema):
     contact_email = _lower_email(required=True, metadata={"description": "The invitee (matched to a contact)."})
-    meeting_date = fields.AwareDateTime(required=True, metadata={"description": "Start, ISO 8601 with zone."})
-    duration_minutes = fields.Integer(validate=validate.Range(min=0, max=24 * 60))
+    contact_name = fields.String(validate=_text, metadata={"description": "The invitee's name ({contact_name})."})
+    meeting_date = _instant(required=True, metadata={"description": "Start, ISO 8601 with zone."})
+    duration_minutes = WholeNumber(validate=validate.Range(min=0, max=24 * 60))
     title = fields.String(validate=_text)
     location = fields.String(validate=_text)
     meeting_url = fields.Url(validate=validate.Length(max=2000))
@@ -71,7 +96,7 @@ class MeetingScheduledSchema(ProductEventSchema):
 
 class MeetingCancelledSchema(ProductEventSchema):
     contact_email = _lower_email(required=True)
-    meeting_date = fields.AwareDateTime()
+    meeting_date = _instant()
     reason = fields.String(validate=_text)
     deal_id = fields.String(validate=_id)
 

@@ -4,7 +4,8 @@ answers. No sync work here; a worker splits a delivery into its events (crmsync.
 
 Order of checks: size, then who (tenant, signature/credentials), then shape — so an unauthenticated
 caller learns nothing about what a valid body looks like, and nothing is written before all pass.
-HubSpot's route reads the body's shape first: the portals it names say whose secret signs it.
+HubSpot's route reads the portals the body names first (they say whose secret signs it), and
+answers a portal without a config exactly as it answers a wrong signature.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import logging
 import re
 import uuid
 from collections import Counter
+from typing import NoReturn
 
 from flask import Blueprint, current_app, request
 from sqlalchemy import select, text
@@ -77,20 +79,42 @@ def _event_accounts(adapter, body: bytes) -> list[str | None]:
 def _verify(session, adapter, route: ConfigRoute, webhook: WebhookRequest) -> None:
     state = _state()
     if not route.webhook_secret_vault_id:
-        raise Unauthenticated(f"config {route.id} has no webhook secret configured", code="webhook_secret_missing")
-    entry, refreshable = state.secrets.entry(session, route.webhook_secret_vault_id)
+        log.warning("config %s has no webhook secret; its %s deliveries are refused", route.id, route.platform)
+        _refuse_as_wrongly_signed(adapter, webhook)
+    entry, refreshable = state.secrets.entry(session, route.tenant_id, route.webhook_secret_vault_id)
     try:
-        adapter.verify_webhook(webhook, webhook_secret(entry) or "")
+        _check_signature(adapter, route, webhook, entry)
         return
     except WebhookRejected as err:
         if not refreshable:
             raise _rejected(err) from None
     # The cached secret may be stale (rotated); one fresh read decides.
-    entry, _ = state.secrets.entry(session, route.webhook_secret_vault_id, fresh=True)
+    entry, _ = state.secrets.entry(session, route.tenant_id, route.webhook_secret_vault_id, fresh=True)
     try:
-        adapter.verify_webhook(webhook, webhook_secret(entry) or "")
+        _check_signature(adapter, route, webhook, entry)
     except WebhookRejected as err:
         raise _rejected(err) from None
+
+
+def _check_signature(adapter, route: ConfigRoute, webhook: WebhookRequest, entry: dict) -> None:
+    secret = webhook_secret(entry)
+    if not secret:
+        log.warning("the webhook secret of config %s holds no secret; its deliveries are refused", route.id)
+        _refuse_as_wrongly_signed(adapter, webhook)
+    adapter.verify_webhook(webhook, secret, max_age_seconds=_state().settings.webhook_tolerance_seconds,
+                           legacy_signatures=route.legacy_signatures)
+
+
+def _refuse_as_wrongly_signed(adapter, webhook: WebhookRequest) -> NoReturn:
+    """Refuse a delivery no secret of ours can check (no config for its account, or a config without
+    a secret) with exactly the answer a wrong signature gets: the request checked against a random
+    secret of this process. A different answer would let anyone list the configured accounts."""
+    try:
+        adapter.verify_webhook(webhook, _state().decoy_secret,
+                               max_age_seconds=_state().settings.webhook_tolerance_seconds)
+    except WebhookRejected as err:
+        raise _rejected(err) from None
+    raise Unauthenticated("webhook signature does not match", code="signature_rejected")
 
 
 def webhook_secret(entry: dict) -> str | None:
@@ -149,20 +173,21 @@ def hubspot_webhook():
     body = _body()
     require_json_type(request)
     adapter = adapter_class("hubspot")
-    event_accounts = _event_accounts(adapter, body)
-    accounts = set(event_accounts)
-    if None in accounts or "" in accounts:
-        raise MalformedBody("an event names no HubSpot portal")
+    # Whose secret signs it is in the body: only the portal ids are read before the signature is
+    # checked (with the depth cap of every inbound body); the events' shape only after.
+    try:
+        signers = adapter.webhook_signers(body)
+    except WebhookRejected as err:
+        raise MalformedBody(err.message) from None
     webhook = _webhook_request(body)
     with state.sessions() as session:
-        routes = state.configs.by_accounts(session, "hubspot", accounts)
-        unknown = accounts - routes.keys()
-        if unknown:
-            shown = ", ".join(sorted(unknown)[:5])
-            raise UnknownTenant(f"no HubSpot config for portal {shown[:200]}")
+        routes = state.configs.by_accounts(session, "hubspot", signers)
+        if signers - routes.keys():
+            _refuse_as_wrongly_signed(adapter, webhook)
         # Every config a delivery touches must accept the signature (one per portal in practice).
         for route in {r.id: r for r in routes.values()}.values():
             _verify(session, adapter, route, webhook)
+        event_accounts = _event_accounts(adapter, body)
         body_text = _text(body)
         received = utcnow()
         per_account = Counter(event_accounts)
@@ -233,8 +258,9 @@ def product_event(event_type: str):
         event_key = idem or str(uuid.uuid4())
         occurred = None
         if payload.get("occurred_at"):
-            from datetime import datetime
-            occurred = datetime.fromisoformat(payload["occurred_at"])
+            from datetime import UTC, datetime
+            # In UTC: PostgreSQL takes offsets up to 15:59, ISO 8601 (and Python) up to 23:59.
+            occurred = datetime.fromisoformat(payload["occurred_at"]).astimezone(UTC)
         row = {"id": str(uuid.uuid4()), "tenant_id": tenant_id, "config_id": None, "platform": "product",
                "account_id": tenant_id, "event_key": event_key, "event_type": event_type, "entity_type": None,
                "external_id": None, "payload": payload, "processed": False, "attempts": 0,

@@ -26,11 +26,12 @@ class ConfigRoute:
     platform: str
     account_id: str | None
     webhook_secret_vault_id: str | None
+    legacy_signatures: bool = False   # the config accepts HubSpot v1/v2 signatures
 
     @classmethod
     def of(cls, config: SyncConfig) -> ConfigRoute:
         return cls(config.id, config.tenant_id, config.platform, config.account_id,
-                   config.webhook_secret_vault_id)
+                   config.webhook_secret_vault_id, bool(config.webhook_legacy_signatures))
 
 
 class ConfigDirectory:
@@ -75,31 +76,33 @@ class WebhookSecrets:
         # bad signatures cannot turn into a flood of vault reads.
         self.refresh_after = refresh_after
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[float, dict]] = {}
+        self._cache: dict[tuple[str, str], tuple[float, dict]] = {}
 
-    def _open(self, session: Session, vault_id: str) -> dict:
+    def _open(self, session: Session, tenant_id: str, vault_id: str) -> dict:
         if self._vault is None:
             self._vault = self._vault_factory()
-        return self._vault.read(session, vault_id)
+        return self._vault.read(session, vault_id, tenant_id=tenant_id)
 
-    def entry(self, session: Session, vault_id: str, *, fresh: bool = False) -> tuple[dict, bool]:
-        """The decrypted entry and whether a fresh read could give another (it came from a cache entry
-        older than `refresh_after`). `fresh` skips such a cache entry."""
+    def entry(self, session: Session, tenant_id: str, vault_id: str, *, fresh: bool = False) -> tuple[dict, bool]:
+        """The decrypted entry (only ever the config's own tenant's) and whether a fresh read could
+        give another (it came from a cache entry older than `refresh_after`). `fresh` skips such a
+        cache entry."""
         now = time.monotonic()
+        key = (tenant_id, vault_id)
         with self._lock:
-            hit = self._cache.get(vault_id)
+            hit = self._cache.get(key)
         if hit and hit[0] > now:
             stale = now - (hit[0] - self.ttl) >= self.refresh_after
             if not (fresh and stale):
                 return hit[1], stale
         try:
-            value = self._open(session, vault_id)
+            value = self._open(session, tenant_id, vault_id)
         except VaultError as err:
             # The deployment's fault, not the caller's; say so without the vault's details.
             raise Forbidden("the webhook secret of this config cannot be read", code="webhook_secret_unavailable") \
                 from err
         with self._lock:
-            self._cache[vault_id] = (now + self.ttl, value)
+            self._cache[key] = (now + self.ttl, value)
         return value, False
 
     def clear(self) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -64,6 +65,9 @@ class WriteResult:
     external_id: str | None
     record: RemoteRecord | None = None
     error: PlatformError | None = None
+    # The record was written but the CRM refused these associations (field -> why, e.g. the
+    # target is gone there): the engine reports them and does not count them as agreed.
+    association_errors: dict[str, PlatformError] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -177,8 +181,11 @@ class Adapter(abc.ABC):
     # --- webhooks (class-level: run before the config is known) ------------------------
     @classmethod
     @abc.abstractmethod
-    def verify_webhook(cls, request: WebhookRequest, secret: str, *, now: datetime | None = None) -> None:
-        """Raise `WebhookRejected` unless the request is authentic and fresh."""
+    def verify_webhook(cls, request: WebhookRequest, secret: str, *, now: datetime | None = None,
+                       max_age_seconds: float = 300, legacy_signatures: bool = False) -> None:
+        """Raise `WebhookRejected` unless the request is authentic and fresh: signed no more than
+        `max_age_seconds` ago where the CRM signs a timestamp; `legacy_signatures` lets a CRM accept
+        older schemes that sign none (replayable, so off unless a config opts in)."""
 
     @classmethod
     @abc.abstractmethod
@@ -219,10 +226,39 @@ def _not_json(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
+# No CRM payload or product event nests anywhere near this deep; JSON that does is an attack on
+# the parser (a recursion error) before anyone has been authenticated.
+MAX_JSON_DEPTH = 32
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+# Objects and arrays nest alike: both become [ ], everything else goes.
+_AS_BRACKETS = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKET = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+def nested_deeper_than(body: bytes | str, limit: int) -> bool:
+    """Whether the JSON text nests arrays/objects more than `limit` deep, found without parsing it:
+    strings dropped, the brackets kept, then the innermost pairs removed one level per pass (a
+    C-speed bytes.replace each), at most `limit` + 1 passes. Brackets that stop shrinking are
+    unbalanced (not JSON); they count as too deep only if the openers left could still take a
+    parser past the limit."""
+    text = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    brackets = _STRING.sub(b"", text).translate(_AS_BRACKETS, _NOT_BRACKET)
+    if b"[" * (limit + 1) in brackets:   # the usual attack, [[[[..., found in one scan
+        return True
+    for level in range(limit + 1):
+        inner = brackets.replace(b"[]", b"")
+        if len(inner) == len(brackets):
+            return level + brackets.count(b"[") > limit
+        brackets = inner
+    return True
+
+
 def strict_json(body: bytes | str) -> Any:
     """JSON as PostgreSQL's jsonb can store it: NaN, Infinity, numbers beyond a double (1e999) and
     strings holding NUL (\\u0000) are refused here, where a clear 400 can say so, not later when
-    the events are written."""
+    the events are written; so is nesting deeper than MAX_JSON_DEPTH, before the parser recurses."""
     if (b"\\u0000" if isinstance(body, bytes) else "\\u0000") in body:
         raise ValueError("a string holds a NUL character (\\u0000)")
+    if nested_deeper_than(body, MAX_JSON_DEPTH):
+        raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
     return json.loads(body, parse_constant=_not_json, parse_float=_finite)

@@ -1,12 +1,13 @@
-"""CLI: `sync run`, `jobs list|show`, `conflicts list|show|resolve` (contract: CLI.md)."""
+"""CLI: `sync run`, `jobs list|show|cancel|resume`, `conflicts list|show|resolve` (contract: CLI.md)."""
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import click
 from sqlalchemy import select
 
-from crmsync.console import bad_input, emit, failed, json_option, table
+from crmsync.console import ID, LIMIT, bad_input, emit, failed, json_option, table
 from crmsync.tasks.names import START_JOB
 
 
@@ -55,12 +56,14 @@ def sync():
 @click.option("--inline", "inline", is_flag=True, help="Run the whole job in this process.")
 @click.option("--wait", "wait", is_flag=True, help="Enqueue, then follow the job until it ends.")
 @click.option("--full", is_flag=True, help="Ignore checkpoints: list everything again.")
+@click.option("--force", is_flag=True, help="Sync a disabled config once anyway.")
 @json_option
-def sync_run(config_id, inline, wait, full, as_json):
-    """Sync one config now."""
+def sync_run(config_id, inline, wait, full, force, as_json):
+    """Sync one config now. A job of the config whose runner died is resumed from its
+    checkpoints instead of starting anew."""
     from crmsync.configs import ConfigError, get_config
-    from crmsync.sync.errors import JobAlreadyActive
-    from crmsync.sync.jobs import create_job, job_as_dict
+    from crmsync.sync.errors import ConfigDisabled, JobAlreadyActive
+    from crmsync.sync.jobs import active_job, create_job, lease_expired, resume_job
     if inline and wait:
         bad_input("give at most one of --inline and --wait")
     with _session() as s:
@@ -76,26 +79,43 @@ def sync_run(config_id, inline, wait, full, as_json):
         settle_startup_objects()
         try:
             with progress:
-                job = run_job_inline(config_id, full=full, progress=update)
-        except JobAlreadyActive as err:
+                job = run_job_inline(config_id, full=full, progress=update, force=force)
+        except (JobAlreadyActive, ConfigDisabled) as err:
             failed(str(err))
     else:
-        from crmsync.tasks import enqueue_after_commit
         with _session() as s:
+            config = get_config(s, config_id)
             try:
-                job_row = create_job(s, get_config(s, config_id), trigger="manual", full=full)
-            except JobAlreadyActive as err:
+                existing = active_job(s, config_id)
+                if existing is not None and lease_expired(existing) and (config.enabled or force):
+                    job_id = resume_job(s, existing.id).id
+                else:
+                    job_id = create_job(s, config, trigger="manual", full=full, force=force).id
+                    _start(s, job_id)
+            except (JobAlreadyActive, ConfigDisabled) as err:
                 failed(str(err))
-            job_id = job_row.id
-            enqueue_after_commit(s, START_JOB, job_id)
-        job = _follow(job_id) if wait else None
-        if job is None:
-            with _session() as s:
-                from crmsync.db.models import SyncJob
-                job = job_as_dict(s.get(SyncJob, job_id))
+        job = _follow(job_id) if wait else _job(job_id)
+    _report(job, as_json)
+
+
+def _start(session, job_id: str) -> None:
+    from crmsync.tasks import enqueue_after_commit
+    enqueue_after_commit(session, START_JOB, job_id)
+
+
+def _job(job_id: str) -> dict:
+    from crmsync.db.models import SyncJob
+    from crmsync.sync.jobs import job_as_dict
+    with _session() as s:
+        return job_as_dict(s.get(SyncJob, job_id))
+
+
+def _report(job: dict, as_json: bool) -> None:
+    """The job on stdout; a job that failed (or was cancelled) also gets its reason as one line
+    on stderr and exit status 1."""
     emit(job, as_json, _job_summary(job))
-    if job["status"] == "failed":
-        raise SystemExit(1)
+    if job["status"] in ("failed", "cancelled"):
+        failed(f"job {job['job_id']} {job['status']}: {job['error']}")
 
 
 def _follow(job_id: str, timeout: float = 3600.0) -> dict:
@@ -110,7 +130,7 @@ def _follow(job_id: str, timeout: float = 3600.0) -> dict:
         if line != last:
             click.echo(line, err=True)
             last = line
-        if job["status"] in ("succeeded", "failed"):
+        if job["status"] in ("succeeded", "failed", "cancelled"):
             return job
         time.sleep(0.5)
     failed(f"job {job_id} still {job['status']} after {timeout:.0f} s")
@@ -122,20 +142,16 @@ def jobs():
 
 
 @jobs.command("list")
-@click.option("--config", "config_id")
-@click.option("--limit", default=20, show_default=True)
+@click.option("--config", "config_id", type=ID)
+@click.option("--limit", type=LIMIT, default=20, show_default=True)
 @json_option
 def jobs_list(config_id, limit, as_json):
-    from crmsync.configs import ConfigError, parse_id
     from crmsync.db.models import SyncJob
     from crmsync.sync.jobs import job_as_dict
     with _session() as s:
         q = select(SyncJob).order_by(SyncJob.created_at.desc()).limit(limit)
         if config_id:
-            try:
-                q = q.where(SyncJob.sync_config_id == parse_id(config_id, "config"))
-            except ConfigError as err:
-                bad_input(str(err))
+            q = q.where(SyncJob.sync_config_id == config_id)
         rows = [job_as_dict(j) for j in s.scalars(q)]
     emit(rows, as_json, table(rows, ["job_id", "config_id", "status", "trigger", "contacts_synced", "deals_synced",
                                      "conflicts", "created_at", "error"]))
@@ -164,6 +180,55 @@ def jobs_show(job_id, as_json):
                                                                       "attempts", "error"]))
 
 
+@contextmanager
+def _job_errors():
+    """A job id that names no job is bad input (exit 2); a job in the wrong state for the
+    operation is a failed operation (exit 1)."""
+    from crmsync.configs import ConfigError
+    from crmsync.sync.errors import JobAlreadyActive, JobNotFound, JobStateError
+    try:
+        yield
+    except (ConfigError, JobNotFound) as err:
+        bad_input(str(err))
+    except (JobStateError, JobAlreadyActive) as err:
+        failed(str(err))
+
+
+@jobs.command("cancel")
+@click.argument("job_id")
+@json_option
+def jobs_cancel(job_id, as_json):
+    """Stop an active job; its runner stops at its next unit, and the config may run again at once."""
+    from crmsync.configs import parse_id
+    from crmsync.sync.jobs import cancel_job, job_as_dict
+    with _job_errors(), _session() as s:
+        out = job_as_dict(cancel_job(s, parse_id(job_id, "job")))
+    emit(out, as_json, _job_summary(out))
+
+
+@jobs.command("resume")
+@click.argument("job_id")
+@click.option("--inline", "inline", is_flag=True, help="Run the rest of the job in this process.")
+@json_option
+def jobs_resume(job_id, inline, as_json):
+    """Carry on a job whose runner died, or that failed, from its checkpoints."""
+    from crmsync.configs import parse_id
+    from crmsync.settings import get_settings
+    from crmsync.sync.jobs import WORKERS, resume_job, this_process
+    inline = inline or get_settings().inline
+    runner = this_process() if inline else WORKERS
+    with _job_errors(), _session() as s:
+        job_id = resume_job(s, parse_id(job_id, "job"), runner=runner, enqueue=not inline).id
+    if inline:
+        from crmsync.sync.orchestrator import run_claimed_job
+        progress, update = _progress_printer(as_json)
+        with progress:
+            job = run_claimed_job(job_id, runner, progress=update)
+    else:
+        job = _job(job_id)
+    _report(job, as_json)
+
+
 @click.group()
 def conflicts():
     """Conflicts held for review (the seed's crm_conflict_records)."""
@@ -171,7 +236,7 @@ def conflicts():
 
 @conflicts.command("list")
 @click.option("--status", default="pending", show_default=True)
-@click.option("--tenant", "tenant_id")
+@click.option("--tenant", "tenant_id", type=ID)
 @json_option
 def conflicts_list(status, tenant_id, as_json):
     from crmsync.sync.conflicts import conflict_as_dict, list_conflicts
@@ -222,11 +287,11 @@ def conflicts_resolve(conflict_id, take, values, as_json):
         config_id, tenant_id = conflict.config_id, conflict.tenant_id
     # Push the resolution: inline without a broker, else through the workers.
     if get_settings().inline and config_id:
-        from crmsync.sync.errors import JobAlreadyActive
+        from crmsync.sync.errors import ConfigDisabled, JobAlreadyActive
         from crmsync.sync.orchestrator import run_job_inline
         try:
             out["push_job"] = run_job_inline(config_id, trigger="push")
-        except JobAlreadyActive as err:
+        except (JobAlreadyActive, ConfigDisabled) as err:
             out["push_job"] = {"error": str(err)}
     else:
         from crmsync.sync.jobs import request_push

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import cache
 
 from sqlalchemy.orm import Session
@@ -64,8 +65,8 @@ def connect(session: Session, config: SyncConfig, *, wait: bool = True, vault: V
     settings and its vault entry are unchanged; a new one after any change (a rotated token,
     a refreshed OAuth token set, an edited field mapping)."""
     vault = vault or process_vault(get_settings().secret_key)
-    vault_id = config.credentials_vault_id
-    sealed = vault.sealed(session, vault_id)
+    vault_id, tenant_id = config.credentials_vault_id, config.tenant_id
+    sealed = vault.sealed(session, vault_id, tenant_id=tenant_id)
     fingerprint = (config.platform, config.api_base_url, config.account_id,
                    json.dumps(config.field_mappings or {}, sort_keys=True, default=str), sealed, vault.key_ids, wait)
     key = (config.id, threading.get_ident())
@@ -74,19 +75,8 @@ def connect(session: Session, config: SyncConfig, *, wait: bool = True, vault: V
         if kept is not None and kept[0] == fingerprint:
             _connected.move_to_end(key)
             return kept[1]
-    credentials = vault.open(vault_id, sealed)
-
-    def save_credentials(new: dict) -> None:
-        # A refreshed OAuth token set is stored at once, in its own transaction, so a crash
-        # later in the task does not leave every worker with a revoked refresh token.
-        from crmsync.db import session_scope
-        with session_scope() as s:
-            vault.replace(s, vault_id, new)
-
-    adapter = adapter_class(config.platform)(
-        credentials=credentials, base_url=config.api_base_url, account_id=config.account_id,
-        field_mappings=config.field_mappings or {}, budget=rate_budget(), wait=wait,
-        save_credentials=save_credentials, cache=metadata_cache())
+    adapter = _adapter(config, vault.open(vault_id, sealed), _saver(config, vault), account_id=config.account_id,
+                       wait=wait)
     with _connected_lock:
         _connected[key] = (fingerprint, adapter)
         _connected.move_to_end(key)
@@ -94,3 +84,42 @@ def connect(session: Session, config: SyncConfig, *, wait: bool = True, vault: V
     for old in evicted:
         old.close()
     return adapter
+
+
+def _saver(config: SyncConfig, vault: Vault) -> Callable[[dict], None]:
+    vault_id, tenant_id = config.credentials_vault_id, config.tenant_id
+
+    def save_credentials(new: dict) -> None:
+        # A refreshed OAuth token set is stored at once, in its own transaction, so a crash
+        # later in the task does not leave every worker with a revoked refresh token.
+        from crmsync.db import session_scope
+        with session_scope() as s:
+            vault.replace(s, vault_id, new, tenant_id=tenant_id)
+    return save_credentials
+
+
+def _adapter(config: SyncConfig, credentials: dict, save_credentials: Callable[[dict], None], *,
+             account_id: str | None, wait: bool) -> Adapter:
+    return adapter_class(config.platform)(
+        credentials=credentials, base_url=config.api_base_url, account_id=account_id,
+        field_mappings=config.field_mappings or {}, budget=rate_budget(), wait=wait,
+        save_credentials=save_credentials, cache=metadata_cache())
+
+
+def crm_account_of(session: Session, config: SyncConfig, *, credentials: dict | None = None,
+                   vault: Vault | None = None) -> str:
+    """Ask the CRM which account the config's credentials (or `credentials`, a secret about to
+    replace them) belong to, whatever the config says: HubSpot's account-info details
+    (portalId), Pipedrive's users/me (company_id). Raises the adapter's PlatformError."""
+    vault = vault or process_vault(get_settings().secret_key)
+    if credentials is None:
+        save = _saver(config, vault)
+        credentials = vault.read(session, config.credentials_vault_id, tenant_id=config.tenant_id)
+    else:
+        # A secret not stored yet: a token set refreshed on the way is what the caller stores.
+        save = credentials.update
+    adapter = _adapter(config, credentials, save, account_id=None, wait=False)
+    try:
+        return str(adapter.account_id())
+    finally:
+        adapter.close()

@@ -18,6 +18,24 @@ class JobAlreadyActive(SyncError):
         self.job_id = job_id
 
 
+class ConfigDisabled(SyncError):
+    """A sync asked of a disabled config: disabled means no sync at all, unless forced."""
+
+    def __init__(self, config_id: str):
+        super().__init__(f"config {config_id} is disabled: enable it (`crmsync configs enable {config_id}`) "
+                         "or pass --force to sync it once anyway")
+        self.config_id = config_id
+
+
+class JobNotFound(SyncError):
+    pass
+
+
+class JobStateError(SyncError):
+    """A job cannot do what was asked in its state (cancel a finished job, resume a job whose
+    runner is alive)."""
+
+
 class DeleteGuardTripped(SyncError):
     """A run would delete more than the allowed share of a tenant's records: stop and report."""
 

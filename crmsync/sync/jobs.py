@@ -7,13 +7,22 @@ associations always find the records they point to. The fan-in is counted in Pos
 one transaction, so a unit that dies at any line and runs again gives the same result.
 
 These functions take a session and string ids; `crmsync.tasks` (Celery or inline) calls them.
+
+A job has a lease: who runs it and until when. The workers share one ("workers"), renewed by
+every unit; an inline run (`sync run --inline`) holds its own, named after its process and
+renewed by a heartbeat thread. When a lease runs out — or names a process of this host that
+has exited — the runner is gone, and the next run (or `jobs resume`, or the outbox sweeper)
+takes the job over and carries on from its checkpoints.
 """
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Self
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -27,7 +36,7 @@ from crmsync.errors import CrmsyncError, Retryable
 from crmsync.platforms.base import RemoteRecord
 from crmsync.platforms.errors import RateLimited
 from crmsync.sync.apply import ApplyResult, apply_remote_deletions, apply_remote_records
-from crmsync.sync.errors import JobAlreadyActive
+from crmsync.sync.errors import ConfigDisabled, JobAlreadyActive, JobNotFound, JobStateError
 from crmsync.sync.push import push_batch
 from crmsync.tasks.names import RUN_STEP, START_JOB
 
@@ -35,6 +44,97 @@ ENTITY_ORDER = ("company", "contact", "deal", "activity", "task")
 COUNT_NAMES = ("created", "updated", "deleted", "conflicts", "skipped", "failed")
 
 log = logging.getLogger(__name__)
+
+WORKERS = "workers"              # the lease owner of a job the Celery workers run
+INLINE_LEASE_SECONDS = 60.0      # an inline run's heartbeat renews its lease ...
+HEARTBEAT_SECONDS = 10.0         # ... this often
+
+
+# --- leases ----------------------------------------------------------------------------------
+def this_process() -> str:
+    """The lease owner name of a run in this process."""
+    return f"inline {socket.gethostname()} {os.getpid()}"
+
+
+def default_runner() -> str:
+    """Who runs what this process starts: itself without a broker, else the workers."""
+    from crmsync.settings import get_settings
+    return this_process() if get_settings().inline else WORKERS
+
+
+def lease_seconds(owner: str) -> float:
+    if owner != WORKERS:
+        return INLINE_LEASE_SECONDS
+    # A worker-run job may sit in the queue, or wait out a rate-limit countdown, between units;
+    # the sweeper re-enqueues a unit after outbox_after_seconds. Past both, nobody is running it.
+    from crmsync.settings import get_settings
+    from crmsync.tasks.retry import MAX_COUNTDOWN_SECONDS
+    return MAX_COUNTDOWN_SECONDS + 2 * get_settings().outbox_after_seconds
+
+
+def renew_lease(job: SyncJob, owner: str, now: datetime) -> None:
+    job.lease_owner = owner
+    job.lease_expires_at = now + timedelta(seconds=lease_seconds(owner))
+
+
+def _process_gone(owner: str) -> bool:
+    """Whether `owner` is an inline run of this host whose process has exited."""
+    kind, _, rest = owner.partition(" ")
+    host, _, pid = rest.rpartition(" ")
+    if kind != "inline" or host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:   # alive, another user's
+        return False
+    return False
+
+
+def lease_expired(job: SyncJob, now: datetime | None = None) -> bool:
+    """Whether an active job's runner is gone. A job parked for a daily quota is waiting, not
+    abandoned, until its pause is over. A job from before leases counts from its last change."""
+    now = now or utcnow()
+    if job.status not in JOB_ACTIVE_STATUSES:
+        return False
+    if job.status == "waiting_quota" and job.paused_until is not None and job.paused_until > now:
+        return False
+    expires = job.lease_expires_at or (job.updated_at + timedelta(seconds=lease_seconds(WORKERS)))
+    return expires <= now or (job.lease_owner is not None and _process_gone(job.lease_owner))
+
+
+class Heartbeat:
+    """Renews an inline run's lease every HEARTBEAT_SECONDS on a thread of its own, for as long
+    as the process lives: the lease of a run killed at any line runs out within
+    INLINE_LEASE_SECONDS (at once, for the next run on the same host)."""
+
+    def __init__(self, job_id: str, owner: str, database_url: str | None = None):
+        self.job_id, self.owner, self.database_url = job_id, owner, database_url
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="crmsync-lease-heartbeat", daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        from sqlalchemy import update
+
+        from crmsync.db import session_scope
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                with session_scope(self.database_url) as s:
+                    s.execute(update(SyncJob).where(
+                        SyncJob.id == self.job_id, SyncJob.lease_owner == self.owner,
+                        SyncJob.status.in_(JOB_ACTIVE_STATUSES)).values(
+                        lease_expires_at=utcnow() + timedelta(seconds=INLINE_LEASE_SECONDS)))
+            except Exception as err:  # noqa: BLE001  a missed beat is retried; the units renew it too
+                log.warning("lease heartbeat of job %s failed: %s", self.job_id, type(err).__name__)
 
 
 def _enqueue(session: Session, enqueue: bool, name: str, *ids: str, countdown: float | None = None) -> None:
@@ -50,14 +150,19 @@ def active_job(session: Session, config_id: str) -> SyncJob | None:
 
 
 def create_job(session: Session, config: SyncConfig, *, trigger: str = "manual", full: bool = False,
-               now: datetime | None = None) -> SyncJob:
-    """A queued job for the config; JobAlreadyActive when one is queued, running or parked.
-    The partial unique index settles races between dispatchers."""
+               now: datetime | None = None, runner: str | None = None, force: bool = False) -> SyncJob:
+    """A queued job for the config, leased to `runner` (default: default_runner());
+    JobAlreadyActive when one is queued, running or parked; ConfigDisabled for a disabled
+    config unless `force`. The partial unique index settles races between dispatchers."""
+    if not config.enabled and not force:
+        raise ConfigDisabled(config.id)
     existing = active_job(session, config.id)
     if existing is not None:
         raise JobAlreadyActive(config.id, existing.id)
+    now = now or utcnow()
     job = SyncJob(id=new_id(), tenant_id=config.tenant_id, sync_config_id=config.id, status="queued",
-                  trigger=trigger, full=full, counts={}, created_at=now or utcnow())
+                  trigger=trigger, full=full, counts={}, created_at=now)
+    renew_lease(job, runner or default_runner(), now)
     try:
         with session.begin_nested():
             session.add(job)
@@ -68,12 +173,14 @@ def create_job(session: Session, config: SyncConfig, *, trigger: str = "manual",
     return job
 
 
-def start_job(session: Session, job_id: str, *, enqueue: bool = True, now: datetime | None = None) -> None:
+def start_job(session: Session, job_id: str, *, enqueue: bool = True, now: datetime | None = None,
+              runner: str | None = None) -> None:
     """Plan the job's steps and enqueue the first. Idempotent: a started job is left alone."""
     now = now or utcnow()
     job = session.scalar(select(SyncJob).where(SyncJob.id == job_id).with_for_update())
     if job is None or job.status != "queued":
         return
+    renew_lease(job, runner or default_runner(), now)
     config = session.get(SyncConfig, job.sync_config_id)
     entities = [e for e in ENTITY_ORDER if config.entity_enabled(e)]
     kinds = []
@@ -166,10 +273,13 @@ def fetch_unit(adapter, entity: str, cursor: dict, want: int) -> tuple[list[Remo
 
 
 def run_step(session: Session, step_id: str, *, enqueue: bool = True, wait: bool | None = None,
-             now: datetime | None = None, read_ahead: ReadAhead | None = None) -> StepProgress | None:
+             now: datetime | None = None, read_ahead: ReadAhead | None = None,
+             runner: str | None = None) -> StepProgress | None:
     """One unit of a step: a page pulled or a batch pushed. Enqueues its own continuation, or
     the job's next step, after commit; finishes the job after the last step. With `read_ahead`,
-    a pull unit fetches the next unit's pages while it writes its own."""
+    a pull unit fetches the next unit's pages while it writes its own. The unit renews the
+    job's lease for `runner` (default: default_runner()), and leaves alone a job another live
+    runner holds."""
     now = now or utcnow()
     step = session.scalar(select(SyncJobStep).where(SyncJobStep.id == step_id).with_for_update())
     if step is None:
@@ -183,6 +293,11 @@ def run_step(session: Session, step_id: str, *, enqueue: bool = True, wait: bool
     job = session.get(SyncJob, step.job_id)
     if job.status not in ("running", "waiting_quota"):
         return None
+    runner = runner or default_runner()
+    if job.lease_owner not in (None, runner) and not lease_expired(job, now):
+        log.info("job %s is run by %s; unit of step %s skipped", job.id, job.lease_owner, step_id)
+        return None
+    renew_lease(job, runner, now)
     if job.status == "waiting_quota":
         job.status, job.paused_until = "running", None
     config = session.get(SyncConfig, job.sync_config_id)
@@ -356,13 +471,75 @@ def fail_step(session: Session, step_id: str, error: str) -> None:
 
 def fail_job(session: Session, job_id: str, error: str) -> None:
     job = session.get(SyncJob, job_id)
-    if job is None or job.status in ("succeeded", "failed"):
+    if job is None or job.status not in JOB_ACTIVE_STATUSES:
         return
     job.status = "failed"
     job.error = error[:2000]
     job.finished_at = utcnow()
     metrics.count_sync_run(session, session.get(SyncConfig, job.sync_config_id).platform, "failed")
     session.flush()
+
+
+# --- operators: cancel and resume ------------------------------------------------------------
+def _locked_job(session: Session, job_id: str) -> SyncJob:
+    job = session.scalar(select(SyncJob).where(SyncJob.id == job_id).with_for_update())
+    if job is None:
+        raise JobNotFound(f"no job {job_id}")
+    return job
+
+
+def cancel_job(session: Session, job_id: str, *, now: datetime | None = None) -> SyncJob:
+    """Stop an active job: its runner (inline or workers) finds it cancelled at its next unit,
+    and its config may run again at once. What was written so far stays (each unit is whole)."""
+    job = _locked_job(session, job_id)
+    if job.status not in JOB_ACTIVE_STATUSES:
+        raise JobStateError(f"job {job_id} already ended ({job.status}); nothing to cancel")
+    job.status = "cancelled"
+    job.error = "cancelled by an operator"
+    job.finished_at = now or utcnow()
+    for step in session.scalars(select(SyncJobStep).where(SyncJobStep.job_id == job.id,
+                                                          SyncJobStep.status == "pending")):
+        step.status = "cancelled"
+    session.flush()
+    return job
+
+
+def resume_job(session: Session, job_id: str, *, runner: str | None = None, enqueue: bool = True,
+               now: datetime | None = None) -> SyncJob:
+    """Take over a job whose runner is gone (lease expired) or that failed, for `runner`, from
+    its checkpoints: a failed job's failed step runs again. With `enqueue`, its next unit is
+    enqueued for the workers. JobStateError when a live runner holds it, or it ended well."""
+    now = now or utcnow()
+    job = _locked_job(session, job_id)
+    if job.status in ("succeeded", "cancelled"):
+        raise JobStateError(f"job {job_id} {job.status}; nothing to resume (start a new run with `crmsync sync run`)")
+    if job.status in JOB_ACTIVE_STATUSES and not lease_expired(job, now):
+        if job.status == "waiting_quota" and job.paused_until and job.paused_until > now:
+            raise JobStateError(f"job {job_id} waits for the CRM's daily quota until {job.paused_until.isoformat()}")
+        raise JobStateError(f"job {job_id} is being run by {job.lease_owner} (lease until "
+                            f"{job.lease_expires_at.isoformat() if job.lease_expires_at else '?'})")
+    if job.status == "failed":
+        other = active_job(session, job.sync_config_id)
+        if other is not None:
+            raise JobAlreadyActive(job.sync_config_id, other.id)
+        job.status = "running" if job.started_at else "queued"
+        job.error, job.finished_at = None, None
+        for step in session.scalars(select(SyncJobStep).where(SyncJobStep.job_id == job.id,
+                                                              SyncJobStep.status == "failed")):
+            step.status, step.error, step.updated_at = "pending", None, now
+    if job.status == "waiting_quota":     # its pause is over (else its lease would not have expired)
+        job.status, job.paused_until = "running", None
+    renew_lease(job, runner or default_runner(), now)
+    session.flush()
+    if job.status == "queued":
+        _enqueue(session, enqueue, START_JOB, job.id)
+    else:
+        nxt = session.scalar(select(SyncJobStep.id).where(SyncJobStep.job_id == job.id,
+                                                          SyncJobStep.status == "pending")
+                             .order_by(SyncJobStep.position).limit(1))
+        if nxt is not None:
+            _enqueue(session, enqueue, RUN_STEP, nxt)
+    return job
 
 
 # --- pushes requested by automation ----------------------------------------------------------
@@ -398,4 +575,5 @@ def job_as_dict(job: SyncJob) -> dict:
             "trigger": job.trigger, "full": job.full, **synced, "conflicts": conflicts, "error": job.error,
             "counts": job.counts, "paused_until": job.paused_until, "created_at": job.created_at,
             "started_at": job.started_at, "finished_at": job.finished_at, "duration_seconds": duration,
-            "steps_total": job.steps_total, "steps_done": job.steps_done}
+            "steps_total": job.steps_total, "steps_done": job.steps_done, "lease_owner": job.lease_owner,
+            "lease_expires_at": job.lease_expires_at}

@@ -10,6 +10,7 @@ another); `run_job_inline` is what `crmsync sync run --inline` and the demo use.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,25 @@ from sqlalchemy import select
 
 from crmsync.db import session_scope
 from crmsync.db.models import SyncConfig, SyncJob, SyncJobStep
-from crmsync.sync.jobs import ReadAhead, StepProgress, create_job, job_as_dict, run_step, start_job
+from crmsync.sync.errors import ConfigDisabled
+from crmsync.sync.jobs import (
+    Heartbeat,
+    ReadAhead,
+    StepProgress,
+    active_job,
+    create_job,
+    fail_job,
+    fail_step,
+    job_as_dict,
+    lease_expired,
+    resume_job,
+    run_step,
+    start_job,
+    this_process,
+)
+from crmsync.tasks.retry import reason_of as error_reason
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,38 +48,65 @@ class SyncResult:
 
 
 def run_job_inline(config_id: str, *, full: bool = False, trigger: str = "manual", database_url: str | None = None,
-                   progress: Callable[[StepProgress], None] | None = None) -> dict[str, Any]:
-    """Create a job for the config and run every unit of it here, in order. Returns job_as_dict."""
+                   progress: Callable[[StepProgress], None] | None = None, force: bool = False) -> dict[str, Any]:
+    """Run a job of the config here, unit after unit: the config's job whose runner is gone
+    (resumed from its checkpoints), else a new one. Returns job_as_dict; every failure ends the
+    job `failed` with its reason. JobAlreadyActive while another live runner holds a job;
+    ConfigDisabled for a disabled config unless `force`."""
+    runner = this_process()
     with session_scope(database_url) as s:
         config = s.get(SyncConfig, config_id)
-        job = create_job(s, config, trigger=trigger, full=full)
-        job_id = job.id
-    with session_scope(database_url) as s:
-        start_job(s, job_id, enqueue=False)
+        if not config.enabled and not force:
+            raise ConfigDisabled(config_id)
+        existing = active_job(s, config_id)
+        if existing is not None and lease_expired(existing):
+            job_id = resume_job(s, existing.id, runner=runner, enqueue=False).id
+            log.info("resuming job %s of config %s (its runner %s is gone)", job_id, config_id, existing.lease_owner)
+        else:
+            job_id = create_job(s, config, trigger=trigger, full=full, runner=runner, force=force).id
+    return run_claimed_job(job_id, runner, database_url=database_url, progress=progress)
+
+
+def run_claimed_job(job_id: str, runner: str, *, database_url: str | None = None,
+                    progress: Callable[[StepProgress], None] | None = None) -> dict[str, Any]:
+    """Run a job leased to `runner` (this process) to its end, its lease renewed meanwhile."""
     read_ahead = ReadAhead()
-    try:
-        _run_units(job_id, database_url, progress, read_ahead)
-    finally:
-        read_ahead.discard()
+    with Heartbeat(job_id, runner, database_url):
+        try:
+            with session_scope(database_url) as s:
+                start_job(s, job_id, enqueue=False, runner=runner)
+            _run_units(job_id, runner, database_url, progress, read_ahead)
+        except Exception as err:  # whatever stopped the run ends the job, with its reason
+            log.debug("job %s failed", job_id, exc_info=True)
+            with session_scope(database_url) as s:
+                fail_job(s, job_id, error_reason(err))
+        finally:
+            read_ahead.discard()
     with session_scope(database_url) as s:
         return job_as_dict(s.get(SyncJob, job_id))
 
 
-def _run_units(job_id: str, database_url: str | None, progress: Callable[[StepProgress], None] | None,
-               read_ahead: ReadAhead) -> None:
+def _run_units(job_id: str, runner: str, database_url: str | None,
+               progress: Callable[[StepProgress], None] | None, read_ahead: ReadAhead) -> None:
     step_id = None
     while True:
-        with session_scope(database_url) as s:
-            if step_id is None:
+        if step_id is None:
+            with session_scope(database_url) as s:
                 job = s.get(SyncJob, job_id)
-                if job.status != "running":
-                    break
+                if job.status != "running" or job.lease_owner != runner:
+                    break    # ended, cancelled, parked for a quota, or taken over by the workers
                 step_id = s.scalar(select(SyncJobStep.id).where(SyncJobStep.job_id == job_id,
                                                                 SyncJobStep.status == "pending")
                                    .order_by(SyncJobStep.position).limit(1))
                 if step_id is None:
                     break
-            outcome = run_step(s, step_id, enqueue=False, wait=True, read_ahead=read_ahead)
+        try:
+            with session_scope(database_url) as s:
+                outcome = run_step(s, step_id, enqueue=False, wait=True, read_ahead=read_ahead, runner=runner)
+        except Exception as err:  # noqa: BLE001  the unit was rolled back; the step fails with its reason
+            with session_scope(database_url) as s:
+                fail_step(s, step_id, error_reason(err))
+            return
         if progress is not None and outcome is not None:
             progress(outcome)
         # The same step's next unit, unless it ended (or the job did): then look again.

@@ -171,9 +171,15 @@ def push_batch(session: Session, config: SyncConfig, adapter: Adapter, entity: s
         adopted = []
         for (row, link, diff), res in zip(updates, results):
             if res.ok:
-                _agree(link, entity, res, diff, now, ext_by_local, merge_into=link.base)
-                adopted += _adopt_remote_values(entity, row, res, now, only=diff)
+                # An association the CRM refused (its target is gone there) is reported and left
+                # out of the agreement: the base keeps the old value, so the row is not pushed
+                # again until it changes, and a later edit sends the association once more.
+                agreed = {f: v for f, v in diff.items() if f not in res.association_errors}
+                _agree(link, entity, res, agreed, now, ext_by_local, merge_into=link.base)
+                adopted += _adopt_remote_values(entity, row, res, now, only=agreed)
                 result.updated += 1
+                for name, err in res.association_errors.items():
+                    _report(outcome, row, f"{name}: {err}")
             else:
                 _failed(session, outcome, row, link, res)
         store.update_rows(session, entity, adopted)
@@ -252,8 +258,12 @@ def _failed(session, outcome: PushOutcome, row, link: SyncLink, res: WriteResult
     outcome.result.failed += 1
     if link.external_id is None:
         session.delete(link)
+    _report(outcome, row, str(res.error))
+
+
+def _report(outcome: PushOutcome, row, message: str) -> None:
     if outcome.errors is not None and len(outcome.errors) < 20:
-        outcome.errors.append(f"{row.id}: {res.error}")
+        outcome.errors.append(f"{row.id}: {message}")
 
 
 __all__ = ["CUSTOM", "PushOutcome", "push_batch", "push_candidates", "remote_flat"]

@@ -18,6 +18,7 @@ from crmsync.configs import advance_schedule
 from crmsync.db import is_postgres
 from crmsync.db.models import SyncConfig, SyncJob, SyncJobStep, WebhookDelivery, WebhookEvent
 from crmsync.db.types import utcnow
+from crmsync.sync.jobs import WORKERS, lease_seconds
 from crmsync.tasks import enqueue_after_commit
 from crmsync.tasks.names import PROCESS_EVENT, RUN_STEP, SPLIT_DELIVERIES, START_JOB
 
@@ -88,21 +89,30 @@ def sweep_outbox(session: Session, now: datetime | None = None) -> dict[str, int
         enqueue_after_commit(session, PROCESS_EVENT, event_id)
     counts["deliveries"], counts["events"] = len(deliveries), len(events)
 
-    steps = (select(SyncJobStep.id)
+    # A job an inline run (`sync run --inline`) holds is that process's, while its lease lasts;
+    # once it has run out, the workers take the job over.
+    workers_may_run = or_(SyncJob.lease_owner.is_(None), SyncJob.lease_owner == WORKERS,
+                          SyncJob.lease_expires_at.is_(None), SyncJob.lease_expires_at <= now)
+    steps = (select(SyncJobStep.id, SyncJobStep.job_id)
              .join(SyncJob, SyncJob.id == SyncJobStep.job_id)
              .where(SyncJobStep.status == "pending", SyncJobStep.updated_at <= threshold,
-                    SyncJob.status == "running",
+                    SyncJob.status == "running", workers_may_run,
                     or_(SyncJobStep.not_before.is_(None), SyncJobStep.not_before <= now))
              .order_by(SyncJobStep.updated_at).limit(SWEEP_BATCH))
     if postgres:
         steps = steps.with_for_update(of=SyncJobStep, skip_locked=True)
-    for step_id in session.scalars(steps).all():
+    taken_over = set()
+    for step_id, job_id in session.execute(steps).all():
         session.execute(update(SyncJobStep).where(SyncJobStep.id == step_id).values(updated_at=now))
         enqueue_after_commit(session, RUN_STEP, step_id)
         counts["steps"] += 1
+        taken_over.add(job_id)
+    if taken_over:
+        session.execute(update(SyncJob).where(SyncJob.id.in_(taken_over), SyncJob.lease_owner != WORKERS).values(
+            lease_owner=WORKERS, lease_expires_at=now + timedelta(seconds=lease_seconds(WORKERS))))
 
     parked = (select(SyncJob.id)
-              .where(SyncJob.status == "waiting_quota", SyncJob.paused_until.is_not(None),
+              .where(SyncJob.status == "waiting_quota", SyncJob.paused_until.is_not(None), workers_may_run,
                      SyncJob.paused_until <= now, SyncJob.updated_at <= threshold)
               .order_by(SyncJob.paused_until).limit(SWEEP_BATCH))
     if postgres:
@@ -117,7 +127,7 @@ def sweep_outbox(session: Session, now: datetime | None = None) -> dict[str, int
     # A job whose start message was lost (Redis down at commit, a flush) would stay queued for
     # ever, and block its config's next run: start it again (start_job ignores started jobs).
     queued = (select(SyncJob.id)
-              .where(SyncJob.status == "queued", SyncJob.updated_at <= threshold)
+              .where(SyncJob.status == "queued", SyncJob.updated_at <= threshold, workers_may_run)
               .order_by(SyncJob.updated_at).limit(SWEEP_BATCH))
     if postgres:
         queued = queued.with_for_update(skip_locked=True)

@@ -83,3 +83,26 @@ def test_dry_run(run, tenant_id, tmp_path):
     assert "✓ conditions[0]: deal.stage equals" in human.stdout
     assert "create_task: created task" in human.stdout
     assert json.loads(run("rules", "runs", "--json").stdout) == []        # nothing was written
+
+
+def test_dry_run_names_an_unresolved_variable(run, tmp_path):
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps([MEETING_RULE]))
+    event = tmp_path / "event.json"
+    # the event: the name at the top level is what the title shows
+    event.write_text(json.dumps({"type": "meeting_scheduled", "meeting_date": "2026-12-10T15:00:00Z",
+                                 "contact_name": "Ada Lovelace",
+                                 "deal": {"name": "ACC Deal", "stage": "qualified_to_buy"}}))
+    doc = json.loads(run("rules", "test", str(rules), "--event", str(event), "--json").stdout)
+    assert doc["rules"][0]["actions"][1]["values"]["title"] == "Prepare for meeting with Ada Lovelace"
+    assert doc["rules"][0]["warnings"] == []
+    event.write_text(json.dumps({"type": "meeting_scheduled", "meeting_date": "2026-12-10T15:00:00Z",
+                                 "deal": {"name": "ACC Deal", "stage": "qualified_to_buy"}}))
+    out = run("rules", "test", str(rules), "--event", str(event), "--json")
+    assert out.returncode == 0, out.stderr
+    [rule] = json.loads(out.stdout)["rules"]
+    assert rule["actions"][1]["values"]["title"] == "Prepare for meeting with {contact_name}"
+    assert [(w["action"], w["variable"]) for w in rule["warnings"]] == [("actions[1]", "contact_name")]
+    human = run("rules", "test", str(rules), "--event", str(event))
+    assert ("! warning: actions[1] create_task: {contact_name} in params.title has no value for this event"
+            in human.stdout), human.stdout

@@ -17,14 +17,6 @@ from tests.fixtures.factories import make_tenant
 MEETING = "2025-03-14T15:30:00+00:00"
 
 
-@pytest.fixture
-def tenant_id(crmsync_env, db_url):
-    with session_scope(db_url) as s:
-        tenant = make_tenant(s)
-        apply_rules(s, tenant.id, seed_rules())
-        return tenant.id
-
-
 def _event(db_url, tenant_id, event_type, **payload):
     with session_scope(db_url) as s:
         return product_event(s, tenant_id, event_type, **payload)

@@ -28,10 +28,24 @@ CTX = {"email": "ada@example.org", "contact_name": "Ada Lovelace", "now": NOW, "
     ("{{literal}} {email}", "{literal} ada@example.org"),
     ("no placeholders", "no placeholders"),
     ("{deal.close_date + 1 day}", None),             # no date to move: stays empty
-    ("[{deal.missing}]", "[]"),
+    ("[{deal.missing}]", "[{deal.missing}]"),       # nothing to show: the placeholder names the gap
 ])
 def test_render(source, expected):
     assert parse(source).render(CTX) == expected
+
+
+@pytest.mark.parametrize("source, expected, missing", [
+    ("Prepare for meeting with {contact_name}", "Prepare for meeting with {contact_name}", ["contact_name"]),
+    ("{ contact_name } and {email}", "{ contact_name } and ada@example.org", ["contact_name"]),
+    ("{deal.close_date + 1 day}", None, ["deal.close_date"]),
+    ("{title}", None, ["title"]),
+    ("Hi {email}", "Hi ada@example.org", []),
+])
+def test_render_reports_what_resolves_to_nothing(source, expected, missing):
+    ctx = {**CTX, "contact_name": None, "title": "  "}
+    unresolved = []
+    assert parse(source).render(ctx, unresolved) == expected
+    assert [e.path for e in unresolved] == missing
 
 
 @pytest.mark.parametrize("source, message", [

@@ -77,3 +77,67 @@ def test_delivery_bodies_are_lz4_compressed_where_the_server_has_it(pg_url):
         method = conn.execute(text("SELECT attcompression FROM pg_attribute WHERE attname = 'body' "
                                    "AND attrelid = 'crm_webhook_deliveries'::regclass")).scalar()
     assert method == ("l" if has_lz4 else "")
+
+
+def _config_at_0001(conn, tenant: str, vault_id: str, hook_id: str | None, account: str) -> None:
+    from sqlalchemy import text
+    conn.execute(text(
+        "INSERT INTO crm_sync_configs (id, tenant_id, platform, sync_direction, sync_frequency_minutes, "
+        "conflict_strategy, source_priority, sync_contacts, sync_companies, sync_deals, sync_activities, sync_tasks, "
+        "credentials_vault_id, webhook_secret_vault_id, field_mappings, value_mappings, account_id, enabled, "
+        "created_at, updated_at) VALUES (:id, :t, 'hubspot', 'pull', 60, 'timestamp_based', '[]', true, true, true, "
+        "true, true, :v, :w, '{}', '{}', :a, true, :now, :now)"),
+        {"id": new_uuid(), "t": tenant, "v": vault_id, "w": hook_id, "a": account, "now": NOW})
+
+
+def new_uuid() -> str:
+    import uuid
+    return str(uuid.uuid4())
+
+
+NOW = "2026-01-01 00:00:00+00:00"
+
+
+def _tenant_and_entries(conn, *names):
+    from sqlalchemy import text
+    tenant = new_uuid()
+    conn.execute(text("INSERT INTO tenants (id, name, created_at) VALUES (:id, :n, :now)"),
+                 {"id": tenant, "n": tenant[:8], "now": NOW})
+    ids = []
+    for name in names:
+        ids.append(new_uuid())
+        conn.execute(text("INSERT INTO crm_credentials_vault (id, name, platform, ciphertext, created_at, updated_at) "
+                          "VALUES (:id, :n, 'hubspot', :c, :now, :now)"),
+                     {"id": ids[-1], "n": name, "c": b"\x01", "now": NOW})
+    return tenant, ids
+
+
+def _uuid_text(value) -> str:
+    import uuid
+    return str(uuid.UUID(str(value)))
+
+
+def test_upgrade_binds_entries_in_use_to_their_tenant_and_keeps_webhook_secrets(empty_url):
+    from sqlalchemy import text
+    upgrade(empty_url, "0001")
+    with get_engine(empty_url).begin() as conn:
+        tenant, (creds, hook, _unused) = _tenant_and_entries(conn, "creds", "hook", "unused")
+        _config_at_0001(conn, tenant, creds, hook, "1")
+    upgrade(empty_url)
+    with get_engine(empty_url).connect() as conn:
+        bound = {r.name: r.tenant_id for r in conn.execute(text("SELECT name, tenant_id FROM crm_credentials_vault"))}
+        hook_of_config = conn.execute(text("SELECT webhook_secret_vault_id FROM crm_sync_configs")).scalar()
+    assert {k: v and _uuid_text(v) for k, v in bound.items()} == {"creds": tenant, "hook": tenant, "unused": None}
+    assert _uuid_text(hook_of_config) == hook     # the table rebuild (SQLite) ran no ON DELETE SET NULL
+
+
+def test_upgrade_refuses_an_entry_two_tenants_share(empty_url):
+    upgrade(empty_url, "0001")
+    with get_engine(empty_url).begin() as conn:
+        a, (shared,) = _tenant_and_entries(conn, "shared")
+        b, _ = _tenant_and_entries(conn)
+        _config_at_0001(conn, a, shared, None, "1")
+        _config_at_0001(conn, b, shared, None, "2")
+    with pytest.raises(RuntimeError, match="shared"):
+        upgrade(empty_url)
+    assert current_revision(empty_url) == "0001"

@@ -7,6 +7,7 @@ from openapi_spec_validator import validate
 
 from crmsync.db import session_scope
 from crmsync.db.types import utcnow
+from crmsync.ingest.product_events import PRODUCT_EVENTS
 from tests.fixtures.factories import make_config, make_tenant
 from tests.fixtures.ingest import CRON_SECRET
 
@@ -69,8 +70,30 @@ def test_openapi_document_is_valid_31_and_covers_every_endpoint(ingest_client):
     doc = ingest_client.get("/openapi.json").json
     validate(doc)
     assert doc["openapi"].startswith("3.1")
-    assert set(doc["paths"]) == {"/webhooks/hubspot", "/webhooks/pipedrive/{config_id}", "/events/{event_type}",
-                                 "/cron/sync", "/healthz", "/readyz", "/metrics", "/openapi.json"}
+    assert set(doc["paths"]) == {"/webhooks/hubspot", "/webhooks/pipedrive/{config_id}", "/cron/sync", "/healthz",
+                                 "/readyz", "/metrics", "/openapi.json",
+                                 *(f"/events/{name}" for name in PRODUCT_EVENTS)}
     assert doc["components"]["schemas"]["email_replied_event"]["required"] == ["sender_email"]
     assert set(doc["components"]["schemas"]["meeting_scheduled_event"]["required"]) == {
         "contact_email", "meeting_date"}
+
+
+def test_each_event_path_takes_the_body_of_its_own_type(ingest_client):
+    # One /events/{event_type} with a oneOf of every body let a client send an email_opened body to
+    # email_replied and still match the document.
+    paths = ingest_client.get("/openapi.json").json["paths"]
+    for name in PRODUCT_EVENTS:
+        body = paths[f"/events/{name}"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": f"#/components/schemas/{name}_event"}
+
+
+def test_only_documented_methods_are_answered(ingest_app, ingest_client):
+    doc = ingest_client.get("/openapi.json").json
+    documented = {(path, method.upper()) for path, ops in doc["paths"].items() for method in ops}
+    assert ("/cron/sync", "GET") in documented
+    for path in ("/cron/sync", "/webhooks/hubspot", "/healthz", "/events/email_replied", "/openapi.json"):
+        res = ingest_client.options(path)
+        # Flask answered OPTIONS with 200 on its own, an operation the document does not have.
+        assert res.status_code == 405 and res.json["error"] == "method_not_allowed", path
+        assert "OPTIONS" not in res.headers["Allow"]
+        assert {(path, m) for m in res.headers["Allow"].split(", ") if m != "HEAD"} <= documented

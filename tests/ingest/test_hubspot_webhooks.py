@@ -38,9 +38,17 @@ def _count(db_url) -> int:
                 + s.scalar(select(func.count()).select_from(WebhookDelivery)))
 
 
+@pytest.fixture
+def legacy_portal(ingest_env, db_url):
+    """A config of an app that cannot sign with v3: it opts in to v1/v2."""
+    with session_scope(db_url) as s:
+        return hubspot_portal(s, webhook_legacy_signatures=True)
+
+
 @pytest.mark.parametrize("version", ["v1", "v2", "v3"])
 def test_official_signatures_are_accepted_and_events_stored_then_enqueued(
-        version, portal, ingest_client, ingest_queue, db_url):
+        version, portal, legacy_portal, ingest_client, ingest_queue, db_url):
+    portal = legacy_portal if version != "v3" else portal
     events = [hubspot_event(portal.account_id, 101 + i) for i in range(3)]
     body = _body(*events)
     res = ingest_client.post("/webhooks/hubspot", data=body, headers=hubspot_headers(body, URI, portal.secret, version))
@@ -66,8 +74,9 @@ SIGNED_PARTS = [("v1", c) for c in ("body", "secret")] + [("v2", c) for c in ("b
     ("v3", c) for c in ("body", "uri", "timestamp", "secret")]
 
 
-def test_any_change_is_rejected(portal, ingest_client, ingest_queue, db_url):
+def test_any_change_is_rejected(legacy_portal, ingest_client, ingest_queue, db_url):
     # One test over the whole matrix: each case writes nothing, so no reset is needed between them.
+    portal = legacy_portal
     for version, change in SIGNED_PARTS:
         body = _body(hubspot_event(portal.account_id))
         signed_body, uri, secret = body, URI, portal.secret
@@ -128,12 +137,90 @@ def test_duplicates_are_stored_and_enqueued_once(portal, ingest_client, ingest_q
     assert [name for name, _ in ingest_queue.tasks()] == ["crmsync.events.process"]
 
 
-def test_unknown_portal_is_404_and_writes_nothing(portal, ingest_client, ingest_queue, db_url):
-    body = _body(hubspot_event(portal.account_id), hubspot_event("999000111"))
-    res = ingest_client.post("/webhooks/hubspot", data=body, headers=hubspot_headers(body, URI, portal.secret))
-    assert res.status_code == 404
-    assert res.json["error"] == "unknown_tenant" and "999000111" in res.json["message"]
+def test_unknown_portal_is_answered_as_a_wrong_signature_and_writes_nothing(portal, ingest_client, ingest_queue,
+                                                                            db_url):
+    # A different answer (it was 404 "no HubSpot config for portal ...") let anyone list the
+    # configured portals by posting unsigned deliveries.
+    wrong = _body(hubspot_event(portal.account_id))
+    wrong_answer = ingest_client.post("/webhooks/hubspot", data=wrong,
+                                      headers=hubspot_headers(wrong, URI, "not-the-secret"))
+    for body in (_body(hubspot_event(portal.account_id), hubspot_event("999000111")),
+                 _body(hubspot_event("999000111"))):
+        res = ingest_client.post("/webhooks/hubspot", data=body, headers=hubspot_headers(body, URI, portal.secret))
+        assert (res.status_code, res.json) == (wrong_answer.status_code, wrong_answer.json) == (401, {
+            "error": "signature_rejected", "message": "webhook signature (v3) does not match"})
+        stale = hubspot_headers(body, URI, portal.secret, timestamp=str(int((time.time() - 400) * 1000)))
+        assert ingest_client.post("/webhooks/hubspot", data=body, headers=stale).json == {
+            "error": "signature_rejected", "message": "webhook timestamp is older than 300 seconds"}
     assert _count(db_url) == 0 and ingest_queue.tasks() == []
+
+
+def test_config_without_webhook_secret_is_answered_as_a_wrong_signature(ingest_env, ingest_client, db_url):
+    with session_scope(db_url) as s:
+        bare = hubspot_portal(s)
+        bare.config.webhook_secret_vault_id = None
+    body = _body(hubspot_event(bare.account_id))
+    res = ingest_client.post("/webhooks/hubspot", data=body, headers=hubspot_headers(body, URI, bare.secret))
+    # Not "config <uuid> has no webhook secret": the config's id is nobody's business outside.
+    assert (res.status_code, res.json) == (401, {"error": "signature_rejected",
+                                                 "message": "webhook signature (v3) does not match"})
+    assert bare.config.id not in res.text and _count(db_url) == 0
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_legacy_signatures_are_refused_unless_the_config_opts_in(version, portal, legacy_portal, ingest_client,
+                                                                 ingest_queue, db_url):
+    # v1/v2 sign no timestamp: a delivery captured once, its v3 headers dropped, replayed forever.
+    body = _body(hubspot_event(portal.account_id))
+    v3 = hubspot_headers(body, URI, portal.secret, "v3")
+    replay = {**hubspot_headers(body, URI, portal.secret, version)}
+    assert ingest_client.post("/webhooks/hubspot", data=body, headers={**v3, **replay}).status_code == 200
+    res = ingest_client.post("/webhooks/hubspot", data=body, headers=replay)
+    assert res.status_code == 401 and res.json["error"] == "signature_rejected"
+    assert "v1/v2" in res.json["message"]
+    # An app that cannot sign with v3 opts in per config.
+    body = _body(hubspot_event(legacy_portal.account_id))
+    res = ingest_client.post("/webhooks/hubspot", data=body,
+                             headers=hubspot_headers(body, URI, legacy_portal.secret, version))
+    assert res.status_code == 200, res.json
+    assert _count(db_url) == 2 and sum(len(ids) for _, ids in ingest_queue.tasks()) == 2
+
+
+def test_tolerance_setting_narrows_the_v3_window(portal, ingest_env, ingest_client, ingest_queue, monkeypatch):
+    from crmsync import settings
+    from crmsync.ingest import create_app
+    monkeypatch.setenv("CRMSYNC_WEBHOOK_TOLERANCE_SECONDS", "60")
+    settings.get_settings.cache_clear()
+    narrow = create_app().test_client()
+    body = _body(hubspot_event(portal.account_id))
+    headers = hubspot_headers(body, URI, portal.secret, timestamp=str(int((time.time() - 120) * 1000)))
+    res = narrow.post("/webhooks/hubspot", data=body, headers=headers)
+    assert res.status_code == 401 and res.json["message"] == "webhook timestamp is older than 60 seconds"
+    assert ingest_client.post("/webhooks/hubspot", data=body, headers=headers).status_code == 200
+    assert len(ingest_queue.tasks()) == 1
+
+
+def test_deep_nesting_is_400_before_any_parser_recursion(portal, ingest_client, ingest_queue, db_url):
+    # 100,000 levels raised RecursionError (500) in the parser, before the signature was checked.
+    for body in (b"[" * 100_000 + b"]" * 100_000,
+                 _body({**hubspot_event(portal.account_id), "propertyValue": json.loads("[" * 40 + "]" * 40)})):
+        res = ingest_client.post("/webhooks/hubspot", data=body, headers=hubspot_headers(body, URI, portal.secret))
+        assert res.status_code == 400, res.json
+        assert res.json["error"] == "malformed_body" and "deeper than 32" in res.json["message"]
+    nested = _body({**hubspot_event(portal.account_id), "propertyValue": json.loads("[" * 20 + "]" * 20)})
+    res = ingest_client.post("/webhooks/hubspot", data=nested, headers=hubspot_headers(nested, URI, portal.secret))
+    assert res.status_code == 200, res.json
+    assert _count(db_url) == 1 and len(ingest_queue.tasks()) == 1
+
+
+def test_event_shape_is_checked_only_after_the_signature(portal, ingest_client, db_url):
+    # An unauthenticated caller learns nothing of what a valid event looks like.
+    body = _body({"portalId": int(portal.account_id), "objectId": 1})
+    unsigned = ingest_client.post("/webhooks/hubspot", data=body, headers=hubspot_headers(body, URI, "guess"))
+    assert unsigned.status_code == 401
+    signed = ingest_client.post("/webhooks/hubspot", data=body, headers=hubspot_headers(body, URI, portal.secret))
+    assert signed.status_code == 400 and "lacks" in signed.json["message"]
+    assert _count(db_url) == 0
 
 
 def test_portal_a_signature_never_reaches_tenant_b(ingest_env, ingest_client, ingest_queue, db_url):
@@ -193,12 +280,12 @@ def test_wrong_content_type_is_415(portal, ingest_client, db_url):
 def test_malformed_bodies_are_400(portal, ingest_client, db_url):
     # Numbers jsonb cannot store are refused at the door, not when the events are written.
     good = _body(hubspot_event(portal.account_id, 1)).replace(b'"objectId":1', b'"objectId":1,"x":VALUE')
-    for body in [b"", b"{", b"{}", b"[1]", b'[{"portalId": 1}]', b"[NaN]", b'"x"', b"\xff\xfe",
+    for body in [b"", b"{", b"{}", b"[1]", b'[{"portalId": %s}]' % portal.account_id.encode(), b"[NaN]", b'"x"', b"\xff\xfe",
                  _body(*[hubspot_event(portal.account_id, i) for i in range(101)]),
                  good.replace(b"VALUE", b"1e999"), good.replace(b"VALUE", b"-1e999"), good.replace(b"VALUE", b"NaN"),
                  good.replace(b"VALUE", b"Infinity"), good.replace(b"VALUE", b'"a\\u0000b"')]:
         res = ingest_client.post("/webhooks/hubspot", data=body, headers=hubspot_headers(
-            body, URI, portal.secret, "v1") if body.isascii() else {"Content-Type": "application/json"})
+            body, URI, portal.secret) if body.isascii() else {"Content-Type": "application/json"})
         assert res.status_code == 400 and res.json["error"] == "malformed_body", body[:40]
     assert _count(db_url) == 0
 
@@ -229,7 +316,8 @@ def test_rotated_secret_is_picked_up_at_once(portal, ingest_app, db_url):
     assert ingest_client.post("/webhooks/hubspot", data=body,
                               headers=hubspot_headers(body, URI, portal.secret)).status_code == 200
     with session_scope(db_url) as s:
-        Vault().replace(s, portal.config.webhook_secret_vault_id, {"secret": "rotated-secret"})
+        Vault().replace(s, portal.config.webhook_secret_vault_id, {"secret": "rotated-secret"},
+                        tenant_id=portal.config.tenant_id)
     body = _body(hubspot_event(portal.account_id))
     assert ingest_client.post("/webhooks/hubspot", data=body,
                               headers=hubspot_headers(body, URI, "rotated-secret")).status_code == 200
@@ -288,3 +376,13 @@ def test_the_embedded_sqlite_default_stores_and_deduplicates_too(monkeypatch, in
         ingest_queue.run("crmsync.events.split")
     assert _count(sqlite_url) == 2
     assert [name for name, _ in ingest_queue.tasks()] == ["crmsync.events.process"]
+
+
+@pytest.mark.parametrize("portal_id", [0, -5, True, "abc", 1.5, None, 0.0])
+def test_a_portal_id_that_is_not_a_positive_whole_number_is_400(portal_id, portal, ingest_client, db_url):
+    # The document says portalId >= 1; 0 was routed as an unknown portal.
+    body = _body({**hubspot_event(portal.account_id), "portalId": portal_id})
+    res = ingest_client.post("/webhooks/hubspot", data=body, headers=hubspot_headers(body, URI, portal.secret))
+    assert res.status_code == 400 and res.json["error"] == "malformed_body", res.json
+    assert "portal" in res.json["message"]
+    assert _count(db_url) == 0

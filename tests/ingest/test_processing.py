@@ -172,7 +172,7 @@ def test_a_100_event_delivery_is_one_task_and_one_batch_read(hs, hubspot_sandbox
 def test_a_permanent_error_fails_the_whole_group_with_its_reason(hs, hubspot_sandbox, deliver, db_url):
     from crmsync.credentials import Vault
     with session_scope(db_url) as s:
-        Vault().replace(s, hs.config.credentials_vault_id, {"token": "revoked-token"})
+        Vault().replace(s, hs.config.credentials_vault_id, {"token": "revoked-token"}, tenant_id=hs.config.tenant_id)
     [leader] = deliver(hs, hubspot_event(hs.account_id, 1), hubspot_event(hs.account_id, 2))
     _process(db_url, leader)
     with session_scope(db_url) as s:

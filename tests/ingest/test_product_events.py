@@ -37,9 +37,10 @@ def test_valid_events_are_stored_for_the_keys_tenant_and_handed_to_automation(
         tenant_key, ingest_client, ingest_queue, db_url):
     tenant_id, key = tenant_key
     res = _post(ingest_client, "email_replied", {"sender_email": "Ada@Example.org", "subject": "Re: offer",
+                                                 "sender_name": "Ada Lovelace",
                                                  "received_at": "2025-03-01T10:00:00+01:00"}, key)
     assert res.status_code == 202, res.json
-    res2 = _post(ingest_client, "meeting_scheduled", {"contact_email": "bo@example.org",
+    res2 = _post(ingest_client, "meeting_scheduled", {"contact_email": "bo@example.org", "contact_name": "Bo Li",
                                                       "meeting_date": "2025-03-02T09:30:00Z", "deal_id": "d-1",
                                                       "properties": {"source": "calendly"}}, key)
     assert res2.status_code == 202, res2.json
@@ -50,6 +51,8 @@ def test_valid_events_are_stored_for_the_keys_tenant_and_handed_to_automation(
     assert replied.payload["sender_email"] == "ada@example.org"
     assert replied.payload["received_at"].startswith("2025-03-01T10:00:00")
     assert rows[res2.json["id"]].payload["properties"] == {"source": "calendly"}
+    # the names rules show as {contact_name} (crmsync.automation.context) are kept at the top level
+    assert (replied.payload["sender_name"], rows[res2.json["id"]].payload["contact_name"]) == ("Ada Lovelace", "Bo Li")
     assert sorted(ingest_queue.tasks("events")) == sorted(
         [("crmsync.automation.run", [res.json["id"]]), ("crmsync.automation.run", [res2.json["id"]])])
 
@@ -92,6 +95,11 @@ def test_validation(tenant_key, ingest_client, db_url):
         ("meeting_scheduled", {"meeting_date": "2025-01-01T00:00:00Z"}, "contact_email"),
         ("meeting_scheduled", {"contact_email": "a@b.org", "meeting_date": "2025-01-01T00:00:00Z",
                                "duration_minutes": -5}, "duration_minutes"),
+        # the document says integer: 2.5e-42 was truncated to 0 and accepted
+        ("meeting_scheduled", {"contact_email": "a@b.org", "meeting_date": "2025-01-01T00:00:00Z",
+                               "duration_minutes": 2.5e-42}, "duration_minutes"),
+        ("meeting_scheduled", {"contact_email": "a@b.org", "meeting_date": "2025-01-01T00:00:00Z",
+                               "duration_minutes": True}, "duration_minutes"),
         ("email_replied", [], "_schema"),
         ("email_replied", "text", "_schema"),
     ]
@@ -106,3 +114,40 @@ def test_validation(tenant_key, ingest_client, db_url):
                                       "Content-Type": "application/x-www-form-urlencoded"})
     assert res.status_code == 415
     assert _rows(db_url) == []
+
+
+@pytest.mark.parametrize("event_type,field,value", [
+    ("email_replied", "occurred_at", "9999-12-31T23:59:59-12:00"),   # year 10000 once in UTC
+    ("email_replied", "received_at", "0001-01-01T00:00:00+01:00"),   # 1 BC once in UTC
+    ("meeting_scheduled", "meeting_date", "0000-06-01T00:00:00Z"),   # year 0
+    ("email_opened", "opened_at", "9999-12-31T23:59:59-00:01"),
+])
+def test_instants_outside_the_years_1_to_9999_in_utc_are_refused_naming_the_field(
+        event_type, field, value, tenant_key, ingest_client, ingest_queue, db_url):
+    # PostgreSQL stored them (202), then no reader could load the row: `webhooks list` failed for
+    # every tenant and automation retried the event forever.
+    _, key = tenant_key
+    required = {"email_replied": {"sender_email": "ada@example.org"}, "email_opened": {"recipient_email": "a@b.org"},
+                "meeting_scheduled": {"contact_email": "ada@example.org", "meeting_date": "2025-03-01T10:00:00Z"}}
+    res = _post(ingest_client, event_type, {**required[event_type], field: value}, key)
+    assert res.status_code == 422 and res.json["error"] == "invalid_event", res.json
+    assert list(res.json["details"]) == [field]
+    assert _rows(db_url) == [] and ingest_queue.tasks() == []
+    # The edge itself is fine.
+    res = _post(ingest_client, event_type, {**required[event_type], field: "9999-12-31T23:59:59+00:00"}, key)
+    assert res.status_code == 202, res.json
+    assert [r.event_type for r in _rows(db_url)] == [event_type]
+
+
+def test_whole_numbers_and_far_offsets_are_taken_as_the_document_says(tenant_key, ingest_client, ingest_queue,
+                                                                      db_url):
+    _, key = tenant_key
+    res = _post(ingest_client, "meeting_scheduled", {"contact_email": "a@b.org", "duration_minutes": 90.0,
+                                                     "meeting_date": "2025-01-01T00:00:00Z",
+                                                     "occurred_at": "2025-01-01T23:30:00+23:19"}, key)
+    # +23:19 is valid ISO 8601 but beyond PostgreSQL's 15:59: it was a 400 "cannot be stored".
+    assert res.status_code == 202, res.json
+    [row] = _rows(db_url)
+    assert row.payload["duration_minutes"] == 90
+    assert row.occurred_at.isoformat() == "2025-01-01T00:11:00+00:00"
+    assert len(ingest_queue.tasks()) == 1

@@ -28,7 +28,7 @@ def test_a_changed_secret_or_config_gives_a_new_adapter(world):
     with session_scope(world.db_url) as s:
         config = s.get(SyncConfig, world.config_id)
         Vault().replace(s, config.credentials_vault_id, {"token": world.hs.token, "rate_limits": "none",
-                                                         "note": "rotated"})
+                                                         "note": "rotated"}, tenant_id=config.tenant_id)
     rotated = _connect(world)
     assert rotated is not first
     assert rotated.credentials["note"] == "rotated"

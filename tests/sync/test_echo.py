@@ -11,7 +11,7 @@ def test_pushing_1000_records_and_their_webhooks_comes_back_as_nothing(world):
     from crmsync.db.models import SyncConfig
     from crmsync.ingest import create_app
     with session_scope(world.db_url) as s:
-        secret = make_secret(s, {"secret": "echo-webhook-secret"}, platform="webhook")
+        secret = make_secret(s, {"secret": "echo-webhook-secret"}, platform="webhook", tenant_id=world.tenant_id)
         s.get(SyncConfig, world.config_id).webhook_secret_vault_id = secret.id
         s.add_all(Contact(tenant_id=world.tenant_id, email=f"echo{n}@example.org", first_name=f"E{n}",
                           last_name="Cho", job_title="Tester") for n in range(1000))

@@ -203,3 +203,39 @@ def test_one_active_job_per_config(world):
         create_job(s, s.get(SyncConfig, world.config_id))
     with session_scope(world.db_url) as s:
         assert s.scalar(select(func.count()).select_from(SyncJob)) == 1
+
+
+def test_a_refused_association_is_reported_once_and_the_good_ones_land(world):
+    """Two deals move to other contacts; HubSpot no longer has one of the targets (its v4
+    association batch answers 207). The good move lands, the bad one is in the job's errors, the
+    deal's fields are written anyway, and the next run does not send the refused pair again."""
+    world.hs.seed(contacts=3, seed=4)
+    world.sync()
+    contacts = world.links()                                   # HubSpot id -> local id
+    (x_ext, x), (y_ext, y), (z_ext, z) = sorted(contacts.items())
+    from crmsync.db.models import Deal
+    with session_scope(world.db_url) as s:
+        for name in ("One", "Two"):
+            s.add(Deal(tenant_id=world.tenant_id, name=name, stage="qualifiedtobuy", pipeline="default",
+                       status="open", contact_id=z))
+    assert world.sync()["status"] == "succeeded"
+    deals = {d["name"]: d for d in world.rows("deal")}
+    deal_links = {local: ext for ext, local in world.links("deal").items()}
+    # deleted in HubSpot for good (a GDPR delete), unknown to us yet
+    assert world.hs.api("POST", "/crm/v3/objects/contacts/gdpr-delete", json={"objectId": x_ext}).status_code == 204
+    world.local_edit("deal", deals["One"]["id"], contact_id=y, amount=10)
+    world.local_edit("deal", deals["Two"]["id"], contact_id=x, amount=20)
+    job = world.sync()
+    assert job["status"] == "succeeded", job
+    [error] = job["counts"]["errors"]
+    assert error.startswith(f"{deals['Two']['id']}: contact_id: ") and x_ext in error
+    one, two = (world.hs.state.records["deals"][int(deal_links[deals[n]["id"]])] for n in ("One", "Two"))
+    assert set(world.hs.state.associations_of("deals", one.id, "contacts")) == {int(y_ext)}
+    assert set(world.hs.state.associations_of("deals", two.id, "contacts")) == {int(z_ext)}   # kept
+    assert (one.props["amount"], two.props["amount"]) == ("10", "20")
+    log = world.hs.app.log
+    sent = log.by_endpoint["POST /crm/v4/associations/{from}/{to}/batch/create"]
+    again = world.sync()
+    assert again["status"] == "succeeded" and not again["counts"].get("errors"), again
+    assert log.by_endpoint["POST /crm/v4/associations/{from}/{to}/batch/create"] == sent
+    assert next(d for d in world.rows("deal") if d["name"] == "Two")["contact_id"] == x   # the local edit stays

@@ -105,3 +105,12 @@ def test_doctor_with_a_broker_sees_the_workers(worker_env, celery_worker):
     assert services["broker"]["status"] == "ok"
     assert celery_worker.hostname in services["workers"]["data"]["workers"]
     assert report["configs"] == [] and code == 0
+
+
+def test_doctor_reports_a_crm_500_as_unavailable_not_as_refused_credentials(crmsync_env, db_url, hubspot_sandbox):
+    _, config_id = _config(db_url, hubspot_sandbox)
+    hubspot_sandbox.configure(faults={"error_rate": 1.0, "error_statuses": [500]})
+    code, report, _ = doctor(config_id)
+    credentials = checks(report, config_id)["credentials"]
+    assert credentials["status"] == "fail" and code == 1
+    assert "unavailable" in credentials["detail"] and "refused" not in credentials["detail"]

@@ -204,3 +204,23 @@ def test_two_dispatchers_racing_dispatch_each_config_exactly_once(db_url, parked
     assert per_config == {cid: 1 for cid in due}
     started = [args[0] for _, args in parked_broker("syncs")]
     assert sorted(started) == sorted(dispatched)
+
+
+def test_sweep_leaves_a_live_inline_run_alone_and_takes_over_a_dead_one(db_url, parked_broker):
+    from crmsync.sync.jobs import WORKERS
+    now = utcnow()
+    with session_scope(db_url) as s:
+        tenant = make_tenant(s)
+        live_cfg, dead_cfg = make_config(s, tenant), make_config(s, tenant)
+        live = _job(s, live_cfg, lease_owner="inline elsewhere 1", lease_expires_at=now + timedelta(seconds=30))
+        _step(s, live, "contact", age=120)          # a long unit of a process that still beats
+        dead = _job(s, dead_cfg, lease_owner="inline elsewhere 2", lease_expires_at=now - timedelta(seconds=1))
+        dead_step = _step(s, dead, "contact", age=120)
+        ids = (live.id, dead.id, dead_step.id)
+    with session_scope(db_url) as s:
+        assert sweep_outbox(s, now=now)["steps"] == 1
+    assert parked_broker("syncs") == [("crmsync.sync.run_step", [ids[2]])]
+    with session_scope(db_url) as s:
+        assert s.get(SyncJob, ids[0]).lease_owner == "inline elsewhere 1"
+        taken = s.get(SyncJob, ids[1])
+        assert taken.lease_owner == WORKERS and taken.lease_expires_at > now

@@ -17,9 +17,16 @@ def run_migrations_online() -> None:
     with engine.connect() as conn:
         _run(conn)
         conn.commit()
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")  # the connection goes back to the pool
 
 
 def _run(connection) -> None:
+    if connection.dialect.name == "sqlite":
+        # A batch migration rebuilds a table: with foreign keys on, dropping the old copy would
+        # run its ON DELETE actions on the rows that point at it (alembic's batch docs). Set
+        # before the first write, when SQLite still accepts it.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
     context.configure(connection=connection, target_metadata=target_metadata, compare_type=True,
                       render_as_batch=connection.dialect.name == "sqlite")
     with context.begin_transaction():

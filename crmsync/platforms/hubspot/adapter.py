@@ -34,11 +34,11 @@ from crmsync.platforms.base import (
     WebhookRequest,
     WriteResult,
 )
-from crmsync.platforms.errors import NotFound, PlatformError, ValidationError
+from crmsync.platforms.errors import Conflict, NotFound, PlatformError, ValidationError
 
 from . import mapping as m
 from . import webhooks
-from .client import DEFAULT_LOOKBACK, HubSpotClient
+from .client import HubSpotClient, search_lookback
 from .errors import PLATFORM
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class HubSpotAdapter(Adapter):
     def __init__(self, *, credentials: dict, base_url: str | None = None, account_id: str | None = None,
                  field_mappings: Mapping[str, str] | None = None, budget: Any = None, wait: bool = True,
                  save_credentials: Callable[[dict], None] | None = None, cache: Any = None,
-                 redis_client: Any = None, lookback: timedelta = DEFAULT_LOOKBACK,
+                 redis_client: Any = None, lookback: timedelta | None = None,
                  marker_property: str | None = MARKER_PROPERTY, tenant_id: str | None = None,
                  client: HubSpotClient | None = None):
         super().__init__(credentials=credentials, base_url=base_url, account_id=account_id,
@@ -84,7 +84,8 @@ class HubSpotAdapter(Adapter):
             time_zone=(credentials or {}).get("time_zone"),
             limit_overrides=(credentials or {}).get("rate_limits"))
         self.cache = cache if cache is not None else MetadataCache(redis_client)
-        self.lookback = lookback
+        # CRMSYNC_SEARCH_LOOKBACK_SECONDS: how far before the checkpoint an incremental search starts.
+        self.lookback = lookback if lookback is not None else search_lookback()
         self.marker_property = marker_property
         self.tenant_id = tenant_id
 
@@ -116,9 +117,6 @@ class HubSpotAdapter(Adapter):
         return self.cache.get_or_load(self._meta_key(f"pipelines:{object_type}"),
                                       lambda: self.client.get_pipelines(object_type), METADATA_TTL)
 
-    def owners(self) -> list[dict]:
-        return self.cache.get_or_load(self._meta_key("owners"), self.client.get_owners, METADATA_TTL)
-
     def _writable(self, object_type: str) -> set[str] | None:
         defs = self.properties(object_type)
         if not defs:
@@ -146,16 +144,20 @@ class HubSpotAdapter(Adapter):
 
     def ensure_marker_property(self, object_type: str) -> bool:
         """Create the unique `crmsync_id` property on an object type (needs the schema scope).
-        Not called implicitly: adding a property to a customer's portal is their decision."""
+        Not called implicitly: adding a property to a customer's portal is their decision.
+        It goes in the type's default group ("contactinformation", ...) when the portal has it,
+        else its first group; a 409 means it exists already, which is what we want."""
         if not self.marker_property or self._has_marker(object_type):
             return bool(self.marker_property)
-        group = {"contacts": "contactinformation", "companies": "companyinformation",
-                 "deals": "dealinformation"}.get(object_type, "engagement")
         try:
+            groups = [g["name"] for g in self.client.get_property_groups(object_type)]
+            preferred = f"{m.SINGULAR[object_type]}information"
             self.client.create_property(object_type, {
                 "name": self.marker_property, "label": "crmsync id", "type": "string", "fieldType": "text",
-                "groupName": group, "hasUniqueValue": True,
+                "groupName": preferred if preferred in groups or not groups else groups[0], "hasUniqueValue": True,
                 "description": "Local id of the record in crmsync; lets a retried create find its record."})
+        except Conflict:
+            pass
         except PlatformError as exc:
             log.warning("could not create %s on %s: %s", self.marker_property, object_type, exc)
             return False
@@ -362,43 +364,58 @@ class HubSpotAdapter(Adapter):
                       for n in positions]
             items = self.client.batch_update(object_type, inputs)
             moved = [n for n, item in zip(positions, items) if item.ok and records[n].associations]
-            current = self._sync_associations(entity, object_type, [records[n] for n in moved])
+            current, refused = self._sync_associations(entity, object_type, [records[n] for n in moved])
             for n, item in zip(positions, items):
                 rec = records[n]
                 if item.ok:
                     assoc = current.get(str(item.object["id"]))
                     remote = self.to_remote_record(entity, object_type, item.object, assoc)
-                    results[n] = WriteResult(rec.local_id, rec.external_id, remote)
+                    results[n] = WriteResult(rec.local_id, rec.external_id, remote,
+                                             association_errors=refused.get(str(item.object["id"]), {}))
                 else:
                     results[n] = WriteResult(rec.local_id, rec.external_id, error=item.error)
         return results  # type: ignore[return-value]
 
-    def _sync_associations(self, entity: str, object_type: str, records: list[OutboundRecord]) -> dict[str, dict]:
-        """Make each record's associations of the given kinds point where the local record says:
-        drop the old target, add the new one. Returns the resulting association map by id."""
+    def _sync_associations(self, entity: str, object_type: str, records: list[OutboundRecord]
+                           ) -> tuple[dict[str, dict], dict[str, dict[str, PlatformError]]]:
+        """Make each record's associations of the given kinds point where the local record says,
+        with one v4 batch per target type: add the new targets, then drop the old ones of the
+        pairs that were made. A pair HubSpot refuses (207: the target is gone) keeps the old
+        association and is returned as that record's error.
+        Returns (the resulting association map by id, {id: {field: error}})."""
         if not records:
-            return {}
+            return {}, {}
         ids = [split_external_id(entity, r.external_id)[1] for r in records]
         before, _ = self._association_map(entity, object_type, ids)
         targets = m.association_targets(entity)
-        after: dict[str, dict] = {}
+        after = {raw: dict(before.get(raw, {})) for raw in ids}
+        moves: dict[str, list[tuple[str, str, str | None, str | None]]] = {}   # field -> (id, name, old, new)
         for rec, raw in zip(records, ids):
-            now = dict(before.get(raw, {}))
             for name, wanted in rec.associations.items():
                 if name not in targets:
                     continue
-                target, old = targets[name], now.get(name)
+                old = after[raw].get(name)
                 wanted = None if wanted in (None, "") else str(wanted)
-                if old == wanted:
+                if old != wanted:
+                    moves.setdefault(name, []).append((raw, name, old, wanted))
+        refused: dict[str, dict[str, PlatformError]] = {}
+        for name, changes in moves.items():
+            target = targets[name]
+            adds = [(raw, new) for raw, _, _, new in changes if new is not None]
+            errors = dict(zip(adds, self.client.associate_many(
+                object_type, target, adds, m.ASSOCIATION_TYPE_IDS[(object_type, target)]))) if adds else {}
+            drops = []
+            for raw, _, old, new in changes:
+                err = errors.get((raw, new)) if new is not None else None
+                if err is not None:
+                    refused.setdefault(raw, {})[name] = err
                     continue
                 if old is not None:
-                    self.client.dissociate(object_type, raw, target, old)
-                if wanted is not None:
-                    self.client.associate(object_type, raw, target, wanted,
-                                          m.ASSOCIATION_TYPE_IDS[(object_type, target)])
-                now[name] = wanted
-            after[raw] = now
-        return after
+                    drops.append((raw, old))
+                after[raw][name] = new
+            if drops:
+                self.client.dissociate_many(object_type, target, drops)
+        return after, refused
 
     def archive_many(self, entity: str, external_ids: list[str]) -> list[WriteResult]:
         by_type: dict[str, list[str]] = {}
@@ -462,8 +479,10 @@ class HubSpotAdapter(Adapter):
     # --- webhooks ----------------------------------------------------------------------------
 
     @classmethod
-    def verify_webhook(cls, request: WebhookRequest, secret: str, *, now: datetime | None = None) -> None:
-        webhooks.verify(request, secret, now=now)
+    def verify_webhook(cls, request: WebhookRequest, secret: str, *, now: datetime | None = None,
+                       max_age_seconds: float = webhooks.MAX_AGE_SECONDS, legacy_signatures: bool = False) -> None:
+        webhooks.verify(request, secret, now=now, max_age_seconds=max_age_seconds,
+                        legacy_signatures=legacy_signatures)
 
     @classmethod
     def parse_webhook(cls, body: bytes) -> list[WebhookEvent]:
@@ -471,7 +490,12 @@ class HubSpotAdapter(Adapter):
 
     @classmethod
     def webhook_accounts(cls, body: bytes) -> list[str | None]:
-        return [str(raw["portalId"]) for raw in webhooks.checked_events(body)]
+        return [webhooks.portal_id(raw["portalId"]) for raw in webhooks.checked_events(body)]
+
+    @classmethod
+    def webhook_signers(cls, body: bytes) -> set[str]:
+        """The portals whose secrets sign a delivery (one endpoint serves every portal)."""
+        return webhooks.signing_portals(body)
 
 
 _PRIMARY_TYPE_IDS = {1, 2, 5, 6}

@@ -44,6 +44,13 @@ DEFAULT_LOOKBACK = timedelta(minutes=5)
 INTERVAL_HEADER = "X-HubSpot-RateLimit-Interval-Milliseconds"
 
 
+def search_lookback() -> timedelta:
+    """CRMSYNC_SEARCH_LOOKBACK_SECONDS (DEFAULT_LOOKBACK unless set): the search index shows writes
+    late, so an incremental listing starts this long before its checkpoint."""
+    from crmsync.settings import get_settings
+    return timedelta(seconds=get_settings().search_lookback_seconds)
+
+
 @dataclass
 class BatchItem:
     """The outcome of one input of a batch call, at the input's position."""
@@ -140,20 +147,15 @@ class HubSpotClient(CRMClient):
     def get_properties(self, object_type: str) -> list[dict]:
         return self.request("GET", f"/crm/v3/properties/{object_type}").get("results", [])
 
+    def get_property_groups(self, object_type: str) -> list[dict]:
+        return self.request("GET", f"/crm/v3/properties/{object_type}/groups").get("results", [])
+
     def create_property(self, object_type: str, definition: dict) -> dict:
-        return self.request("POST", f"/crm/v3/properties/{object_type}", json=definition)
+        """POST /crm/v3/properties/{objectType}; a name already taken is a `Conflict` (409)."""
+        return self.request("POST", f"/crm/v3/properties/{object_type}", json=definition, entity=object_type)
 
     def get_pipelines(self, object_type: str = "deals") -> list[dict]:
         return self.request("GET", f"/crm/v3/pipelines/{object_type}").get("results", [])
-
-    def get_owners(self) -> list[dict]:
-        owners, after = [], None
-        while True:
-            body = self.request("GET", "/crm/v3/owners", params={"limit": 100, **({"after": after} if after else {})})
-            owners.extend(body.get("results", []))
-            after = ((body.get("paging") or {}).get("next") or {}).get("after")
-            if not after:
-                return owners
 
     # --- single-object calls ---------------------------------------------------------------
 
@@ -198,17 +200,6 @@ class HubSpotClient(CRMClient):
     def archive_object(self, object_type: str, object_id: str) -> None:
         self.request("DELETE", f"/crm/v3/objects/{object_type}/{quote(str(object_id), safe='')}",
                      entity=object_type, external_id=str(object_id))
-
-    def associate(self, from_type: str, from_id: str, to_type: str, to_id: str, type_id: int) -> None:
-        """Add one HUBSPOT_DEFINED association (v4 labelled PUT)."""
-        self.request("PUT", f"/crm/v4/objects/{from_type}/{from_id}/associations/{to_type}/{to_id}",
-                     json=[{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}],
-                     entity=from_type, external_id=str(from_id))
-
-    def dissociate(self, from_type: str, from_id: str, to_type: str, to_id: str) -> None:
-        """Remove every association between two records (v4)."""
-        self.request("DELETE", f"/crm/v4/objects/{from_type}/{from_id}/associations/{to_type}/{to_id}",
-                     entity=from_type, external_id=str(from_id))
 
     # --- search ----------------------------------------------------------------------------
 
@@ -429,6 +420,48 @@ class HubSpotClient(CRMClient):
         for _, chunk in _chunks([str(i) for i in ids], BATCH_LIMIT):
             self.request("POST", f"/crm/v3/objects/{object_type}/batch/archive",
                          json={"inputs": [{"id": i} for i in chunk]}, safe=True, entity=object_type)
+
+    def associate_many(self, from_type: str, to_type: str, pairs: list[tuple[str, str]],
+                       type_id: int) -> list[PlatformError | None]:
+        """v4 batch/create of one HUBSPOT_DEFINED type for (from id, to id) pairs, 100 a call:
+        one entry per pair, None when it was made. HubSpot answers a batch with some bad pairs
+        (an unknown id) with 207 and errors[] naming them; the good ones are made."""
+        out: list[PlatformError | None] = []
+        for _, chunk in _chunks([(str(a), str(b)) for a, b in pairs], BATCH_LIMIT):
+            spec = [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}]
+            resp = self.request("POST", f"/crm/v4/associations/{from_type}/{to_type}/batch/create",
+                                json={"inputs": [{"from": {"id": a}, "to": {"id": b}, "types": spec}
+                                                 for a, b in chunk]},
+                                safe=True, entity=from_type)  # adding an existing association changes nothing
+            made = {(str(r.get("fromObjectId")), str(r.get("toObjectId"))) for r in resp.get("results") or []}
+            failed: dict[tuple[str, str], PlatformError] = {}
+            for error in resp.get("errors") or []:
+                ctx = error.get("context") or {}
+                for a in ctx.get("fromObjectId") or []:
+                    for b in ctx.get("toObjectId") or []:
+                        failed[(str(a), str(b))] = batch_item_error(
+                            {**error, "message": f"association to {to_type} {b}: {error.get('message')}"},
+                            entity=from_type, external_id=str(a))
+            for a, b in chunk:
+                if (a, b) in made:
+                    out.append(None)
+                else:
+                    out.append(failed.get((a, b)) or batch_item_error(
+                        {"category": "OBJECT_NOT_FOUND", "message": f"{from_type} {a} to {to_type} {b} "
+                                                                    "not in the batch create results"},
+                        entity=from_type, external_id=a))
+        return out
+
+    def dissociate_many(self, from_type: str, to_type: str, pairs: list[tuple[str, str]]) -> None:
+        """v4 batch/archive: remove every association of each (from id, to id) pair; a pair that
+        is not there (either record gone) is a no-op, as HubSpot's 204 says."""
+        grouped: dict[str, list[str]] = {}
+        for a, b in pairs:
+            grouped.setdefault(str(a), []).append(str(b))
+        inputs = [{"from": {"id": a}, "to": [{"id": b} for b in targets]} for a, targets in grouped.items()]
+        for _, chunk in _chunks(inputs, BATCH_LIMIT):
+            self.request("POST", f"/crm/v4/associations/{from_type}/{to_type}/batch/archive",
+                         json={"inputs": chunk}, safe=True, entity=from_type)
 
     def read_associations(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, list[dict]]:
         """v4 batch read: {from id: [{"toObjectId", "associationTypes": [...]}, ...]}; ids without

@@ -2,11 +2,14 @@
 
 v3 (X-HubSpot-Signature-v3 + X-HubSpot-Request-Timestamp in ms): base64 HMAC-SHA256 keyed by
 the app secret over METHOD + URI + raw body + timestamp, where the URI has only HubSpot's short
-list of percent-encodings decoded. Timestamps older than 5 minutes are refused (replay), and
-so are timestamps more than a minute ahead (a clock that far off is not HubSpot's).
+list of percent-encodings decoded. Timestamps older than 5 minutes are refused (replay; HubSpot's
+"reject the request if the timestamp is older than 5 minutes"; CRMSYNC_WEBHOOK_TOLERANCE_SECONDS
+can narrow the window), and so are timestamps more than a minute ahead (a clock that far off is
+not HubSpot's).
 v1/v2 (X-HubSpot-Signature + X-HubSpot-Signature-Version): hex SHA-256 of secret + body (v1) or
-secret + METHOD + URI + body (v2). They carry no timestamp, so they cannot be checked for
-freshness; v3 is preferred whenever the request carries it.
+secret + METHOD + URI + body (v2). They carry no timestamp, so a captured delivery stays valid
+forever: they are refused unless the caller allows them (a config of an app that cannot sign
+with v3). HubSpot sends v3 alongside v1, and a request carrying v3 is judged by v3 alone.
 
 Event identity: HubSpot retries a delivery with the same `eventId` and a higher
 `attemptNumber`, and says eventId alone is "not guaranteed to be unique", so `event_key` is
@@ -70,8 +73,10 @@ def signature_v2(secret: str, method: str, uri: str, body: bytes) -> str:
     return hashlib.sha256(secret.encode() + method.upper().encode() + uri.encode() + body).hexdigest()
 
 
-def verify(request: WebhookRequest, secret: str, *, now: datetime | None = None) -> str:
-    """Raise WebhookRejected(401) unless authentic (and, for v3, fresh); returns the version checked."""
+def verify(request: WebhookRequest, secret: str, *, now: datetime | None = None,
+           max_age_seconds: float = MAX_AGE_SECONDS, legacy_signatures: bool = False) -> str:
+    """Raise WebhookRejected(401) unless authentic and fresh (v3), or authentic by v1/v2 when
+    `legacy_signatures` allows them; returns the version checked."""
     if not secret:
         raise _reject("no webhook secret is configured")
     headers = {str(k).lower(): str(v) for k, v in (request.headers or {}).items()}
@@ -83,8 +88,8 @@ def verify(request: WebhookRequest, secret: str, *, now: datetime | None = None)
             raise _reject("missing or malformed X-HubSpot-Request-Timestamp")
         now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
         age_ms = now_ms - int(stamp)
-        if age_ms > MAX_AGE_SECONDS * 1000:
-            raise _reject("webhook timestamp is older than 5 minutes")
+        if age_ms > min(max_age_seconds, MAX_AGE_SECONDS) * 1000:
+            raise _reject(f"webhook timestamp is older than {min(max_age_seconds, MAX_AGE_SECONDS):g} seconds")
         if -age_ms > MAX_SKEW_AHEAD_SECONDS * 1000:
             raise _reject("webhook timestamp is in the future")
         expected = signature_v3(secret, request.method, request.url, body, stamp)
@@ -94,6 +99,8 @@ def verify(request: WebhookRequest, secret: str, *, now: datetime | None = None)
     given = headers.get("x-hubspot-signature")
     if given is None:
         raise _reject("webhook carries no HubSpot signature")
+    if not legacy_signatures:
+        raise _reject("webhook carries no v3 signature; v1/v2 signatures have no timestamp and are not accepted")
     version = headers.get("x-hubspot-signature-version", "v1").strip().lower()
     if version == "v1":
         expected = signature_v1(secret, body)
@@ -128,12 +135,48 @@ def _when(ms: Any) -> datetime | None:
         return None
 
 
-def checked_events(body: bytes) -> list[dict]:
-    """The delivery's events as sent, refused (400) unless each has what `parse` relies on."""
+def _json(body: bytes) -> Any:
     try:
-        data = strict_json(body)
+        return strict_json(body)
     except (ValueError, UnicodeDecodeError) as err:
         raise WebhookRejected(f"webhook body is not JSON ({err})", http_status=400, platform=PLATFORM) from None
+
+
+def signing_portals(body: bytes) -> set[str]:
+    """The portals whose app secrets must sign this delivery: all that is read of it before the
+    signature is checked. The events themselves are checked (`checked_events`) only after."""
+    data = _json(body)
+    if not isinstance(data, list):
+        raise WebhookRejected("webhook body must be a JSON array of events", http_status=400, platform=PLATFORM)
+    portals = set()
+    for n, event in enumerate(data):
+        if isinstance(event, dict) and "portalId" in event:
+            portal = portal_id(event["portalId"])
+            if portal is None:
+                raise WebhookRejected(f"event {n}: portalId must be a positive whole number", http_status=400,
+                                      platform=PLATFORM)
+            portals.add(portal)
+    if not portals:
+        raise WebhookRejected("no event names a HubSpot portal (portalId)", http_status=400, platform=PLATFORM)
+    return portals
+
+
+def portal_id(value: Any) -> str | None:
+    """A HubSpot account id (a positive integer; sent as a JSON number) as text, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():   # 42.0 is an integer to JSON Schema too
+        value = int(value)
+    if isinstance(value, int):
+        return str(value) if value > 0 else None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and int(value) > 0:
+        return str(int(value))
+    return None
+
+
+def checked_events(body: bytes) -> list[dict]:
+    """The delivery's events as sent, refused (400) unless each has what `parse` relies on."""
+    data = _json(body)
     if not isinstance(data, list):
         raise WebhookRejected("webhook body must be a JSON array of events", http_status=400, platform=PLATFORM)
     if len(data) > MAX_EVENTS:
@@ -144,9 +187,9 @@ def checked_events(body: bytes) -> list[dict]:
             raise WebhookRejected(f"event {n} is not an object", http_status=400, platform=PLATFORM)
         subscription = raw.get("subscriptionType") or raw.get("eventType")
         if (not isinstance(subscription, str) or "." not in subscription or raw.get("objectId") is None
-                or raw.get("portalId") in (None, "") or raw.get("eventId") is None):
+                or portal_id(raw.get("portalId")) is None or raw.get("eventId") is None):
             missing = [k for k, v in (("subscriptionType", subscription), ("objectId", raw.get("objectId")),
-                                      ("portalId", raw.get("portalId") or None), ("eventId", raw.get("eventId")))
+                                      ("portalId", portal_id(raw.get("portalId"))), ("eventId", raw.get("eventId")))
                        if v is None]
             raise WebhookRejected(f"event {n} lacks {', '.join(missing) or 'a valid subscriptionType'}",
                                   http_status=400, platform=PLATFORM)
@@ -176,7 +219,7 @@ def _event(raw: dict) -> WebhookEvent:
     key = ":".join(str(p) for p in (subscription, raw.get("objectTypeId") or "", raw["objectId"],
                                     raw["eventId"], raw.get("occurredAt") or ""))
     return WebhookEvent(
-        platform=PLATFORM, account_id=str(raw["portalId"]), event_key=key, entity=entity, action=action,
+        platform=PLATFORM, account_id=portal_id(raw["portalId"]), event_key=key, entity=entity, action=action,
         external_id=_external_id(object_type, object_id), occurred_at=_when(raw.get("occurredAt")),
         property_name=raw.get("propertyName"), property_value=raw.get("propertyValue"),
         merged_ids=merged, payload=raw)

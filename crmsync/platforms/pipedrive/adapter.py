@@ -358,7 +358,9 @@ class PipedriveAdapter(Adapter):
 
     # ------------------------------------------------------------------ webhooks
     @classmethod
-    def verify_webhook(cls, request: WebhookRequest, secret: str, *, now: datetime | None = None) -> None:
+    def verify_webhook(cls, request: WebhookRequest, secret: str, *, now: datetime | None = None,
+                       max_age_seconds: float = 300, legacy_signatures: bool = False) -> None:
+        # HTTP Basic carries no timestamp and has no versions: both options have nothing to act on.
         verify_basic_auth(request, secret)
 
     @classmethod

@@ -172,16 +172,17 @@ def parse_time(value: Any) -> datetime | None:
         return None
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, UTC)
     text = str(value).strip().replace(" ", "T", 1)
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     try:
+        if isinstance(value, (int, float)):
+            return datetime.fromtimestamp(value, UTC)
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
+        # Not a time, or one outside the years 1-9999 once in UTC (9999-12-31T23:59:59-12:00).
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def format_time(value: datetime) -> str:

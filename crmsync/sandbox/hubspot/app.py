@@ -1,8 +1,10 @@
-"""The HubSpot sandbox WSGI app: CRM v3 objects, batch, search, merge, associations v4, properties,
-pipelines, account info, OAuth, rate limits, faults, webhooks and the ``/_sandbox/`` admin API."""
+"""The HubSpot sandbox WSGI app: CRM v3 objects, batch, search, merge, associations v4 (batches partial,
+per input), properties (read, create, groups), pipelines (deals, tickets), account info, OAuth, rate
+limits, faults, webhooks and the ``/_sandbox/`` admin API. No owners API: nothing in crmsync calls it."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 import time
@@ -431,10 +433,22 @@ class HubSpotApp:
             self._limits(kind, False, headers)
             op = "/".join(segs[6:])
             return (*self._v4_batch(req, segs[3], segs[4], op), "/crm/v4/associations/{from}/{to}/batch/" + op)
-        if n >= 4 and segs[:3] == ["crm", "v3", "properties"] and m == "GET":
-            kind = self._auth(req)
-            self._limits(kind, False, headers)
-            return (*self._properties(segs[3], segs[4] if n > 4 else None), "/crm/v3/properties/{type}")
+        if n >= 4 and segs[:3] == ["crm", "v3", "properties"]:
+            base = "/crm/v3/properties/{type}"
+            if n in (5, 6) and segs[4] == "groups" and m == "GET":
+                kind = self._auth(req)
+                self._limits(kind, False, headers)
+                return (*self._property_groups(segs[3], segs[5] if n == 6 else None),
+                        base + ("/groups/{groupName}" if n == 6 else "/groups"))
+            if n == 4 and m == "POST":
+                kind = self._auth(req)
+                self._limits(kind, False, headers)
+                return (*self._create_property(req, segs[3]), base)
+            if n <= 5 and m == "GET":
+                kind = self._auth(req)
+                self._limits(kind, False, headers)
+                return (*self._properties(segs[3], segs[4] if n > 4 else None),
+                        base + ("/{propertyName}" if n > 4 else ""))
         if n >= 4 and segs[:3] == ["crm", "v3", "pipelines"] and m == "GET":
             kind = self._auth(req)
             self._limits(kind, False, headers)
@@ -459,7 +473,7 @@ class HubSpotApp:
     def _names(self, type_: ot.ObjectType, requested: list[str] | None) -> tuple:
         if not requested:
             return type_.defaults
-        defs = ot.PROPERTIES[type_.name]
+        defs = self.state.property_defs(type_.name)
         names = {p for p in requested if p in defs or p == "hs_object_id"}  # unknown names are omitted
         names |= {type_.created_prop, type_.modified_prop, "hs_object_id"}
         return tuple(sorted(names))
@@ -478,7 +492,7 @@ class HubSpotApp:
             pieces = serialised(rec)
             props, tail = pieces["props"], pieces["tail"]
             if null_mode:
-                defs = ot.PROPERTIES[rec.type.name]
+                defs = self.state.property_defs(rec.type.name)
                 parts = [props[n] if n in props else _null_property(n) for n in names if n in props or n in defs]
             else:
                 parts = [props[name] for name in names if name in props]
@@ -486,7 +500,7 @@ class HubSpotApp:
             cache[key] = data
             return data
         props_src, created, updated = view
-        defs = ot.PROPERTIES[rec.type.name]
+        defs = self.state.property_defs(rec.type.name)
         props = {}
         for name in names:
             v = props_src.get(name)
@@ -884,26 +898,47 @@ class HubSpotApp:
                 out["errors"] = errors
             return (207 if errors else 200), out
         if op in ("create", "associate/default"):
-            results = []
+            # Each input stands alone: an unknown id or a bad type fails that pair only, with a
+            # StandardError naming both ids; the others are made. batch/create answers 201, or 207
+            # with errors[]; associate/default declares only 200 in the associations v4 spec, its
+            # body carrying the same errors[] (the official client maps no other status for it).
+            if ot.ASSOC.get((frm.name, to.name)) is None:
+                raise validation(f"{frm.singular} to {to.singular} associations are not supported")
+            parsed = []
             for inp in inputs:
                 try:
                     a_raw, b_raw = str(inp["from"]["id"]), str(inp["to"]["id"])
-                except (KeyError, TypeError):
-                    raise validation("each input needs from.id and to.id") from None
-                if op == "create":
-                    type_ids = [int(t["associationTypeId"]) for t in inp.get("types") or []]
-                    a, b = st.associate(frm, a_raw, to, b_raw, type_ids or None)
-                    pair = ot.ASSOC[(frm.name, to.name)]
-                    results.append({"fromObjectTypeId": frm.type_id, "fromObjectId": str(a.id),
-                                    "toObjectTypeId": to.type_id, "toObjectId": str(b.id),
-                                    "labels": ["Primary"] if pair.primary in type_ids else []})
-                else:
-                    a, b = st.associate(frm, a_raw, to, b_raw, None)
-                    results.append({"from": {"id": str(a.id)}, "to": {"id": str(b.id)}, "associationSpec": {
-                        "associationCategory": "HUBSPOT_DEFINED",
-                        "associationTypeId": ot.ASSOC[(frm.name, to.name)].unlabeled}})
+                    type_ids = [int(t["associationTypeId"]) for t in inp.get("types") or []] if op == "create" else []
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    raise validation("each input needs from.id and to.id (and types[].associationTypeId "
+                                     "on create)") from None
+                parsed.append((a_raw, b_raw, type_ids))
+            results, errors = [], []
+            pair = ot.ASSOC[(frm.name, to.name)]
+            with st.lock:
+                for a_raw, b_raw, type_ids in parsed:
+                    try:
+                        a, b = st.associate(frm, a_raw, to, b_raw, type_ids or None)
+                    except ApiError as exc:
+                        errors.append({"status": "error", "category": exc.category, "message": exc.message,
+                                       "context": {**(exc.context or {}), "fromObjectId": [a_raw],
+                                                   "toObjectId": [b_raw]},
+                                       "errors": exc.errors or [], "links": {}})
+                        continue
+                    if op == "create":
+                        results.append({"fromObjectTypeId": frm.type_id, "fromObjectId": str(a.id),
+                                        "toObjectTypeId": to.type_id, "toObjectId": str(b.id),
+                                        "labels": ["Primary"] if pair.primary in type_ids else []})
+                    else:
+                        results.append({"from": {"id": str(a.id)}, "to": {"id": str(b.id)}, "associationSpec": {
+                            "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": pair.unlabeled}})
             out = {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": _ts()}
-            return (201 if op == "create" else 200), out
+            if errors:
+                out["numErrors"] = len(errors)
+                out["errors"] = errors
+            if op == "create":
+                return (207 if errors else 201), out
+            return 200, out
         if op in ("archive", "labels/archive"):
             for inp in inputs:
                 a_raw = str((inp or {}).get("from", {}).get("id", ""))
@@ -917,9 +952,9 @@ class HubSpotApp:
         raise ApiError(404, "OBJECT_NOT_FOUND", "resource not found")
 
     # ----- metadata ------------------------------------------------------------------------------
-    def _property_json(self, d: ot.PropertyDef, i: int) -> dict:
+    def _property_json(self, type_name: str, d: ot.PropertyDef, i: int) -> dict:
         out = {"name": d.name, "label": d.label, "type": d.type, "fieldType": d.field_type,
-               "description": "", "groupName": f"{d.group}", "displayOrder": i,
+               "description": "", "groupName": ot.group_name(type_name, d.group), "displayOrder": i,
                "options": [{"label": o.replace("_", " ").title(), "value": o, "hidden": False, "displayOrder": j}
                            for j, o in enumerate(d.options)],
                "calculated": False, "externalOptions": False, "hasUniqueValue": d.unique, "hidden": False,
@@ -938,31 +973,93 @@ class HubSpotApp:
     def _properties(self, type_raw: str, name: str | None):
         type_ = ot.lookup(type_raw)
         self._check_type(type_, type_raw)
-        defs = list(ot.PROPERTIES[type_.name].values())
+        defs = list(self.state.property_defs(type_.name).values())
         if name is None:
-            return 200, {"results": [self._property_json(d, i) for i, d in enumerate(defs)]}
+            return 200, {"results": [self._property_json(type_.name, d, i) for i, d in enumerate(defs)]}
         for i, d in enumerate(defs):
             if d.name == name:
-                return 200, self._property_json(d, i)
+                return 200, self._property_json(type_.name, d, i)
         raise ApiError(404, "OBJECT_NOT_FOUND", f"Unable to find property {name}", context={"propertyName": [name]})
 
-    def _pipeline_json(self, pid: str) -> dict:
-        label, stages = ot.PIPELINES[pid]
+    def _property_groups(self, type_raw: str, group: str | None):
+        type_ = ot.lookup(type_raw)
+        self._check_type(type_, type_raw)
+        groups = [{"name": ot.group_name(type_.name, g), "label": label, "displayOrder": i, "archived": False}
+                  for i, (g, label) in enumerate(ot.property_groups(self.state.property_defs(type_.name).values()))]
+        if group is None:
+            return 200, {"results": groups}
+        for g in groups:
+            if g["name"] == group:
+                return 200, g
+        raise ApiError(404, "OBJECT_NOT_FOUND", f"Unable to find property group {group}",
+                       context={"groupName": [group]})
+
+    _PROPERTY_TYPES = ("bool", "date", "datetime", "enumeration", "number", "phone_number", "string")
+    _FIELD_TYPES = ("booleancheckbox", "calculation_equation", "checkbox", "date", "file", "html", "number",
+                    "phonenumber", "radio", "select", "text", "textarea")
+
+    def _create_property(self, req: Request, type_raw: str):
+        """POST /crm/v3/properties/{objectType}: PropertyCreate's required name, label, type,
+        fieldType and groupName (an existing group), the enums the spec lists, options for an
+        enumeration; 409 when the name is taken."""
+        type_ = ot.lookup(type_raw)
+        self._check_type(type_, type_raw)
+        body = req.json()
+        if not isinstance(body, dict):
+            raise validation("Invalid input JSON: expected a PropertyCreate object")
+        missing = [k for k in ("name", "label", "type", "fieldType", "groupName")
+                   if not isinstance(body.get(k), str) or not body[k].strip()]
+        if missing:
+            raise validation(f"Missing required field(s): {', '.join(missing)}",
+                             context={"missingFields": missing})
+        name, ptype, ftype = body["name"], body["type"], body["fieldType"]
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise validation(f"Property name {name!r} must start with a lowercase letter and hold only lowercase "
+                             "letters, digits and underscores", context={"name": [name]})
+        if ptype not in self._PROPERTY_TYPES:
+            raise validation(f"type {ptype!r} is not one of {list(self._PROPERTY_TYPES)}", context={"type": [ptype]})
+        if ftype not in self._FIELD_TYPES:
+            raise validation(f"fieldType {ftype!r} is not one of {list(self._FIELD_TYPES)}",
+                             context={"fieldType": [ftype]})
+        groups = {ot.group_name(type_.name, g): g
+                  for g, _ in ot.property_groups(self.state.property_defs(type_.name).values())}
+        if body["groupName"] not in groups:
+            raise validation(f"Property group {body['groupName']} does not exist", context={"groupName": [body["groupName"]]})
+        options = body.get("options") or []
+        if ptype == "enumeration" and not options:
+            raise validation("options are required for an enumeration property", context={"options": []})
+        try:
+            values = tuple(str(o["value"]) for o in options)
+        except (KeyError, TypeError):
+            raise validation("each option needs a value") from None
+        d = ot.PropertyDef(name, body["label"], ptype, ftype, groups[body["groupName"]], values,
+                           hubspot_defined=False, unique=bool(body.get("hasUniqueValue")))
+        self.state.create_property(type_.name, d)
+        return 201, self._property_json(type_.name, d, len(self.state.property_defs(type_.name)) - 1)
+
+    @staticmethod
+    def _pipeline_json(pipelines: dict, pid: str) -> dict:
+        label, stages = pipelines[pid]
         ts = "2024-01-01T00:00:00.000Z"
+        tickets = pipelines is ot.TICKET_PIPELINES
         return {"id": pid, "label": label, "displayOrder": 0, "archived": False, "createdAt": ts, "updatedAt": ts,
                 "stages": [{"id": s.id, "label": s.label, "displayOrder": i, "archived": False, "createdAt": ts,
                             "updatedAt": ts, "writePermissions": "CRM_PERMISSIONS_ENFORCEMENT",
-                            "metadata": {"isClosed": "true" if s.closed else "false", "probability": s.probability}}
+                            # deals carry probability, tickets ticketState (the pipelines spec's metadata)
+                            "metadata": ({"ticketState": "CLOSED" if s.closed else "OPEN"} if tickets else
+                                         {"isClosed": "true" if s.closed else "false", "probability": s.probability})}
                            for i, s in enumerate(stages)]}
 
     def _pipelines(self, rest: list[str]):
-        if rest[0] not in ("deals", "0-3"):
+        pipelines = {"deals": ot.PIPELINES, "0-3": ot.PIPELINES, "tickets": ot.TICKET_PIPELINES,
+                     "0-5": ot.TICKET_PIPELINES}.get(rest[0].lower())
+        if pipelines is None:
             raise ApiError(404, "OBJECT_NOT_FOUND", f"No pipelines for object type {rest[0]}")
         if len(rest) == 1:
-            return 200, {"results": [self._pipeline_json(pid) for pid in ot.PIPELINES]}
-        if rest[1] not in ot.PIPELINES:
+            return 200, {"results": [self._pipeline_json(pipelines, pid) for pid in pipelines]}
+        if rest[1] not in pipelines:
             raise ApiError(404, "OBJECT_NOT_FOUND", f"Pipeline {rest[1]} not found", context={"pipelineId": [rest[1]]})
-        p = self._pipeline_json(rest[1])
+        p = self._pipeline_json(pipelines, rest[1])
         if len(rest) == 2:
             return 200, p
         if len(rest) == 3 and rest[2] == "stages":

@@ -146,14 +146,37 @@ _register("emails", *_ENG_COMMON(), _p("hs_email_subject"), _p("hs_email_text", 
           _p("hs_email_headers"))
 
 
+def group_name(type_name: str, group: str) -> str:
+    """A property's groupName: HubSpot's default groups are "contactinformation",
+    "companyinformation", "dealinformation", ...; the portal's own are kept as named."""
+    return f"{TYPES[type_name].singular}information" if group == "information" else group
+
+
+def property_groups(defs) -> list[tuple[str, str]]:
+    """(name, label) of the groups the properties use, in order of first use (the names as
+    `PropertyDef.group` stores them)."""
+    seen: dict[str, str] = {}
+    for d in defs:
+        seen.setdefault(d.group, d.group.replace("_", " ").capitalize())
+    return list(seen.items())
+
+
 # ---- deal pipelines -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Stage:
     id: str
     label: str
-    probability: str
+    probability: str = ""    # deals only
     closed: bool = False
 
+
+# A new portal's ticket pipeline (§ pipelines): stage metadata carries ticketState, not probability.
+TICKET_PIPELINES = {
+    "0": ("Support Pipeline", (
+        Stage("1", "New"), Stage("2", "Waiting on contact"), Stage("3", "Waiting on us"),
+        Stage("4", "Closed", closed=True),
+    )),
+}
 
 PIPELINES = {
     "default": ("Sales Pipeline", (

@@ -94,6 +94,21 @@ class PortalState:
             self.assoc: dict[tuple[str, int], dict[str, dict[int, set[int]]]] = {}
             self.event_seq = 1000
             self.generation = getattr(self, "generation", 0) + 1
+            self.created_properties: dict[str, dict[str, ot.PropertyDef]] = {}   # POST /crm/v3/properties
+
+    def property_defs(self, type_name: str) -> dict[str, ot.PropertyDef]:
+        """The portal's property definitions: HubSpot's and the seeded custom ones, plus any
+        created through the properties API."""
+        created = self.created_properties.get(type_name)
+        return {**ot.PROPERTIES[type_name], **created} if created else ot.PROPERTIES[type_name]
+
+    def create_property(self, type_name: str, d: ot.PropertyDef) -> None:
+        with self.lock:
+            if d.name in self.property_defs(type_name):
+                raise ApiError(409, "CONFLICT", f"A property named '{d.name}' already exists.",
+                               context={"propertyName": [d.name]})
+            self.created_properties.setdefault(type_name, {})[d.name] = d
+            self.generation += 1
 
     def bump(self) -> None:
         """Invalidate cached list pages; every write calls it (call it after editing records by hand)."""
@@ -136,7 +151,7 @@ class PortalState:
                 rid = self.emails.get(str(raw_id).lower())
                 rec = table.get(rid) if rid is not None else None
             else:
-                prop = ot.PROPERTIES[type_.name].get(id_property)
+                prop = self.property_defs(type_.name).get(id_property)
                 if prop is None or not prop.unique:
                     raise validation(f"Property {id_property} is not a unique identifier for {type_.name}")
                 rec = next((r for r in table.values() if r.props.get(id_property) == raw_id
@@ -182,7 +197,7 @@ class PortalState:
     def _clean(self, type_: ot.ObjectType, props, creating: bool) -> dict[str, str]:
         if not isinstance(props, dict):
             raise validation("Invalid input JSON: properties must be an object")
-        defs = ot.PROPERTIES[type_.name]
+        defs = self.property_defs(type_.name)
         problems, out = [], {}
         for name, value in props.items():
             d = defs.get(name)
@@ -555,7 +570,7 @@ class PortalState:
         """(getter(rec, props) -> comparable or None, kind)."""
         if name == "hs_object_id":
             return (lambda rec, props: rec.id), "number"
-        d = ot.PROPERTIES[type_.name].get(name)
+        d = self.property_defs(type_.name).get(name)
         if d is None:
             raise validation(f"Unable to find property {name} for {type_.name}",
                              errors=[{"message": f'Property "{name}" does not exist', "code": "PROPERTY_DOESNT_EXIST"}])

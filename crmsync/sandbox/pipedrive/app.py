@@ -5,6 +5,12 @@ Paths are Pipedrive's own: ``/api/v2/...`` and ``/api/v1/...`` (``/v1/...`` is a
 old host form). Behaviour choices where the real API is undocumented (see the reference's
 UNCONFIRMED list): ``limit`` above 500 is a 400; GET of a soft-deleted record answers 200 with
 ``is_deleted: true`` until it is purged (30 days), then 404; ``filter_id`` is refused with 400.
+
+The v1 ``*Fields`` lists (``/v1/personFields`` ...) page with ``start``/``limit`` and answer
+``additional_data.pagination`` (``start``, ``limit``, ``more_items_in_collection``, ``next_start``),
+as Pipedrive does and the client relies on to read past the first page; the public v1 spec's
+``GetFieldsResponse`` omits it (it lists only ``success`` and ``data``). A negative ``start`` is a 400
+saying it must be ≥ 0.
 """
 from __future__ import annotations
 
@@ -495,9 +501,11 @@ class PipedriveApp:
     def _v1_page(self, req: Request, items: list):
         for name in ("start", "limit"):
             raw = req.arg(name)
-            if raw is not None and not raw.isdigit():
+            if raw is not None and not raw.lstrip("-").isdigit():
                 raise BadRequest(f"Invalid value for {name}: expected an integer")
         start, limit = int(req.arg("start") or 0), int(req.arg("limit") or 100)
+        if start < 0:
+            raise BadRequest(f"Invalid value for start: must be ≥ 0, got {start}")
         if not 1 <= limit <= 500:
             raise BadRequest("Invalid value for limit: expected an integer from 1 to 500")
         page = items[start:start + limit]

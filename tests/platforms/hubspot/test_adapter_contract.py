@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from crmsync.platforms.base import OutboundRecord
-from crmsync.platforms.errors import Conflict
+from crmsync.platforms.errors import Conflict, NotFound
 from crmsync.platforms.hubspot import mapping as m
 
 
@@ -147,6 +147,31 @@ def test_create_update_get_archive_round_trip_with_associations(hs):
     assert a.get_many("contact", [contacts[1].external_id]) == []
 
 
+def test_moving_associations_in_one_batch_keeps_the_good_pairs_and_reports_the_bad(hs):
+    a = hs.adapter
+    ada, bob, cy = (hs.client.create_object("contacts", {"email": f"{n}@example.com"})["id"] for n in ("ada", "bob", "cy"))
+    deals = a.create_many("deal", [OutboundRecord(f"d{i}", {"name": f"Deal {i}", "pipeline": "default"},
+                                                  associations={"contact_id": ada}) for i in range(3)])
+    hs.client.request("POST", "/crm/v3/objects/contacts/gdpr-delete", json={"objectId": cy})  # gone for good
+    before = hs.app.counters(0)["total"]
+    out = a.update_many("deal", [
+        OutboundRecord("d0", {"amount": 1.0}, external_id=deals[0].external_id, associations={"contact_id": bob}),
+        OutboundRecord("d1", {"amount": 2.0}, external_id=deals[1].external_id, associations={"contact_id": cy}),
+        OutboundRecord("d2", {"amount": 3.0}, external_id=deals[2].external_id, associations={"contact_id": None})])
+    # batch update, association reads (company, contact), one batch/create for both adds and one
+    # batch/archive for both drops
+    assert hs.app.counters(0)["total"] - before == 5
+    assert all(r.ok for r in out)
+    assert (out[0].association_errors, out[2].association_errors) == ({}, {})
+    err = out[1].association_errors["contact_id"]
+    assert isinstance(err, NotFound) and cy in str(err)
+    # the refused move keeps the old contact, the others moved, and every record's fields were written
+    assert [r.record.associations["contact_id"] for r in out] == [bob, ada, None]
+    got = {r.external_id: r for r in a.get_many("deal", [d.external_id for d in deals])}
+    assert [got[d.external_id].associations["contact_id"] for d in deals] == [bob, ada, None]
+    assert [got[d.external_id].fields["amount"] for d in deals] == [1.0, 2.0, 3.0]
+
+
 def test_create_conflict_is_a_per_record_error_with_the_existing_id(hs):
     first = hs.client.create_object("contacts", {"email": "dup@example.com"})
     out = hs.adapter.create_many("contact", [OutboundRecord("x", {"email": "dup@example.com"}),
@@ -175,3 +200,21 @@ def test_account_id_and_metadata(hs):
     hs.adapter.properties("contacts")
     assert hs.app.counters(0)["total"] == calls  # cached
     assert m.modified_property("contacts") == "lastmodifieddate"
+
+
+def test_ensure_marker_property_then_creates_are_found_by_it(hs):
+    a = hs.adapter
+    stale = type(a)(credentials={"token": hs.token}, base_url=hs.base_url)
+    assert "crmsync_id" not in stale.properties("contacts")       # cached before the property exists
+    assert a.ensure_marker_property("contacts") is True
+    prop = hs.client.get_properties("contacts")
+    assert next(p for p in prop if p["name"] == "crmsync_id")["groupName"] == "contactinformation"
+    calls = hs.app.counters(0)["total"]
+    assert a.ensure_marker_property("contacts") is True           # already there: nothing sent
+    assert hs.app.counters(0)["total"] == calls + 1               # only the property list, re-read once
+    assert stale.ensure_marker_property("contacts") is True       # its POST gets 409: the property exists
+    [made] = a.create_many("contact", [OutboundRecord("local-7", {"email": "marked@example.com"})])
+    assert hs.state.records["contacts"][int(made.external_id)].props["crmsync_id"] == "local-7"
+    # a retried create with no email to go by is found by the marker
+    assert a.find_existing("contact", OutboundRecord("local-7", {"first_name": "X"})) == made.external_id
+    stale.client.close()

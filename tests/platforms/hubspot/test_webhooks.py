@@ -43,8 +43,8 @@ def rejected(request, secret=SECRET, **kw) -> WebhookRejected:
 
 def test_sdk_signatures_of_every_version_are_accepted():
     HubSpotAdapter.verify_webhook(v3_request(), SECRET)
-    HubSpotAdapter.verify_webhook(legacy_request("v1"), SECRET)
-    HubSpotAdapter.verify_webhook(legacy_request("v2"), SECRET)
+    HubSpotAdapter.verify_webhook(legacy_request("v1"), SECRET, legacy_signatures=True)
+    HubSpotAdapter.verify_webhook(legacy_request("v2"), SECRET, legacy_signatures=True)
     # and the SDK agrees with itself on the same request (sanity of the test vectors)
     req = v3_request()
     assert Signature.is_valid(req.headers["X-HubSpot-Signature-v3"], SECRET, BODY, URI, "POST", "v3",
@@ -96,9 +96,29 @@ def test_any_change_is_rejected_v1_v2(version, change):
         req.url = URI + "?x=1"
     secret = "other" if change == "secret" else SECRET
     if version == "v1" and change == "uri":
-        HubSpotAdapter.verify_webhook(req, secret)  # v1 does not sign the URI
+        HubSpotAdapter.verify_webhook(req, secret, legacy_signatures=True)  # v1 does not sign the URI
         return
-    assert rejected(req, secret).http_status == 401
+    assert rejected(req, secret, legacy_signatures=True).http_status == 401
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_legacy_signatures_only_when_allowed(version):
+    # No timestamp is signed, so a captured v1/v2 delivery could be replayed forever.
+    assert "v1/v2" in rejected(legacy_request(version)).message
+    # A request that carries v3 is judged by v3 alone, whatever else it carries.
+    both = v3_request()
+    both.headers.update(legacy_request(version).headers)
+    HubSpotAdapter.verify_webhook(both, SECRET)
+    both.headers["X-HubSpot-Request-Timestamp"] = str(int((time.time() - 400) * 1000))
+    assert "older" in rejected(both, legacy_signatures=True).message
+
+
+def test_max_age_narrows_but_never_widens_the_window():
+    old = str(int((time.time() - 120) * 1000))
+    assert "older than 60 seconds" in rejected(v3_request(ts=old), max_age_seconds=60).message
+    HubSpotAdapter.verify_webhook(v3_request(ts=old), SECRET, max_age_seconds=300)
+    older = str(int((time.time() - 400) * 1000))
+    assert "older than 300 seconds" in rejected(v3_request(ts=older), max_age_seconds=3600).message
 
 
 def test_missing_headers_are_rejected():

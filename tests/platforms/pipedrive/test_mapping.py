@@ -300,3 +300,10 @@ def test_nameless_contact_reads_back_nameless():
     body = {"name": "only@mail.test", "emails": [{"value": "only@mail.test", "primary": True}]}
     contact = map_pipedrive_person_to_unified(dict(body, id=3, first_name="only@mail.test", last_name=""))
     assert contact["first_name"] is None and contact["last_name"] is None and contact["email"] == "only@mail.test"
+
+
+def test_times_outside_the_years_1_to_9999_in_utc_read_as_unknown():
+    from crmsync.platforms.pipedrive.mapping import parse_time
+    for value in ("9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+01:00", 1e20, float("nan"), "0000-01-01"):
+        assert parse_time(value) is None, value
+    assert parse_time("9999-12-31 23:59:59").year == 9999

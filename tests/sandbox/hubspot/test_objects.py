@@ -180,6 +180,39 @@ def test_associations_v4(hubspot_sandbox):
     assert r["results"] == []
 
 
+def test_v4_association_batches_are_partial(hubspot_sandbox):
+    """One unknown id among good ones fails that pair only: batch/create answers 207 with
+    errors[] (201 when all are made), associate/default 200 with the same errors[] (the only
+    status its spec declares); the good pairs are made either way."""
+    sb = hubspot_sandbox
+    c1, c2 = _contact(sb, email="c1@example.com"), _contact(sb, email="c2@example.com")
+    co = sb.api("POST", "/crm/v3/objects/companies", json={"properties": {"name": "Acme"}}).json()
+    spec = [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 279}]
+    r = sb.api("POST", "/crm/v4/associations/contacts/companies/batch/create", json={"inputs": [
+        {"from": {"id": c1["id"]}, "to": {"id": co["id"]}, "types": spec},
+        {"from": {"id": c2["id"]}, "to": {"id": "999999"}, "types": spec}]})
+    assert r.status_code == 207, r.text
+    body = r.json()
+    assert [(x["fromObjectId"], x["toObjectId"]) for x in body["results"]] == [(c1["id"], co["id"])]
+    [err] = body["errors"]
+    assert body["numErrors"] == 1 and err["category"] == "OBJECT_NOT_FOUND"
+    assert (err["context"]["fromObjectId"], err["context"]["toObjectId"], err["context"]["id"]) == (
+        [c2["id"]], ["999999"], ["999999"])
+    assert sb.state.associations_of("contacts", int(c1["id"]), "companies") == {int(co["id"]): {279}}
+    assert sb.state.associations_of("contacts", int(c2["id"]), "companies") == {}
+    r = sb.api("POST", "/crm/v4/associations/contacts/companies/batch/create", json={"inputs": [
+        {"from": {"id": c2["id"]}, "to": {"id": co["id"]}, "types": spec}]})
+    assert r.status_code == 201 and "errors" not in r.json()
+    r = sb.api("POST", "/crm/v4/associations/companies/contacts/batch/associate/default", json={"inputs": [
+        {"from": {"id": "888888"}, "to": {"id": c1["id"]}}, {"from": {"id": co["id"]}, "to": {"id": c1["id"]}}]})
+    assert r.status_code == 200, r.text
+    assert [x["from"]["id"] for x in r.json()["results"]] == [co["id"]]
+    assert r.json()["errors"][0]["context"]["fromObjectId"] == ["888888"]
+    bad = sb.api("POST", "/crm/v4/associations/contacts/companies/batch/create", json={"inputs": [
+        {"from": {"id": c1["id"]}, "to": {"id": co["id"]}, "types": [{"associationTypeId": 3}]}]})
+    assert bad.status_code == 207 and bad.json()["errors"][0]["category"] == "VALIDATION_ERROR"
+
+
 def test_metadata_endpoints(hubspot_sandbox):
     sb = hubspot_sandbox
     props = sb.api("GET", "/crm/v3/properties/contacts").json()["results"]
@@ -188,6 +221,51 @@ def test_metadata_endpoints(hubspot_sandbox):
     pipes = sb.api("GET", "/crm/v3/pipelines/deals").json()["results"]
     assert pipes[0]["id"] == "default" and any(s["id"] == "closedwon" for s in pipes[0]["stages"])
     assert sb.api("GET", "/account-info/v3/details").json()["portalId"] == sb.app.options.portal_id
+
+
+def test_property_groups_and_ticket_pipelines(hubspot_sandbox):
+    sb = hubspot_sandbox
+    r = sb.api("GET", "/crm/v3/properties/contacts/groups")
+    assert r.status_code == 200, r.text
+    groups = [g["name"] for g in r.json()["results"]]
+    assert groups[0] == "contactinformation" and "custom" in groups
+    props = sb.api("GET", "/crm/v3/properties/contacts").json()["results"]
+    assert {p["groupName"] for p in props} == set(groups)          # every property's group is served
+    assert sb.api("GET", "/crm/v3/properties/deals/groups/dealinformation").json()["label"]
+    assert sb.api("GET", "/crm/v3/properties/deals/groups/nope").status_code == 404
+    [pipeline] = sb.api("GET", "/crm/v3/pipelines/tickets").json()["results"]
+    assert pipeline["id"] == "0" and [s["metadata"]["ticketState"] for s in pipeline["stages"]] == [
+        "OPEN", "OPEN", "OPEN", "CLOSED"]
+    assert sb.api("GET", "/crm/v3/pipelines/0-5/0/stages/4").json()["label"] == "Closed"
+
+
+def test_property_create_validates_as_the_spec_says(hubspot_sandbox):
+    sb = hubspot_sandbox
+    good = {"name": "crmsync_id", "label": "crmsync id", "type": "string", "fieldType": "text",
+            "groupName": "contactinformation", "hasUniqueValue": True}
+    for broken, message in (({**good, "label": ""}, "Missing required field(s): label"),
+                            ({k: v for k, v in good.items() if k not in ("type", "groupName")},
+                             "Missing required field(s): type, groupName"),
+                            ({**good, "name": "Crmsync ID"}, "must start with a lowercase letter"),
+                            ({**good, "type": "text"}, "type 'text' is not one of"),
+                            ({**good, "fieldType": "dropdown"}, "fieldType 'dropdown' is not one of"),
+                            ({**good, "groupName": "dealinformation"}, "Property group dealinformation does not exist"),
+                            ({**good, "type": "enumeration", "fieldType": "select"}, "options are required")):
+        r = sb.api("POST", "/crm/v3/properties/contacts", json=broken)
+        assert r.status_code == 400 and message in r.json()["message"], (broken, r.text)
+    r = sb.api("POST", "/crm/v3/properties/contacts", json=good)
+    assert r.status_code == 201, r.text
+    assert (r.json()["name"], r.json()["hasUniqueValue"], r.json()["hubspotDefined"]) == ("crmsync_id", True, False)
+    assert sb.api("GET", "/crm/v3/properties/contacts/crmsync_id").json()["groupName"] == "contactinformation"
+    again = sb.api("POST", "/crm/v3/properties/contacts", json=good)
+    assert again.status_code == 409 and again.json()["category"] == "CONFLICT"
+    # the new property holds values and is a unique identifier
+    c = _contact(sb, email="m@example.com", crmsync_id="local-1")
+    r = sb.api("GET", "/crm/v3/objects/contacts/local-1", params={"idProperty": "crmsync_id",
+                                                                  "properties": "crmsync_id"})
+    assert r.json()["id"] == c["id"] and r.json()["properties"]["crmsync_id"] == "local-1"
+    assert sb.api("POST", "/crm/v3/objects/companies", json={
+        "properties": {"name": "X", "crmsync_id": "1"}}).status_code == 400     # contacts only
 
 
 def test_oauth_refresh_and_expiry(hubspot_sandbox):

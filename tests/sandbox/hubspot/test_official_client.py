@@ -74,3 +74,39 @@ def test_conflict_and_rate_limit_raise_api_exception(hubspot_sandbox, client):
     with pytest.raises(AssocApiException) as limited_v4:
         client.crm.associations.v4.basic_api.get_page("contacts", first.id, "companies")
     assert limited_v4.value.status == 429
+
+
+def test_partial_association_batches_properties_and_pipelines(hubspot_sandbox, client):
+    from hubspot.crm.associations.v4 import (
+        AssociationSpec,
+        BatchInputPublicAssociationMultiPost,
+        BatchInputPublicDefaultAssociationMultiPost,
+        PublicAssociationMultiPost,
+        PublicDefaultAssociationMultiPost,
+        PublicObjectId,
+    )
+    from hubspot.crm.properties import PropertyCreate
+    contact = client.crm.contacts.basic_api.create(simple_public_object_input_for_create=SimplePublicObjectInputForCreate(
+        properties={"email": "pair@example.com"}, associations=[]))
+    company = client.crm.companies.basic_api.create(simple_public_object_input_for_create={"properties": {"name": "P"}})
+    spec = [AssociationSpec(association_category="HUBSPOT_DEFINED", association_type_id=279)]
+    made = client.crm.associations.v4.batch_api.create("contacts", "companies", BatchInputPublicAssociationMultiPost(
+        inputs=[PublicAssociationMultiPost(_from=PublicObjectId(id=contact.id), to=PublicObjectId(id=company.id),
+                                           types=spec),
+                PublicAssociationMultiPost(_from=PublicObjectId(id=contact.id), to=PublicObjectId(id="999999"),
+                                           types=spec)]))
+    assert [r.to_object_id for r in made.results] == [company.id]
+    assert made.num_errors == 1 and made.errors[0].context["toObjectId"] == ["999999"]
+    default = client.crm.associations.v4.batch_api.create_default(
+        "companies", "contacts", BatchInputPublicDefaultAssociationMultiPost(inputs=[
+            PublicDefaultAssociationMultiPost(_from=PublicObjectId(id="888888"), to=PublicObjectId(id=contact.id))]))
+    assert default.results == [] and default.errors[0].category == "OBJECT_NOT_FOUND"
+
+    groups = client.crm.properties.groups_api.get_all("deals")
+    assert "dealinformation" in [g.name for g in groups.results]
+    prop = client.crm.properties.core_api.create("deals", PropertyCreate(
+        name="crmsync_id", label="crmsync id", type="string", field_type="text", group_name="dealinformation",
+        has_unique_value=True))
+    assert prop.name == "crmsync_id" and prop.has_unique_value
+    [tickets] = client.crm.pipelines.pipelines_api.get_all("tickets").results
+    assert [s.metadata["ticketState"] for s in tickets.stages][-1] == "CLOSED"

@@ -83,6 +83,10 @@ def test_field_lists_page_like_v1(pd):
             break
         start = page["additional_data"]["pagination"]["next_start"]
     assert len({f["key"] for f in everything}) == len(everything) > 10
+    for bad, message in (("-1", "Invalid value for start: must be ≥ 0, got -1"),
+                         ("x", "Invalid value for start: expected an integer")):
+        r = pd.api("GET", "/api/v1/dealFields", params={"start": bad})
+        assert r.status_code == 400 and r.json()["error"] == message, r.text
     for resource in ("personFields", "organizationFields", "activityFields"):
         assert pd.api("GET", f"/api/v1/{resource}").json()["data"]
     types = pd.api("GET", "/api/v1/activityTypes").json()["data"]

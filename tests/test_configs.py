@@ -1,0 +1,130 @@
+"""Tenant binding of configs, as an operator meets it on the command line: a config uses only its
+own tenant's vault entries, its CRM account is the one its token opens, and one CRM account
+belongs to one tenant."""
+import json
+from types import SimpleNamespace
+
+import pytest
+from click.testing import CliRunner
+
+from crmsync.cli import main
+from crmsync.sandbox.hubspot import create_app
+from crmsync.sandbox.server import SandboxServer
+
+
+def cli(*args, stdin=None):
+    return CliRunner().invoke(main, list(args), input=stdin, catch_exceptions=False)
+
+
+def ok(*args, stdin=None):
+    result = cli(*args, "--json", stdin=stdin)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def second_portal():
+    """Another HubSpot account (its own portal id and token): tenant B's CRM."""
+    app = create_app(portal_id=7_770_001, token="pat-na1-portal-b", rate_limit=0, search_rate_limit=0, daily_limit=0)
+    server = SandboxServer(app)
+    base_url = server.start()
+    yield SimpleNamespace(app=app, base_url=base_url, token="pat-na1-portal-b", portal_id="7770001")
+    server.stop()
+
+
+@pytest.fixture
+def two_tenants(crmsync_env, hubspot_sandbox, second_portal):
+    """Tenants A and B, each with a HubSpot token and a webhook secret of its own."""
+    hubspot_sandbox.configure(rate_limit=0, search_rate_limit=0, daily_limit=0)
+    out = {}
+    for name, token in (("a", hubspot_sandbox.token), ("b", second_portal.token)):
+        tenant = ok("tenants", "create", "--name", name)["id"]
+        creds = ok("credentials", "set", "--name", f"{name}-hs", "--platform", "hubspot", "--tenant", tenant,
+                   "--stdin", stdin=token)
+        hook = ok("credentials", "set", "--name", f"{name}-hook", "--platform", "webhook", "--tenant", tenant,
+                  "--stdin", stdin=f"{name}-webhook-secret")
+        out[name] = SimpleNamespace(tenant=tenant, creds=creds["id"], hook=hook["id"])
+    out["a"].crm, out["b"].crm = hubspot_sandbox, second_portal
+    return out
+
+
+def create(who, creds=None, hook=None, *extra):
+    return cli("configs", "create", "--tenant", who.tenant, "--platform", "hubspot", "--credentials",
+               creds or who.creds, "--base-url", who.crm.base_url, *(["--webhook-secret", hook] if hook else []),
+               *extra, "--json")
+
+
+@pytest.mark.parametrize("attacker,victim", [("b", "a"), ("a", "b")])
+@pytest.mark.parametrize("entry", ["creds", "hook"])
+def test_a_config_cannot_use_another_tenants_vault_entry(two_tenants, attacker, victim, entry):
+    me, them = two_tenants[attacker], two_tenants[victim]
+    stolen = getattr(them, entry)
+    result = create(me, *((stolen, None) if entry == "creds" else (None, stolen)))
+    assert result.exit_code == 2, result.output
+    assert f"has no vault entry {stolen}" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert ok("configs", "list") == []
+    # The same entries are fine for their own tenant.
+    assert ok("configs", "create", "--tenant", them.tenant, "--platform", "hubspot", "--credentials", them.creds,
+              "--webhook-secret", them.hook, "--base-url", them.crm.base_url)["tenant_id"] == them.tenant
+
+
+def test_an_entry_stored_without_a_tenant_belongs_to_its_first_config(two_tenants):
+    a, b = two_tenants["a"], two_tenants["b"]
+    loose = ok("credentials", "set", "--name", "loose", "--platform", "hubspot", "--stdin", stdin=b.crm.token)
+    assert loose["tenant_id"] is None
+    assert create(b, loose["id"]).exit_code == 0
+    assert create(a, loose["id"]).exit_code == 2      # now B's
+
+
+def test_the_account_id_is_the_one_the_token_opens(two_tenants):
+    a = two_tenants["a"]
+    result = create(a, None, None, "--account-id", "5555")
+    assert result.exit_code == 2 and "account_id" in result.stderr
+    assert f"account {a.crm.app.options.portal_id}, not 5555" in result.stderr
+    config = json.loads(create(a).stdout)            # looked up when not given
+    assert config["account_id"] == str(a.crm.app.options.portal_id)
+
+
+def test_one_crm_account_belongs_to_one_tenant(two_tenants):
+    a, b = two_tenants["a"], two_tenants["b"]
+    assert create(a).exit_code == 0
+    # B holds its own token to A's portal (an admin of both, a leaked token): still refused.
+    token = ok("credentials", "set", "--name", "b-to-a", "--platform", "hubspot", "--tenant", b.tenant, "--stdin",
+               stdin=a.crm.token)
+    result = cli("configs", "create", "--tenant", b.tenant, "--platform", "hubspot", "--credentials", token["id"],
+                 "--base-url", a.crm.base_url, "--account-id", str(a.crm.app.options.portal_id))
+    assert result.exit_code == 2 and "already synced by another tenant's config" in result.stderr
+    result = cli("configs", "create", "--tenant", b.tenant, "--platform", "hubspot", "--credentials", token["id"],
+                 "--base-url", a.crm.base_url)
+    assert result.exit_code == 2 and "another tenant" in result.stderr
+    assert [c["tenant_id"] for c in ok("configs", "list")] == [a.tenant]
+
+
+def test_an_unreachable_crm_fails_the_create_and_writes_nothing(two_tenants):
+    a = two_tenants["a"]
+    result = cli("configs", "create", "--tenant", a.tenant, "--platform", "hubspot", "--credentials", a.creds,
+                 "--base-url", "http://127.0.0.1:9/", "--account-id", "4242")
+    assert result.exit_code == 1 and "could not ask hubspot" in result.stderr
+    assert ok("configs", "list") == []
+
+
+def test_a_refused_token_is_bad_input(two_tenants):
+    a = two_tenants["a"]
+    wrong = ok("credentials", "set", "--name", "wrong", "--platform", "hubspot", "--tenant", a.tenant, "--stdin",
+               stdin="pat-na1-wrong")
+    result = create(a, wrong["id"])
+    assert result.exit_code == 2 and "refused" in result.stderr and "pat-na1-wrong" not in result.output
+
+
+def test_replacing_a_token_must_open_the_same_account(two_tenants):
+    a, b = two_tenants["a"], two_tenants["b"]
+    config = json.loads(create(a).stdout)
+    swapped = cli("credentials", "set", "--name", "a-hs", "--platform", "hubspot", "--stdin", "--replace",
+                  stdin=b.crm.token)
+    # (B's token does not open A's CRM at all; one that opened another account is refused the
+    # same way as --account-id 5555 above.)
+    assert swapped.exit_code == 2 and "refused" in swapped.stderr, swapped.output
+    assert cli("doctor", config["id"]).exit_code == 0     # the config still holds A's token
+    same = ok("credentials", "set", "--name", "a-hs", "--platform", "hubspot", "--stdin", "--replace",
+              stdin=a.crm.token)
+    assert same["used_by"] == [config["id"]] and same["replaced"] is True
