@@ -33,16 +33,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_sandbox(contacts: int) -> tuple[subprocess.Popen, str]:
+def start_sandbox(contacts: int, *extra: str) -> tuple[subprocess.Popen, str]:
+    """The sandbox HubSpot with `contacts` contacts in its own process, no limits; `extra` serve flags."""
     port = free_port()
     crmsync = Path(sys.executable).parent / "crmsync"
     proc = subprocess.Popen([str(crmsync), "sandbox", "serve", "--platform", "hubspot", "--port", str(port),
                              "--token", TOKEN, "--seed", "1", "--contacts", str(contacts), "--companies", "0",
                              "--deals", "0", "--tasks", "0", "--notes", "0", "--rate-limit", "0",
-                             "--daily-limit", "0", "--search-rate-limit", "0"],
+                             "--daily-limit", "0", "--search-rate-limit", "0", *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 120 + contacts / 1000     # seeding 200,000 takes a while
     while time.monotonic() < deadline:
         try:
             requests.get(f"{base}/_sandbox/", timeout=1).raise_for_status()

@@ -122,7 +122,7 @@ def job_for(db_url, config_id: str, full: bool = False) -> str:
 def wait_job(db_url, job_id, timeout=600.0, on_poll=None) -> dict:
     from crmsync.db import session_scope
     from crmsync.db.models import SyncJob
-    from crmsync.sync.jobs import job_as_dict
+    from crmsync.sync.job_view import job_as_dict
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with session_scope(db_url) as s:

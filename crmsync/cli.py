@@ -4,13 +4,11 @@ contributes its own click group (sandbox, sync, webhooks, rules, ...) registered
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 import click
-from sqlalchemy import select
 
-from crmsync.console import ID, NAME, bad_input, emit, failed, json_option, table
+from crmsync.console import ID, NAME, bad_input, emit, failed, json_option, secret_input, table
 from crmsync.settings import SettingsError, configure_logging, get_settings
 
 DOMAIN_COMMANDS = {
@@ -23,13 +21,45 @@ DOMAIN_COMMANDS = {
     "webhooks": "crmsync.ingest.commands:webhooks",
     "ingest": "crmsync.ingest.commands:ingest",
     "rules": "crmsync.automation.commands:rules",
+    "console": "crmsync.opsconsole.commands:console",
     "metrics": "crmsync.metrics.commands:metrics",
+}
+
+# What `crmsync --help` says of each domain group without importing it (start-up stays short).
+DOMAIN_HELP = {
+    "sandbox": "Local HubSpot- and Pipedrive-compatible servers for tests, demos and benchmarks.",
+    "sync": "Run syncs, the deletion sweep, and see drift.",
+    "jobs": "Sync jobs (the seed's crm_sync_jobs).",
+    "conflicts": "Conflicts held for review (the seed's crm_conflict_records).",
+    "demo": "Try crmsync end to end without any CRM account.",
+    "doctor": "Check a config (or all): enabled, credentials, rate headroom, recent jobs, conflicts, "
+              "unprocessed webhook events, unmapped custom fields; plus database, broker and workers.",
+    "webhooks": "Stored webhook and product events.",
+    "ingest": "The ingest web app (webhooks, product events, cron).",
+    "rules": "Automation rules: a trigger, conditions and actions that write to the CRMs.",
+    "console": "The operations console: conflicts field by field, the audit trail, sync health.",
+    "metrics": "Prometheus metrics.",
 }
 
 
 class CrmsyncGroup(click.Group):
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(DOMAIN_COMMANDS))
+
+    def format_commands(self, ctx, formatter):
+        """As click's, but a domain group in DOMAIN_HELP is described without importing it."""
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in DOMAIN_HELP and name not in self.commands:
+                rows.append((name, click.utils.make_default_short_help(DOMAIN_HELP[name],
+                                                                         formatter.width - 6 - len(name))))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(formatter.width - 6 - len(name))))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def get_command(self, ctx, name):
         command = super().get_command(ctx, name)
@@ -164,6 +194,8 @@ def tenants_create(name, as_json):
 @tenants.command("list")
 @json_option
 def tenants_list(as_json):
+    from sqlalchemy import select
+
     from crmsync.db.models import Tenant
     with _session() as s:
         rows = [{"id": t.id, "name": t.name, "created_at": t.created_at}
@@ -188,17 +220,14 @@ def credentials():
 @json_option
 def credentials_set(name, platform, from_env, from_stdin, tenant_id, replace, as_json):
     """Store a secret; it is never taken from the command line itself."""
+    from sqlalchemy import select
+
     from crmsync.configs import AccountCheckFailed, ConfigError, get_tenant, verify_account
     from crmsync.credentials import VaultError, check_name, configs_using, secret_from_text
     from crmsync.db.models import VaultSecret
     if bool(from_env) == bool(from_stdin):
         bad_input("give exactly one of --from-env VAR or --stdin")
-    if from_env:
-        text = os.environ.get(from_env)
-        if text is None:
-            bad_input(f"--from-env: environment variable {from_env} is not set")
-    else:
-        text = sys.stdin.read()
+    text = secret_input(from_env)
     vault = _vault()
     try:
         name = check_name(name)
@@ -275,10 +304,12 @@ def _csv(value):
               help="Also accept HubSpot v1/v2 webhook signatures (no timestamp: replayable). Only for an "
                    "app that cannot sign with v3.")
 @click.option("--disabled", is_flag=True, help="Create it disabled.")
+@click.option("--sweep-every", "sweep_every", default="24", show_default=True, metavar="HOURS",
+              help="How often the deletion sweep lists every id (0 = only when asked).")
 @json_option
 def configs_create(tenant_id, platform, credentials_vault_id, direction, frequency, strategy, source_priority,
                    entities, base_url, account_id, webhook_secret, field_mapping, value_mapping, legacy_signatures,
-                   disabled, as_json):
+                   disabled, sweep_every, as_json):
     """Create a sync config; the CRM is asked which account the credentials open (a given
     --account-id must be that one)."""
     from crmsync.configs import AccountCheckFailed, ConfigError, config_as_dict, create_config, verify_account
@@ -286,6 +317,7 @@ def configs_create(tenant_id, platform, credentials_vault_id, direction, frequen
         frequency_minutes = int(frequency)
     except ValueError:
         bad_input(f"sync_frequency_minutes: not a whole number: {frequency!r}")
+    sweep_hours = _hours(sweep_every)
     mappings = {}
     for item in field_mapping:
         local, sep, remote = item.partition("=")
@@ -304,7 +336,8 @@ def configs_create(tenant_id, platform, credentials_vault_id, direction, frequen
             "conflict_strategy": strategy, "source_priority": _csv(source_priority),
             "entities": _csv(entities), "api_base_url": base_url, "account_id": account_id,
             "webhook_secret_vault_id": webhook_secret, "field_mappings": mappings, "value_mappings": values,
-            "webhook_legacy_signatures": legacy_signatures, "enabled": not disabled}
+            "webhook_legacy_signatures": legacy_signatures, "enabled": not disabled,
+            "sweep_every_hours": sweep_hours}
     data = {k: v for k, v in data.items() if v is not None}
     with _session() as s:
         try:
@@ -322,6 +355,8 @@ def configs_create(tenant_id, platform, credentials_vault_id, direction, frequen
 @click.option("--tenant", "tenant_id", type=ID)
 @json_option
 def configs_list(tenant_id, as_json):
+    from sqlalchemy import select
+
     from crmsync.configs import config_as_dict
     from crmsync.db.models import SyncConfig
     with _session() as s:
@@ -331,6 +366,30 @@ def configs_list(tenant_id, as_json):
         rows = [config_as_dict(c) for c in s.scalars(q)]
     emit(rows, as_json, table(rows, ["id", "tenant_id", "platform", "account_id", "sync_direction",
                                      "conflict_strategy", "enabled", "next_sync_at"]))
+
+
+def _hours(text):
+    try:
+        return int(text)
+    except ValueError:
+        bad_input(f"sweep_every_hours: not a whole number of hours: {text!r}")
+
+
+@configs.command("update")
+@click.argument("config_id")
+@click.option("--sweep-every", "sweep_every", required=True, metavar="HOURS",
+              help="How often the deletion sweep lists every id (0 = only when asked).")
+@json_option
+def configs_update(config_id, sweep_every, as_json):
+    """Change a config's deletion sweep cadence."""
+    from crmsync.configs import ConfigError, config_as_dict, set_sweep_every
+    hours = _hours(sweep_every)
+    with _session() as s:
+        try:
+            out = config_as_dict(set_sweep_every(s, config_id, hours))
+        except ConfigError as err:
+            bad_input(str(err))
+    emit(out, as_json, table([out], ["id", "platform", "sweep_every_hours", "next_sweep_at"]))
 
 
 def _config_command(name, action):

@@ -56,6 +56,7 @@ class SyncConfigSchema(Schema):
     value_mappings = fields.Dict(keys=fields.String(), values=fields.Dict(keys=fields.String(), values=fields.String()),
                                  load_default=dict)
     enabled = fields.Boolean(load_default=True)
+    sweep_every_hours = fields.Integer(load_default=24, strict=True, validate=validate.Range(min=0, max=24 * 366))
 
     @validates("platform")
     def _platform(self, value, **_):
@@ -164,10 +165,12 @@ def create_config(session: Session, data: dict[str, Any], *, now: datetime | Non
         account_id=clean["account_id"],
         api_base_url=clean["api_base_url"],
         enabled=clean["enabled"],
+        sweep_every_hours=clean["sweep_every_hours"],
         **{f"sync_{plural}": plural in entities for plural in ENTITY_PLURALS.values()},
     )
     # 0 minutes = real-time only (webhooks): never scheduled.
     config.next_sync_at = (now or utcnow()) if config.sync_frequency_minutes > 0 and config.enabled else None
+    schedule_sweep(config, now or utcnow())
     session.add(config)
     session.flush()
     return config
@@ -255,6 +258,23 @@ def set_enabled(session: Session, config_id: str, enabled: bool, *, now: datetim
 def advance_schedule(config: SyncConfig, now: datetime) -> None:
     config.next_sync_at = (now + timedelta(minutes=config.sync_frequency_minutes)
                            if config.sync_frequency_minutes > 0 else None)
+
+
+def schedule_sweep(config: SyncConfig, now: datetime) -> None:
+    """The next deletion sweep, a cadence from now (0 hours: never on schedule)."""
+    config.next_sweep_at = now + timedelta(hours=config.sweep_every_hours) if config.sweep_every_hours else None
+
+
+def set_sweep_every(session: Session, config_id: str, hours: int, *, now: datetime | None = None) -> SyncConfig:
+    """How often the config's deletion sweep runs; the next one comes a cadence from now."""
+    if isinstance(hours, bool) or not isinstance(hours, int) or not 0 <= hours <= 24 * 366:
+        raise ConfigError(f"sweep_every_hours: expected whole hours from 0 to {24 * 366}, got {hours!r}",
+                          field="sweep_every_hours")
+    config = get_config(session, config_id)
+    config.sweep_every_hours = hours
+    schedule_sweep(config, now or utcnow())
+    session.flush()
+    return config
 
 
 def config_as_dict(config: SyncConfig) -> dict[str, Any]:

@@ -4,6 +4,7 @@ failed, 2 bad usage or bad input."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import unicodedata
 import uuid
@@ -91,6 +92,17 @@ def failed(message: str) -> NoReturn:
     """Exit 1: the input was fine, the operation failed."""
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
+
+
+def secret_input(from_env: str | None) -> str:
+    """A secret given the way secrets are given here: from the environment variable named by
+    --from-env, else all of standard input — never from argv, where `ps` and shell history see it."""
+    if from_env:
+        text = os.environ.get(from_env)
+        if text is None:
+            bad_input(f"--from-env: environment variable {from_env} is not set")
+        return text
+    return sys.stdin.read()
 
 
 def table(rows: list[dict], columns: list[str]) -> str:

@@ -91,6 +91,8 @@ class Settings:
     ingest_proxy_hops: int = 0             # trusted X-Forwarded-* hops (0: use the request as received)
     ingest_public_url: str | None = None   # the URL the CRMs call, when a proxy rewrites it
     ingest_coalesce_seconds: float = 0.25  # delay CRM event processing so a burst shares one fetch
+    # Operations console
+    console_session_minutes: float = 60.0  # a console session ends after this long without a request
 
     @property
     def inline(self) -> bool:
@@ -132,6 +134,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         ingest_proxy_hops=_number(env, "CRMSYNC_INGEST_PROXY_HOPS", 0, maximum=10, integer=True),
         ingest_public_url=public_url,
         ingest_coalesce_seconds=_number(env, "CRMSYNC_INGEST_COALESCE_SECONDS", 0.25, maximum=60),
+        console_session_minutes=_number(env, "CRMSYNC_CONSOLE_SESSION_MINUTES", 60.0, minimum=1, maximum=7 * 24 * 60),
         database_url=database_url,
         broker_url=_url("CRMSYNC_BROKER_URL", env.get("CRMSYNC_BROKER_URL"),
                         ("redis", "rediss", "amqp", "memory")),

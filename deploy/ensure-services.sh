@@ -23,6 +23,7 @@ if ! redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
   wait_for Redis redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping
 fi
+echo "ensure-services: PostgreSQL and Redis answer" >&2
 # promtool and prometheus (alert rule tests, the dashboard's live-scrape test): Debian's package.
 # Only the binaries are used; the packaged service is not started by the tests.
 if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
@@ -31,4 +32,14 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
   apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 \
     || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends prometheus >/dev/null; }
 fi
-echo "ensure-services: PostgreSQL and Redis answer; promtool and prometheus installed" >&2
+
+# The console's browser tests drive Debian's chromium (Playwright cannot download its own here).
+if [ -z "${CRMSYNC_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "ensure-services: installing chromium (browser tests)" >&2
+    (apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }) \
+      || echo "ensure-services: could not install chromium; the browser tests will fail and say so" >&2
+  else
+    echo "ensure-services: chromium missing (install it, or set CRMSYNC_CHROMIUM=/path/to/chromium)" >&2
+  fi
+fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make stack`: the docker-compose.yml processes as local processes against the local PostgreSQL
-# and Redis — ingest, two workers, beat, Flower, the metrics collector and both sandbox CRMs.
-# Ctrl-C stops them all.
+# and Redis — ingest, the operations console, two workers, beat, Flower, the metrics collector and
+# both sandbox CRMs. Ctrl-C stops them all.
 # Logs: .crmsync/stack/<process>.log (also tailed to this terminal, prefixed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,7 @@ PG_ADMIN_URL=${PG_ADMIN_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/postgr
 STACK_DB=${STACK_DB:-crmsync_stack}
 REDIS=${STACK_REDIS:-redis://127.0.0.1:6379}
 INGEST_PORT=${INGEST_PORT:-8000}
+CONSOLE_PORT=${CONSOLE_PORT:-8200}
 FLOWER_PORT=${FLOWER_PORT:-5555}
 HUBSPOT_PORT=${HUBSPOT_PORT:-8101}
 PIPEDRIVE_PORT=${PIPEDRIVE_PORT:-8102}
@@ -72,6 +73,7 @@ start sandbox-pipedrive "$BIN/crmsync" sandbox serve --platform pipedrive --port
 PROMETHEUS_MULTIPROC_DIR="$STATE/metrics/ingest" \
   start ingest "$BIN/gunicorn" --config python:crmsync.ingest.gunicorn_conf --workers 2 \
   --bind "127.0.0.1:$INGEST_PORT" "crmsync.ingest:create_app()"
+start console "$BIN/gunicorn" --workers 2 --bind "127.0.0.1:$CONSOLE_PORT" "crmsync.opsconsole:create_app()"
 CRMSYNC_WORKER_METRICS_PORT=$WORKER_METRICS_PORT PROMETHEUS_MULTIPROC_DIR="$STATE/metrics/worker1" \
   start worker1 "$BIN/celery" -A workers worker -Q events,syncs,backfills -c 2 --pool prefork -n "worker1@%h" --loglevel INFO
 CRMSYNC_WORKER_METRICS_PORT=$((WORKER_METRICS_PORT + 1)) PROMETHEUS_MULTIPROC_DIR="$STATE/metrics/worker2" \
@@ -82,6 +84,7 @@ start metrics "$BIN/crmsync" metrics serve --host 127.0.0.1 --port "$METRICS_POR
 
 cat >&2 <<MSG
 stack: ingest    http://127.0.0.1:$INGEST_PORT
+stack: console   http://127.0.0.1:$CONSOLE_PORT   (users: crmsync console users create)
 stack: flower    http://127.0.0.1:$FLOWER_PORT
 stack: metrics   http://127.0.0.1:$INGEST_PORT/metrics  http://127.0.0.1:$WORKER_METRICS_PORT/metrics  http://127.0.0.1:$((WORKER_METRICS_PORT + 1))/metrics
 stack:           http://127.0.0.1:$METRICS_PORT/metrics (the state collector)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     Float,
     ForeignKey,
     ForeignKeyConstraint,
@@ -117,6 +118,10 @@ class SyncConfig(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     next_sync_at: Mapped[datetime | None]
     last_sync_at: Mapped[datetime | None]
+    # The deletion sweep (ids listed, compared with the links, drift counted) runs on its own
+    # cadence: every this many hours (0 = never on schedule), next at next_sweep_at.
+    sweep_every_hours: Mapped[int] = mapped_column(Integer, default=24, server_default=text("24"))
+    next_sweep_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -366,6 +371,21 @@ class SyncJobStep(Base):
     )
 
 
+class SweepId(Base):
+    """An id a deletion sweep listed in the CRM, kept until the sweep's step compares the whole
+    listing with the links (the listing spans many units, possibly on different workers)."""
+    __tablename__ = "crm_sweep_ids"
+    job_id: Mapped[str] = mapped_column(Uuid(as_uuid=False), ForeignKey("crm_sync_jobs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    entity_type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(Uuid(as_uuid=False), nullable=False)
+    remote_updated_at: Mapped[datetime | None]
+
+
+_PENDING = {"postgresql_where": text("status = 'pending'"), "sqlite_where": text("status = 'pending'")}
+
+
 class ConflictRecord(Base):
     """The seed's `crm_conflict_records`: a field changed on both sides under `manual_review`."""
     __tablename__ = "crm_conflict_records"
@@ -386,7 +406,12 @@ class ConflictRecord(Base):
     resolved_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _created()
     __table_args__ = (Index("ix_crm_conflict_records_tenant_status", "tenant_id", "status", "created_at"),
-                      Index("ix_crm_conflict_records_entity", "entity_type", "entity_id", "status"))
+                      Index("ix_crm_conflict_records_entity", "entity_type", "entity_id", "status"),
+                      # The console's queue: pending conflicts newest first, paged by (created_at, id),
+                      # for everyone (operators), one tenant or one config.
+                      Index("ix_crm_conflict_records_pending", "created_at", "id", **_PENDING),
+                      Index("ix_crm_conflict_records_pending_tenant", "tenant_id", "created_at", "id", **_PENDING),
+                      Index("ix_crm_conflict_records_pending_config", "config_id", "created_at", "id", **_PENDING))
 
 
 class WebhookEvent(Base):
@@ -470,3 +495,60 @@ class AutomationRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
     __table_args__ = (UniqueConstraint("rule_id", "event_id", name="uq_crm_automation_runs_once"),)
+
+
+class ConsoleUser(Base):
+    """Who may sign in to the operations console. Only a salted scrypt hash of the password is
+    kept. A tenant's user sees that tenant's rows only; an operator (no tenant) sees every tenant."""
+    __tablename__ = "crm_console_users"
+    id: Mapped[str] = _id()
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    tenant_id: Mapped[str | None] = mapped_column(Uuid(as_uuid=False), ForeignKey("tenants.id", ondelete="CASCADE"))
+    is_operator: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = _created()
+    last_sign_in_at: Mapped[datetime | None]
+    __table_args__ = (CheckConstraint("is_operator OR tenant_id IS NOT NULL", name="ck_crm_console_users_scope"),)
+
+
+class ConflictResolution(Base):
+    """The audit trail: one row per settled conflict (or field of one), never edited — who, when,
+    the values before, the values chosen, what that meant to write on each side, and the push that
+    followed."""
+    __tablename__ = "crm_conflict_resolutions"
+    id: Mapped[str] = _id()
+    tenant_id: Mapped[str] = _tenant()
+    conflict_id: Mapped[str] = mapped_column(Uuid(as_uuid=False),
+                                             ForeignKey("crm_conflict_records.id", ondelete="CASCADE"))
+    config_id: Mapped[str | None] = mapped_column(Uuid(as_uuid=False))
+    entity_type: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[str] = mapped_column(Uuid(as_uuid=False))
+    resolved_by: Mapped[str] = mapped_column(String(320))      # a console user's email, or "cli"
+    how: Mapped[str] = mapped_column(String(32))               # fields | take-local | take-remote | field-rule
+    before: Mapped[dict[str, Any]] = mapped_column()            # {"local": {...}, "remote": {...}, "base": {...}}
+    after: Mapped[dict[str, Any]] = mapped_column()             # {field: chosen value}
+    writes: Mapped[dict[str, Any]] = mapped_column()            # {"local": {...}, "<platform>": {...}}
+    push: Mapped[dict[str, Any] | None] = mapped_column(Json)  # the push job that followed
+    resolved_at: Mapped[datetime] = _created()
+    __table_args__ = (Index("ix_crm_conflict_resolutions_tenant", "tenant_id", "resolved_at"),
+                      Index("ix_crm_conflict_resolutions_entity", "entity_type", "entity_id"))
+
+
+class ConflictFieldRule(Base):
+    """"Always prefer <side> for <field> in this config": a conflict on that field is settled by it
+    instead of by the config's strategy (and so never held for review)."""
+    __tablename__ = "crm_conflict_field_rules"
+    id: Mapped[str] = _id()
+    tenant_id: Mapped[str] = mapped_column(Uuid(as_uuid=False), nullable=False)
+    config_id: Mapped[str] = mapped_column(Uuid(as_uuid=False))
+    entity_type: Mapped[str] = mapped_column(String(16))
+    field: Mapped[str] = mapped_column(String(200))
+    prefer: Mapped[str] = mapped_column(String(8))              # local | remote
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (
+        UniqueConstraint("config_id", "entity_type", "field", name="uq_crm_conflict_field_rules_field"),
+        ForeignKeyConstraint(["tenant_id", "config_id"], ["crm_sync_configs.tenant_id", "crm_sync_configs.id"],
+                             name="fk_crm_conflict_field_rules_config", ondelete="CASCADE"),
+        CheckConstraint("prefer IN ('local', 'remote')", name="ck_crm_conflict_field_rules_prefer"),
+    )

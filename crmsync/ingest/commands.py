@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import click
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from crmsync.console import ID, LIMIT, bad_input, emit, failed, json_option, table
 
@@ -72,8 +72,7 @@ def webhooks_replay(event_id, all_failed, as_json):
     import uuid
 
     from crmsync.db import session_scope
-    from crmsync.db.models import WebhookDelivery, WebhookEvent
-    from crmsync.tasks.names import PROCESS_EVENT, SPLIT_DELIVERIES
+    from crmsync.ingest.replay import enqueue_replay, reset_failed
     if bool(event_id) == bool(all_failed):
         bad_input("give exactly one of EVENT_ID or --failed")
     if event_id:
@@ -82,32 +81,16 @@ def webhooks_replay(event_id, all_failed, as_json):
         except ValueError:
             bad_input(f"EVENT_ID: not an event id: {event_id!r}")
     with session_scope() as s:
-        if event_id:
-            ids = s.scalars(select(WebhookEvent.id).where(WebhookEvent.id == event_id)).all()
-            deliveries = s.scalars(select(WebhookDelivery.id).where(WebhookDelivery.id == event_id)).all()
-            if not ids and not deliveries:
-                bad_input(f"no event or delivery {event_id}")
-        else:
-            ids = s.scalars(select(WebhookEvent.id).where(WebhookEvent.outcome == "failed")).all()
-            deliveries = s.scalars(select(WebhookDelivery.id).where(WebhookDelivery.error.is_not(None))).all()
-        if ids:
-            s.execute(update(WebhookEvent).where(WebhookEvent.id.in_(ids)).values(
-                processed=False, processed_at=None, outcome=None, error=None))
-        if deliveries:
-            s.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_(deliveries)).values(error=None))
+        ids, deliveries = reset_failed(s, only_id=event_id)
+        if event_id and not ids and not deliveries:
+            bad_input(f"no event or delivery {event_id}")
     # Committed first: a failed enqueue leaves them unprocessed, and the sweeper re-enqueues them.
-    from crmsync.tasks import enqueue
     from crmsync.tasks.errors import QueueError
-    enqueued = 0
     try:
-        if deliveries:
-            enqueue(SPLIT_DELIVERIES, *deliveries)
-        for i in ids:
-            enqueue(PROCESS_EVENT, i)
-            enqueued += 1
+        enqueue_replay(ids, deliveries)
     except QueueError as err:
-        failed(f"{len(ids)} event(s) and {len(deliveries)} delivery(ies) reset, {enqueued} event(s) enqueued; "
-               f"the broker refused the rest ({err}); the outbox sweeper will enqueue them")
+        failed(f"{len(ids)} event(s) and {len(deliveries)} delivery(ies) reset; "
+               f"the broker refused some ({err}); the outbox sweeper will enqueue them")
     replayed = [*deliveries, *ids]
     out = {"replayed": replayed, "count": len(replayed)}
     emit(out, as_json, f"replayed {len(ids)} event(s)" + (f" and {len(deliveries)} delivery(ies)" if deliveries else ""))

@@ -50,6 +50,15 @@ class Page:
 
 
 @dataclass
+class IdPage:
+    """One page of the deletion sweep's listing: every live record's id and last modification,
+    nothing else (the smallest answer the CRM gives)."""
+    ids: list[tuple[str, datetime | None]]
+    cursor: dict | None          # None when this was the last page
+    requests: int = 1
+
+
+@dataclass
 class OutboundRecord:
     """A local record on its way to the CRM. `external_id` is None for a create.
     `associations` carry external ids already resolved through the sync links."""
@@ -137,6 +146,17 @@ class Adapter(abc.ABC):
         if client is not None:
             client.session.close()
 
+    # --- bookkeeping (a job's requests spent; the console's budget left) -----------------
+    def requests_sent(self) -> int:
+        """HTTP requests this adapter's client has sent so far."""
+        client = getattr(self, "client", None)
+        return client.requests_sent if client is not None and hasattr(client, "requests_sent") else 0
+
+    def budget_left(self) -> dict[str, int]:
+        """Calls the shared rate budget would grant this account now, per kind ({} without one)."""
+        client = getattr(self, "client", None)
+        return client.budget_left() if client is not None and hasattr(client, "budget_left") else {}
+
     # --- identity ---------------------------------------------------------------------
     @abc.abstractmethod
     def account_id(self) -> str:
@@ -158,6 +178,15 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def list_deleted(self, entity: str, since: datetime | None) -> list[str]:
         """External ids archived or deleted at or after `since`."""
+
+    def refresh_metadata(self, entity: str) -> None:
+        """Forget cached metadata of the entity (field definitions) so the next read loads it
+        afresh; the deletion sweep calls it on its own cadence."""
+
+    def list_ids(self, entity: str, cursor: dict | None, page_size: int = 100) -> IdPage:
+        """One page of the ids of every live record (cursor None: the first page). The deletion
+        sweep compares the whole listing with the sync links."""
+        raise NotImplementedError(f"{self.platform} cannot list ids for the deletion sweep")
 
     # --- writing ----------------------------------------------------------------------
     @abc.abstractmethod

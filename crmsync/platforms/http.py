@@ -89,6 +89,13 @@ class CRMClient:
     def close(self) -> None:
         self.session.close()
 
+    def budget_left(self) -> dict[str, int]:
+        """Calls the shared budget would grant this account now, per kind ({} without a budget)."""
+        if self.budget is None:
+            return {}
+        return {kind: self.budget.remaining(self.platform, self.budget_account, kind, limit)
+                for kind, limit in self.limits.items()}
+
     # --- hooks --------------------------------------------------------------------------------
     @property
     def limits(self) -> dict[str, Limit]:

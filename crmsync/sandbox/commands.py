@@ -31,7 +31,8 @@ def _hubspot_app(opts: dict, faults: dict):
 
     mapping = {k: opts[k] for k in ("token", "seed", "contacts", "companies", "deals", "tasks", "notes", "calls",
                                     "meetings", "emails", "same_modified", "rate_limit", "daily_limit",
-                                    "search_rate_limit", "index_lag_ms", "webhook_url", "webhook_secret")}
+                                    "search_rate_limit", "index_lag_ms", "webhook_url", "webhook_secret",
+                                    "serialise_per_request")}
     mapping["faults"] = FaultConfig(**faults)
     return create_app(**{k: v for k, v in mapping.items() if v is not None})
 
@@ -65,6 +66,8 @@ def sandbox() -> None:
 @click.option("--daily-limit", type=click.IntRange(0), default=None, help="daily quota; 0 = none")
 @click.option("--search-rate-limit", type=click.IntRange(0), default=None, help="HubSpot search requests/s")
 @click.option("--index-lag-ms", type=click.IntRange(0), default=None, help="HubSpot search index lag")
+@click.option("--serialise-per-request", is_flag=True, default=None,
+              help="HubSpot: serialise every answer when asked, as a real server does (no response caches)")
 @click.option("--webhook-url", default=None)
 @click.option("--webhook-secret", default=None,
               help="HubSpot: the app secret used to sign; Pipedrive: user:password for Basic auth")

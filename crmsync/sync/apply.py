@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crmsync.db.models import ENTITY_MODELS, ConflictRecord, SyncConfig, SyncLink, new_id
+from crmsync.db.models import ENTITY_MODELS, ConflictFieldRule, ConflictRecord, SyncConfig, SyncLink, new_id
 from crmsync.db.types import utcnow
 from crmsync.entities import ASSOCIATIONS, SYNCED_FIELDS
 from crmsync.platforms.base import RemoteRecord
@@ -105,6 +105,13 @@ def _held_fields(session: Session, config: SyncConfig, entity: str, local_ids: l
     return {c.entity_id: c for c in rows}
 
 
+def field_preferences(session: Session, config: SyncConfig, entity: str) -> dict[str, str]:
+    """The config's "always prefer <side> for <field>" rules for one entity: {field: side}."""
+    return dict(session.execute(select(ConflictFieldRule.field, ConflictFieldRule.prefer).where(
+        ConflictFieldRule.tenant_id == config.tenant_id, ConflictFieldRule.config_id == config.id,
+        ConflictFieldRule.entity_type == entity)).all())
+
+
 def apply_remote_records(session: Session, config: SyncConfig, entity: str, records: list[RemoteRecord], *,
                          now: datetime | None = None, cause: str | None = None) -> ApplyResult:
     now = now or utcnow()
@@ -144,6 +151,9 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
     held = _held_fields(session, config, entity, [l.local_id for l in links.values()])
 
     inserts, updates = [], []
+    # The config's field rules, read before the link COPY opens (no statement may run inside it);
+    # only a page that meets records known here can have a conflict at all.
+    preferences = field_preferences(session, config, entity) if rows or matches else {}
     claimed: set[str] = set()
     fresh_ids = iter(store.new_ids(2 * len(records)))   # a row's and its link's, for new records
     # New links stream into PostgreSQL while the page is worked out (no other statement until
@@ -192,6 +202,11 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
             res = resolve_conflict(local=lflat, remote=rflat, base=base, strategy=config.conflict_strategy,
                                    source_priority=config.source_priority, remote_platform=platform,
                                    local_updated_at=row.updated_at, remote_updated_at=rec.updated_at)
+            if res.conflicting_fields and preferences.keys() & set(res.conflicting_fields):
+                res = resolve_conflict(local=lflat, remote=rflat, base=base, strategy=config.conflict_strategy,
+                                       source_priority=config.source_priority, remote_platform=platform,
+                                       local_updated_at=row.updated_at, remote_updated_at=rec.updated_at,
+                                       preferences=preferences)
             held_now = set(res.held_fields)
             if conflict is not None:
                 # Fields already under review stay untouched until a person resolves them.

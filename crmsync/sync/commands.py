@@ -1,6 +1,8 @@
 """CLI: `sync run`, `jobs list|show|cancel|resume`, `conflicts list|show|resolve` (contract: CLI.md)."""
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from contextlib import contextmanager
 
@@ -48,7 +50,7 @@ def _job_summary(job: dict) -> str:
 
 @click.group()
 def sync():
-    """Run syncs."""
+    """Run syncs, the deletion sweep, and see drift."""
 
 
 @sync.command("run")
@@ -56,16 +58,20 @@ def sync():
 @click.option("--inline", "inline", is_flag=True, help="Run the whole job in this process.")
 @click.option("--wait", "wait", is_flag=True, help="Enqueue, then follow the job until it ends.")
 @click.option("--full", is_flag=True, help="Ignore checkpoints: list everything again.")
+@click.option("--sweep", is_flag=True, help="Run the deletion sweep and reconciliation now (ids only).")
 @click.option("--force", is_flag=True, help="Sync a disabled config once anyway.")
 @json_option
-def sync_run(config_id, inline, wait, full, force, as_json):
-    """Sync one config now. A job of the config whose runner died is resumed from its
-    checkpoints instead of starting anew."""
+def sync_run(config_id, inline, wait, full, sweep, force, as_json):
+    """Sync one config now (or, with --sweep, find deletions and drift). A job of the config whose
+    runner died is resumed from its checkpoints instead of starting anew."""
     from crmsync.configs import ConfigError, get_config
     from crmsync.sync.errors import ConfigDisabled, JobAlreadyActive
     from crmsync.sync.jobs import active_job, create_job, lease_expired, resume_job
     if inline and wait:
         bad_input("give at most one of --inline and --wait")
+    if sweep and full:
+        bad_input("give at most one of --sweep and --full")
+    trigger = "sweep" if sweep else "manual"
     with _session() as s:
         try:
             config = get_config(s, config_id)
@@ -75,11 +81,16 @@ def sync_run(config_id, inline, wait, full, force, as_json):
     if inline:
         from crmsync.runtime import settle_startup_objects
         from crmsync.sync.orchestrator import run_job_inline
-        progress, update = _progress_printer(as_json)
+        # A progress display is for a person at a terminal; a script capturing stderr gets none
+        # (nor pays for rich's import and refresh thread).
+        if sys.stderr.isatty():
+            progress, update = _progress_printer(as_json)
+        else:
+            progress, update = contextlib.nullcontext(), None
         settle_startup_objects()
         try:
             with progress:
-                job = run_job_inline(config_id, full=full, progress=update, force=force)
+                job = run_job_inline(config_id, full=full, trigger=trigger, progress=update, force=force)
         except (JobAlreadyActive, ConfigDisabled) as err:
             failed(str(err))
     else:
@@ -90,12 +101,15 @@ def sync_run(config_id, inline, wait, full, force, as_json):
                 if existing is not None and lease_expired(existing) and (config.enabled or force):
                     job_id = resume_job(s, existing.id).id
                 else:
-                    job_id = create_job(s, config, trigger="manual", full=full, force=force).id
+                    job_id = create_job(s, config, trigger=trigger, full=full, force=force).id
                     _start(s, job_id)
             except (JobAlreadyActive, ConfigDisabled) as err:
                 failed(str(err))
         job = _follow(job_id) if wait else _job(job_id)
-    _report(job, as_json)
+    if sweep:
+        from crmsync.entities import ENTITY_PLURALS
+        job["drift"] = {ENTITY_PLURALS[e]: d for e, d in ((job.get("counts") or {}).get("drift") or {}).items()}
+    _report(job, as_json, _drift_lines(job["drift"]) if sweep else "")
 
 
 def _start(session, job_id: str) -> None:
@@ -105,22 +119,48 @@ def _start(session, job_id: str) -> None:
 
 def _job(job_id: str) -> dict:
     from crmsync.db.models import SyncJob
-    from crmsync.sync.jobs import job_as_dict
+    from crmsync.sync.job_view import job_as_dict
     with _session() as s:
         return job_as_dict(s.get(SyncJob, job_id))
 
 
-def _report(job: dict, as_json: bool) -> None:
+def _report(job: dict, as_json: bool, more: str = "") -> None:
     """The job on stdout; a job that failed (or was cancelled) also gets its reason as one line
     on stderr and exit status 1."""
-    emit(job, as_json, _job_summary(job))
+    emit(job, as_json, _job_summary(job) + more)
     if job["status"] in ("failed", "cancelled"):
         failed(f"job {job['job_id']} {job['status']}: {job['error']}")
 
 
+def _drift_lines(drift: dict) -> str:
+    return "".join(f"\n  {entity}: remote only {d['remote_only']}, local only {d['local_only']}, "
+                   f"diverged {d['diverged']}, repaired {d['repaired']} ({d.get('requests', 0)} requests)"
+                   for entity, d in drift.items())
+
+
+@sync.command("drift")
+@click.argument("config_id")
+@json_option
+def sync_drift(config_id, as_json):
+    """The last deletion sweep's figures: per entity, records on one side only and diverged."""
+    from crmsync.configs import ConfigError, get_config
+    from crmsync.sync.sweep import drift_report
+    with _session() as s:
+        try:
+            report = drift_report(s, get_config(s, config_id))
+        except ConfigError as err:
+            bad_input(str(err))
+    if not report:
+        text = f"no sweep yet (crmsync sync run {config_id} --sweep)"
+    else:
+        first = next(iter(report.values()))
+        text = f"sweep {first['sweep_job_id']} ({first['sweep_status']}, {first['swept_at']})" + _drift_lines(report)
+    emit(report, as_json, text)
+
+
 def _follow(job_id: str, timeout: float = 3600.0) -> dict:
     from crmsync.db.models import SyncJob
-    from crmsync.sync.jobs import job_as_dict
+    from crmsync.sync.job_view import job_as_dict
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -147,7 +187,7 @@ def jobs():
 @json_option
 def jobs_list(config_id, limit, as_json):
     from crmsync.db.models import SyncJob
-    from crmsync.sync.jobs import job_as_dict
+    from crmsync.sync.job_view import job_as_dict
     with _session() as s:
         q = select(SyncJob).order_by(SyncJob.created_at.desc()).limit(limit)
         if config_id:
@@ -163,7 +203,7 @@ def jobs_list(config_id, limit, as_json):
 def jobs_show(job_id, as_json):
     from crmsync.configs import ConfigError, parse_id
     from crmsync.db.models import SyncJob, SyncJobStep
-    from crmsync.sync.jobs import job_as_dict
+    from crmsync.sync.job_view import job_as_dict
     with _session() as s:
         try:
             job = s.get(SyncJob, parse_id(job_id, "job"))
@@ -200,7 +240,8 @@ def _job_errors():
 def jobs_cancel(job_id, as_json):
     """Stop an active job; its runner stops at its next unit, and the config may run again at once."""
     from crmsync.configs import parse_id
-    from crmsync.sync.jobs import cancel_job, job_as_dict
+    from crmsync.sync.job_view import job_as_dict
+    from crmsync.sync.jobs import cancel_job
     with _job_errors(), _session() as s:
         out = job_as_dict(cancel_job(s, parse_id(job_id, "job")))
     emit(out, as_json, _job_summary(out))
@@ -269,8 +310,12 @@ def conflicts_show(conflict_id, as_json):
 @json_option
 def conflicts_resolve(conflict_id, take, values, as_json):
     """Settle a conflict; the result is pushed to the CRM."""
-    from crmsync.settings import get_settings
-    from crmsync.sync.conflicts import conflict_as_dict, resolve_conflict_record
+    from crmsync.sync.conflicts import (
+        conflict_as_dict,
+        push_after_resolution,
+        record_push,
+        resolve_conflict_record,
+    )
     from crmsync.sync.errors import ConflictResolutionError
     parsed = {}
     for item in values:
@@ -286,15 +331,7 @@ def conflicts_resolve(conflict_id, take, values, as_json):
         out = conflict_as_dict(conflict)
         config_id, tenant_id = conflict.config_id, conflict.tenant_id
     # Push the resolution: inline without a broker, else through the workers.
-    if get_settings().inline and config_id:
-        from crmsync.sync.errors import ConfigDisabled, JobAlreadyActive
-        from crmsync.sync.orchestrator import run_job_inline
-        try:
-            out["push_job"] = run_job_inline(config_id, trigger="push")
-        except (JobAlreadyActive, ConfigDisabled) as err:
-            out["push_job"] = {"error": str(err)}
-    else:
-        from crmsync.sync.jobs import request_push
-        with _session() as s:
-            out["push_jobs"] = request_push(s, tenant_id)
+    out.update(push_after_resolution(tenant_id, [config_id]))
+    with _session() as s:
+        record_push(s, [out["id"]], out)
     emit(out, as_json, f"conflict {out['id']} resolved")

@@ -35,7 +35,7 @@ from crmsync.entities import ENTITY_PLURALS
 from crmsync.errors import CrmsyncError, Retryable
 from crmsync.platforms.base import RemoteRecord
 from crmsync.platforms.errors import RateLimited
-from crmsync.sync.apply import ApplyResult, apply_remote_deletions, apply_remote_records
+from crmsync.sync.apply import ApplyResult, apply_remote_records
 from crmsync.sync.errors import ConfigDisabled, JobAlreadyActive, JobNotFound, JobStateError
 from crmsync.sync.push import push_batch
 from crmsync.tasks.names import RUN_STEP, START_JOB
@@ -184,10 +184,13 @@ def start_job(session: Session, job_id: str, *, enqueue: bool = True, now: datet
     config = session.get(SyncConfig, job.sync_config_id)
     entities = [e for e in ENTITY_ORDER if config.entity_enabled(e)]
     kinds = []
-    if config.sync_direction in ("pull", "bidirectional") and job.trigger != "push":
-        kinds.append("pull")
-    if config.sync_direction in ("push", "bidirectional"):
-        kinds.append("push")
+    if job.trigger == "sweep":
+        kinds.append("sweep")     # the deletion sweep: its own job, on its own cadence
+    else:
+        if config.sync_direction in ("pull", "bidirectional") and job.trigger != "push":
+            kinds.append("pull")
+        if config.sync_direction in ("push", "bidirectional"):
+            kinds.append("push")
     steps = [SyncJobStep(id=new_id(), tenant_id=job.tenant_id, job_id=job.id, entity_type=e, kind=k,
                          position=i, status="pending", updated_at=now)
              for i, (k, e) in enumerate((k, e) for k in kinds for e in entities)]
@@ -304,9 +307,13 @@ def run_step(session: Session, step_id: str, *, enqueue: bool = True, wait: bool
     from crmsync.settings import get_settings
     from crmsync.sync.connect import connect
     adapter = connect(session, config, wait=get_settings().inline if wait is None else wait)
+    requests_before = adapter.requests_sent()
     try:
         if step.kind == "pull":
             more, result = _pull_page(session, config, adapter, job, step, now, read_ahead)
+        elif step.kind == "sweep":
+            from crmsync.sync.sweep import sweep_unit
+            more, result = sweep_unit(session, config, adapter, job, step, now)
         else:
             if read_ahead is not None:
                 read_ahead.discard()      # the adapter is this thread's alone while it pushes
@@ -321,6 +328,7 @@ def run_step(session: Session, step_id: str, *, enqueue: bool = True, wait: bool
         fail_step(session, step_id, str(err))
         return None
     _count(job, step.entity_type, result)
+    job.counts = {**job.counts, "requests": job.counts.get("requests", 0) + adapter.requests_sent() - requests_before}
     metrics.count_records(session, config.platform, step.entity_type, step.kind, result.counts())
     # Counted with the unit's own writes (one UPDATE): a unit that fails rolls back whole anyway.
     step.attempts += 1
@@ -385,11 +393,8 @@ def _pull_page(session, config, adapter, job, step, now, read_ahead: ReadAhead |
         cp.cursor = {"adapter": next_cursor, "started_at": started}
         cp.job_id = job.id
         return True, result
-    if cp.synced_until is not None:
-        # Archived or deleted in the CRM since the last complete listing.
-        gone = adapter.list_deleted(step.entity_type, cp.synced_until)
-        if gone:
-            result.add(apply_remote_deletions(session, config, step.entity_type, gone, now=now))
+    # Deletions are not listed here: they arrive by webhook, and the deletion sweep
+    # (crmsync.sync.sweep) finds the rest on its own cadence, so an incremental run costs what changed.
     cp.cursor = None
     cp.synced_until = datetime.fromisoformat(started)
     cp.job_id = job.id
@@ -560,20 +565,3 @@ def request_push(session: Session, tenant_id: str, *, now: datetime | None = Non
         jobs.append(job.id)
         _enqueue(session, True, START_JOB, job.id)
     return jobs
-
-
-def job_as_dict(job: SyncJob) -> dict:
-    synced = {}
-    conflicts = 0
-    for entity, plural in ENTITY_PLURALS.items():
-        c = (job.counts or {}).get(entity) or {}
-        synced[f"{plural}_synced"] = c.get("created", 0) + c.get("updated", 0) + c.get("deleted", 0)
-        conflicts += c.get("conflicts", 0)
-    duration = ((job.finished_at - job.started_at).total_seconds()
-                if job.finished_at and job.started_at else None)
-    return {"job_id": job.id, "config_id": job.sync_config_id, "tenant_id": job.tenant_id, "status": job.status,
-            "trigger": job.trigger, "full": job.full, **synced, "conflicts": conflicts, "error": job.error,
-            "counts": job.counts, "paused_until": job.paused_until, "created_at": job.created_at,
-            "started_at": job.started_at, "finished_at": job.finished_at, "duration_seconds": duration,
-            "steps_total": job.steps_total, "steps_done": job.steps_done, "lease_owner": job.lease_owner,
-            "lease_expires_at": job.lease_expires_at}

@@ -158,8 +158,11 @@ def _merge_field(rule: str, name: str, lv: Any, rv: Any, bv: Any, local_newer: b
 def resolve_conflict(*, local: Mapping[str, Any], remote: Mapping[str, Any], strategy: str,
                      base: Mapping[str, Any] | None = None, source_priority: list[str] | None = None,
                      field_rules: Mapping[str, str] | None = None, remote_platform: str = "hubspot",
-                     local_updated_at: Any = None, remote_updated_at: Any = None) -> Resolution:
-    """Merge one record's local and remote versions against their base, field by field."""
+                     local_updated_at: Any = None, remote_updated_at: Any = None,
+                     preferences: Mapping[str, str] | None = None) -> Resolution:
+    """Merge one record's local and remote versions against their base, field by field.
+    `preferences` ({field: "local" | "remote"}, a config's field rules) settle a conflict on
+    their field before the strategy is asked."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown conflict strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     local_updated_at = local_updated_at if local_updated_at is not None else local.get("updated_at")
@@ -196,7 +199,10 @@ def resolve_conflict(*, local: Mapping[str, Any], remote: Mapping[str, Any], str
             winners[f] = "local"
             continue
         conflicting.append(f)
-        if strategy == "manual_review":
+        prefer = preferences.get(f) if preferences else None
+        if prefer is not None:
+            merged[f], winners[f] = (lv if prefer == "local" else rv), prefer
+        elif strategy == "manual_review":
             held.append(f)
         elif strategy == "timestamp_based":
             winner = "local" if local_newer else "remote"

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from crmsync.db import session_scope
 from crmsync.db.models import SyncConfig, SyncJob, SyncJobStep
 from crmsync.sync.errors import ConfigDisabled
+from crmsync.sync.job_view import job_as_dict
 from crmsync.sync.jobs import (
     Heartbeat,
     ReadAhead,
@@ -28,7 +29,6 @@ from crmsync.sync.jobs import (
     create_job,
     fail_job,
     fail_step,
-    job_as_dict,
     lease_expired,
     resume_job,
     run_step,

@@ -53,6 +53,37 @@ def dispatch_due_syncs(session: Session, now: datetime | None = None, limit: int
         enqueue_after_commit(session, START_JOB, job.id)
         job_ids.append(job.id)
     session.flush()
+    return job_ids + dispatch_due_sweeps(session, now, limit)
+
+
+def dispatch_due_sweeps(session: Session, now: datetime | None = None, limit: int = 100) -> list[str]:
+    """Claim enabled configs whose deletion sweep is due (next_sweep_at <= now), create a sweep
+    job for each and move next_sweep_at on by its cadence. A config busy with another job keeps
+    its claim time and is tried again on the next tick (a sweep is daily: it should not wait a day).
+    A config that has no next_sweep_at yet (made before sweeps existed) gets one a cadence away."""
+    from crmsync.configs import schedule_sweep
+    from crmsync.sync.errors import JobAlreadyActive
+    from crmsync.sync.jobs import create_job
+    now = now or utcnow()
+    query = (select(SyncConfig)
+             .where(SyncConfig.enabled.is_(True), SyncConfig.sweep_every_hours > 0,
+                    or_(SyncConfig.next_sweep_at.is_(None), SyncConfig.next_sweep_at <= now))
+             .order_by(SyncConfig.next_sweep_at.nulls_first())
+             .limit(limit))
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    job_ids: list[str] = []
+    for config in session.scalars(query).all():
+        if config.next_sweep_at is not None:
+            try:
+                with session.begin_nested():
+                    job = create_job(session, config, trigger="sweep", now=now)
+            except JobAlreadyActive:
+                continue
+            enqueue_after_commit(session, "crmsync.sync.start_job", job.id)
+            job_ids.append(job.id)
+        schedule_sweep(config, now)
+    session.flush()
     return job_ids
 
 

@@ -91,6 +91,9 @@ class Model:
     def round(self):
         job = self.w.sync()
         assert job["status"] == "succeeded", job
+        # Archived records are not listed by an incremental run: the deletion sweep finds them.
+        sweep = self.w.sync(trigger="sweep")
+        assert sweep["status"] == "succeeded", sweep
         manual = self.w.strategy == "manual_review"
         both = set(self.edits["local"]) & set(self.edits["remote"])
         conflicting = {k for k in both if self.edits["local"][k] != self.edits["remote"][k]}

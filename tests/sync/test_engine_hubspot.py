@@ -160,9 +160,13 @@ def test_remote_archive_soft_deletes_and_local_delete_archives(world):
     world.local_edit("contact", links[exts[1]], deleted_at=datetime.now(UTC))
     job = world.sync()
     assert job["status"] == "succeeded", job
+    assert world.hs.state.records["contacts"][int(exts[1])].archived
+    # An incremental run does not list archived records; the deletion sweep finds the archive.
+    assert {r["id"] for r in world.rows(include_deleted=True) if r["deleted_at"]} == {links[exts[1]]}
+    sweep = world.sync(trigger="sweep")
+    assert sweep["status"] == "succeeded", sweep
     deleted = {r["id"] for r in world.rows(include_deleted=True) if r["deleted_at"]}
     assert deleted == {links[exts[0]], links[exts[1]]}
-    assert world.hs.state.records["contacts"][int(exts[1])].archived
 
 
 def test_mass_remote_delete_trips_the_guard(world):
@@ -170,7 +174,7 @@ def test_mass_remote_delete_trips_the_guard(world):
     world.sync()
     for ext in list(world.links())[:25]:
         world.hs.delete("contacts", ext)
-    job = world.sync()
+    job = world.sync(trigger="sweep")
     assert job["status"] == "failed" and "refusing to delete 25 of 30" in job["error"]
     assert len(world.rows()) == 30
 

@@ -27,6 +27,7 @@ from crmsync.cache import MetadataCache
 from crmsync.entities import ASSOCIATIONS
 from crmsync.platforms.base import (
     Adapter,
+    IdPage,
     OutboundRecord,
     Page,
     RemoteRecord,
@@ -44,6 +45,11 @@ from .errors import PLATFORM
 log = logging.getLogger(__name__)
 
 METADATA_TTL = 600.0
+# Property definitions (which custom properties exist, which are writable) are read by every
+# listing, so they are kept a day: an incremental sync then costs its searches alone. The deletion
+# sweep refreshes them (refresh_metadata), so a new custom property is picked up at the next sweep
+# (`crmsync sync run CONFIG --sweep` at once).
+PROPERTIES_TTL = 24 * 3600.0
 MARKER_PROPERTY = "crmsync_id"
 
 
@@ -111,7 +117,11 @@ class HubSpotAdapter(Adapter):
             except (NotFound, ValidationError) as exc:
                 log.warning("HubSpot properties of %s unavailable: %s", object_type, exc)
                 return {}
-        return self.cache.get_or_load(self._meta_key(f"properties:{object_type}"), load, METADATA_TTL)
+        return self.cache.get_or_load(self._meta_key(f"properties:{object_type}"), load, PROPERTIES_TTL)
+
+    def refresh_metadata(self, entity: str) -> None:
+        for object_type in m.OBJECT_TYPES[entity]:
+            self.cache.invalidate(self._meta_key(f"properties:{object_type}"))
 
     def pipelines(self, object_type: str = "deals") -> list[dict]:
         return self.cache.get_or_load(self._meta_key(f"pipelines:{object_type}"),
@@ -274,6 +284,25 @@ class HubSpotAdapter(Adapter):
                 if not after:
                     break
         return out
+
+    def list_ids(self, entity: str, cursor: dict | None, page_size: int = 100) -> IdPage:
+        """The deletion sweep's listing: the list endpoint asked for hs_object_id only (it always
+        adds updatedAt), 100 ids a request, each object type of the entity in turn.
+        https://developers.hubspot.com/docs/api-reference/crm-objects-v3/basic/get-crm-v3-objects-objectType"""
+        cursor = cursor or {"entity": entity, "mode": "list", "object": m.OBJECT_TYPES[entity][0], "after": None}
+        spent = 0
+        while True:
+            object_type = cursor["object"]
+            body = self.client.list_page(object_type, after=cursor.get("after"), limit=page_size,
+                                         properties=["hs_object_id"])
+            spent += 1
+            ids = [(join_external_id(entity, object_type, obj["id"]), m.parse_datetime(obj.get("updatedAt")))
+                   for obj in body.get("results") or []]
+            after = ((body.get("paging") or {}).get("next") or {}).get("after")
+            nxt = {**cursor, "after": after} if after else self._next_object_cursor(entity, cursor)
+            if ids or nxt is None:
+                return IdPage(ids=ids, cursor=nxt, requests=spent)
+            cursor = nxt
 
     # --- writing -----------------------------------------------------------------------------
 

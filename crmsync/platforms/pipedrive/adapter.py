@@ -17,6 +17,7 @@ from crmsync.cache import MetadataCache
 from crmsync.entities import ASSOCIATIONS
 from crmsync.platforms.base import (
     Adapter,
+    IdPage,
     OutboundRecord,
     Page,
     RemoteRecord,
@@ -43,7 +44,10 @@ from crmsync.platforms.pipedrive.mapping import (
 )
 from crmsync.platforms.pipedrive.webhooks import parse_webhook_body, verify_basic_auth
 
-METADATA_TTL = 600.0  # seconds; field lists, stages and activity types change rarely
+# Seconds. Field lists, stages and activity types change rarely, and every listing maps through
+# them: kept a day, so an incremental sync costs its listings alone; the deletion sweep refreshes
+# them (refresh_metadata) on its own cadence.
+METADATA_TTL = 24 * 3600.0
 # A custom field with this name (any object) gets the crmsync local id on create, so
 # `find_existing` can find a record whose create answer was lost even without email/domain.
 CRMSYNC_ID_FIELD = "crmsync_id"
@@ -113,6 +117,9 @@ class PipedriveAdapter(Adapter):
                 if t.get("key_string") and t.get("active_flag", True)])
         return meta
 
+    def refresh_metadata(self, entity: str) -> None:
+        self.invalidate_metadata()
+
     def invalidate_metadata(self) -> None:
         for part in ("fields:person", "fields:organization", "fields:deal", "fields:activity", "pipelines",
                      "stages", "activity_types"):
@@ -181,6 +188,20 @@ class PipedriveAdapter(Adapter):
             if not page.next_cursor:
                 return out
             cursor = page.next_cursor
+
+    def list_ids(self, entity: str, cursor: dict | None, page_size: int = 500) -> IdPage:
+        """The deletion sweep's listing: GET /api/v2/{objects} in id order, 500 a page (v2's
+        largest; it has no way to ask for fewer fields). Deleted records are not listed.
+        https://developers.pipedrive.com/docs/api/v1/Persons#getPersons"""
+        obj = self._check(entity)
+        self.account_id()
+        before = self.client.requests_made
+        page = self.client.list_records(obj, cursor=(cursor or {}).get("next"), limit=page_size,
+                                        sort_by="id", sort_direction="asc")
+        ids = [(str(raw["id"]), mapping.parse_time(raw.get("update_time"))) for raw in page.items
+               if raw.get("id") is not None and self._is_kind(entity, raw) and not raw.get("is_deleted")]
+        following = {"entity": entity, "next": page.next_cursor} if page.next_cursor else None
+        return IdPage(ids=ids, cursor=following, requests=self.client.requests_made - before)
 
     # ------------------------------------------------------------------ writing
     def _body(self, entity: str, record: OutboundRecord, meta: PipedriveMetadata, *, create: bool) -> dict:

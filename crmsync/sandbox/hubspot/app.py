@@ -65,6 +65,9 @@ class HubSpotOptions:
     index_lag_ms: int = 0
     search_cap_mode: str = "after+limit"
     empty_properties: str = "omit"       # "omit" (spec-valid) or "null" (what HubSpot really does at times)
+    # Serialise every answer when asked, as a real server does (no page or record cache): for
+    # benchmarks whose figure must not owe anything to the sandbox's caches.
+    serialise_per_request: bool = False
     # OAuth
     client_id: str = "sandbox-client-id"
     client_secret: str = "sandbox-client-secret"
@@ -190,6 +193,8 @@ class HubSpotApp:
 
     def seed(self, **kw) -> dict:
         counts = seed_portal(self.state, **kw)
+        if self.initial.serialise_per_request:
+            return counts
         with self.state.lock:
             for table in self.state.records.values():
                 for rec in table.values():
@@ -481,6 +486,8 @@ class HubSpotApp:
     def _render(self, rec: Record, names: tuple, view=None) -> bytes:
         """One record as JSON bytes; cached per property set until the record changes."""
         null_mode = self.state.empty_properties == "null"
+        if view is None and self.options.serialise_per_request:
+            view = (rec.props, rec.created, rec.updated)
         if view is None:
             cache = rec.cache
             key = (names, null_mode)
@@ -552,11 +559,12 @@ class HubSpotApp:
         names = self._names(type_, _multi(req, "properties"))
         assoc_types = [t for t in (ot.lookup(a) for a in _multi(req, "associations")) if t is not None]
         host = req.header("Host") or "127.0.0.1"
+        per_request = self.options.serialise_per_request
         # whole pages are cached until the next write anywhere in the portal (list is the hot path)
         key = (type_.name, after, limit, archived, names, tuple(t.name for t in assoc_types),
                self.state.empty_properties, host, req.raw_path)
         generation = self.state.generation
-        hit = self._page_cache.get(key)
+        hit = None if per_request else self._page_cache.get(key)
         if hit is not None and hit[0] == generation:
             return 200, hit[1]
         records, nxt = self.state.page(type_, after, limit, archived)
@@ -570,6 +578,8 @@ class HubSpotApp:
             link = f"http://{host}{req.raw_path}?limit={limit}&after={nxt}"
             out += b',"paging":{"next":{"after":"' + str(nxt).encode() + b'","link":' + dumps(link) + b"}}"
         out += b"}"
+        if per_request:
+            return 200, out
         if len(self._page_cache) > 5000:
             self._page_cache.clear()
         self._page_cache[key] = (generation, out)

@@ -362,9 +362,12 @@ class PortalState:
             rec.archived_at = self.clock()
             rec.cache = {}
             if type_.name == "contacts":
-                for email, rid in list(self.emails.items()):
-                    if rid == rec.id:
-                        del self.emails[email]
+                # Its own addresses only (primary and additional): scanning every email of the portal
+                # made archiving 100,000 contacts of a 200,000-contact portal take hours.
+                extra = (rec.props.get("hs_additional_emails") or "").split(";")
+                for email in (rec.props.get("email"), *extra):
+                    if email and self.emails.get(email.lower()) == rec.id:
+                        del self.emails[email.lower()]
             self._emit([self.change_event(type_, "deletion", rec.id, source)])
             return True
 

@@ -1,7 +1,7 @@
 """a config may accept HubSpot's legacy v1/v2 webhook signatures
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-27
 
 """

@@ -1,0 +1,112 @@
+"""Who may look, tried over HTTP: sign-in, tenant scope on every page and form, CSRF, expiry."""
+import time
+
+from itsdangerous import TimestampSigner
+from sqlalchemy import func, select
+
+from crmsync.db import session_scope
+from crmsync.db.models import ConflictRecord, ConflictResolution, SyncJob
+from tests.opsconsole.conftest import PASSWORD, csrf_of, signed_in_http
+
+
+def _pending(db_url, conflict_id):
+    with session_scope(db_url) as s:
+        return s.get(ConflictRecord, conflict_id).status == "pending"
+
+
+def test_every_page_wants_sign_in(console):
+    import requests
+    for path in ("/", "/conflicts", "/audit", "/health", "/conflicts/00000000-0000-0000-0000-000000000000"):
+        answer = requests.get(console.url + path, allow_redirects=False)
+        assert answer.status_code == 302 and "/login" in answer.headers["Location"], path
+    assert requests.get(console.url + "/static/htmx.min.js").status_code == 200
+
+
+def test_wrong_password_is_refused(console, two_tenants):
+    import requests
+    http = requests.Session()
+    token = csrf_of(http.get(console.url + "/login").text)
+    for email, password in ((two_tenants.emails["a"], "wrong password!"), ("nobody@example.org", PASSWORD)):
+        answer = http.post(console.url + "/login", data={"email": email, "password": password, "csrf_token": token})
+        assert answer.status_code == 401 and "Wrong email or password" in answer.text
+    assert http.get(console.url + "/conflicts", allow_redirects=False).status_code == 302
+
+
+def test_tenant_user_never_sees_or_changes_another_tenants_rows(console, two_tenants, db_url):
+    a, b = two_tenants.a, two_tenants.b
+    with session_scope(db_url) as s:
+        job_a = s.scalar(select(SyncJob.id).where(SyncJob.tenant_id == a.tenant_id).limit(1))
+    http = signed_in_http(console, two_tenants.emails["b"])
+    queue = http.get(console.url + "/conflicts")
+    assert b.conflict_id in queue.text and not any(cid in queue.text for cid in a.conflict_ids)
+    # naming tenant A in the filters gives nothing
+    assert all(cid not in http.get(console.url + "/conflicts", params={"tenant": a.tenant_id}).text
+               for cid in a.conflict_ids)
+    token = csrf_of(queue.text)
+    target = a.conflict_ids[0]
+    assert http.get(f"{console.url}/conflicts/{target}").status_code == 404
+    assert http.post(f"{console.url}/conflicts/{target}/preview", data={"csrf_token": token}).status_code == 404
+    resolved = http.post(f"{console.url}/conflicts/{target}/resolve",
+                         data={"csrf_token": token, "fields": "first_name,phone", "choice.first_name": "local",
+                               "choice.phone": "local"})
+    assert resolved.status_code == 404
+    bulk = http.post(f"{console.url}/conflicts/bulk", data={"csrf_token": token, "take": "local", "ids": target})
+    assert "Nothing was resolved" in bulk.text
+    rule = http.post(f"{console.url}/rules", data={"csrf_token": token, "config": a.config_id, "entity": "contact",
+                                                   "field": "phone", "prefer": "local"})
+    assert rule.status_code == 404
+    assert http.get(f"{console.url}/jobs/{job_a}").status_code == 404
+    assert http.post(f"{console.url}/health/{a.config_id}/replay", data={"csrf_token": token}).status_code == 404
+    health = http.get(console.url + "/health").text
+    assert b.config_id in health and a.config_id not in health
+    assert _pending(db_url, target)
+    with session_scope(db_url) as s:
+        assert s.scalar(select(func.count()).select_from(ConflictResolution)) == 0
+    # the operator sees both tenants
+    operator = signed_in_http(console, two_tenants.emails["op"]).get(console.url + "/conflicts").text
+    assert b.conflict_id in operator and all(cid in operator for cid in a.conflict_ids)
+
+
+def test_forms_without_the_csrf_token_are_refused(console, two_tenants, db_url):
+    http = signed_in_http(console, two_tenants.emails["a"])
+    target = two_tenants.a.conflict_ids[0]
+    answer = http.post(f"{console.url}/conflicts/{target}/resolve",
+                       data={"fields": "first_name,phone", "choice.first_name": "local", "choice.phone": "local"})
+    assert answer.status_code == 400 and "nothing was changed" in answer.text
+    forged = http.post(f"{console.url}/conflicts/bulk", data={"csrf_token": "forged", "take": "local", "ids": target})
+    assert forged.status_code == 400
+    assert _pending(db_url, target)
+
+
+def _cookie(console_app, payload: dict, signed_at: float) -> str:
+    """A session cookie as Flask would have written it at `signed_at`."""
+    interface = console_app.session_interface
+    serializer = interface.get_signing_serializer(console_app)
+
+    class Then(TimestampSigner):
+        def get_timestamp(self):
+            return int(signed_at)
+    serializer.signer = Then
+    return serializer.dumps(payload)
+
+
+def test_sessions_expire(crmsync_env, two_tenants):
+    from crmsync.opsconsole import create_app
+    app = create_app()
+    with app.test_client() as client:
+        client.get("/login")
+        with client.session_transaction() as sess:
+            token = sess["csrf_token"]
+        with session_scope(crmsync_env["CRMSYNC_DATABASE_URL"]) as s:
+            from crmsync.db.models import ConsoleUser
+            user_id = s.scalar(select(ConsoleUser.id).where(ConsoleUser.email == two_tenants.emails["a"]))
+        now = time.time()
+        fresh = {"user_id": user_id, "signed_in_at": now, "csrf_token": token, "_permanent": True}
+        client.set_cookie("crmsync_console", _cookie(app, fresh, now))
+        assert client.get("/conflicts").status_code == 200
+        # idle for longer than CRMSYNC_CONSOLE_SESSION_MINUTES (60): the cookie is no longer accepted
+        client.set_cookie("crmsync_console", _cookie(app, fresh, now - 61 * 60))
+        assert client.get("/conflicts").status_code == 302
+        # active all along, but signed in 13 hours ago: over the 12-hour cap
+        client.set_cookie("crmsync_console", _cookie(app, {**fresh, "signed_in_at": now - 13 * 3600}, now))
+        assert client.get("/conflicts").status_code == 302
