@@ -211,7 +211,7 @@ def credentials():
 
 @credentials.command("set")
 @click.option("--name", required=True, type=NAME)
-@click.option("--platform", required=True, type=click.Choice(["hubspot", "pipedrive", "webhook", "api"]))
+@click.option("--platform", required=True, type=click.Choice(["hubspot", "pipedrive", "salesforce", "webhook", "api"]))
 @click.option("--from-env", "from_env", metavar="VAR", help="Read the secret from this environment variable.")
 @click.option("--stdin", "from_stdin", is_flag=True, help="Read the secret from standard input.")
 @click.option("--tenant", "tenant_id", metavar="ID",

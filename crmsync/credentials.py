@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from crmsync.db.models import ApiKey, VaultSecret, new_id
 from crmsync.errors import Fatal
 
-VAULT_PLATFORMS = ("hubspot", "pipedrive", "webhook", "api")
+VAULT_PLATFORMS = ("hubspot", "pipedrive", "salesforce", "webhook", "api")
 _FORMAT = b"\x01"
 NAME_MAX_CHARS = 200                # the column's length
 SECRET_MAX_BYTES = 64 * 1024        # an OAuth token set is a few KB; anything near this is a mistake

@@ -15,6 +15,7 @@ from crmsync.ingest.errors import BodyTooLarge, MalformedBody, Unauthenticated, 
 from crmsync.platforms.base import strict_json
 
 JSON_TYPES = ("application/json",)
+XML_TYPES = ("text/xml", "application/xml", "application/soap+xml")
 
 
 def raw_body(request: Request, max_bytes: int) -> bytes:
@@ -46,6 +47,12 @@ def require_json_type(request: Request) -> None:
     if mimetype not in JSON_TYPES and not mimetype.endswith("+json"):
         shown = mimetype or "none"
         raise UnsupportedContentType(f"expected Content-Type application/json, got {shown[:80]}")
+
+
+def require_xml_type(request: Request) -> None:
+    mimetype = (request.mimetype or "").lower()
+    if mimetype not in XML_TYPES:
+        raise UnsupportedContentType(f"expected Content-Type text/xml (SOAP), got {(mimetype or 'none')[:80]}")
 
 
 def parse_json(data: bytes) -> Any:

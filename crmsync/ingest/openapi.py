@@ -146,6 +146,23 @@ def openapi_document() -> dict:
                 "responses": {"200": _STORED, **_COMMON_ERRORS,
                               "403": _error("The event's company is not this config's"),
                               "404": _error("No Pipedrive config with this id")}}},
+            "/webhooks/salesforce/{config_id}": {"post": {
+                "summary": "Salesforce Outbound Message (SOAP notifications, up to 100) for one config; "
+                           "answered with the SOAP Ack; deduplicated by notification id",
+                "parameters": [{"name": "config_id", "in": "path", "required": True,
+                                "schema": {"type": "string", "format": "uuid"}},
+                               {"name": "token", "in": "query", "required": True, "schema": {"type": "string"},
+                                "description": "The config's webhook secret"}],
+                "requestBody": {"required": True, "content": {"text/xml": {"schema": {"type": "string"}}}},
+                "responses": {"200": {"description": "Stored whole; the SOAP notificationsResponse with "
+                                                     "<Ack>true</Ack>",
+                                      "content": {"text/xml": {"schema": {"type": "string"}}}},
+                              "400": _error("Not a SOAP notifications message"),
+                              "401": _error("Wrong or missing token, or a config without a webhook secret"),
+                              "403": _error("The message's OrganizationId is not this config's org"),
+                              "404": _error("No Salesforce config with this id"),
+                              "413": _error("Body over the size limit (1 MB by default)"),
+                              "415": _error("Content-Type is not text/xml")}}},
             # One path per event type, so each body is tied to its type's schema.
             **{f"/events/{name}": {"post": _product_event(name, t.description)} for name, t in PRODUCT_EVENTS.items()},
             "/cron/sync": {"post": _cron("Dispatch due syncs (for an external cron; same as beat's entry)"),

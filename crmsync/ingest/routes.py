@@ -16,7 +16,7 @@ import uuid
 from collections import Counter
 from typing import NoReturn
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, Response, current_app, request
 from sqlalchemy import select, text
 from sqlalchemy.exc import DataError
 
@@ -32,7 +32,7 @@ from crmsync.ingest.errors import (
     UnknownEventType,
     UnknownTenant,
 )
-from crmsync.ingest.inbound import bearer_token, parse_json, raw_body, require_json_type
+from crmsync.ingest.inbound import bearer_token, parse_json, raw_body, require_json_type, require_xml_type
 from crmsync.ingest.product_events import PRODUCT_EVENTS, ProductEventInvalid, normalize_product_event
 from crmsync.ingest.store import delivery_row, insert_deliveries, insert_events
 from crmsync.ingest.tenancy import ConfigRoute, secret_text
@@ -199,14 +199,16 @@ def hubspot_webhook():
     return _received(event_accounts, ids)
 
 
-def _pipedrive_config(session, config_id: str) -> ConfigRoute:
+def _config_route(session, platform: str, config_id: str) -> ConfigRoute:
+    """The config a per-config webhook URL names (Pipedrive, Salesforce)."""
+    missing = f"no {platform.capitalize()} config with this id"
     try:
         uuid.UUID(config_id)
     except ValueError:
-        raise UnknownTenant("no Pipedrive config with this id") from None
+        raise UnknownTenant(missing) from None
     config = session.get(SyncConfig, config_id)
-    if config is None or config.platform != "pipedrive":
-        raise UnknownTenant("no Pipedrive config with this id")
+    if config is None or config.platform != platform:
+        raise UnknownTenant(missing)
     return ConfigRoute.of(config)
 
 
@@ -216,7 +218,7 @@ def pipedrive_webhook(config_id: str):
     body = _body()
     adapter = adapter_class("pipedrive")
     with state.sessions() as session:
-        route = _pipedrive_config(session, config_id)
+        route = _config_route(session, "pipedrive", config_id)
         _verify(session, adapter, route, _webhook_request(body))
         require_json_type(request)
         event_accounts = _event_accounts(adapter, body)
@@ -231,6 +233,38 @@ def pipedrive_webhook(config_id: str):
         ids = _store_deliveries([row])
     state.dispatch(SPLIT_DELIVERIES, ids)
     return _received(event_accounts, ids)
+
+
+@bp.post("/webhooks/salesforce/<config_id>")
+def salesforce_webhook(config_id: str):
+    """Outbound Messages (SOAP) for one config. Salesforce signs nothing: the `token` query
+    parameter on the endpoint URL (the config's webhook secret; a config without one refuses every
+    message, as for the other CRMs), the config id in the path and the OrganizationId in the body
+    (must be the config's org) prove the sender. The answer is the SOAP Ack Salesforce retries
+    until it gets; repeats are deduplicated by notification id at the split."""
+    from crmsync.platforms.salesforce.webhooks import ACK
+    state = _state()
+    body = _body()
+    adapter = adapter_class("salesforce")
+    with state.sessions() as session:
+        route = _config_route(session, "salesforce", config_id)
+        _verify(session, adapter, route, _webhook_request(body))
+        require_xml_type(request)
+        event_accounts = _event_accounts(adapter, body)
+        if not route.account_id:
+            raise Forbidden(f"config {route.id} names no Salesforce organization id (account_id) to check "
+                            "messages against", code="account_unknown")
+        for account in set(event_accounts):
+            # 15- and 18-character forms of one org id share their first 15 characters.
+            if str(account)[:15] != route.account_id[:15]:
+                raise Forbidden(f"message of Salesforce org {str(account)[:18]} sent to the config of org "
+                                f"{route.account_id}", code="account_mismatch")
+        row = delivery_row(tenant_id=route.tenant_id, config_id=route.id, platform="salesforce",
+                           account_id=route.account_id, body=_text(body), events=len(event_accounts),
+                           received_at=utcnow())
+        ids = _store_deliveries([row])
+    state.dispatch(SPLIT_DELIVERIES, ids)
+    return Response(ACK, status=200, content_type="text/xml; charset=utf-8")
 
 
 # --- product events --------------------------------------------------------------------------------

@@ -48,7 +48,9 @@ CRM_REQUESTS = Counter(
     "crmsync_crm_requests_total", "CRM API responses, by CRM and status class (2xx, 4xx, 429, 5xx)",
     ["platform", "status"])
 CRM_THROTTLED = Counter(
-    "crmsync_crm_throttled_total", "CRM API answers 429 (rate limited), by CRM", ["platform"])
+    "crmsync_crm_throttled_total",
+    "CRM API answers saying the account is rate limited (HubSpot, Pipedrive: 429; Salesforce: 403 "
+    "REQUEST_LIMIT_EXCEEDED), by CRM", ["platform"])
 INGEST_REQUESTS = Counter(
     "crmsync_ingest_requests_total", "Requests the ingest app answered, by endpoint and HTTP status",
     ["endpoint", "status"])
@@ -94,11 +96,14 @@ def count_sync_run(session, platform: str, status: str) -> None:
 
 
 def observe_crm_response(platform: str, status: int) -> None:
-    """One line where a CRM client has a response in hand (the HTTP base of every client calls it)."""
-    label = "429" if status == 429 else f"{status // 100}xx"
-    CRM_REQUESTS.labels(platform, label).inc()
-    if status == 429:
-        CRM_THROTTLED.labels(platform).inc()
+    """Every CRM answer, by status class (`CRMClient._exchange`, the one place they come back)."""
+    CRM_REQUESTS.labels(platform, "429" if status == 429 else f"{status // 100}xx").inc()
+
+
+def count_throttled(platform: str) -> None:
+    """The CRM said the account is rate limited, whatever the status it said it with
+    (`CRMClient._penalize`, which every such answer goes through)."""
+    CRM_THROTTLED.labels(platform).inc()
 
 
 def count_ingest_request(endpoint: str | None, status: int) -> None:

@@ -120,7 +120,9 @@ class Adapter(abc.ABC):
     error message or a log line. `field_mappings` is the config's {unified field: remote name}.
     `budget` is a `crmsync.ratelimit.RateBudget`; `wait` decides what happens when it says
     wait: True sleeps (the inline CLI), False raises `RateLimited` (a Celery task reschedules).
-    `save_credentials` is called with the new dict after an OAuth refresh.
+    `save_credentials` is called with the new dict after an OAuth refresh. `cache` is the
+    engine's metadata cache; `redis` (given, else the cache's own Redis) holds what every worker
+    of an account shares beyond the budget, such as the OAuth refresh lock.
     """
     platform: str = ""
     # Entities this CRM can sync.
@@ -130,7 +132,8 @@ class Adapter(abc.ABC):
     def __init__(self, *, credentials: dict, base_url: str | None = None,
                  account_id: str | None = None, field_mappings: Mapping[str, str] | None = None,
                  budget: Any = None, wait: bool = True,
-                 save_credentials: Callable[[dict], None] | None = None, cache: Any = None):
+                 save_credentials: Callable[[dict], None] | None = None, cache: Any = None,
+                 redis_client: Any = None):
         self.credentials = credentials
         self.base_url = base_url
         self._account_id = account_id
@@ -139,6 +142,7 @@ class Adapter(abc.ABC):
         self.wait = wait
         self.save_credentials = save_credentials
         self.cache = cache
+        self.redis = redis_client if redis_client is not None else getattr(cache, "redis", None)
 
     def close(self) -> None:
         """Let go of the CRM connection (the adapter's client keeps one keep-alive session)."""

@@ -27,6 +27,7 @@ Hooks (override in the platform's client):
     observations(resp, call)  {bucket kind: `Observation`} of the answer's rate headers
     demands(call)         the buckets one call draws from (default: its kind, 1; daily, its cost)
     decode(resp, call)    the value of a 2xx answer (default: its JSON, {} when empty)
+    url_for(call)         where the call goes (default: `base_url` + its path)
 
 `_exchange` is the one place a request goes out and its answer (or transport error) comes back:
 count requests, 429s and latency there.
@@ -141,7 +142,7 @@ class CRMClient:
         """One API call (`path` below `base_url`); returns `decode` of the answer. `safe`: may a
         5xx or timeout be retried (default: every method but POST)."""
         call = Call(method, path, kind, cost, method != "POST" if safe is None else safe, entity, external_id)
-        refreshed = False
+        refreshed = held = False
         attempt = 0
         while True:
             attempt += 1
@@ -160,24 +161,27 @@ class CRMClient:
                     continue
                 error = self.error_for(response, call)
                 if isinstance(error, RateLimited):
-                    self._penalize(error, call)
+                    held = self._penalize(error, call)
             if attempt >= self.max_attempts:
                 raise error
             if isinstance(error, RateLimited):
                 if not self.wait or error.resume_at is not None or error.retry_after > self.max_wait:
                     raise error
-                if self.budget is None:
+                if not held:
                     time.sleep(error.retry_after)
-                continue  # with a budget, its acquire waits out the penalty
+                continue  # a penalty the budget holds is waited out by the next acquire
             if isinstance(error, TransientError) and call.safe:
                 time.sleep(min(error.retry_after or 0.2 * 2 ** (attempt - 1), 2.0, self.max_wait))
                 continue
             raise error
 
+    def url_for(self, call: Call) -> str:
+        return self.base_url + call.path
+
     def _exchange(self, call: Call, params: Any, json: Any) -> requests.Response:
         """The one place a request goes out and its answer comes back."""
         self.requests_sent += 1
-        response = self.session.request(call.method, self.base_url + call.path, params=params, json=json,
+        response = self.session.request(call.method, self.url_for(call), params=params, json=json,
                                         headers=self.auth_headers(), timeout=self.timeout)
         metrics.observe_crm_response(self.platform, response.status_code)
         return response
@@ -211,17 +215,21 @@ class CRMClient:
         except Exception as exc:  # noqa: BLE001  the budget's bookkeeping must never fail a call that succeeded
             log.warning("%s rate budget observe failed: %s", self.platform, type(exc).__name__)
 
-    def _penalize(self, error: RateLimited, call: Call) -> None:
+    def _penalize(self, error: RateLimited, call: Call) -> bool:
         """A 429 (or an abuse block) stops every worker of the account: for the wait the CRM named,
-        in the bucket it named (else the call's)."""
-        if self.budget is None:
-            return
+        in the bucket it named (else the call's). True when the penalty sits in a bucket this call
+        draws from, so the next acquire waits it out; else the caller sleeps it."""
+        metrics.count_throttled(self.platform)
         bucket = error.policy if error.policy in self.limits else call.kind
+        if self.budget is None or bucket not in self.limits:
+            return False  # no bucket of ours would ever read the penalty
         try:
             self.budget.penalize(self.platform, self.budget_account, error.retry_after, kind=bucket,
                                  limit=self.limits.get(bucket))
         except Exception as exc:  # noqa: BLE001  the 429 is raised either way
             log.warning("%s rate budget penalize failed: %s", self.platform, type(exc).__name__)
+            return False
+        return any(d.kind == bucket for d in self.demands(call))
 
 
 # --- reading answers (shared by the platforms' errors.py and limits.py) ------------------------

@@ -1,10 +1,10 @@
 """Seeded fault injection for the sandbox CRMs: server errors, latency, dropped connections, 429 storms.
 
 How a platform plugs in: keep one ``FaultInjector`` per app; at the top of each API request call
-``fault = injector.draw()`` and act on it: ``time.sleep(fault.delay)`` first, then
-``fault.kind`` is one of ``None`` (serve normally), ``"error"`` (answer ``fault.status`` with the
-CRM's error body), ``"drop"`` (raise ``server.DropConnection``), ``"rate_limited"`` (answer the CRM's
-own 429). Admin/_sandbox requests should skip the injector. Same seed + same request order -> same
+``fault = serve_fault(injector, log, req, endpoint)``, which sleeps the added latency and drops the
+connection itself; then ``fault.kind`` is one of ``None`` (serve normally), ``"error"`` (answer
+``fault.status`` with the CRM's error body) or ``"rate_limited"`` (answer the CRM's own refusal).
+Admin/_sandbox requests skip the injector. Same seed + same request order -> same
 faults. Thread-safe; ``configure(**fields)`` changes knobs at run time.
 """
 from __future__ import annotations
@@ -12,7 +12,11 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from .server import DropConnection
 
 
 @dataclass
@@ -62,12 +66,22 @@ class FaultInjector:
                 self._storm_until = self._clock() + float(changes["storm_seconds"])
             return self.config
 
-    def reset(self) -> None:
+    def configure_saved(self, saved: Mapping[str, Any], changes: Mapping[str, Any]) -> dict:
+        """Apply `changes` now and return an app's saved fault settings (`saved`, what its reset
+        restores) with them."""
+        if changes:
+            self.configure(**changes)
+        return {**saved, **changes}
+
+    def reset(self, settings: Mapping[str, Any] | None = None) -> None:
+        """No faults (the seed kept), then `settings` (``FaultConfig`` fields) when given."""
         with self._lock:
             self.config = FaultConfig(seed=self.config.seed)
             self._rng = random.Random(self.config.seed)
             self._storm_until = 0.0
             self.injected = dict.fromkeys(self.injected, 0)
+        if settings:
+            self.configure(**settings)
 
     @property
     def active(self) -> bool:
@@ -110,3 +124,20 @@ class FaultInjector:
             data["storm_active"] = bool(self._storm_until and self._clock() < self._storm_until)
             data["injected"] = dict(self.injected)
             return data
+
+
+def serve_fault(injector: FaultInjector, log: Any, req: Any = None, endpoint: str | None = None) -> Fault:
+    """Draw this request's fault and do what every sandbox does with it alike: sleep the added
+    latency, count an error or a drop in the request log (``log.faults``), and drop the connection
+    (``DropConnection``), logged as status 0 when the request (``req``, its ``endpoint`` template)
+    is given. The caller answers an ``"error"`` or ``"rate_limited"`` fault in its CRM's own shape."""
+    fault = injector.draw()
+    if fault.delay:
+        time.sleep(fault.delay)
+    if fault.kind in ("drop", "error"):
+        log.faults += 1
+    if fault.kind == "drop":
+        if req is not None:
+            log.record(req.method, endpoint or req.path, 0, req.path, req.query_string)
+        raise DropConnection()
+    return fault

@@ -125,7 +125,7 @@ class _Handler(socketserver.StreamRequestHandler):
             "CONTENT_TYPE": headers.get("content-type", ""),
             "SCRIPT_NAME": "",
             "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http",
+            "wsgi.url_scheme": self.server.scheme,
             "wsgi.input": io.BytesIO(body),
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": True,
@@ -190,6 +190,8 @@ class _ThreadedServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
+    scheme = "http"
+
     def __init__(self, addr, app: WSGIApp):
         self.app = app
         self._conns: set = set()
@@ -217,13 +219,16 @@ class SandboxServer:
     >>> base_url = server.start()            # "http://127.0.0.1:54321"
     >>> server.stop()
 
-    Also a context manager: ``with SandboxServer(app) as base_url: ...``.
+    Also a context manager: ``with SandboxServer(app) as base_url: ...``. With ``ssl_context`` (an
+    ``ssl.SSLContext`` holding the server certificate) it serves HTTPS, for clients that only build
+    https URLs.
     """
 
-    def __init__(self, app: WSGIApp, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, app: WSGIApp, host: str = "127.0.0.1", port: int = 0, ssl_context=None):
         self.app = app
         self.host = host
         self.port = port
+        self.ssl_context = ssl_context
         self._httpd: _ThreadedServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -231,7 +236,7 @@ class SandboxServer:
     def base_url(self) -> str:
         if self._httpd is None:
             raise SandboxServerError("server not started")
-        return f"http://{self.host}:{self._httpd.server_address[1]}"
+        return f"{self._httpd.scheme}://{self.host}:{self._httpd.server_address[1]}"
 
     def start(self) -> str:
         if self._httpd is not None:
@@ -240,6 +245,9 @@ class SandboxServer:
             self._httpd = _ThreadedServer((self.host, self.port), self.app)
         except OSError as exc:
             raise SandboxServerError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
+        if self.ssl_context is not None:
+            self._httpd.socket = self.ssl_context.wrap_socket(self._httpd.socket, server_side=True)
+            self._httpd.scheme = "https"
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="sandbox-http", daemon=True
         )

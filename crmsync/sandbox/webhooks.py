@@ -8,7 +8,9 @@ Basic auth, ``batch_size=1``). Then ``configure(url=..., batch_size=..., ...)``,
 from request handlers, ``flush(timeout)`` in tests to wait until everything is delivered or given
 up, ``deliveries()`` to read what was sent, ``stop()`` at shutdown. A delivery "fails" on a
 connection error, a timeout or any non-2xx answer, and is retried up to ``max_retries`` times after
-``retry_delay * 2**n`` seconds (+ seeded jitter). Thread-safe.
+``retry_delay * 2**n`` seconds (+ seeded jitter). ``accept(response) -> bool`` replaces the 2xx test
+when a CRM wants more of an answer (Salesforce Outbound Messages: an ``<Ack>true</Ack>``). Thread-safe.
+A CRM with several senders keeps them in a ``DispatcherPool`` (one flush, log and counters for all).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import itertools
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass, fields
 
 import requests
@@ -47,8 +49,10 @@ class _Batch:
 
 class WebhookDispatcher:
     def __init__(self, prepare: Callable[[str, list, int], tuple[bytes, dict]],
-                 settings: WebhookSettings | None = None, keep: int = 2000):
+                 settings: WebhookSettings | None = None, keep: int = 2000,
+                 accept: Callable[[requests.Response], bool] | None = None):
         self.prepare = prepare
+        self.accept = accept or (lambda response: 200 <= response.status_code < 300)
         self.settings = settings or WebhookSettings()
         self._rng = random.Random(self.settings.seed)
         self._cond = threading.Condition()
@@ -197,7 +201,7 @@ class WebhookDispatcher:
             body, headers = self.prepare(url, batch.events, batch.attempt)
             headers = {"Content-Type": "application/json", **headers}
             resp = session.post(url, data=body, headers=headers, timeout=self.settings.timeout)
-            return 200 <= resp.status_code < 300, resp.status_code, None
+            return self.accept(resp), resp.status_code, None
         except requests.RequestException as exc:
             session.close()
             self._local.session = None
@@ -225,3 +229,69 @@ class WebhookDispatcher:
         delay = min(s.max_retry_delay, s.retry_delay * (2 ** batch.attempt)) * (0.5 + self._rng.random())
         heapq.heappush(self._heap, (now + delay, next(self._seq),
                                     _Batch(batch.events, batch.attempt + 1, batch.duplicate)))
+
+
+class DispatcherPool:
+    """Dispatchers by key, observed and reset together: Pipedrive keeps one per registered webhook,
+    Salesforce one per outbound message (one sObject type each). Thread-safe."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._by_key: dict[Hashable, WebhookDispatcher] = {}
+
+    def get(self, key: Hashable, create: Callable[[], WebhookDispatcher], *,
+            stale: Callable[[WebhookDispatcher], bool] | None = None) -> WebhookDispatcher:
+        """The key's dispatcher; made by `create` when there is none, or when `stale` says the one
+        there no longer fits (it is stopped)."""
+        with self._lock:
+            d = self._by_key.get(key)
+            if d is None or (stale is not None and stale(d)):
+                if d is not None:
+                    d.stop()
+                d = self._by_key[key] = create()
+            return d
+
+    def find(self, key: Hashable) -> WebhookDispatcher | None:
+        with self._lock:
+            return self._by_key.get(key)
+
+    def _all(self) -> list[tuple[Hashable, WebhookDispatcher]]:
+        with self._lock:
+            return list(self._by_key.items())
+
+    def configure(self, **changes) -> None:
+        for _, d in self._all():
+            d.configure(**changes)
+
+    def discard(self, key: Hashable) -> None:
+        """Stop the key's dispatcher; what it still held is dropped."""
+        with self._lock:
+            d = self._by_key.pop(key, None)
+        if d is not None:
+            d.clear()
+            d.stop()
+
+    def reset(self) -> None:
+        """Stop every dispatcher and drop what they held (sandbox reset)."""
+        with self._lock:
+            dispatchers, self._by_key = list(self._by_key.values()), {}
+        for d in dispatchers:
+            d.clear()
+            d.stop()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every dispatcher has delivered or given up; True if all drained in time."""
+        deadline = time.monotonic() + timeout
+        return all(d.flush(max(0.0, deadline - time.monotonic())) for _, d in self._all())
+
+    def deliveries(self, key_name: str) -> list[dict]:
+        """Every dispatcher's delivery log, oldest first, each entry naming its key as `key_name`."""
+        return sorted(({**e, key_name: key} for key, d in self._all() for e in d.deliveries()), key=lambda e: e["t"])
+
+    def counters(self) -> dict[str, int]:
+        """The dispatchers' counters, summed."""
+        total: dict[str, int] = {}
+        for _, d in self._all():
+            for k, v in d.snapshot()["counters"].items():
+                total[k] = total.get(k, 0) + v
+        return total

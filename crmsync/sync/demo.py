@@ -1,6 +1,7 @@
-"""`crmsync demo`: both sandbox CRMs in this process, the embedded default (SQLite, tasks
-inline), one tenant with a HubSpot and a Pipedrive config, a full sync, edits on all three sides
-including a real conflict, an incremental sync, and an account of what happened."""
+"""`crmsync demo`: the three sandbox CRMs in this process, the embedded default (SQLite, tasks
+inline), one tenant with a HubSpot, a Pipedrive and a Salesforce config, a full sync, edits on every
+side including a real conflict, an incremental sync, a change made in Salesforce reaching HubSpot
+and Pipedrive, and an account of what happened."""
 from __future__ import annotations
 
 import os
@@ -58,6 +59,7 @@ def demo(contacts, persons, seed):
     from crmsync.db.migrate import upgrade
     from crmsync.sandbox.hubspot import create_app as hubspot_app
     from crmsync.sandbox.pipedrive import create_app as pipedrive_app
+    from crmsync.sandbox.salesforce import create_app as salesforce_app
     from crmsync.sandbox.server import SandboxServer
     from crmsync.sync.orchestrator import run_job_inline
 
@@ -67,8 +69,10 @@ def demo(contacts, persons, seed):
                      tasks=5, notes=5, rate_limit=0, search_rate_limit=0, daily_limit=0)
     pd = pipedrive_app(seed=seed, persons=persons, organizations=max(3, persons // 8), deals=max(3, persons // 5),
                        activities=10, rate_limit=0, daily_budget=0)
-    hs_server, pd_server = SandboxServer(hs), SandboxServer(pd)
-    hs_url, pd_url = hs_server.start(), pd_server.start()
+    sf = salesforce_app(seed=seed, contacts=max(3, persons // 2), accounts=max(3, persons // 8), opportunities=3,
+                        tasks=2, events=2, api_limit=0)
+    hs_server, pd_server, sf_server = SandboxServer(hs), SandboxServer(pd), SandboxServer(sf)
+    hs_url, pd_url, sf_url = hs_server.start(), pd_server.start(), sf_server.start()
     try:
         vault = Vault()
         with session_scope() as s:
@@ -87,17 +91,29 @@ def demo(contacts, persons, seed):
                                        # Deal stages, pipelines and activity types are named differently
                                        # in each CRM; the demo keeps deals and activities in HubSpot.
                                        "entities": ["contacts", "companies"]})
-            hs_id, pd_id, tenant_id = hs_cfg.id, pd_cfg.id, tenant.id
+            sf_secret = vault.store(s, name="demo-salesforce", platform="salesforce",
+                                    value={"client_id": sf.options.client_id, "client_secret": sf.options.client_secret,
+                                           "refresh_token": sf.options.refresh_token, "rate_limits": "none",
+                                           # a session signed in already, as a connected app setup leaves it
+                                           "access_token": sf.options.token, "instance_url": sf_url})
+            sf_cfg = create_config(s, {"tenant_id": tenant.id, "platform": "salesforce",
+                                       "credentials_vault_id": sf_secret.id, "api_base_url": sf_url,
+                                       "account_id": sf.options.org_id, "conflict_strategy": "timestamp_based",
+                                       "entities": ["contacts", "companies"]})
+            hs_id, pd_id, sf_id, tenant_id = hs_cfg.id, pd_cfg.id, sf_cfg.id, tenant.id
         _say(f"  database        {db_path} (SQLite, tasks inline)")
         _say(f"  sandbox HubSpot {hs_url}  portal {hs.options.portal_id}: {contacts} contacts, companies, deals")
         _say(f"  sandbox Pipedrive {pd_url}  company {pd.options.company_id}: {persons} persons, orgs, deals")
-        _say("  tenant 'Demo Company' with two configs: HubSpot (all entities, manual_review),")
-        _say("  Pipedrive (contacts and companies, timestamp_based)")
+        _say(f"  sandbox Salesforce {sf_url}  org {sf.options.org_id}: contacts, accounts, opportunities")
+        _say("  tenant 'Demo Company' with three configs: HubSpot (all entities, manual_review),")
+        _say("  Pipedrive and Salesforce (contacts and companies, timestamp_based)")
 
         _heading("2. First sync: each CRM's records come in, then go out to the other CRM")
         _say(_job_line("HubSpot (full)", run_job_inline(hs_id, full=True)))
         _say(_job_line("Pipedrive (full)", run_job_inline(pd_id, full=True)))
+        _say(_job_line("Salesforce (full)", run_job_inline(sf_id, full=True)))
         _say(_job_line("HubSpot (push back)", run_job_inline(hs_id)))
+        _say(_job_line("Pipedrive (push back)", run_job_inline(pd_id)))
         _say(_tally(session_scope, tenant_id, hs, pd))
 
         _heading("3. People edit on every side")
@@ -141,17 +157,39 @@ def demo(contacts, persons, seed):
             rec = hs.state.records["contacts"][int(contact_c["hubspot"])]
             _say(f"  HubSpot now says first name = {rec.props.get('firstname')!r}")
 
-        _heading("6. Nothing left to do: a last round changes nothing anywhere")
+        _heading("6. A change made in Salesforce reaches HubSpot and Pipedrive")
+        _say(_salesforce_change(session_scope, tenant_id, hs, pd, sf, hs_id, pd_id, sf_id))
+
+        _heading("7. Nothing left to do: a last round changes nothing anywhere")
         _say(_job_line("HubSpot", run_job_inline(hs_id)))
         _say(_job_line("Pipedrive", run_job_inline(pd_id)))
+        _say(_job_line("Salesforce", run_job_inline(sf_id)))
         _say(_tally(session_scope, tenant_id, hs, pd))
         _say()
         _say(f"Done in {time.monotonic() - started:.1f} s. Look around: CRMSYNC_DATABASE_URL=sqlite:///{db_path} "
              "crmsync jobs list")
     finally:
         hs.webhooks.stop()
+        sf.close()
         hs_server.stop()
         pd_server.stop()
+        sf_server.stop()
+
+
+def _salesforce_change(session_scope, tenant_id, hs, pd, sf, hs_id, pd_id, sf_id) -> str:
+    """Edit a contact linked in all three CRMs in Salesforce (as a person in its UI), then sync."""
+    from crmsync.sync.orchestrator import run_job_inline
+    target = next(c for c in _linked_contacts(session_scope, tenant_id)
+                  if {"hubspot", "pipedrive", "salesforce"} <= c.keys())
+    sf.state.update("Contact", target["salesforce"], {"Phone": "+1 415 555 0199"})
+    lines = [f"  in Salesforce: {target['email']}: phone -> +1 415 555 0199",
+             _job_line("Salesforce", run_job_inline(sf_id)), _job_line("HubSpot", run_job_inline(hs_id)),
+             _job_line("Pipedrive", run_job_inline(pd_id))]
+    hs_phone = hs.state.records["contacts"][int(target["hubspot"])].props.get("phone")
+    pd_phones = pd.state.tables["person"].rows[int(target["pipedrive"])].get("phones") or []
+    pd_phone = next((p.get("value") for p in pd_phones if p.get("primary")), None)
+    lines.append(f"  Salesforce's phone edit:  HubSpot {hs_phone!r}, Pipedrive {pd_phone!r}")
+    return "\n".join(lines)
 
 
 def _hs_type(hs, name):
@@ -169,7 +207,8 @@ def _local_edit(session_scope, tenant_id, contact_id, **values):
                   .values(**values, updated_at=utcnow(), last_change_cause="demo:local-edit"))
 
 
-def _three_linked_contacts(session_scope, tenant_id):
+def _linked_contacts(session_scope, tenant_id) -> list[dict]:
+    """The tenant's contacts by email, each {"id", "email", <platform>: its external id, ...}."""
     from sqlalchemy import select
 
     from crmsync.db.models import Contact, SyncLink
@@ -177,10 +216,14 @@ def _three_linked_contacts(session_scope, tenant_id):
         rows = s.execute(select(Contact.id, Contact.email, SyncLink.platform, SyncLink.external_id)
                          .join(SyncLink, (SyncLink.local_id == Contact.id) & (SyncLink.entity_type == "contact"))
                          .where(Contact.tenant_id == tenant_id).order_by(Contact.email)).all()
-    both: dict[str, dict] = {}
+    contacts: dict[str, dict] = {}
     for cid, email, platform, ext in rows:
-        both.setdefault(cid, {"id": cid, "email": email})[platform] = ext
-    linked = [c for c in both.values() if "hubspot" in c and "pipedrive" in c]
+        contacts.setdefault(cid, {"id": cid, "email": email})[platform] = ext
+    return list(contacts.values())
+
+
+def _three_linked_contacts(session_scope, tenant_id):
+    linked = [c for c in _linked_contacts(session_scope, tenant_id) if "hubspot" in c and "pipedrive" in c]
     return linked[0], linked[1], linked[2]
 
 

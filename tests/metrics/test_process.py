@@ -1,5 +1,5 @@
 """Process metrics: counted once the transaction commits (never for a rolled-back attempt), CRM
-responses and 429s counted where a client has the answer, the ingest app's GET /metrics, the
+responses and rate-limit answers counted in the one request loop, the ingest app's GET /metrics, the
 multiprocess files of processes that are gone, and gunicorn starting with an empty directory."""
 from __future__ import annotations
 
@@ -55,6 +55,25 @@ def test_crm_responses_and_429s_are_counted_by_platform(hubspot_sandbox):
     after = sample("crmsync_crm_requests_total", status="2xx"), sample("crmsync_crm_requests_total", status="429"), \
         sample("crmsync_crm_throttled_total")
     assert after == (before[0] + 1, before[1] + 1, before[2] + 1)
+
+
+def test_salesforce_says_rate_limited_with_a_403_and_it_counts_as_throttled(salesforce_sandbox):
+    from crmsync.platforms.errors import RateLimited
+    from crmsync.platforms.salesforce import SalesforceAdapter
+    from tests.platforms.salesforce.conftest import oauth_credentials
+
+    def sample(name, **labels):
+        return REGISTRY.get_sample_value(name, {"platform": "salesforce", **labels}) or 0.0
+    adapter = SalesforceAdapter(credentials=oauth_credentials(salesforce_sandbox.app),
+                                base_url=salesforce_sandbox.base_url, wait=False)
+    adapter.account_id()
+    salesforce_sandbox.configure(api_limit=50)
+    salesforce_sandbox.admin("POST", "usage", {"used": 50})
+    before = sample("crmsync_crm_requests_total", status="4xx"), sample("crmsync_crm_throttled_total")
+    with pytest.raises(RateLimited):
+        adapter.client.query_records("SELECT Id FROM Account")
+    assert (sample("crmsync_crm_requests_total", status="4xx"), sample("crmsync_crm_throttled_total")) == \
+        (before[0] + 1, before[1] + 1)
 
 
 def test_ingest_metrics_endpoint_serves_the_text_format_without_ids(ingest_client, session):

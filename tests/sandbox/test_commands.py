@@ -11,7 +11,7 @@ import pytest
 import requests
 
 
-@pytest.mark.parametrize("platform", ["hubspot", "pipedrive"])
+@pytest.mark.parametrize("platform", ["hubspot", "pipedrive", "salesforce"])
 def test_serve_prints_url_and_token_and_stops_on_ctrl_c(platform):
     code = "from crmsync.sandbox.commands import sandbox; sandbox()"
     proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--platform", platform, "--contacts", "5",
@@ -29,6 +29,11 @@ def test_serve_prints_url_and_token_and_stops_on_ctrl_c(platform):
             r = requests.get(f"{base}/crm/v3/objects/contacts", headers={"Authorization": "Bearer tok-123"},
                              timeout=5)
             assert r.status_code == 200 and len(r.json()["results"]) == 5
+        if platform == "salesforce":
+            r = requests.get(f"{base}/services/data/v62.0/query", params={"q": "SELECT Id FROM Contact"},
+                             headers={"Authorization": "Bearer tok-123"}, timeout=5)
+            assert r.status_code == 200 and r.json()["totalSize"] == 5
+            assert r.headers["Sforce-Limit-Info"].startswith("api-usage=1/")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
     finally:

@@ -15,6 +15,7 @@ def test_demo_runs_and_tells_what_happened(tmp_path):
     out = result.stdout
     assert "neither side was overwritten" in out and "HubSpot now says first name = 'Loretta'" in out
     assert "Edited-In-HubSpot', Pipedrive 'Edited-In-HubSpot'" in out
-    last_round = out.split("6. Nothing left to do")[1]
-    assert last_round.count("nothing to do") == 2
+    assert "Salesforce's phone edit:  HubSpot '+1 415 555 0199', Pipedrive '+1 415 555 0199'" in out
+    last_round = out.split("7. Nothing left to do")[1]
+    assert last_round.count("nothing to do") == 3
     assert (tmp_path / "demo.db").exists()

@@ -81,15 +81,13 @@ class HubSpotAdapter(Adapter):
                  client: HubSpotClient | None = None):
         super().__init__(credentials=credentials, base_url=base_url, account_id=account_id,
                          field_mappings=field_mappings, budget=budget, wait=wait,
-                         save_credentials=save_credentials, cache=cache)
-        # The engine hands us its Redis-backed metadata cache; its Redis also serves the OAuth lock.
-        redis_client = redis_client if redis_client is not None else getattr(cache, "redis", None)
+                         save_credentials=save_credentials, cache=cache, redis_client=redis_client)
         self.client = client or HubSpotClient(
             credentials, base_url, budget=budget, account_id=account_id, wait=wait,
-            save_credentials=save_credentials, redis_client=redis_client,
+            save_credentials=save_credentials, redis_client=self.redis,
             time_zone=(credentials or {}).get("time_zone"),
             limit_overrides=(credentials or {}).get("rate_limits"))
-        self.cache = cache if cache is not None else MetadataCache(redis_client)
+        self.cache = cache if cache is not None else MetadataCache(self.redis)
         # CRMSYNC_SEARCH_LOOKBACK_SECONDS: how far before the checkpoint an incremental search starts.
         self.lookback = lookback if lookback is not None else search_lookback()
         self.marker_property = marker_property

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,15 +21,13 @@ from typing import Any
 import requests
 
 from crmsync.platforms.errors import AuthenticationError, TransientError, ValidationError
+from crmsync.platforms.locks import one_at_a_time
 
 from .errors import PLATFORM, parse_body
 
 log = logging.getLogger(__name__)
 
 REFRESH_MARGIN = 300.0        # seconds before expiry we refresh
-LOCK_TIMEOUT = 30.0           # a refresh that takes longer than this has failed
-_local_locks: dict[str, threading.Lock] = {}
-_local_locks_guard = threading.Lock()
 
 
 def fingerprint(secret: str) -> str:
@@ -104,26 +101,12 @@ class OAuthToken:
         return True
 
     def _refresh(self, session, base_url, *, only_if_stale: bool, unless_token_changed_from=None) -> None:
-        lock_name = f"crmsync:hubspot:oauth-refresh:{self.key}"
-        if self._redis is not None:
-            lock = self._redis.lock(lock_name, timeout=LOCK_TIMEOUT, blocking_timeout=LOCK_TIMEOUT)
-        else:
-            with _local_locks_guard:
-                lock = _local_locks.setdefault(lock_name, threading.Lock())
-        acquired = lock.acquire() if self._redis is not None else lock.acquire(timeout=LOCK_TIMEOUT)
-        if not acquired:
-            raise TransientError("timed out waiting for another worker's OAuth refresh", platform=PLATFORM)
-        try:
+        with one_at_a_time(f"crmsync:hubspot:oauth-refresh:{self.key}", self._redis, platform=PLATFORM):
             if only_if_stale and self._fresh():
                 return  # another thread refreshed while we waited
             if unless_token_changed_from is not None and self._creds.get("access_token") != unless_token_changed_from:
                 return
             self._call_token_endpoint(session, base_url)
-        finally:
-            try:
-                lock.release()
-            except Exception:  # a Redis lock that expired mid-refresh: nothing left to release
-                log.warning("OAuth refresh lock for account %s expired before release", self.key, exc_info=True)
 
     def _call_token_endpoint(self, session: requests.Session, base_url: str) -> None:
         form = {"grant_type": "refresh_token", "client_id": self._creds["client_id"],

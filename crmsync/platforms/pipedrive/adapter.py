@@ -195,13 +195,13 @@ class PipedriveAdapter(Adapter):
         https://developers.pipedrive.com/docs/api/v1/Persons#getPersons"""
         obj = self._check(entity)
         self.account_id()
-        before = self.client.requests_made
+        before = self.client.requests_sent
         page = self.client.list_records(obj, cursor=(cursor or {}).get("next"), limit=page_size,
                                         sort_by="id", sort_direction="asc")
         ids = [(str(raw["id"]), mapping.parse_time(raw.get("update_time"))) for raw in page.items
                if raw.get("id") is not None and self._is_kind(entity, raw) and not raw.get("is_deleted")]
         following = {"entity": entity, "next": page.next_cursor} if page.next_cursor else None
-        return IdPage(ids=ids, cursor=following, requests=self.client.requests_made - before)
+        return IdPage(ids=ids, cursor=following, requests=self.client.requests_sent - before)
 
     # ------------------------------------------------------------------ writing
     def _body(self, entity: str, record: OutboundRecord, meta: PipedriveMetadata, *, create: bool) -> dict:

@@ -13,10 +13,9 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
-from ..faults import FaultConfig, FaultInjector
+from ..faults import FaultConfig, FaultInjector, serve_fault
 from ..limits import DailyQuota, RollingWindow
 from ..requestlog import RequestLog
-from ..server import DropConnection
 from ..webhooks import WebhookDispatcher, WebhookSettings
 from ..wsgi import BadJson, Request, dumps, respond
 from . import objects as ot
@@ -171,8 +170,7 @@ class HubSpotApp:
         self.state.index_lag_ms = o.index_lag_ms
         self.state.search_cap_mode = o.search_cap_mode
         self.state.empty_properties = o.empty_properties
-        self.faults.reset()
-        self.faults.configure(**{k: v for k, v in asdict(o.faults).items() if k != "storm_seconds"})
+        self.faults.reset({k: v for k, v in asdict(o.faults).items() if k != "storm_seconds"})
         self._refresh_tokens = {o.refresh_token}
         self._tokens = {}
         self.webhooks.clear()
@@ -344,14 +342,8 @@ class HubSpotApp:
         return ApiError(429, "RATE_LIMITS", "You have reached your secondly limit.", headers=hdrs)
 
     def _limits(self, kind: str, search: bool, headers: list) -> None:
-        fault = self.faults.draw()
-        if fault.delay:
-            time.sleep(fault.delay)
-        if fault.kind == "drop":
-            self.log.faults += 1
-            raise DropConnection()
+        fault = serve_fault(self.faults, self.log)
         if fault.kind == "error":
-            self.log.faults += 1
             msgs = {500: "internal error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
             raise ApiError(fault.status, "INTERNAL_ERROR" if fault.status == 500 else "SERVICE_UNAVAILABLE",
                            msgs.get(fault.status, "error"))

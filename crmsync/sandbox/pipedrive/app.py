@@ -21,9 +21,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from dataclasses import field as dataclass_field
 from urllib.parse import parse_qsl
 
-from ..faults import FaultConfig, FaultInjector
+from ..faults import FaultConfig, FaultInjector, serve_fault
 from ..requestlog import RequestLog
-from ..server import DropConnection
 from ..wsgi import BadJson, Request, dumps, respond, respond_json
 from .admin import handle_admin
 from .entities import SINGULAR
@@ -124,15 +123,8 @@ class PipedriveApp:
                 status, body = self._oauth_token(req)
             else:
                 endpoint, handler, cost, args = self._route(req.method, seg)
-                fault = self.faults.draw()
-                if fault.delay:
-                    time.sleep(fault.delay)
-                if fault.kind == "drop":
-                    self.log.faults += 1
-                    self.log.record(req.method, endpoint, 0, req.path, req.query_string)
-                    raise DropConnection()
+                fault = serve_fault(self.faults, self.log, req, endpoint)
                 if fault.kind == "error":
-                    self.log.faults += 1
                     raise ApiError({500: "Internal server error", 502: "Bad gateway",
                                     503: "Service unavailable"}.get(fault.status, "Server error"),
                                    status=fault.status)
@@ -583,9 +575,7 @@ class PipedriveApp:
         self.options = replace(self.initial, faults=dict(self.initial.faults))
         self.limits.reset()
         self.limits.configure(**self._limit_settings())
-        self.faults.reset()
-        if self.options.faults:
-            self.faults.configure(**self.options.faults)
+        self.faults.reset(self.options.faults)
         self.log.reset()
         self.webhooks.configure(**self._webhook_settings())
         if reseed:
@@ -633,9 +623,7 @@ class PipedriveApp:
                 self.state.remove_webhook(hook["id"])
                 self.webhooks.forget(hook["id"])
             self._install_default_webhook()
-        if fault_changes:
-            self.faults.configure(**fault_changes)
-            self.options.faults = {**self.options.faults, **fault_changes}
+        self.options.faults = self.faults.configure_saved(self.options.faults, fault_changes)
         return self.config_snapshot()
 
     def config_snapshot(self) -> dict:

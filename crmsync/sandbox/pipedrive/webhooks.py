@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 import uuid
 
-from ..webhooks import WebhookDispatcher, WebhookSettings
+from ..webhooks import DispatcherPool, WebhookDispatcher, WebhookSettings
 from .state import ChangeEvent, PipedriveState
 from .timefmt import iso_millis
 from .v1shapes import to_v1
@@ -32,8 +31,7 @@ class WebhookSender:
     def __init__(self, state: PipedriveState, time_scale: float = 0.01, timeout: float = 10.0,
                  duplicate_rate: float = 0.0, out_of_order: bool = False):
         self.state = state
-        self._lock = threading.Lock()
-        self._dispatchers: dict[int, WebhookDispatcher] = {}
+        self.senders = DispatcherPool()   # one per registered webhook, by its id
         self.time_scale = time_scale
         self.timeout = timeout
         self.duplicate_rate = duplicate_rate
@@ -56,9 +54,7 @@ class WebhookSender:
             raise ValueError(f"unknown webhook settings: {sorted(unknown)}")
         for key, value in changes.items():
             setattr(self, key, value)
-        with self._lock:
-            for d in self._dispatchers.values():
-                d.configure(**self._dispatcher_settings())
+        self.senders.configure(**self._dispatcher_settings())
         return self.settings()
 
     def _dispatcher_settings(self) -> dict:
@@ -67,32 +63,19 @@ class WebhookSender:
                 "batch_size": 1, "batch_window": 0.0, "concurrency": 1}
 
     def _dispatcher(self, hook: dict) -> WebhookDispatcher:
-        with self._lock:
-            d = self._dispatchers.get(hook["id"])
-            if d is None or d.settings.url != hook["subscription_url"]:
-                if d is not None:
-                    d.stop()
-                settings = WebhookSettings(url=hook["subscription_url"], **self._dispatcher_settings())
-                d = WebhookDispatcher(self._preparer(hook["id"]), settings)
-                self._dispatchers[hook["id"]] = d
-            return d
+        url = hook["subscription_url"]
+        return self.senders.get(hook["id"], lambda: WebhookDispatcher(
+            self._preparer(hook["id"]), WebhookSettings(url=url, **self._dispatcher_settings())),
+            stale=lambda d: d.settings.url != url)
 
     def forget(self, webhook_id: int) -> None:
         """The webhook was deleted: stop its sender (queued events are dropped, as on Pipedrive)."""
-        with self._lock:
-            d = self._dispatchers.pop(webhook_id, None)
-        if d is not None:
-            d.clear()
-            d.stop()
+        self.senders.discard(webhook_id)
 
     def reset(self) -> None:
         self._bans.clear()
         self.lost_to_ban = 0
-        with self._lock:
-            dispatchers, self._dispatchers = list(self._dispatchers.values()), {}
-        for d in dispatchers:
-            d.clear()
-            d.stop()
+        self.senders.reset()
 
     stop = reset
 
@@ -186,30 +169,15 @@ class WebhookSender:
 
     # ----- observation -----------------------------------------------------------------------
     def flush(self, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            dispatchers = list(self._dispatchers.values())
-        return all(d.flush(max(0.0, deadline - time.monotonic())) for d in dispatchers)
+        return self.senders.flush(timeout)
 
     def deliveries(self) -> list[dict]:
-        with self._lock:
-            items = list(self._dispatchers.items())
-        out = []
-        for wid, d in items:
-            out.extend({**entry, "webhook_id": wid} for entry in d.deliveries())
-        return sorted(out, key=lambda e: e["t"])
+        return self.senders.deliveries("webhook_id")
 
     def last_delivery(self, webhook_id: int) -> dict | None:
-        with self._lock:
-            d = self._dispatchers.get(webhook_id)
+        d = self.senders.find(webhook_id)
         entries = d.deliveries(1) if d else []
         return entries[-1] if entries else None
 
     def counters(self) -> dict:
-        with self._lock:
-            dispatchers = list(self._dispatchers.values())
-        total: dict = {"lost_to_ban": self.lost_to_ban}
-        for d in dispatchers:
-            for k, v in d.snapshot()["counters"].items():
-                total[k] = total.get(k, 0) + v
-        return total
+        return {"lost_to_ban": self.lost_to_ban, **self.senders.counters()}

@@ -1,0 +1,321 @@
+"""`SalesforceAdapter`: the `crmsync.platforms.base.Adapter` of one Salesforce org.
+
+External ids are Salesforce's 18-character record ids; the key prefix tells Task (00T) from Event
+(00U), so activity ids need no type tag.
+
+Cursor (stored verbatim by the engine): {"v": 1, "entity", "objects": [...], "object", "ts": SOQL
+datetime or None, "id": last Id or None}. A page is one SOQL query ordered by
+(SystemModstamp, Id) that starts strictly after the last record read —
+`WHERE SystemModstamp > ts OR (SystemModstamp = ts AND Id > id)` — so a burst of records sharing
+one SystemModstamp is paged through by Id and nothing is read twice or skipped (REST API
+"Query", resources_query.htm; the cursor field is indexed). An incremental listing starts
+`LOOKBACK` before `since`: a long transaction stamps its rows when it starts and commits them
+later, below a cursor that already passed. Activities list Events, then Tasks that are calls;
+tasks list the other Tasks.
+
+Deletions: `sobjects/{type}/deleted` since the last sync (resources_getdeleted.htm); when its
+`earliestDateAvailable` is later than that (the log was purged early) the Recycle Bin is read
+with queryAll too, and the gap is logged: records purged for good are found only by a full
+reconciliation.
+
+Writes use sObject Collections (≤200 records, allOrNone false, one result per record). When the
+org has the External ID field `crmsync_id__c` on the object, creates are upserts by it: a create
+retried after a lost answer updates the record it made, and `find_existing` reads by it.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from crmsync.cache import MetadataCache
+from crmsync.entities import ASSOCIATIONS
+from crmsync.platforms.base import (
+    Adapter,
+    IdPage,
+    OutboundRecord,
+    Page,
+    RemoteRecord,
+    WebhookEvent,
+    WebhookRequest,
+    WriteResult,
+)
+from crmsync.platforms.errors import NotFound, PlatformError, ValidationError
+
+from . import mapping as m
+from . import webhooks
+from .client import SalesforceClient
+from .errors import PLATFORM, record_error
+from .limits import account_limits
+from .mapping import soql_datetime, soql_string
+
+log = logging.getLogger(__name__)
+
+METADATA_TTL = 600.0
+LOOKBACK = timedelta(minutes=5)
+_process_cache = MetadataCache()
+
+
+class SalesforceAdapter(Adapter):
+    platform = PLATFORM
+    entities = ("contact", "company", "deal", "activity", "task")
+    max_batch = 200
+
+    def __init__(self, *, lookback: timedelta = LOOKBACK, session: Any = None, **common: Any):
+        super().__init__(**common)
+        self.client = SalesforceClient(
+            self.credentials, base_url=self.base_url, budget=self.budget, account_id=self._account_id,
+            wait=self.wait, save_credentials=self.save_credentials, redis_client=self.redis, session=session,
+            limits=account_limits(self.credentials))
+        self.cache = self.cache if self.cache is not None else _process_cache
+        self.lookback = lookback
+
+    # ------------------------------------------------------------------ identity & metadata
+    def account_id(self) -> str:
+        if not self._account_id:
+            self._account_id = self.client.org_id()
+        return self._account_id
+
+    def describe(self, obj: str) -> dict[str, dict]:
+        """{field name: describe of the field} of `obj` (cached: fields change rarely)."""
+        key = f"salesforce:{self.account_id()}:describe:{obj}"
+        return self.cache.get_or_load(key, lambda: {f["name"]: f for f in self.client.describe(obj)["fields"]},
+                                      METADATA_TTL)
+
+    def refresh_metadata(self, entity: str) -> None:
+        self._check(entity)
+        for obj in m.OBJECTS[entity]:
+            self.cache.invalidate(f"salesforce:{self.account_id()}:describe:{obj}")
+
+    def _has_marker(self, obj: str) -> bool:
+        return bool(self.describe(obj).get(m.MARKER_FIELD, {}).get("externalId"))
+
+    def _check(self, entity: str) -> None:
+        if entity not in self.entities:
+            raise ValidationError(f"Salesforce does not sync {entity!r}", platform=PLATFORM, entity=entity)
+
+    # ------------------------------------------------------------------ records
+    def to_remote(self, entity: str, raw: Mapping) -> RemoteRecord:
+        obj = (raw.get("attributes") or {}).get("type") or m.object_of_id(raw["Id"])
+        fields = m.to_unified(entity, raw, self.describe(obj), self.field_mappings)
+        associations = {name: fields.pop(name, None) for name in ASSOCIATIONS[entity]}
+        return RemoteRecord(entity=entity, external_id=str(raw["Id"]), fields=fields,
+                            updated_at=fields.get("updated_at"), associations=associations,
+                            archived=bool(raw.get("IsDeleted")))
+
+    def _kind_filter(self, entity: str, obj: str) -> str | None:
+        if obj != "Task":
+            return None
+        return m.CALL_CONDITION if entity == "activity" else m.NOT_CALL_CONDITION
+
+    def _is_kind(self, entity: str, raw: Mapping) -> bool:
+        obj = (raw.get("attributes") or {}).get("type") or m.object_of_id(raw.get("Id", ""))
+        return obj != "Task" or (entity == "activity") == m.is_call(raw)
+
+    # ------------------------------------------------------------------ reading
+    def start_cursor(self, entity: str, since: datetime | None) -> dict:
+        self._check(entity)
+        objects = list(m.OBJECTS[entity])
+        start = soql_datetime(since - self.lookback) if since is not None else None
+        return {"v": 1, "entity": entity, "objects": objects, "object": objects[0], "since": start,
+                "ts": None, "id": None}
+
+    def _page_query(self, entity: str, cursor: dict, page_size: int) -> str:
+        obj = cursor["object"]
+        fields = m.read_fields(entity, obj, self.describe(obj), self.field_mappings)
+        where = [c for c in (self._kind_filter(entity, obj),) if c]
+        if cursor.get("ts") and cursor.get("id"):
+            ts, last = cursor["ts"], soql_string(cursor["id"])
+            where.append(f"(SystemModstamp > {ts} OR (SystemModstamp = {ts} AND Id > {last}))")
+        elif cursor.get("since"):
+            where.append(f"SystemModstamp >= {cursor['since']}")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        return (f"SELECT {', '.join(fields)} FROM {obj}{clause} ORDER BY SystemModstamp, Id "
+                f"LIMIT {max(1, min(int(page_size), 2000))}")
+
+    def list_changed(self, entity: str, cursor: dict, page_size: int = 100) -> Page:
+        self._check(entity)
+        if cursor.get("entity") not in (None, entity):
+            raise ValidationError(f"cursor of {cursor.get('entity')!r} used for {entity!r}", platform=PLATFORM)
+        cursor = dict(cursor)
+        before = self.client.requests_sent
+        while True:
+            raws = self.client.query_records(self._page_query(entity, cursor, page_size))
+            records = [self.to_remote(entity, raw) for raw in raws]
+            if len(raws) >= page_size:
+                last = raws[-1]
+                following = {**cursor, "ts": soql_datetime(m.parse_datetime(last["SystemModstamp"])),
+                             "id": last["Id"]}
+            else:
+                objects = cursor["objects"]
+                pos = objects.index(cursor["object"]) + 1
+                following = {**cursor, "object": objects[pos], "ts": None, "id": None} \
+                    if pos < len(objects) else None
+            if records or following is None:
+                return Page(records=records, cursor=following, requests=self.client.requests_sent - before)
+            cursor = following
+
+    def get_many(self, entity: str, external_ids: list[str]) -> list[RemoteRecord]:
+        self._check(entity)
+        by_object: dict[str, list[str]] = {}
+        for ext in dict.fromkeys(str(x) for x in external_ids):
+            obj = m.object_of_id(ext)
+            if obj in m.OBJECTS[entity] and len(ext) in (15, 18):
+                by_object.setdefault(obj, []).append(ext)
+        out = []
+        for obj, ids in by_object.items():
+            fields = m.read_fields(entity, obj, self.describe(obj), self.field_mappings)
+            for raw in self.client.retrieve(obj, ids, fields):
+                raw.setdefault("attributes", {"type": obj})
+                if self._is_kind(entity, raw):
+                    out.append(self.to_remote(entity, raw))
+        return out
+
+    def list_deleted(self, entity: str, since: datetime | None) -> list[str]:
+        self._check(entity)
+        if since is None:
+            return []
+        now = datetime.now(UTC)
+        # The replication calls reach back 30 days at most; a longer pause needs a full reconciliation.
+        start = max(since - self.lookback, now - timedelta(days=29))
+        out: list[str] = []
+        for obj in m.OBJECTS[entity]:
+            body = self.client.deleted(obj, start, now + timedelta(minutes=1))
+            out += [str(d["id"]) for d in body.get("deletedRecords") or [] if d.get("id")]
+            earliest = m.parse_datetime(body.get("earliestDateAvailable"))
+            if earliest is not None and earliest > start:
+                log.warning("Salesforce org %s: the %s delete log starts at %s, after %s; reading the Recycle "
+                            "Bin instead (records purged for good need a full reconciliation)",
+                            self.account_id(), obj, earliest.isoformat(), start.isoformat())
+                binned = self.client.query_records(
+                    f"SELECT Id FROM {obj} WHERE IsDeleted = true AND SystemModstamp >= {soql_datetime(start)}",
+                    include_deleted=True)
+                out += [r["Id"] for r in binned]
+        return list(dict.fromkeys(out))
+
+    def list_ids(self, entity: str, cursor: dict | None, page_size: int = 2000) -> IdPage:
+        """The deletion sweep's listing: `SELECT Id, SystemModstamp` by Id, 2,000 a query (one
+        batch), each object of the entity in turn; deleted records are not in `query`'s answer.
+        Keyset by Id, so a record changed meanwhile is neither read twice nor skipped."""
+        self._check(entity)
+        objects = list(m.OBJECTS[entity])
+        cursor = cursor or {"entity": entity, "object": objects[0], "id": None}
+        before = self.client.requests_sent
+        while True:
+            obj = cursor["object"]
+            where = [c for c in (self._kind_filter(entity, obj),) if c]
+            if cursor.get("id"):
+                where.append(f"Id > {soql_string(cursor['id'])}")
+            clause = f" WHERE {' AND '.join(where)}" if where else ""
+            rows = self.client.query_records(f"SELECT Id, SystemModstamp FROM {obj}{clause} ORDER BY Id "
+                                             f"LIMIT {max(1, min(int(page_size), 2000))}")
+            ids = [(str(r["Id"]), m.parse_datetime(r.get("SystemModstamp"))) for r in rows]
+            if len(rows) >= page_size:
+                following = {**cursor, "id": rows[-1]["Id"]}
+            else:
+                pos = objects.index(obj) + 1
+                following = {**cursor, "object": objects[pos], "id": None} if pos < len(objects) else None
+            if ids or following is None:
+                return IdPage(ids=ids, cursor=following, requests=self.client.requests_sent - before)
+            cursor = following
+
+    # ------------------------------------------------------------------ writing
+    def _bodies(self, entity: str, records: list[OutboundRecord], *, creating: bool
+                ) -> tuple[dict[str, list[tuple[int, dict]]], dict[int, PlatformError]]:
+        grouped: dict[str, list[tuple[int, dict]]] = {}
+        failed: dict[int, PlatformError] = {}
+        for n, rec in enumerate(records):
+            try:
+                if not creating and not rec.external_id:
+                    raise m.MappingError("update without an external id")
+                obj = m.object_for_write(entity, rec.fields, rec.external_id if not creating else None)
+                body = m.to_salesforce(entity, obj, rec.fields, rec.associations, self.describe(obj),
+                                       self.field_mappings, creating=creating)
+                if creating and self._has_marker(obj):
+                    body[m.MARKER_FIELD] = str(rec.local_id)
+                grouped.setdefault(obj, []).append((n, {"attributes": {"type": obj}, **body}))
+            except m.MappingError as exc:
+                failed[n] = ValidationError(str(exc), platform=PLATFORM, entity=entity, external_id=rec.external_id)
+        return grouped, failed
+
+    def _write(self, entity: str, records: list[OutboundRecord], *, creating: bool) -> list[WriteResult]:
+        self._check(entity)
+        self.account_id()
+        grouped, failed = self._bodies(entity, records, creating=creating)
+        results: list[WriteResult | None] = [None] * len(records)
+        for n, err in failed.items():
+            results[n] = WriteResult(records[n].local_id, records[n].external_id, error=err)
+        for obj, items in grouped.items():
+            bodies = [body for _, body in items]
+            if not creating:
+                bodies = [{**body, "Id": records[n].external_id} for n, body in items]
+                answers = self.client.collection_update(bodies)
+            elif self._has_marker(obj):
+                answers = self.client.collection_upsert(obj, m.MARKER_FIELD, bodies)
+            else:
+                answers = self.client.collection_create(bodies)
+            done = [a["id"] for a in answers if a.get("success")]
+            fields = m.read_fields(entity, obj, self.describe(obj), self.field_mappings)
+            fresh = {raw["Id"]: raw for raw in self.client.retrieve(obj, done, fields)} if done else {}
+            for (n, _), answer in zip(items, answers, strict=True):
+                rec = records[n]
+                if answer.get("success") and answer.get("id") in fresh:
+                    remote = self.to_remote(entity, {"attributes": {"type": obj}, **fresh[answer["id"]]})
+                    results[n] = WriteResult(rec.local_id, remote.external_id, record=remote)
+                else:
+                    results[n] = WriteResult(rec.local_id, rec.external_id, error=record_error(
+                        answer, entity=entity, external_id=rec.external_id))
+        return results  # type: ignore[return-value]
+
+    def create_many(self, entity: str, records: list[OutboundRecord]) -> list[WriteResult]:
+        return self._write(entity, records, creating=True)
+
+    def update_many(self, entity: str, records: list[OutboundRecord]) -> list[WriteResult]:
+        return self._write(entity, records, creating=False)
+
+    def archive_many(self, entity: str, external_ids: list[str]) -> list[WriteResult]:
+        """Delete (to the Recycle Bin). An id already deleted or gone counts as archived."""
+        self._check(entity)
+        ids = [str(x) for x in external_ids]
+        answers = self.client.collection_delete(ids) if ids else []
+        out = []
+        for ext, answer in zip(ids, answers, strict=True):
+            err = None if answer.get("success") else record_error(answer, entity=entity, external_id=ext)
+            out.append(WriteResult(ext, ext, error=None if isinstance(err, NotFound) else err))
+        return out
+
+    def find_existing(self, entity: str, record: OutboundRecord) -> str | None:
+        """By the `crmsync_id__c` External ID the create stamped, else contacts by email and
+        companies by exact name (SOQL, no index lag)."""
+        self._check(entity)
+        try:
+            obj = m.object_for_write(entity, record.fields, None)
+        except m.MappingError:
+            return None
+        if self._has_marker(obj):
+            found = self.client.get_by_external_id(obj, m.MARKER_FIELD, str(record.local_id))
+            if found:
+                return str(found["Id"])
+        probe = {"contact": ("Email", record.fields.get("email")), "company": ("Name", record.fields.get("name"))}
+        field, value = probe.get(entity, (None, None))
+        if not value:
+            return None
+        rows = self.client.query_records(f"SELECT Id FROM {obj} WHERE {field} = {soql_string(value)} "
+                                         "ORDER BY CreatedDate DESC LIMIT 1")
+        return str(rows[0]["Id"]) if rows else None
+
+    # ------------------------------------------------------------------ webhooks
+    @classmethod
+    def verify_webhook(cls, request: WebhookRequest, secret: str, *, now: datetime | None = None,
+                       max_age_seconds: float = 300, legacy_signatures: bool = False) -> None:
+        # Outbound Messages are not signed and carry no timestamp: the URL's token is the check.
+        webhooks.verify_token(request, secret)
+
+    @classmethod
+    def parse_webhook(cls, body: bytes) -> list[WebhookEvent]:
+        return webhooks.parse(body)
+
+    @classmethod
+    def webhook_accounts(cls, body: bytes) -> list[str | None]:
+        return list(webhooks.accounts(body))
