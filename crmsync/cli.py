@@ -23,6 +23,7 @@ DOMAIN_COMMANDS = {
     "ingest": "crmsync.ingest.commands:ingest",
     "rules": "crmsync.automation.commands:rules",
     "console": "crmsync.opsconsole.commands:console",
+    "metrics": "crmsync.metrics.commands:metrics",
 }
 
 # What `crmsync --help` says of each domain group without importing it (start-up stays short).
@@ -38,6 +39,7 @@ DOMAIN_HELP = {
     "ingest": "The ingest web app (webhooks, product events, cron).",
     "rules": "Automation rules: a trigger, conditions and actions that write to the CRMs.",
     "console": "The operations console: conflicts field by field, the audit trail, sync health.",
+    "metrics": "Prometheus metrics.",
 }
 
 

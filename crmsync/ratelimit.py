@@ -227,7 +227,7 @@ class Observation:
 
 # ------------------------------------------------------------------------------------------ backends
 
-# One script (acquire, peek, complete, observe, penalize), so the bucket arithmetic exists once on the
+# One script (acquire, peek, level, complete, observe, penalize), so the bucket arithmetic exists once on the
 # Redis side and every decision is one atomic step on Redis's clock.
 #   KEYS[1]          account hash: blocked_until, daily (a spent daily quota stops every kind)
 #   KEYS[2i], [2i+1] bucket i: sorted-set log ("seq:cost" scored by grant time), state hash (limit,
@@ -356,6 +356,25 @@ if op == 'acquire' or op == 'peek' then
   return out
 end
 
+if op == 'level' then
+  -- what each bucket has left now, under the limit it was last used with (-1: never used here),
+  -- and that limit; a penalty or a spent daily quota of the account leaves nothing
+  local acc = redis.call('HMGET', KEYS[1], 'blocked_until')
+  local account_blocked = (num(acc[1]) or 0) > now
+  local out = {}
+  for i = 1, n do
+    local b = load(i)
+    if b then
+      local left = math.max(0, b.cap - b.used)
+      if account_blocked or b.blocked > now then left = 0 end
+      out[#out + 1] = tostring(left); out[#out + 1] = tostring(b.cap)
+    else
+      out[#out + 1] = '-1'; out[#out + 1] = '0'
+    end
+  end
+  return out
+end
+
 if op == 'complete' then
   -- the call got its response, so it reached the CRM no later than now: its slot counts from now.
   -- Re-added if it already left the log: the CRM may have counted it just now.
@@ -473,6 +492,13 @@ class _RedisBuckets:
         for d in demands:
             args += _limit_args(d.limit) + [str(d.cost), "", "", ""]
         return [_text(v) for v in self._run(self._keys(platform, account, [d.kind for d in demands]), args)]
+
+    def level(self, platform: str, account: str, kinds: Sequence[str]) -> list[tuple[int, int]]:
+        args = ["level", str(len(kinds))]
+        for _ in kinds:
+            args += _limit_args(None) + ["", "", "", ""]
+        out = [int(float(_text(v))) for v in self._run(self._keys(platform, account, kinds), args)]
+        return list(zip(out[::2], out[1::2], strict=True))
 
     def complete(self, platform: str, account: str, receipts: Sequence[tuple[str, str]]) -> None:
         self._run(self._keys(platform, account, [k for k, _ in receipts]),
@@ -605,6 +631,20 @@ class _LocalBuckets:
                     out.append("")
                 else:
                     out.append(b.log(now, d.cost))
+            return out
+
+    def level(self, platform: str, account: str, kinds: Sequence[str]) -> list[tuple[int, int]]:
+        with self._lock:
+            now = self._clock()
+            account_blocked = self._accounts.get((platform, account), (0.0, False))[0] > now
+            out = []
+            for kind in kinds:
+                v = self._load((platform, account, kind), None, now)
+                if v is None:
+                    out.append((-1, 0))
+                    continue
+                left = 0 if account_blocked or v["b"].blocked_until > now else max(0, v["cap"] - v["used"])
+                out.append((left, v["cap"]))
             return out
 
     def complete(self, platform: str, account: str, receipts: Sequence[tuple[str, str]]) -> None:
@@ -764,6 +804,16 @@ class RateBudget:
         platform, account = _check_part("platform", platform), _check_part("account", account)
         out = self._buckets.acquire(platform, account, [Demand(_check_part("kind", kind), limit, 1)], peek=True)
         return int(out[1])
+
+    def levels(self, platform: str, account: str, kinds: Sequence[str] = (STANDARD, SEARCH, DAILY)
+               ) -> dict[str, tuple[int, int]]:
+        """{kind: (cost left now, capacity)} under the limits the account's calls last used (0 left
+        while the account is penalized or its daily quota is spent); kinds never used are left out.
+        Changes nothing; for the metrics collector, which knows the accounts but not their limits."""
+        platform, account = _check_part("platform", platform), _check_part("account", account)
+        kinds = [_check_part("kind", k) for k in kinds]
+        found = self._buckets.level(platform, account, kinds)
+        return {k: (left, cap) for k, (left, cap) in zip(kinds, found, strict=True) if left >= 0}
 
     # -- learning from the CRM
 

@@ -83,6 +83,7 @@ class Settings:
     webhook_tolerance_seconds: float = 300.0
     task_time_limit: int = 300             # under the broker's visibility timeout
     visibility_timeout: int = 3600
+    worker_metrics_port: int = 0           # a worker host's GET /metrics (0: none)
     # Beat
     dispatch_every_seconds: float = 5.0    # how often beat claims due configs
     sweep_every_seconds: float = 30.0      # how often the outbox sweeper runs
@@ -154,6 +155,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         task_time_limit=_number(env, "CRMSYNC_TASK_TIME_LIMIT", 300, minimum=1, maximum=7 * day, integer=True),
         visibility_timeout=_number(env, "CRMSYNC_VISIBILITY_TIMEOUT", 3600, minimum=1, maximum=7 * day,
                                    integer=True),
+        worker_metrics_port=_number(env, "CRMSYNC_WORKER_METRICS_PORT", 0, maximum=65535, integer=True),
     )
 
 

@@ -24,6 +24,14 @@ if ! redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; then
   wait_for Redis redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping
 fi
 echo "ensure-services: PostgreSQL and Redis answer" >&2
+# promtool and prometheus (alert rule tests, the dashboard's live-scrape test): Debian's package.
+# Only the binaries are used; the packaged service is not started by the tests.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  echo "ensure-services: installing prometheus (promtool)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends prometheus >/dev/null; }
+fi
 
 # The console's browser tests drive Debian's chromium (Playwright cannot download its own here).
 if [ -z "${CRMSYNC_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then

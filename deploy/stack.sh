@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make stack`: the docker-compose.yml processes as local processes against the local PostgreSQL
-# and Redis — ingest, the operations console, two workers, beat, Flower and both sandbox CRMs. Ctrl-C stops them all.
+# and Redis — ingest, the operations console, two workers, beat, Flower, the metrics collector and
+# both sandbox CRMs. Ctrl-C stops them all.
 # Logs: .crmsync/stack/<process>.log (also tailed to this terminal, prefixed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,8 @@ CONSOLE_PORT=${CONSOLE_PORT:-8200}
 FLOWER_PORT=${FLOWER_PORT:-5555}
 HUBSPOT_PORT=${HUBSPOT_PORT:-8101}
 PIPEDRIVE_PORT=${PIPEDRIVE_PORT:-8102}
+METRICS_PORT=${METRICS_PORT:-9540}                 # the state collector
+WORKER_METRICS_PORT=${WORKER_METRICS_PORT:-9541}   # worker1; worker2 the next port
 
 # A vault key kept for this machine's stack (never printed).
 if [[ -z "${CRMSYNC_SECRET_KEY:-}" ]]; then
@@ -66,17 +69,25 @@ trap stop INT TERM EXIT
 start sandbox-hubspot "$BIN/crmsync" sandbox serve --platform hubspot --port "$HUBSPOT_PORT" \
   --webhook-url "http://127.0.0.1:$INGEST_PORT/webhooks/hubspot"
 start sandbox-pipedrive "$BIN/crmsync" sandbox serve --platform pipedrive --port "$PIPEDRIVE_PORT"
-start ingest "$BIN/gunicorn" --workers 2 --bind "127.0.0.1:$INGEST_PORT" "crmsync.ingest:create_app()"
+# Each process group adds up its processes' samples from a directory of its own (emptied at start).
+PROMETHEUS_MULTIPROC_DIR="$STATE/metrics/ingest" \
+  start ingest "$BIN/gunicorn" --config python:crmsync.ingest.gunicorn_conf --workers 2 \
+  --bind "127.0.0.1:$INGEST_PORT" "crmsync.ingest:create_app()"
 start console "$BIN/gunicorn" --workers 2 --bind "127.0.0.1:$CONSOLE_PORT" "crmsync.opsconsole:create_app()"
-start worker1 "$BIN/celery" -A workers worker -Q events,syncs,backfills -c 2 --pool prefork -n "worker1@%h" --loglevel INFO
-start worker2 "$BIN/celery" -A workers worker -Q events,syncs,backfills -c 2 --pool prefork -n "worker2@%h" --loglevel INFO
+CRMSYNC_WORKER_METRICS_PORT=$WORKER_METRICS_PORT PROMETHEUS_MULTIPROC_DIR="$STATE/metrics/worker1" \
+  start worker1 "$BIN/celery" -A workers worker -Q events,syncs,backfills -c 2 --pool prefork -n "worker1@%h" --loglevel INFO
+CRMSYNC_WORKER_METRICS_PORT=$((WORKER_METRICS_PORT + 1)) PROMETHEUS_MULTIPROC_DIR="$STATE/metrics/worker2" \
+  start worker2 "$BIN/celery" -A workers worker -Q events,syncs,backfills -c 2 --pool prefork -n "worker2@%h" --loglevel INFO
 start beat "$BIN/celery" -A workers beat --loglevel INFO --schedule "$STATE/celerybeat-schedule"
 start flower "$BIN/celery" -A workers flower --address=127.0.0.1 --port="$FLOWER_PORT" --read_only=true
+start metrics "$BIN/crmsync" metrics serve --host 127.0.0.1 --port "$METRICS_PORT"
 
 cat >&2 <<MSG
 stack: ingest    http://127.0.0.1:$INGEST_PORT
 stack: console   http://127.0.0.1:$CONSOLE_PORT   (users: crmsync console users create)
 stack: flower    http://127.0.0.1:$FLOWER_PORT
+stack: metrics   http://127.0.0.1:$INGEST_PORT/metrics  http://127.0.0.1:$WORKER_METRICS_PORT/metrics  http://127.0.0.1:$((WORKER_METRICS_PORT + 1))/metrics
+stack:           http://127.0.0.1:$METRICS_PORT/metrics (the state collector)
 stack: hubspot   http://127.0.0.1:$HUBSPOT_PORT   pipedrive http://127.0.0.1:$PIPEDRIVE_PORT
 stack: database  $STACK_DB; broker $CRMSYNC_BROKER_URL; logs in $STATE/
 stack: Ctrl-C stops everything

@@ -438,3 +438,14 @@ def test_unreachable_redis_is_a_typed_error_not_a_free_pass():
     budget = budget_for_url("redis://127.0.0.1:1/0")
     with pytest.raises(RateBudgetUnavailable):
         budget.try_acquire("hubspot", "1301", STANDARD, TEN_PER_SECOND)
+
+
+def test_levels_say_what_each_used_bucket_has_left_without_taking_any(budget):
+    assert budget.levels("hubspot", "lv") == {}                  # never used: no limit known, nothing said
+    for _ in range(3):
+        assert budget.try_acquire_many("hubspot", "lv", [Demand(STANDARD, Limit(10, 1.0)),
+                                                          Demand(DAILY, Limit.daily(100))]).granted
+    assert budget.levels("hubspot", "lv") == {STANDARD: (7, 10), DAILY: (97, 100)}
+    assert budget.levels("hubspot", "lv") == {STANDARD: (7, 10), DAILY: (97, 100)}   # a look takes nothing
+    budget.penalize("hubspot", "lv", kind=DAILY)
+    assert budget.levels("hubspot", "lv") == {STANDARD: (0, 10), DAILY: (0, 100)}    # the day is over for all

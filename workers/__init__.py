@@ -17,12 +17,14 @@ from crmsync.runtime import settle_startup_objects
 from crmsync.settings import SettingsError, get_settings
 from crmsync.tasks.execution import TaskContextFilter
 from crmsync.tasks.producer import celery_settings
+from workers.metrics import check_settings as check_metrics_settings
 
 
 def make_app() -> Celery:
     settings = get_settings()
     if settings.inline:
         raise SettingsError("CRMSYNC_BROKER_URL", "the Celery workers need a broker, e.g. redis://127.0.0.1:6379/1")
+    check_metrics_settings(settings)
     subscribe()   # pulls and webhook events applied here run the rules' record-change triggers
     app = Celery("crmsync")
     app.conf.update(celery_settings(settings))

@@ -24,19 +24,21 @@ class CrmsyncTask(Task):
     ignore_result = True
     max_retries = None  # `classify` decides when to give up
 
-    def run_library(self, *ids: str) -> None:
+    def run_library(self, *ids: str) -> str:
         """Run this task's library function (TASKS[self.name]) on `ids`; on error retry later
-        (rate limit: when the budget allows; transient: backoff with jitter) or fail for good."""
+        (rate limit: when the budget allows; transient: backoff with jitter) or fail for good.
+        Returns "succeeded" or "failed" (given up, its reason stored), for the task metrics."""
         ids = tuple(str(i) for i in ids)
         try:
             execute(self.name, ids)
         except SoftTimeLimitExceeded as exc:
             # The transaction was rolled back; the next attempt resumes from the last saved page.
-            self._retry_or_fail(ids, UnitTimedOut(f"stopped at the soft time limit ({exc})"))
+            return self._retry_or_fail(ids, UnitTimedOut(f"stopped at the soft time limit ({exc})"))
         except Exception as exc:  # noqa: BLE001  every error is classified: retry or fail for good
-            self._retry_or_fail(ids, exc)
+            return self._retry_or_fail(ids, exc)
+        return "succeeded"
 
-    def _retry_or_fail(self, ids: tuple[str, ...], exc: BaseException) -> None:
+    def _retry_or_fail(self, ids: tuple[str, ...], exc: BaseException) -> str:
         rate_waits = int(self._header(RATE_WAITS) or 0)
         attempt = max(0, (self.request.retries or 0) - rate_waits)
         decision = classify(exc, attempt)
@@ -46,6 +48,7 @@ class CrmsyncTask(Task):
             log.info("retrying %s in %.1f s: %s", describe(self.name, ids), decision.delay, decision.reason)
             raise self.retry(countdown=decision.delay, max_retries=None, headers={RATE_WAITS: rate_waits})
         fail_permanently(self.name, ids, decision.reason)
+        return "failed"
 
     def _header(self, key: str):
         value = getattr(self.request, key, None)

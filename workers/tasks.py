@@ -23,35 +23,35 @@ def _task(name: str):
 
 
 @_task(START_JOB)
-def start_job(self, job_id: str) -> None:
-    self.run_library(job_id)
+def start_job(self, job_id: str) -> str:
+    return self.run_library(job_id)
 
 
 @_task(RUN_STEP)
-def run_step(self, step_id: str) -> None:
-    self.run_library(step_id)
+def run_step(self, step_id: str) -> str:
+    return self.run_library(step_id)
 
 
 @_task(SPLIT_DELIVERIES)
-def split_deliveries(self, *delivery_ids: str) -> None:
-    self.run_library(*delivery_ids)
+def split_deliveries(self, *delivery_ids: str) -> str:
+    return self.run_library(*delivery_ids)
 
 
 @_task(PROCESS_EVENT)
-def process_event(self, event_id: str) -> None:
-    self.run_library(event_id)
+def process_event(self, event_id: str) -> str:
+    return self.run_library(event_id)
 
 
 @_task(RUN_AUTOMATION)
-def run_automation(self, event_id: str) -> None:
-    self.run_library(event_id)
+def run_automation(self, event_id: str) -> str:
+    return self.run_library(event_id)
 
 
 @_task(DISPATCH_DUE_SYNCS)
-def dispatch_due_syncs(self) -> None:
-    self.run_library()
+def dispatch_due_syncs(self) -> str:
+    return self.run_library()
 
 
 @_task(SWEEP_OUTBOX)
-def sweep_outbox(self) -> None:
-    self.run_library()
+def sweep_outbox(self) -> str:
+    return self.run_library()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -107,3 +107,47 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
 def is_postgres(session_or_engine) -> bool:
     bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
     return bind.dialect.name == "postgresql"
+
+
+# --- work that waits for the commit ------------------------------------------------------------
+_PENDING = "crmsync.db.after_commit"
+_HOOKED = "crmsync.db.after_commit.hooked"
+
+
+def after_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run `action()` once `session`'s outermost transaction commits (tasks enqueued, metrics
+    counted only for what is durable). Dropped if the transaction rolls back, or if the SAVEPOINT
+    it was registered in does (only that SAVEPOINT's actions)."""
+    pending = session.info.setdefault(_PENDING, [])
+    pending.append((action, session.get_nested_transaction()))
+    if not session.info.get(_HOOKED):
+        session.info[_HOOKED] = True
+        event.listen(session, "after_commit", _run_after_commit)
+        event.listen(session, "after_rollback", _drop_after_rollback)
+
+
+def _run_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        # SQLAlchemy fires after_commit when a SAVEPOINT is released too; the rows are not
+        # durable until the outermost transaction commits.
+        return
+    for action, _savepoint in session.info.pop(_PENDING, []):
+        action()
+
+
+def _drop_after_rollback(session: Session) -> None:
+    savepoint = session.get_nested_transaction()
+    if savepoint is None:
+        session.info.pop(_PENDING, None)
+        return
+    # A SAVEPOINT rolled back (e.g. a refused job in the dispatcher): drop what was registered
+    # inside it, keep what the enclosing transaction registered.
+    session.info[_PENDING] = [item for item in session.info.get(_PENDING, []) if not _inside(item[1], savepoint)]
+
+
+def _inside(transaction, savepoint) -> bool:
+    while transaction is not None:
+        if transaction is savepoint:
+            return True
+        transaction = transaction.parent
+    return False

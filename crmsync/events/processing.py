@@ -46,6 +46,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
+from crmsync import metrics
 from crmsync.db import is_postgres
 from crmsync.db.models import SyncConfig, SyncLink, WebhookDelivery, WebhookEvent
 from crmsync.db.types import utcnow
@@ -243,6 +244,7 @@ def _apply_entity(session: Session, config: SyncConfig, adapter, entity: str,
     changed: set[str] = set()
     if records:
         result = apply_remote_records(session, config, entity, list(records.values()), cause=cause)
+        metrics.count_records(session, config.platform, entity, "pull", result.counts())
         if result.failed:
             log.warning("%d of %d %s record(s) from webhooks failed to apply", result.failed, len(records), entity)
         changed = _external_ids(session, config, entity, result.changes)
@@ -253,6 +255,7 @@ def _apply_entity(session: Session, config: SyncConfig, adapter, entity: str,
     deleted: set[str] = set()
     if gone:
         result = apply_remote_deletions(session, config, entity, gone, guard=False)
+        metrics.count_records(session, config.platform, entity, "pull", result.counts())
         deleted = _external_ids(session, config, entity, result.changes)
     for event in events:
         action, ext = action_of(event), event.external_id

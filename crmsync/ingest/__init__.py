@@ -113,7 +113,16 @@ def create_app(settings: Settings | None = None, *, proxy_hops: int | None = Non
     from crmsync.ingest.routes import bp
     app.register_blueprint(bp)
     _register_error_handlers(app)
+    app.after_request(_count_request)
     return app
+
+
+def _count_request(response):
+    from flask import request
+
+    from crmsync.metrics import count_ingest_request
+    count_ingest_request(request.endpoint, response.status_code)
+    return response
 
 
 def _snake(name: str) -> str:

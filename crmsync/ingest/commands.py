@@ -116,8 +116,11 @@ def ingest_serve(host, port, workers):
 
         class _Gunicorn(BaseApplication):
             def load_config(self):
+                from crmsync.ingest import gunicorn_conf
                 self.cfg.set("bind", f"{host}:{port}")
                 self.cfg.set("workers", workers)
+                self.cfg.set("on_starting", gunicorn_conf.on_starting)
+                self.cfg.set("post_worker_init", gunicorn_conf.post_worker_init)
 
             def load(self):
                 return create_app()

@@ -352,6 +352,15 @@ def readyz():
     return body, 200 if ready else 503
 
 
+@bp.get("/metrics")
+def metrics():
+    """Prometheus text format: this app's processes (every gunicorn worker with
+    PROMETHEUS_MULTIPROC_DIR). Bounded labels only; per-config state is `crmsync metrics serve`'s."""
+    from crmsync.metrics import exposition
+    body, content_type = exposition()
+    return body, 200, {"Content-Type": content_type}
+
+
 @bp.get("/openapi.json")
 def openapi():
     from crmsync.ingest.openapi import openapi_document

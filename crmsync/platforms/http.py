@@ -46,6 +46,7 @@ from typing import Any, ClassVar
 import orjson
 import requests
 
+from crmsync import metrics
 from crmsync.platforms.base import http_session
 from crmsync.platforms.errors import PlatformError, RateLimited, TransientError
 from crmsync.ratelimit import DAILY, STANDARD, Demand, Grant, Limit, Observation
@@ -188,8 +189,10 @@ class CRMClient:
     def _exchange(self, call: Call, params: Any, json: Any) -> requests.Response:
         """The one place a request goes out and its answer comes back."""
         self.requests_sent += 1
-        return self.session.request(call.method, self.url_for(call), params=params, json=json,
-                                    headers=self.auth_headers(), timeout=self.timeout)
+        response = self.session.request(call.method, self.url_for(call), params=params, json=json,
+                                        headers=self.auth_headers(), timeout=self.timeout)
+        metrics.observe_crm_response(self.platform, response.status_code)
+        return response
 
     def _take_budget(self, call: Call) -> Grant | None:
         """The grant for one call (None without a budget), handed back to `observe` so the slot is
@@ -224,6 +227,7 @@ class CRMClient:
         """A 429 (or an abuse block) stops every worker of the account: for the wait the CRM named,
         in the bucket it named (else the call's). True when the penalty sits in a bucket this call
         draws from, so the next acquire waits it out; else the caller sleeps it."""
+        metrics.count_throttled(self.platform)
         bucket = error.policy if error.policy in self.limits else call.kind
         if self.budget is None or bucket not in self.limits:
             return False  # no bucket of ours would ever read the penalty

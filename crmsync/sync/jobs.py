@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from crmsync import metrics
 from crmsync.db.models import JOB_ACTIVE_STATUSES, SyncCheckpoint, SyncConfig, SyncJob, SyncJobStep, new_id
 from crmsync.db.types import utcnow
 from crmsync.entities import ENTITY_PLURALS
@@ -332,6 +333,7 @@ def run_step(session: Session, step_id: str, *, enqueue: bool = True, wait: bool
         return None
     _count(job, step.entity_type, result)
     job.counts = {**job.counts, "requests": job.counts.get("requests", 0) + adapter.requests_sent() - requests_before}
+    metrics.count_records(session, config.platform, step.entity_type, step.kind, result.counts())
     # Counted with the unit's own writes (one UPDATE): a unit that fails rolls back whole anyway.
     step.attempts += 1
     step.updated_at = now
@@ -465,6 +467,7 @@ def _finish(session: Session, job: SyncJob, config: SyncConfig, now: datetime) -
     job.status = "succeeded"
     job.finished_at = now
     config.last_sync_at = now
+    metrics.count_sync_run(session, config.platform, "succeeded")
 
 
 # --- failure hooks (called by crmsync.tasks on permanent errors) -----------------------------
@@ -484,6 +487,7 @@ def fail_job(session: Session, job_id: str, error: str) -> None:
     job.status = "failed"
     job.error = error[:2000]
     job.finished_at = utcnow()
+    metrics.count_sync_run(session, session.get(SyncConfig, job.sync_config_id).platform, "failed")
     session.flush()
 
 

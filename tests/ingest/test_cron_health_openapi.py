@@ -72,7 +72,7 @@ def test_openapi_document_is_valid_31_and_covers_every_endpoint(ingest_client):
     assert doc["openapi"].startswith("3.1")
     assert set(doc["paths"]) == {"/webhooks/hubspot", "/webhooks/pipedrive/{config_id}",
                                  "/webhooks/salesforce/{config_id}", "/cron/sync", "/healthz", "/readyz",
-                                 "/openapi.json", *(f"/events/{name}" for name in PRODUCT_EVENTS)}
+                                 "/metrics", "/openapi.json", *(f"/events/{name}" for name in PRODUCT_EVENTS)}
     assert doc["components"]["schemas"]["email_replied_event"]["required"] == ["sender_email"]
     assert set(doc["components"]["schemas"]["meeting_scheduled_event"]["required"]) == {
         "contact_email", "meeting_date"}

@@ -101,8 +101,10 @@ floats = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_infin
 moments = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1)).map(
     lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000, tzinfo=UTC))
 tag = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=";\x00"), min_size=1, max_size=10)
+# "hs_" is the prefix of HubSpot's built-in properties; the mapper never reads such a name as a
+# custom field (crmsync.platforms.hubspot.mapping._custom_fields), so the round trip leaves them out.
 custom = st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True).filter(
-    lambda k: k not in {"email", "tags", "notes", "city", "country", "phone", "company", "domain", "name", "amount",
+    lambda k: not k.startswith("hs_") and k not in {"email", "tags", "notes", "city", "country", "phone", "company", "domain", "name", "amount",
                         "pipeline", "description", "industry", "website", "dealname", "dealstage", "closedate",
                         "firstname", "lastname", "jobtitle", "lifecyclestage", "lead_source", "lead_score",
                         "numberofemployees", "annualrevenue", "hubspot_owner_id", "createdate",
