@@ -120,7 +120,9 @@ class Adapter(abc.ABC):
     error message or a log line. `field_mappings` is the config's {unified field: remote name}.
     `budget` is a `crmsync.ratelimit.RateBudget`; `wait` decides what happens when it says
     wait: True sleeps (the inline CLI), False raises `RateLimited` (a Celery task reschedules).
-    `save_credentials` is called with the new dict after an OAuth refresh. `cache` is the
+    `save_credentials` is called with the new dict after an OAuth refresh; `load_credentials()`
+    returns the dict as last saved by any worker (a refresh under the account's lock re-reads
+    it first, and skips the token call when another worker refreshed). `cache` is the
     engine's metadata cache; `redis` (given, else the cache's own Redis) holds what every worker
     of an account shares beyond the budget, such as the OAuth refresh lock.
     """
@@ -133,7 +135,7 @@ class Adapter(abc.ABC):
                  account_id: str | None = None, field_mappings: Mapping[str, str] | None = None,
                  budget: Any = None, wait: bool = True,
                  save_credentials: Callable[[dict], None] | None = None, cache: Any = None,
-                 redis_client: Any = None):
+                 redis_client: Any = None, load_credentials: Callable[[], dict | None] | None = None):
         self.credentials = credentials
         self.base_url = base_url
         self._account_id = account_id
@@ -141,6 +143,7 @@ class Adapter(abc.ABC):
         self.budget = budget
         self.wait = wait
         self.save_credentials = save_credentials
+        self.load_credentials = load_credentials
         self.cache = cache
         self.redis = redis_client if redis_client is not None else getattr(cache, "redis", None)
 

@@ -1,5 +1,6 @@
 """From a config row to a live adapter: open its credentials from the vault, attach the shared
-rate budget and metadata cache, and save refreshed OAuth tokens back to the vault."""
+rate budget and metadata cache, and save refreshed OAuth tokens back to the vault (and re-read them
+there: a worker about to refresh first looks for a token set another process saved)."""
 from __future__ import annotations
 
 import json
@@ -76,7 +77,7 @@ def connect(session: Session, config: SyncConfig, *, wait: bool = True, vault: V
             _connected.move_to_end(key)
             return kept[1]
     adapter = _adapter(config, vault.open(vault_id, sealed), _saver(config, vault), account_id=config.account_id,
-                       wait=wait)
+                       wait=wait, load_credentials=_loader(config, vault))
     with _connected_lock:
         _connected[key] = (fingerprint, adapter)
         _connected.move_to_end(key)
@@ -98,12 +99,23 @@ def _saver(config: SyncConfig, vault: Vault) -> Callable[[dict], None]:
     return save_credentials
 
 
+def _loader(config: SyncConfig, vault: Vault) -> Callable[[], dict]:
+    vault_id, tenant_id = config.credentials_vault_id, config.tenant_id
+
+    def load_credentials() -> dict:
+        # Its own short transaction: the caller's may be older than another worker's refresh.
+        from crmsync.db import session_scope
+        with session_scope() as s:
+            return vault.read(s, vault_id, tenant_id=tenant_id)
+    return load_credentials
+
+
 def _adapter(config: SyncConfig, credentials: dict, save_credentials: Callable[[dict], None], *,
-             account_id: str | None, wait: bool) -> Adapter:
+             account_id: str | None, wait: bool, load_credentials: Callable[[], dict] | None = None) -> Adapter:
     return adapter_class(config.platform)(
         credentials=credentials, base_url=config.api_base_url, account_id=account_id,
         field_mappings=config.field_mappings or {}, budget=rate_budget(), wait=wait,
-        save_credentials=save_credentials, cache=metadata_cache())
+        save_credentials=save_credentials, load_credentials=load_credentials, cache=metadata_cache())
 
 
 def crm_account_of(session: Session, config: SyncConfig, *, credentials: dict | None = None,
@@ -112,13 +124,14 @@ def crm_account_of(session: Session, config: SyncConfig, *, credentials: dict | 
     replace them) belong to, whatever the config says: HubSpot's account-info details
     (portalId), Pipedrive's users/me (company_id). Raises the adapter's PlatformError."""
     vault = vault or process_vault(get_settings().secret_key)
+    load = None
     if credentials is None:
-        save = _saver(config, vault)
+        save, load = _saver(config, vault), _loader(config, vault)
         credentials = vault.read(session, config.credentials_vault_id, tenant_id=config.tenant_id)
     else:
         # A secret not stored yet: a token set refreshed on the way is what the caller stores.
         save = credentials.update
-    adapter = _adapter(config, credentials, save, account_id=None, wait=False)
+    adapter = _adapter(config, credentials, save, account_id=None, wait=False, load_credentials=load)
     try:
         return str(adapter.account_id())
     finally:

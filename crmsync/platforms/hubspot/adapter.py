@@ -78,10 +78,11 @@ class HubSpotAdapter(Adapter):
                  save_credentials: Callable[[dict], None] | None = None, cache: Any = None,
                  redis_client: Any = None, lookback: timedelta | None = None,
                  marker_property: str | None = MARKER_PROPERTY, tenant_id: str | None = None,
-                 client: HubSpotClient | None = None):
+                 client: HubSpotClient | None = None, load_credentials: Callable[[], dict | None] | None = None):
         super().__init__(credentials=credentials, base_url=base_url, account_id=account_id,
                          field_mappings=field_mappings, budget=budget, wait=wait,
-                         save_credentials=save_credentials, cache=cache, redis_client=redis_client)
+                         save_credentials=save_credentials, cache=cache, redis_client=redis_client,
+                         load_credentials=load_credentials)
         self.client = client or HubSpotClient(
             credentials, base_url, budget=budget, account_id=account_id, wait=wait,
             save_credentials=save_credentials, redis_client=self.redis,

@@ -71,16 +71,19 @@ class PipedriveAdapter(Adapter):
     def __init__(self, *, credentials: dict, base_url: str | None = None, account_id: str | None = None,
                  field_mappings: Mapping[str, str] | None = None, budget: Any = None, wait: bool = True,
                  save_credentials: Callable[[dict], None] | None = None, cache: Any = None,
-                 session: Any = None, max_wait: float = 30.0):
+                 session: Any = None, max_wait: float = 30.0, redis_client: Any = None,
+                 load_credentials: Callable[[], dict | None] | None = None):
         super().__init__(credentials=credentials, base_url=base_url, account_id=account_id,
                          field_mappings=field_mappings, budget=budget, wait=wait,
-                         save_credentials=save_credentials, cache=cache)
+                         save_credentials=save_credentials, cache=cache, redis_client=redis_client,
+                         load_credentials=load_credentials)
         token = credentials.get("api_token") or credentials.get("token")
         oauth = {k: v for k, v in credentials.items() if k != "token_url"} if is_oauth(credentials) else None
         self.client = PipedriveClient(
             token, oauth=oauth, base_url=base_url or (oauth or {}).get("api_domain") or DEFAULT_BASE_URL,
             budget=budget, wait=wait, account=account_id, session=session, max_wait=max_wait,
-            save_credentials=save_credentials, token_url=credentials.get("token_url"),
+            save_credentials=save_credentials, load_credentials=load_credentials, redis_client=self.redis,
+            token_url=credentials.get("token_url"),
             limits=account_limits(credentials))
         self.cache = cache if cache is not None else _process_cache
 

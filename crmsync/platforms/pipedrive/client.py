@@ -55,7 +55,8 @@ class PipedriveClient(CRMClient):
 
     `oauth` is a dict {"access_token", "refresh_token", "expires_at" (epoch s), "client_id",
     "client_secret", "api_domain"?}; a 401 or an expired token refreshes it once (then
-    `save_credentials(new dict)` is called). `account` keys the rate budget (the company id);
+    `save_credentials(new dict)` is called; `load_credentials()` and `redis_client`, see
+    `PipedriveAuth`). `account` keys the rate budget (the company id);
     until it is known a hash of the token stands in. `limits` replace the Lite defaults whole (an
     account may run with some kinds off).
     """
@@ -67,6 +68,7 @@ class PipedriveClient(CRMClient):
                  account: str | None = None, limits: Mapping[str, Any] | None = None,
                  max_wait: float = 30.0, timeout: float = 30.0, session: requests.Session | None = None,
                  save_credentials: Callable[[dict], None] | None = None,
+                 load_credentials: Callable[[], Mapping | None] | None = None, redis_client: Any = None,
                  token_url: str | None = None, max_attempts: int | None = None):
         if base_url is None:
             base_url = (oauth or {}).get("api_domain") or DEFAULT_BASE_URL
@@ -74,7 +76,7 @@ class PipedriveClient(CRMClient):
         # Pipedrive's OAuth server is its own host; a local stand-in serves /oauth/token itself.
         token_url = token_url or (OAUTH_TOKEN_URL if base_url.endswith(".pipedrive.com") else base_url + "/oauth/token")
         self.auth = PipedriveAuth(api_token, oauth, token_url=token_url, save_credentials=save_credentials,
-                                  timeout=timeout)
+                                  load_credentials=load_credentials, redis_client=redis_client, timeout=timeout)
         super().__init__(base_url, budget=budget, wait=wait,
                          limits=limits if limits is not None else pipedrive_limits.default_limits(oauth=bool(oauth)),
                          max_wait=max_wait, timeout=timeout, max_attempts=max_attempts, session=session)
@@ -86,12 +88,13 @@ class PipedriveClient(CRMClient):
         return self.account or f"token-{self.auth.key}"
 
     def auth_headers(self) -> dict[str, str]:
-        return self.auth.headers(self.session)
+        return self.auth.headers(self.session, self.budget_account)
 
     def refresh_auth(self, response: requests.Response) -> bool:
         if not self.auth.can_refresh:
             return False
-        self.auth.refresh(self.session)
+        failed = response.request.headers.get("Authorization", "").removeprefix("Bearer ")
+        self.auth.refresh(self.session, self.budget_account, failed_token=failed)
         return True
 
     def demands(self, call: Call) -> list[Demand]:
