@@ -1,8 +1,8 @@
 """One OAuth refresh at a time per CRM account, across every worker.
 
 A Redis lock when a Redis client is given (every process on every host), else a process-wide
-threading lock per name. Both platforms that refresh OAuth tokens (HubSpot, Salesforce) take it
-around their token call, and re-check the token once inside: whoever waited finds it fresh."""
+threading lock per name. The platforms that refresh OAuth tokens (HubSpot, Salesforce, Pipedrive)
+take it around their token call, and re-check the token once inside: whoever waited finds it fresh."""
 from __future__ import annotations
 
 import logging
