@@ -220,13 +220,13 @@ def ensure_marker_fields(session: Session, config: SyncConfig) -> tuple[dict[str
     """For a config that pushes, have the CRM hold the field a create stamps with the local id, on
     each enabled entity that takes one ({object: "present" | "created" | "refused: why"}), and
     warnings for what could not be done. Never fails the caller: without the field a create whose
-    answer was lost is still recognised by email (contacts) or domain (companies)."""
+    answer was lost is still looked up by its natural keys (email, domain, ...)."""
     from crmsync.platforms.errors import PlatformError
     from crmsync.sync.connect import ensure_crm_markers
     if config.sync_direction not in PUSHING:
         return {}, []
     entities = [e for e, plural in ENTITY_PLURALS.items() if getattr(config, f"sync_{plural}")]
-    fallback = "a create whose answer was lost is recognised by email or domain only"
+    fallback = "a create whose answer was lost is recognised by email, domain or name only"
     try:
         outcomes = ensure_crm_markers(session, config, entities)
     except PlatformError as err:

@@ -160,7 +160,7 @@ def test_a_token_without_the_schema_scope_creates_the_config_with_a_warning(two_
     out = json.loads(result.stdout)
     assert set(out["marker_properties"]) == {"contacts", "companies"}
     assert all(v.startswith("refused") and "MISSING_SCOPES" in v for v in out["marker_properties"].values())
-    assert len(out["warnings"]) == 2 and "by email or domain only" in out["warnings"][0]
+    assert len(out["warnings"]) == 2 and "by email, domain or name only" in out["warnings"][0]
     assert [c["id"] for c in ok("configs", "list")] == [out["id"]]
     assert not marker_on(a.crm, "contacts")
     # without --json the warnings go to stderr, one line each

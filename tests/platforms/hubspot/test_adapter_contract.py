@@ -207,9 +207,9 @@ def test_ensure_marker_property_then_creates_are_found_by_it(hs):
     prop = hs.client.get_properties("contacts")
     assert next(p for p in prop if p["name"] == "crmsync_id")["groupName"] == "contactinformation"
     calls = hs.app.counters(0)["total"]
-    assert a.ensure_marker_property("contacts") == "present"        # already there: nothing sent
+    assert a.ensure_marker_property("contacts") == "present"         # already there: nothing sent
     assert hs.app.counters(0)["total"] == calls + 1               # only the property list, re-read once
-    assert stale.ensure_marker_property("contacts") == "present"    # its POST gets 409: the property exists
+    assert stale.ensure_marker_property("contacts") == "present"     # its POST gets 409: the property exists
     [made] = a.create_many("contact", [OutboundRecord("local-7", {"email": "marked@example.com"})])
     assert hs.state.records["contacts"][int(made.external_id)].props["crmsync_id"] == "local-7"
     # a retried create with no email to go by is found by the marker
