@@ -316,7 +316,14 @@ def configs_create(tenant_id, platform, credentials_vault_id, direction, frequen
                    disabled, sweep_every, as_json):
     """Create a sync config; the CRM is asked which account the credentials open (a given
     --account-id must be that one)."""
-    from crmsync.configs import AccountCheckFailed, ConfigError, config_as_dict, create_config, verify_account
+    from crmsync.configs import (
+        AccountCheckFailed,
+        ConfigError,
+        config_as_dict,
+        create_config,
+        ensure_marker_fields,
+        verify_account,
+    )
     try:
         frequency_minutes = int(frequency)
     except ValueError:
@@ -352,6 +359,11 @@ def configs_create(tenant_id, platform, credentials_vault_id, direction, frequen
         except ConfigError as err:
             bad_input(str(err))
         out = config_as_dict(config)
+        # After the config is flushed: a CRM that refuses is a warning, not a failed create.
+        out["marker_properties"], out["warnings"] = ensure_marker_fields(s, config)
+    if not as_json:
+        for warning in out["warnings"]:
+            click.echo(f"warning: {warning}", err=True)
     emit(out, as_json, out["id"])
 
 

@@ -213,6 +213,29 @@ def verify_account(session: Session, config: SyncConfig, *, credentials: dict | 
     return account
 
 
+PUSHING = ("push", "bidirectional")
+
+
+def ensure_marker_fields(session: Session, config: SyncConfig) -> tuple[dict[str, str], list[str]]:
+    """For a config that pushes, have the CRM hold the field a create stamps with the local id, on
+    each enabled entity that takes one ({object: "present" | "created" | "refused: why"}), and
+    warnings for what could not be done. Never fails the caller: without the field a create whose
+    answer was lost is still looked up by its natural keys (email, domain, ...)."""
+    from crmsync.platforms.errors import PlatformError
+    from crmsync.sync.connect import ensure_crm_markers
+    if config.sync_direction not in PUSHING:
+        return {}, []
+    entities = [e for e, plural in ENTITY_PLURALS.items() if getattr(config, f"sync_{plural}")]
+    fallback = "a create whose answer was lost is recognised by email, domain or name only"
+    try:
+        outcomes = ensure_crm_markers(session, config, entities)
+    except PlatformError as err:
+        return {}, [f"marker_properties: could not ask {config.platform} ({err}); {fallback}"]
+    warnings = [f"marker_properties: {obj}: {outcome}; {fallback}"
+                for obj, outcome in outcomes.items() if outcome.startswith("refused")]
+    return outcomes, warnings
+
+
 def check_account_free(session: Session, platform: str, account: str, tenant_id: str,
                        config_id: str | None = None) -> None:
     """One CRM account, one config: webhooks are routed by account, and a second tenant syncing

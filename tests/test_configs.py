@@ -128,3 +128,45 @@ def test_replacing_a_token_must_open_the_same_account(two_tenants):
     same = ok("credentials", "set", "--name", "a-hs", "--platform", "hubspot", "--stdin", "--replace",
               stdin=a.crm.token)
     assert same["used_by"] == [config["id"]] and same["replaced"] is True
+
+
+def marker_on(crm, object_type):
+    return any(p["name"] == "crmsync_id" and p.get("hasUniqueValue")
+               for p in crm.api("GET", f"/crm/v3/properties/{object_type}").json()["results"])
+
+
+def test_a_pushing_config_creates_the_crmsync_id_property_on_its_entities(two_tenants):
+    a = two_tenants["a"]
+    result = create(a, None, None, "--entities", "contacts,deals,tasks")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["marker_properties"] == {"contacts": "created", "deals": "created"} and out["warnings"] == []
+    assert marker_on(a.crm, "contacts") and marker_on(a.crm, "deals")
+    assert not marker_on(a.crm, "companies")          # not synced by this config: left alone
+
+
+def test_a_pull_only_config_adds_nothing_to_the_crm(two_tenants):
+    a = two_tenants["a"]
+    out = json.loads(create(a, None, None, "--direction", "pull").stdout)
+    assert out["marker_properties"] == {} and out["warnings"] == []
+    assert not marker_on(a.crm, "contacts")
+
+
+def test_a_token_without_the_schema_scope_creates_the_config_with_a_warning(two_tenants):
+    a = two_tenants["a"]
+    a.crm.configure(schema_write=False)
+    result = create(a, None, None, "--entities", "contacts,companies")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert set(out["marker_properties"]) == {"contacts", "companies"}
+    assert all(v.startswith("refused") and "MISSING_SCOPES" in v for v in out["marker_properties"].values())
+    assert len(out["warnings"]) == 2 and "by email, domain or name only" in out["warnings"][0]
+    assert [c["id"] for c in ok("configs", "list")] == [out["id"]]
+    assert not marker_on(a.crm, "contacts")
+    # without --json the warnings go to stderr, one line each
+    b = two_tenants["b"]
+    b.crm.app.configure(schema_write=False)
+    text = cli("configs", "create", "--tenant", b.tenant, "--platform", "hubspot", "--credentials", b.creds,
+               "--base-url", b.crm.base_url, "--direction", "push", "--entities", "deals")
+    assert text.exit_code == 0 and text.stderr.startswith("warning: marker_properties: deals: refused")
+    assert len(text.stderr.strip().splitlines()) == 1

@@ -186,6 +186,12 @@ class Adapter(abc.ABC):
         """Forget cached metadata of the entity (field definitions) so the next read loads it
         afresh; the deletion sweep calls it on its own cadence."""
 
+    def ensure_markers(self, entities) -> dict[str, str]:
+        """Make sure the CRM has the field a create stamps with the local id (by which
+        `find_existing` recognises a create whose answer was lost), where crmsync can add it:
+        {object type: "present" | "created" | "refused: why"}. {} for a CRM where it cannot."""
+        return {}
+
     def list_ids(self, entity: str, cursor: dict | None, page_size: int = 100) -> IdPage:
         """One page of the ids of every live record (cursor None: the first page). The deletion
         sweep compares the whole listing with the sync links."""

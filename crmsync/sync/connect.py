@@ -7,6 +7,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import contextmanager
 from functools import cache
 
 from sqlalchemy.orm import Session
@@ -118,11 +119,10 @@ def _adapter(config: SyncConfig, credentials: dict, save_credentials: Callable[[
         save_credentials=save_credentials, load_credentials=load_credentials, cache=metadata_cache())
 
 
-def crm_account_of(session: Session, config: SyncConfig, *, credentials: dict | None = None,
-                   vault: Vault | None = None) -> str:
-    """Ask the CRM which account the config's credentials (or `credentials`, a secret about to
-    replace them) belong to, whatever the config says: HubSpot's account-info details
-    (portalId), Pipedrive's users/me (company_id). Raises the adapter's PlatformError."""
+@contextmanager
+def _one_off_adapter(session: Session, config: SyncConfig, credentials: dict | None, vault: Vault | None,
+                     account_id: str | None):
+    """An adapter for one question at config time, not kept, closed after."""
     vault = vault or process_vault(get_settings().secret_key)
     load = None
     if credentials is None:
@@ -131,8 +131,24 @@ def crm_account_of(session: Session, config: SyncConfig, *, credentials: dict | 
     else:
         # A secret not stored yet: a token set refreshed on the way is what the caller stores.
         save = credentials.update
-    adapter = _adapter(config, credentials, save, account_id=None, wait=False, load_credentials=load)
+    adapter = _adapter(config, credentials, save, account_id=account_id, wait=False, load_credentials=load)
     try:
-        return str(adapter.account_id())
+        yield adapter
     finally:
         adapter.close()
+
+
+def crm_account_of(session: Session, config: SyncConfig, *, credentials: dict | None = None,
+                   vault: Vault | None = None) -> str:
+    """Ask the CRM which account the config's credentials (or `credentials`, a secret about to
+    replace them) belong to, whatever the config says: HubSpot's account-info details
+    (portalId), Pipedrive's users/me (company_id). Raises the adapter's PlatformError."""
+    with _one_off_adapter(session, config, credentials, vault, account_id=None) as adapter:
+        return str(adapter.account_id())
+
+
+def ensure_crm_markers(session: Session, config: SyncConfig, entities: list[str], *,
+                       vault: Vault | None = None) -> dict[str, str]:
+    """`Adapter.ensure_markers` with the config's stored credentials. Raises PlatformError."""
+    with _one_off_adapter(session, config, None, vault, account_id=config.account_id) as adapter:
+        return adapter.ensure_markers(entities)

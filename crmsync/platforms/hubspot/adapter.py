@@ -151,13 +151,16 @@ class HubSpotAdapter(Adapter):
     def _has_marker(self, object_type: str) -> bool:
         return bool(self.marker_property) and self.marker_property in self.properties(object_type)
 
-    def ensure_marker_property(self, object_type: str) -> bool:
-        """Create the unique `crmsync_id` property on an object type (needs the schema scope).
-        Not called implicitly: adding a property to a customer's portal is their decision.
+    def ensure_marker_property(self, object_type: str) -> str:
+        """Create the unique `crmsync_id` property on an object type: "present" (it was there),
+        "created", or "refused: why" (creating a property needs the token's crm.schemas.*.write
+        scope; without the property `find_existing` goes by email and domain only).
         It goes in the type's default group ("contactinformation", ...) when the portal has it,
         else its first group; a 409 means it exists already, which is what we want."""
-        if not self.marker_property or self._has_marker(object_type):
-            return bool(self.marker_property)
+        if not self.marker_property:
+            return "refused: no marker property configured"
+        if self._has_marker(object_type):
+            return "present"
         try:
             groups = [g["name"] for g in self.client.get_property_groups(object_type)]
             preferred = f"{m.SINGULAR[object_type]}information"
@@ -165,13 +168,28 @@ class HubSpotAdapter(Adapter):
                 "name": self.marker_property, "label": "crmsync id", "type": "string", "fieldType": "text",
                 "groupName": preferred if preferred in groups or not groups else groups[0], "hasUniqueValue": True,
                 "description": "Local id of the record in crmsync; lets a retried create find its record."})
+            outcome = "created"
         except Conflict:
-            pass
+            outcome = "present"
         except PlatformError as exc:
             log.warning("could not create %s on %s: %s", self.marker_property, object_type, exc)
-            return False
+            return f"refused: {exc}"
         self.cache.invalidate(self._meta_key(f"properties:{object_type}"))
-        return True
+        return outcome
+
+    def ensure_markers(self, entities) -> dict[str, str]:
+        """`ensure_marker_property` on each object type of these entities that takes it."""
+        return {object_type: self.ensure_marker_property(object_type)
+                for entity in entities for object_type in m.OBJECT_TYPES.get(entity, ())
+                if object_type in m.MARKED_OBJECT_TYPES}
+
+    def _ensure_marker_before_create(self, object_type: str) -> None:
+        """A config made before crmsync created the marker at `configs create` gets it at its first
+        create. The outcome is kept a while (METADATA_TTL), so a token without the schema scope
+        costs one refused POST per object type per TTL, not one per batch."""
+        if object_type in m.MARKED_OBJECT_TYPES and self.marker_property and not self._has_marker(object_type):
+            self.cache.get_or_load(self._meta_key(f"marker:{object_type}"),
+                                   lambda: self.ensure_marker_property(object_type), METADATA_TTL)
 
     # --- mapping helpers -----------------------------------------------------------------
 
@@ -347,6 +365,7 @@ class HubSpotAdapter(Adapter):
     def create_many(self, entity: str, records: list[OutboundRecord]) -> list[WriteResult]:
         results: list[WriteResult | None] = [None] * len(records)
         for object_type, positions in self._group(entity, records).items():
+            self._ensure_marker_before_create(object_type)
             inputs = []
             for n in positions:
                 rec = records[n]

@@ -32,6 +32,10 @@ OBJECT_TYPES: dict[str, tuple[str, ...]] = {
     "contact": ("contacts",), "company": ("companies",), "deal": ("deals",), "task": ("tasks",),
     "activity": ("notes", "calls", "meetings", "emails"),
 }
+# Object types crmsync gives its unique `crmsync_id` property: a portal may have at most 10 unique
+# properties per object, and only these are matched by it when a create's outcome is unknown
+# (https://knowledge.hubspot.com/properties/create-and-edit-properties#require-unique-values).
+MARKED_OBJECT_TYPES = ("contacts", "companies", "deals")
 ACTIVITY_OBJECTS = {"note": "notes", "call": "calls", "meeting": "meetings", "email": "emails"}
 ACTIVITY_TYPE_BY_OBJECT = {v: k for k, v in ACTIVITY_OBJECTS.items()}
 OBJECT_TYPE_IDS = {"contacts": "0-1", "companies": "0-2", "deals": "0-3", "tickets": "0-5", "tasks": "0-27",

@@ -20,6 +20,7 @@ Admin API (no auth; JSON bodies) under ``/_sandbox/``:
                  "signature_version": "v3"|"v2"|"v1", "webhook_subscriptions": [...],
                  "webhook_retry_delay": 0.05, "webhook_max_retries": 10, "webhook_duplicate_rate": 0.0,
                  "webhook_out_of_order": false, "webhook_batch_size": 100,
+                 "schema_write": false (property creates get 403 MISSING_SCOPES),
                  "faults": {"error_rate": 0.1, "error_statuses": [500, 502, 503], "latency_ms": 0,
                             "latency_jitter_ms": 0, "drop_rate": 0, "rate_limit_rate": 0, "storm_seconds": 0,
                             "seed": 0}}

@@ -41,6 +41,9 @@ GLOBAL_RESPONSE_HOOKS: list = []
 @dataclass
 class HubSpotOptions:
     token: str = "pat-na1-sandbox-0000"          # static private-app token
+    # False: the token lacks the crm.schemas.*.write scopes, so creating a property is answered
+    # 403 MISSING_SCOPES (https://developers.hubspot.com/docs/api/crm/properties).
+    schema_write: bool = True
     portal_id: int = 12345678
     app_id: int = 1160452
     # seeded data
@@ -1005,6 +1008,10 @@ class HubSpotApp:
         enumeration; 409 when the name is taken."""
         type_ = ot.lookup(type_raw)
         self._check_type(type_, type_raw)
+        if not self.options.schema_write:
+            raise ApiError(403, "MISSING_SCOPES", "This app hasn't been granted all required scopes to make this call.",
+                           errors=[{"message": "One or more of the following scopes are required.",
+                                    "context": {"requiredGranularScopes": [f"crm.schemas.{type_.name}.write"]}}])
         body = req.json()
         if not isinstance(body, dict):
             raise validation("Invalid input JSON: expected a PropertyCreate object")

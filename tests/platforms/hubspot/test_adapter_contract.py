@@ -203,15 +203,33 @@ def test_ensure_marker_property_then_creates_are_found_by_it(hs):
     a = hs.adapter
     stale = type(a)(credentials={"token": hs.token}, base_url=hs.base_url)
     assert "crmsync_id" not in stale.properties("contacts")       # cached before the property exists
-    assert a.ensure_marker_property("contacts") is True
+    assert a.ensure_marker_property("contacts") == "created"
     prop = hs.client.get_properties("contacts")
     assert next(p for p in prop if p["name"] == "crmsync_id")["groupName"] == "contactinformation"
     calls = hs.app.counters(0)["total"]
-    assert a.ensure_marker_property("contacts") is True           # already there: nothing sent
+    assert a.ensure_marker_property("contacts") == "present"         # already there: nothing sent
     assert hs.app.counters(0)["total"] == calls + 1               # only the property list, re-read once
-    assert stale.ensure_marker_property("contacts") is True       # its POST gets 409: the property exists
+    assert stale.ensure_marker_property("contacts") == "present"     # its POST gets 409: the property exists
     [made] = a.create_many("contact", [OutboundRecord("local-7", {"email": "marked@example.com"})])
     assert hs.state.records["contacts"][int(made.external_id)].props["crmsync_id"] == "local-7"
     # a retried create with no email to go by is found by the marker
     assert a.find_existing("contact", OutboundRecord("local-7", {"first_name": "X"})) == made.external_id
     stale.client.close()
+
+
+def test_a_first_create_adds_the_marker_and_a_refusal_is_not_asked_again(hs):
+    """A config made before `configs create` added the marker gets it at its first create."""
+    def property_posts():
+        return hs.app.counters(0)["by_endpoint"].get("POST /crm/v3/properties/{type}", 0)
+
+    hs.app.configure(schema_write=False)
+    for n in (1, 2):
+        [made] = hs.adapter.create_many("company", [OutboundRecord(f"local-c{n}", {"name": f"Co {n}"})])
+        assert made.ok and "crmsync_id" not in hs.state.records["companies"][int(made.external_id)].props
+    assert property_posts() == 1                                  # refused once, remembered
+    hs.app.configure(schema_write=True)
+    fresh = type(hs.adapter)(credentials={"token": hs.token}, base_url=hs.base_url)
+    [made] = fresh.create_many("contact", [OutboundRecord("local-9", {"email": "late@example.com"})])
+    assert hs.state.records["contacts"][int(made.external_id)].props["crmsync_id"] == "local-9"
+    assert fresh.ensure_markers(["contact", "company", "activity"]) == {"contacts": "present", "companies": "created"}
+    fresh.client.close()
