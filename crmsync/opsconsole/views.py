@@ -81,8 +81,13 @@ def scope() -> str | None:
 
 
 def _local_path(target: str | None, default: str) -> str:
-    """Only a path on this console is followed after sign-in or a form (no open redirect)."""
+    """Only a path on this console is followed after sign-in or a form (no open redirect).
+    Browsers read a backslash as a slash and drop tabs and line breaks inside a URL (WHATWG URL
+    standard), so a path of slash, backslash, host, or slash, tab, slash, host, would leave the
+    site: refused like any other host."""
     if not target:
+        return default
+    if "\\" in target or any(ord(ch) < 32 or ord(ch) == 127 for ch in target):
         return default
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):

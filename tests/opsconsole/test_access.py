@@ -110,3 +110,23 @@ def test_sessions_expire(crmsync_env, two_tenants):
         # active all along, but signed in 13 hours ago: over the 12-hour cap
         client.set_cookie("crmsync_console", _cookie(app, {**fresh, "signed_in_at": now - 13 * 3600}, now))
         assert client.get("/conflicts").status_code == 302
+
+
+def test_sign_in_never_redirects_off_the_console(console, two_tenants):
+    import requests
+    # Browsers read "\" as "/" and drop tabs and line breaks: each of these would go to evil.example.
+    for target in ("/\\evil.example", "/\\/evil.example", "/\t/evil.example", "//evil.example",
+                   "https://evil.example/"):
+        http = requests.Session()
+        token = csrf_of(http.get(console.url + "/login").text)
+        answer = http.post(console.url + "/login", allow_redirects=False,
+                           data={"email": two_tenants.emails["a"], "password": PASSWORD, "csrf_token": token,
+                                 "next": target})
+        assert answer.status_code == 302, target
+        assert answer.headers["Location"].endswith("/conflicts"), (target, answer.headers["Location"])
+    http = requests.Session()
+    token = csrf_of(http.get(console.url + "/login").text)
+    kept = http.post(console.url + "/login", allow_redirects=False,
+                     data={"email": two_tenants.emails["a"], "password": PASSWORD, "csrf_token": token,
+                           "next": "/audit?x=1"})
+    assert kept.headers["Location"].endswith("/audit?x=1")
