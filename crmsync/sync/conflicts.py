@@ -228,6 +228,11 @@ def save_field_rule(session: Session, config: SyncConfig, entity: str, field: st
         raise ConflictResolutionError(f"not an entity: {entity!r}")
     if field not in SYNCED_FIELDS[entity] and not field.startswith(CUSTOM):
         raise ConflictResolutionError(f"{field} is not a field of a {entity}")
+    # A custom field's name comes from a form: it must fit the rule's column and hold a name at all.
+    name = field.removeprefix(CUSTOM)
+    if field.startswith(CUSTOM) and (not name or len(field) > ConflictFieldRule.field.type.length
+                                     or any(ord(ch) < 32 or ord(ch) == 127 for ch in name)):
+        raise ConflictResolutionError(f"not a custom field name: {field[:60]!r}")
     rule = session.scalar(select(ConflictFieldRule).where(ConflictFieldRule.config_id == config.id,
                                                           ConflictFieldRule.entity_type == entity,
                                                           ConflictFieldRule.field == field))

@@ -130,3 +130,15 @@ def test_sign_in_never_redirects_off_the_console(console, two_tenants):
                      data={"email": two_tenants.emails["a"], "password": PASSWORD, "csrf_token": token,
                            "next": "/audit?x=1"})
     assert kept.headers["Location"].endswith("/audit?x=1")
+
+
+def test_a_field_rule_for_a_field_name_no_column_holds_is_refused(console, two_tenants, db_url):
+    from crmsync.db.models import ConflictFieldRule
+    http = signed_in_http(console, two_tenants.emails["a"])
+    token = csrf_of(http.get(console.url + "/conflicts").text)
+    for field in ("custom_fields." + "x" * 300, "custom_fields.a\x00b", "custom_fields."):
+        answer = http.post(f"{console.url}/rules", data={"csrf_token": token, "config": two_tenants.a.config_id,
+                                                         "entity": "contact", "field": field, "prefer": "local"})
+        assert answer.status_code == 200 and "No rule saved" in answer.text, field[:40]
+    with session_scope(db_url) as s:
+        assert s.scalar(select(func.count()).select_from(ConflictFieldRule)) == 0
