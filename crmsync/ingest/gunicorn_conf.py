@@ -16,3 +16,9 @@ def on_starting(server) -> None:
 def post_worker_init(worker) -> None:
     from crmsync.metrics import start_process
     start_process()
+
+
+# The access log names the path without its query: a Salesforce Outbound Message's endpoint URL
+# carries the config's webhook secret as `?token=` (Salesforce signs nothing), and gunicorn's
+# default format logs the whole request line.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s"'
