@@ -44,7 +44,9 @@ class IngestState:
         self.cron_secret = settings.cron_secret
         self.public_url = public_url.rstrip("/") if public_url else None
         # Checks deliveries no configured secret can check, so they are refused like wrong ones.
-        self.decoy_secret = secrets.token_urlsafe(32)
+        # Shaped as every CRM's secret may be (Pipedrive's is user:password), so checking a
+        # request against it fails exactly as a wrong secret does.
+        self.decoy_secret = f"{secrets.token_hex(8)}:{secrets.token_urlsafe(32)}"
         self.configs = ConfigDirectory()
         self.secrets = WebhookSecrets()
         self._broker = None

@@ -144,8 +144,7 @@ def openapi_document() -> dict:
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
                     "$ref": "#/components/schemas/PipedriveWebhook"}}}},
                 "responses": {"200": _STORED, **_COMMON_ERRORS,
-                              "403": _error("The event's company is not this config's"),
-                              "404": _error("No Pipedrive config with this id")}}},
+                              "403": _error("The event's company is not this config's")}}},
             "/webhooks/salesforce/{config_id}": {"post": {
                 "summary": "Salesforce Outbound Message (SOAP notifications, up to 100) for one config; "
                            "answered with the SOAP Ack; deduplicated by notification id",
@@ -158,9 +157,9 @@ def openapi_document() -> dict:
                                                      "<Ack>true</Ack>",
                                       "content": {"text/xml": {"schema": {"type": "string"}}}},
                               "400": _error("Not a SOAP notifications message"),
-                              "401": _error("Wrong or missing token, or a config without a webhook secret"),
+                              "401": _error("Wrong or missing token, a config without a webhook secret, or an "
+                                            "id that names no Salesforce config (answered alike)"),
                               "403": _error("The message's OrganizationId is not this config's org"),
-                              "404": _error("No Salesforce config with this id"),
                               "413": _error("Body over the size limit (1 MB by default)"),
                               "415": _error("Content-Type is not text/xml")}}},
             # One path per event type, so each body is tied to its type's schema.

@@ -30,7 +30,6 @@ from crmsync.ingest.errors import (
     NotConfigured,
     Unauthenticated,
     UnknownEventType,
-    UnknownTenant,
 )
 from crmsync.ingest.inbound import bearer_token, parse_json, raw_body, require_json_type, require_xml_type
 from crmsync.ingest.product_events import PRODUCT_EVENTS, ProductEventInvalid, normalize_product_event
@@ -199,16 +198,16 @@ def hubspot_webhook():
     return _received(event_accounts, ids)
 
 
-def _config_route(session, platform: str, config_id: str) -> ConfigRoute:
-    """The config a per-config webhook URL names (Pipedrive, Salesforce)."""
-    missing = f"no {platform.capitalize()} config with this id"
+def _config_route(session, adapter, webhook: WebhookRequest, platform: str, config_id: str) -> ConfigRoute:
+    """The config a per-config webhook URL names (Pipedrive, Salesforce). An id that names no
+    config of this CRM gets the answer of a wrong secret, so nobody can probe which ids exist."""
     try:
-        uuid.UUID(config_id)
+        config = session.get(SyncConfig, str(uuid.UUID(config_id)))
     except ValueError:
-        raise UnknownTenant(missing) from None
-    config = session.get(SyncConfig, config_id)
+        config = None
     if config is None or config.platform != platform:
-        raise UnknownTenant(missing)
+        log.info("%s delivery for an id that names no %s config", platform, platform)
+        _refuse_as_wrongly_signed(adapter, webhook)
     return ConfigRoute.of(config)
 
 
@@ -218,8 +217,9 @@ def pipedrive_webhook(config_id: str):
     body = _body()
     adapter = adapter_class("pipedrive")
     with state.sessions() as session:
-        route = _config_route(session, "pipedrive", config_id)
-        _verify(session, adapter, route, _webhook_request(body))
+        webhook = _webhook_request(body)
+        route = _config_route(session, adapter, webhook, "pipedrive", config_id)
+        _verify(session, adapter, route, webhook)
         require_json_type(request)
         event_accounts = _event_accounts(adapter, body)
         for account in event_accounts:
@@ -247,8 +247,9 @@ def salesforce_webhook(config_id: str):
     body = _body()
     adapter = adapter_class("salesforce")
     with state.sessions() as session:
-        route = _config_route(session, "salesforce", config_id)
-        _verify(session, adapter, route, _webhook_request(body))
+        webhook = _webhook_request(body)
+        route = _config_route(session, adapter, webhook, "salesforce", config_id)
+        _verify(session, adapter, route, webhook)
         require_xml_type(request)
         event_accounts = _event_accounts(adapter, body)
         if not route.account_id:

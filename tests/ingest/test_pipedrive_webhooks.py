@@ -96,12 +96,15 @@ def test_wrong_or_missing_credentials_are_401(account, ingest_client, ingest_que
     assert _rows(db_url) == [] and ingest_queue.tasks() == []
 
 
-def test_unknown_config_is_404(account, ingest_client, db_url):
+def test_an_id_that_names_no_pipedrive_config_is_answered_as_a_wrong_secret(account, ingest_client, db_url):
+    # A different answer (404 here, 401 there) would let anyone probe which config ids exist.
     with session_scope(db_url) as s:
         hubspot_config_id = hubspot_portal(s).config.id
+    wrong = _post(ingest_client, account.config.id, v2_event(account.account_id), "pd-hook:not-the-password")
+    assert wrong.status_code == 401
     for config_id in [str(uuid.uuid4()), "not-a-uuid", hubspot_config_id]:
         res = _post(ingest_client, config_id, v2_event(account.account_id), account.secret)
-        assert res.status_code == 404 and res.json["error"] == "unknown_tenant", config_id
+        assert (res.status_code, res.json) == (wrong.status_code, wrong.json), config_id
     assert _rows(db_url) == []
 
 
