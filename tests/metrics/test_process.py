@@ -89,7 +89,7 @@ def test_ingest_metrics_endpoint_serves_the_text_format_without_ids(ingest_clien
     ingest_client.post(f"/webhooks/pipedrive/{account.config.id}", data=b"{}")
     text = ingest_client.get("/metrics").get_data(as_text=True)
     assert 'crmsync_ingest_requests_total{endpoint="ingest.metrics",status="200"}' in text
-    assert 'crmsync_ingest_requests_total{endpoint="ingest.pipedrive_webhook",status="404"}' in text
+    assert 'crmsync_ingest_requests_total{endpoint="ingest.pipedrive_webhook",status="401"}' in text
 
 
 CHILD = """
