@@ -213,26 +213,8 @@ def _config_route(session, adapter, webhook: WebhookRequest, platform: str, conf
 
 @bp.post("/webhooks/pipedrive/<config_id>")
 def pipedrive_webhook(config_id: str):
-    state = _state()
-    body = _body()
-    adapter = adapter_class("pipedrive")
-    with state.sessions() as session:
-        webhook = _webhook_request(body)
-        route = _config_route(session, adapter, webhook, "pipedrive", config_id)
-        _verify(session, adapter, route, webhook)
-        require_json_type(request)
-        event_accounts = _event_accounts(adapter, body)
-        for account in event_accounts:
-            if route.account_id and account and account != route.account_id:
-                # Credentials shared between two Pipedrive companies: the data is not this config's.
-                raise Forbidden(f"event of Pipedrive company {account[:64]} sent to the config of "
-                                f"company {route.account_id}", code="account_mismatch")
-        row = delivery_row(tenant_id=route.tenant_id, config_id=route.id, platform="pipedrive",
-                           account_id=route.account_id or route.id, body=_text(body), events=len(event_accounts),
-                           received_at=utcnow())
-        ids = _store_deliveries([row])
-    state.dispatch(SPLIT_DELIVERIES, ids)
-    return _received(event_accounts, ids)
+    """Pipedrive webhooks (v1 or v2 payload) for one config, HTTP Basic auth."""
+    return _per_config_delivery("pipedrive", config_id)
 
 
 @bp.post("/webhooks/salesforce/<config_id>")
@@ -242,30 +224,38 @@ def salesforce_webhook(config_id: str):
     message, as for the other CRMs), the config id in the path and the OrganizationId in the body
     (must be the config's org) prove the sender. The answer is the SOAP Ack Salesforce retries
     until it gets; repeats are deduplicated by notification id at the split."""
-    from crmsync.platforms.salesforce.webhooks import ACK
+    return _per_config_delivery("salesforce", config_id)
+
+
+def _per_config_delivery(platform: str, config_id: str):
+    """A CRM whose webhook URL names the config: find it, check the secret, then the body's type
+    and that every event is of the config's account; store the delivery whole and answer."""
     state = _state()
     body = _body()
-    adapter = adapter_class("salesforce")
+    adapter = adapter_class(platform)
     with state.sessions() as session:
         webhook = _webhook_request(body)
-        route = _config_route(session, adapter, webhook, "salesforce", config_id)
+        route = _config_route(session, adapter, webhook, platform, config_id)
         _verify(session, adapter, route, webhook)
-        require_xml_type(request)
+        (require_xml_type if adapter.webhook_content_type == "xml" else require_json_type)(request)
         event_accounts = _event_accounts(adapter, body)
-        if not route.account_id:
-            raise Forbidden(f"config {route.id} names no Salesforce organization id (account_id) to check "
-                            "messages against", code="account_unknown")
+        if adapter.webhook_needs_account and not route.account_id:
+            raise Forbidden(f"config {route.id} names no {platform} account id to check deliveries against",
+                            code="account_unknown")
         for account in set(event_accounts):
-            # 15- and 18-character forms of one org id share their first 15 characters.
-            if str(account)[:15] != route.account_id[:15]:
-                raise Forbidden(f"message of Salesforce org {str(account)[:18]} sent to the config of org "
-                                f"{route.account_id}", code="account_mismatch")
-        row = delivery_row(tenant_id=route.tenant_id, config_id=route.id, platform="salesforce",
-                           account_id=route.account_id, body=_text(body), events=len(event_accounts),
+            if route.account_id and account and not adapter.same_account(account, route.account_id):
+                # Credentials shared between two accounts of the CRM: the data is not this config's.
+                raise Forbidden(f"event of {platform} account {str(account)[:64]} sent to the config of "
+                                f"account {route.account_id}", code="account_mismatch")
+        row = delivery_row(tenant_id=route.tenant_id, config_id=route.id, platform=platform,
+                           account_id=route.account_id or route.id, body=_text(body), events=len(event_accounts),
                            received_at=utcnow())
         ids = _store_deliveries([row])
     state.dispatch(SPLIT_DELIVERIES, ids)
-    return Response(ACK, status=200, content_type="text/xml; charset=utf-8")
+    ack = adapter.webhook_ack()
+    if ack is None:
+        return _received(event_accounts, ids)
+    return Response(ack[0], status=200, content_type=ack[1])
 
 
 # --- product events --------------------------------------------------------------------------------

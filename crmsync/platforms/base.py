@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 
@@ -236,6 +236,20 @@ class Adapter(abc.ABC):
         The ingest app needs no more before it stores the delivery; a platform whose deliveries
         are large can answer this without building the events."""
         return [str(e.account_id) if e.account_id is not None else None for e in cls.parse_webhook(body)]
+
+    # What a per-config webhook URL (Pipedrive, Salesforce) needs of its CRM besides the above.
+    webhook_content_type: ClassVar[str] = "json"      # "json" or "xml" (SOAP)
+    webhook_needs_account: ClassVar[bool] = False    # refuse deliveries until the config names its account
+
+    @classmethod
+    def same_account(cls, event_account: str, config_account: str) -> bool:
+        """Does an event's account id name the config's account?"""
+        return event_account == config_account
+
+    @classmethod
+    def webhook_ack(cls) -> tuple[str, str] | None:
+        """(body, content type) the CRM must get back to stop redelivering; None: a JSON summary."""
+        return None
 
 
 def http_session(base_url: str) -> requests.Session:

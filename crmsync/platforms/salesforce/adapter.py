@@ -297,3 +297,16 @@ class SalesforceAdapter(Adapter):
     @classmethod
     def webhook_accounts(cls, body: bytes) -> list[str | None]:
         return list(webhooks.accounts(body))
+
+    # Outbound Messages are SOAP; a message must name the config's org, so the config must know it.
+    webhook_content_type = "xml"
+    webhook_needs_account = True
+
+    @classmethod
+    def same_account(cls, event_account: str, config_account: str) -> bool:
+        # 15- and 18-character forms of one org id share their first 15 characters.
+        return str(event_account)[:15] == str(config_account)[:15]
+
+    @classmethod
+    def webhook_ack(cls) -> tuple[str, str]:
+        return webhooks.ACK, "text/xml; charset=utf-8"
