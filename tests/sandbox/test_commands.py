@@ -16,7 +16,10 @@ def test_serve_prints_url_and_token_and_stops_on_ctrl_c(platform):
     code = "from crmsync.sandbox.commands import sandbox; sandbox()"
     proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--platform", platform, "--contacts", "5",
                              "--companies", "2", "--deals", "1", "--token", "tok-123", "--rate-limit", "0"],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            # A shell's background job starts with SIGINT ignored, and Python then
+                            # never raises KeyboardInterrupt: give the child a terminal's Ctrl-C.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         lines, deadline = [], time.monotonic() + 20
         while not any(line.startswith("token:") for line in lines):
