@@ -17,6 +17,7 @@ from sqlalchemy import (
     Float,
     Integer,
     String,
+    TypeDecorator,
     any_,
     bindparam,
     func,
@@ -107,8 +108,31 @@ def among(session: Session, column, values: Iterable) -> ColumnElement[bool]:
     parameters."""
     values = list(values)
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+        return column == any_(bindparam(None, values, type_=_ArrayLiteral(column.type)))
     return column.in_(values)
+
+
+class _ArrayLiteral(TypeDecorator):
+    """A list bound as one PostgreSQL array literal (`{"a","b"}`) for a parameter of the column's
+    array type. psycopg dumps a list parameter element by element in Python, which was a fifth of
+    a backfill page's CPU (a page's 5,000 ids and emails, probed once per page); one string is
+    built in a few milliseconds, and PostgreSQL parses it once, as the parameter's value.
+    Elements are quoted, with `"` and `\\` escaped (PostgreSQL's array input syntax); None is NULL."""
+    impl = String
+    cache_ok = True
+
+    def __init__(self, item_type):
+        super().__init__()
+        self.item_type = item_type
+
+    def load_dialect_impl(self, dialect):
+        return dialect.type_descriptor(ARRAY(self.item_type))
+
+    def bind_processor(self, dialect):
+        def literal(values):
+            return "{" + ",".join("NULL" if v is None else '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+                                  for v in values) + "}"
+        return literal
 
 
 def load_rows(session: Session, tenant_id: str, entity: str, ids: Iterable[str]) -> dict[str, Any]:

@@ -1,0 +1,33 @@
+"""The page-at-a-time reads and writes of `crmsync.sync.store`, on PostgreSQL and SQLite."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from crmsync.db import session_scope
+from crmsync.db.models import Contact
+from crmsync.db.types import utcnow
+from crmsync.sync import store
+from tests.fixtures.factories import make_tenant
+
+AWKWARD = ['plain@example.com', 'quo"te@example.com', 'back\\slash@example.com', 'com,ma@example.com',
+           '{brace}@example.com', 'sp ace@example.com', 'NULL', '', 'ünï@exämple.com', "a'b@example.com"]
+
+
+@pytest.mark.parametrize("probe", [AWKWARD, AWKWARD[:1], [*AWKWARD, None]])
+def test_among_finds_exactly_the_values_however_they_are_spelled(any_db_url, probe):
+    # On PostgreSQL the list travels as one array literal: quotes, backslashes, commas, braces and
+    # the word NULL must arrive as the strings they are.
+    with session_scope(any_db_url) as s:
+        tenant = make_tenant(s)
+        now = utcnow()
+        ids = store.new_ids(len(AWKWARD) + 1)
+        store.insert_rows(s, "contact", [{"id": i, "tenant_id": tenant.id, "email": e, "custom_fields": {},
+                                          "created_at": now, "updated_at": now}
+                                         for i, e in zip(ids, [*AWKWARD, "other@example.com"], strict=True)])
+        s.flush()
+        found = s.scalars(select(Contact.email).where(Contact.tenant_id == tenant.id,
+                                                      store.among(s, Contact.email, probe))).all()
+        by_id = s.scalars(select(Contact.id).where(store.among(s, Contact.id, ids[:3]))).all()
+    assert sorted(found) == sorted(e for e in probe if e is not None)
+    assert sorted(by_id) == sorted(ids[:3])
