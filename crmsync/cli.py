@@ -95,18 +95,33 @@ class CrmsyncGroup(click.Group):
         sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx):
-        from sqlalchemy.exc import DataError, DBAPIError
         try:
             configure_logging(get_settings())
             return super().invoke(ctx)
         except SettingsError as err:
             bad_input(f"bad setting {err}")
-        except DataError as err:
-            # A value the columns cannot hold that no check caught before: still the caller's input.
-            bad_input(f"the database refused a value: {_first_line(err.orig)}")
-        except DBAPIError as err:
-            # Unreachable, refused login, gone mid-command: one line, never the driver's traceback.
-            failed(f"database error ({get_settings().redacted()['database_url']}): {_first_line(err.orig)}")
+        except Exception as err:
+            _database_refusal(err)
+            raise
+
+
+def _database_refusal(err: Exception) -> None:
+    """Exit with one line if `err` is the database's refusal; return otherwise."""
+    from crmsync.db.reads import ReadError
+    if isinstance(err, ReadError):
+        # The SQLAlchemy-free read path (`crmsync jobs list`): said as SQLAlchemy's errors are below.
+        failed(f"database error ({get_settings().redacted()['database_url']}): {err}")
+    # Only a command that loaded SQLAlchemy can have raised its errors; a read-only command that
+    # did not (`crmsync jobs list`) must not pay for importing it here.
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is None:
+        return
+    if isinstance(err, sa_exc.DataError):
+        # A value the columns cannot hold that no check caught before: still the caller's input.
+        bad_input(f"the database refused a value: {_first_line(err.orig)}")
+    if isinstance(err, sa_exc.DBAPIError):
+        # Unreachable, refused login, gone mid-command: one line, never the driver's traceback.
+        failed(f"database error ({get_settings().redacted()['database_url']}): {_first_line(err.orig)}")
 
 
 def _first_line(err) -> str:

@@ -2,6 +2,9 @@
 
 `session_scope()` commits on success and rolls back on any error, so a unit of work is all or
 nothing — the promise behind "a crash resumes at the last written page".
+
+SQLAlchemy is imported by the functions that use it, not here: `crmsync.db.reads` (the read path
+of `crmsync jobs list`) lives in this package and must not pay for it.
 """
 from __future__ import annotations
 
@@ -10,9 +13,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
@@ -31,6 +36,7 @@ def get_engine(url: str | None = None) -> Engine:
 
 
 def _make_engine(url: str) -> Engine:
+    from sqlalchemy import create_engine, event
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -60,7 +66,7 @@ def _ping_when_idle(engine: Engine) -> None:
     A ping is a round trip on every checkout, the one query of a webhook request besides its insert;
     a connection used a moment ago is alive. A server restarted within that moment still costs one
     failed statement: a task retries it (OperationalError is transient), a CRM resends the webhook."""
-    from sqlalchemy import exc
+    from sqlalchemy import event, exc
 
     @event.listens_for(engine, "checkin")
     def _returned(_dbapi_conn, record):
@@ -88,6 +94,7 @@ def dispose_engines() -> None:
 
 
 def sessionmaker_for(url: str | None = None) -> sessionmaker[Session]:
+    from sqlalchemy.orm import sessionmaker
     return sessionmaker(bind=get_engine(url), expire_on_commit=False)
 
 
@@ -105,6 +112,7 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
 
 
 def is_postgres(session_or_engine) -> bool:
+    from sqlalchemy.orm import Session
     bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
     return bind.dialect.name == "postgresql"
 
@@ -118,6 +126,7 @@ def after_commit(session: Session, action: Callable[[], None]) -> None:
     """Run `action()` once `session`'s outermost transaction commits (tasks enqueued, metrics
     counted only for what is durable). Dropped if the transaction rolls back, or if the SAVEPOINT
     it was registered in does (only that SAVEPOINT's actions)."""
+    from sqlalchemy import event
     pending = session.info.setdefault(_PENDING, [])
     pending.append((action, session.get_nested_transaction()))
     if not session.info.get(_HOOKED):

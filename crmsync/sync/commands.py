@@ -7,10 +7,10 @@ import time
 from contextlib import contextmanager
 
 import click
-from sqlalchemy import select
 
+# Light imports only: `crmsync jobs list` loads this module and must start without SQLAlchemy
+# (see crmsync.db.reads); each command imports what it needs.
 from crmsync.console import ID, LIMIT, bad_input, emit, failed, json_option, table
-from crmsync.tasks.names import START_JOB
 
 
 def _session():
@@ -114,6 +114,7 @@ def sync_run(config_id, inline, wait, full, sweep, force, as_json):
 
 def _start(session, job_id: str) -> None:
     from crmsync.tasks import enqueue_after_commit
+    from crmsync.tasks.names import START_JOB
     enqueue_after_commit(session, START_JOB, job_id)
 
 
@@ -186,13 +187,10 @@ def jobs():
 @click.option("--limit", type=LIMIT, default=20, show_default=True)
 @json_option
 def jobs_list(config_id, limit, as_json):
-    from crmsync.db.models import SyncJob
+    # Plain SQL without SQLAlchemy: this command's start-up is most of its time (crmsync.db.reads).
+    from crmsync.db.reads import recent_jobs
     from crmsync.sync.job_view import job_as_dict
-    with _session() as s:
-        q = select(SyncJob).order_by(SyncJob.created_at.desc()).limit(limit)
-        if config_id:
-            q = q.where(SyncJob.sync_config_id == config_id)
-        rows = [job_as_dict(j) for j in s.scalars(q)]
+    rows = [job_as_dict(j) for j in recent_jobs(limit, config_id)]
     emit(rows, as_json, table(rows, ["job_id", "config_id", "status", "trigger", "contacts_synced", "deals_synced",
                                      "conflicts", "created_at", "error"]))
 
@@ -201,6 +199,8 @@ def jobs_list(config_id, limit, as_json):
 @click.argument("job_id")
 @json_option
 def jobs_show(job_id, as_json):
+    from sqlalchemy import select
+
     from crmsync.configs import ConfigError, parse_id
     from crmsync.db.models import SyncJob, SyncJobStep
     from crmsync.sync.job_view import job_as_dict

@@ -1,26 +1,37 @@
 """A job as the CLI and the API show it. Kept apart from `crmsync.sync.jobs` so `crmsync jobs list`
-loads no CRM client, merge or push code."""
+loads no CRM client, merge or push code — nor SQLAlchemy: it reads its rows through
+`crmsync.db.reads`, and the same function shapes them as it shapes an ORM SyncJob."""
 from __future__ import annotations
 
-from crmsync.db.models import ENTITY_MODELS, SyncJob
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-# The original design names its tables after the plurals (crm_contacts, ...; see crmsync.entities.TABLE_NAMES);
-# read here so `jobs list` does not load the entity schemas (and marshmallow).
-ENTITY_PLURALS = {entity: model.__tablename__.removeprefix("crm_") for entity, model in ENTITY_MODELS.items()}
+from crmsync.db.reads import SYNC_JOB_COLUMNS
+
+if TYPE_CHECKING:
+    from crmsync.db.models import SyncJob
+
+# As crmsync.entities.ENTITY_PLURALS (the original design's table names, crm_contacts, ...), written
+# out so `jobs list` does not load the entity schemas (and marshmallow); a test checks they agree.
+ENTITY_PLURALS = {"contact": "contacts", "company": "companies", "deal": "deals",
+                  "activity": "activities", "task": "tasks"}
 
 
-def job_as_dict(job: SyncJob) -> dict:
+def job_as_dict(job: SyncJob | Mapping[str, Any]) -> dict:
+    """`job`: a SyncJob, or its column values by name (`crmsync.db.reads.recent_jobs`)."""
+    row = job if isinstance(job, Mapping) else {column: getattr(job, column) for column in SYNC_JOB_COLUMNS}
+    counts = row["counts"]
     synced = {}
     conflicts = 0
     for entity, plural in ENTITY_PLURALS.items():
-        c = (job.counts or {}).get(entity) or {}
+        c = (counts or {}).get(entity) or {}
         synced[f"{plural}_synced"] = c.get("created", 0) + c.get("updated", 0) + c.get("deleted", 0)
         conflicts += c.get("conflicts", 0)
-    duration = ((job.finished_at - job.started_at).total_seconds()
-                if job.finished_at and job.started_at else None)
-    return {"job_id": job.id, "config_id": job.sync_config_id, "tenant_id": job.tenant_id, "status": job.status,
-            "trigger": job.trigger, "full": job.full, **synced, "conflicts": conflicts, "error": job.error,
-            "counts": job.counts, "paused_until": job.paused_until, "created_at": job.created_at,
-            "started_at": job.started_at, "finished_at": job.finished_at, "duration_seconds": duration,
-            "steps_total": job.steps_total, "steps_done": job.steps_done, "lease_owner": job.lease_owner,
-            "lease_expires_at": job.lease_expires_at}
+    finished_at, started_at = row["finished_at"], row["started_at"]
+    duration = (finished_at - started_at).total_seconds() if finished_at and started_at else None
+    return {"job_id": row["id"], "config_id": row["sync_config_id"], "tenant_id": row["tenant_id"],
+            "status": row["status"], "trigger": row["trigger"], "full": row["full"], **synced,
+            "conflicts": conflicts, "error": row["error"], "counts": counts, "paused_until": row["paused_until"],
+            "created_at": row["created_at"], "started_at": started_at, "finished_at": finished_at,
+            "duration_seconds": duration, "steps_total": row["steps_total"], "steps_done": row["steps_done"],
+            "lease_owner": row["lease_owner"], "lease_expires_at": row["lease_expires_at"]}

@@ -10,13 +10,14 @@ the page's transaction: what it writes commits or rolls back with the page.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, Any
 
 from crmsync.tasks.names import resolve
 
-RecordChangesListener = Callable[[Session, str, list, "str | None"], Any]
+if TYPE_CHECKING:   # every CLI command subscribes at start-up: no SQLAlchemy for that
+    from sqlalchemy.orm import Session
+
+RecordChangesListener = Callable[["Session", str, list, "str | None"], Any]
 
 _subscribers: list[RecordChangesListener | str] = []
 

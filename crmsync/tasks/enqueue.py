@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import functools
 import logging
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from crmsync.tasks.errors import QueueUnavailable
 from crmsync.tasks.execution import describe
 from crmsync.tasks.names import queue_for, route
 from crmsync.tasks.retry import MAX_COUNTDOWN_SECONDS
+
+if TYPE_CHECKING:   # `import crmsync.tasks` (and so `crmsync.tasks.names`) loads no SQLAlchemy
+    from sqlalchemy.orm import Session
 
 log = logging.getLogger("crmsync.tasks")
 

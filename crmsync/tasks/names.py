@@ -7,11 +7,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, Any
 
 from crmsync.tasks.errors import UnknownTask
+
+if TYPE_CHECKING:   # the table is read at start-up (`crmsync jobs list`, listeners): no SQLAlchemy
+    from sqlalchemy.orm import Session
 
 # Queues: one per class of work (deploy/SCALING.md says which worker consumes which).
 EVENTS = "events"

@@ -1,0 +1,166 @@
+"""A read path without SQLAlchemy, for the start-up of read-only commands (`crmsync jobs list`).
+
+Importing SQLAlchemy and declaring the ORM models costs a command ~0.3 s before its first query,
+more than a list of a few rows should take in all. So this module opens a plain DB-API connection
+from the same CRMSYNC_DATABASE_URL — psycopg with the parameters SQLAlchemy's psycopg dialect
+would pass, or the standard library's sqlite3 for the embedded default — runs one SELECT with
+bound parameters, and decodes the values as the ORM's column types do (`crmsync.db.types`, `Uuid`):
+ids as UUID strings, datetimes as aware UTC, JSON as Python values, booleans as bool.
+
+Only reads belong here, and only what such a command needs. Every write goes through SQLAlchemy
+(`crmsync.db.session_scope` and the models), with its defaults, checks and after-commit hooks.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from contextlib import closing
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+# The columns of crm_sync_jobs a job's view shows (`crmsync.sync.job_view`); each is also the
+# SyncJob attribute of the same name.
+SYNC_JOB_COLUMNS = ("id", "tenant_id", "sync_config_id", "status", "trigger", "full", "counts", "error",
+                    "paused_until", "steps_total", "steps_done", "created_at", "started_at", "finished_at",
+                    "lease_owner", "lease_expires_at")
+_IDS = frozenset({"id", "tenant_id", "sync_config_id"})
+_TIMES = frozenset({"paused_until", "created_at", "started_at", "finished_at", "lease_expires_at"})
+_JSON = frozenset({"counts"})
+_BOOLS = frozenset({"full"})
+
+UPGRADE_HINT = "the database is not migrated (run `crmsync db upgrade`)"
+
+
+class ReadError(Exception):
+    """The database did not answer: unreachable, refused login, ... `str()` is one line."""
+
+
+# SYNC_JOB_COLUMNS in order (`trigger` and `full` are keywords in SQLite and PostgreSQL); bound
+# parameters only, never values in the text.
+_JOBS = ('SELECT id, tenant_id, sync_config_id, status, "trigger", "full", counts, error, paused_until, '
+         'steps_total, steps_done, created_at, started_at, finished_at, lease_owner, lease_expires_at '
+         'FROM crm_sync_jobs ')
+RECENT_JOBS = _JOBS + "ORDER BY created_at DESC LIMIT %s"
+RECENT_JOBS_OF_CONFIG = _JOBS + "WHERE sync_config_id = %s ORDER BY created_at DESC LIMIT %s"
+
+
+def recent_jobs(limit: int, config_id: str | None = None, url: str | None = None) -> list[dict[str, Any]]:
+    """The newest `limit` jobs (of one config, if given), newest first, as {column: value}."""
+    if config_id:
+        return _select(RECENT_JOBS_OF_CONFIG, [uuid.UUID(config_id), limit], url)
+    return _select(RECENT_JOBS, [limit], url)
+
+
+def _select(sql: str, params: list, url: str | None) -> list[dict[str, Any]]:
+    """`sql` with `%s` placeholders; a uuid.UUID parameter is bound as the id columns store it."""
+    if url is None:
+        from crmsync.settings import get_settings
+        url = get_settings().database_url
+    if url.startswith("sqlite"):
+        columns, rows = _sqlite_rows(url, sql.replace("%s", "?"),
+                                     [p.hex if isinstance(p, uuid.UUID) else p for p in params])
+        return [{c: _from_sqlite(c, v) for c, v in zip(columns, row)} for row in rows]
+    columns, rows = _postgres_rows(url, sql, params)
+    return [{c: _from_postgres(c, v) for c, v in zip(columns, row)} for row in rows]
+
+
+def _postgres_rows(url: str, sql: str, params: list) -> tuple[list[str], list[tuple]]:
+    import psycopg
+    try:
+        with psycopg.connect(autocommit=True, **psycopg_params(url)) as conn:
+            cursor = conn.execute(sql, params)
+            return [d.name for d in cursor.description], cursor.fetchall()
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as err:
+        raise ReadError(f"{UPGRADE_HINT}: {_first_line(err)}") from err
+    except psycopg.Error as err:
+        raise ReadError(_first_line(err)) from err
+
+
+def _sqlite_rows(url: str, sql: str, params: list) -> tuple[list[str], list[tuple]]:
+    import sqlite3
+    path = _URL.match(url)["database"] or ":memory:"
+    if path != ":memory:" and not os.path.exists(path):
+        # SQLite would make an empty file; a read makes nothing.
+        raise ReadError(f"{UPGRADE_HINT}: no database file {path}")
+    try:
+        with closing(sqlite3.connect(path, timeout=30)) as conn:
+            cursor = conn.execute(sql, params)
+            return [d[0] for d in cursor.description], cursor.fetchall()
+    except sqlite3.OperationalError as err:
+        if str(err).startswith(("no such table", "no such column")):
+            raise ReadError(f"{UPGRADE_HINT}: {_first_line(err)}") from err
+        raise ReadError(_first_line(err)) from err
+    except sqlite3.Error as err:
+        raise ReadError(_first_line(err)) from err
+
+
+def _from_postgres(column: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if column in _IDS:
+        return str(value)
+    if column in _TIMES:
+        return value.astimezone(UTC)
+    return value
+
+
+def _from_sqlite(column: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if column in _IDS:
+        return str(uuid.UUID(value))        # stored as 32 hex digits (SQLAlchemy's Uuid on SQLite)
+    if column in _TIMES:
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)   # stored as UTC without the zone
+    if column in _JSON:
+        return json.loads(value)
+    if column in _BOOLS:
+        return bool(value)
+    return value
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return (text.splitlines() or [type(err).__name__])[0][:300]
+
+
+# SQLAlchemy's own URL pattern (sqlalchemy.engine.url._parse_url), so both read the same parts.
+_URL = re.compile(r"""
+    (?P<name>[\w+]+)://
+    (?:(?P<username>[^:/]*)(?::(?P<password>[^@]*))?@)?
+    (?:(?:\[(?P<ipv6host>[^/?]+)\]|(?P<ipv4host>[^/:?]+))?(?::(?P<port>[^/?]*))?)?
+    (?:/(?P<database>[^?]*))?
+    (?:\?(?P<query>.*))?
+    """, re.VERBOSE)
+
+
+def psycopg_params(url: str) -> dict[str, Any]:
+    """psycopg.connect's keyword arguments for a `postgresql+psycopg://` URL, as SQLAlchemy's
+    psycopg dialect makes them: user, password, host, port, dbname, then the query's parameters
+    (libpq's); several hosts as `?host=h1:p1&host=h2:p2` or `?host=h1,h2&port=p1,p2`."""
+    m = _URL.match(url)
+    if m is None:
+        raise ReadError("CRMSYNC_DATABASE_URL is not a database URL")
+    params: dict[str, Any] = {}
+    for part, name in (("username", "user"), ("password", "password"), ("database", "dbname")):
+        if m[part]:
+            params[name] = unquote(m[part])
+    if m["ipv4host"] or m["ipv6host"]:
+        params["host"] = m["ipv4host"] or m["ipv6host"]
+    if m["port"]:
+        params["port"] = int(m["port"])
+    query: dict[str, list[str]] = {}
+    for key, value in parse_qsl(m["query"] or ""):
+        query.setdefault(key, []).append(value)
+    hosts = query.get("host")
+    if hosts and "port" not in query and (len(hosts) > 1 or ":" in hosts[0]) and all(
+            re.fullmatch(r"[\w.-]*(:\d*)?", h) for h in hosts):
+        # host=h1:p1&host=h2:p2 is libpq's host=h1,h2 port=p1,p2
+        pairs = [h.partition(":")[::2] for h in hosts]
+        query["host"], ports = [h for h, _ in pairs], [p for _, p in pairs]
+        if any(ports):
+            query["port"] = ports
+    params.update({key: ",".join(values) for key, values in query.items()})
+    return params
