@@ -11,8 +11,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from redis import RedisError
-
 log = logging.getLogger(__name__)
 
 
@@ -29,6 +27,7 @@ class MetadataCache:
 
     def get(self, key: str) -> Any | None:
         if self.redis is not None:
+            from redis import RedisError  # here, not at the top: a process without Redis never loads it
             try:
                 raw = self.redis.get(self._key(key))
             except RedisError as err:
@@ -45,6 +44,7 @@ class MetadataCache:
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         ttl = self.default_ttl if ttl is None else ttl
         if self.redis is not None:
+            from redis import RedisError
             try:
                 self.redis.set(self._key(key), json.dumps(value), px=int(ttl * 1000))
             except RedisError as err:

@@ -2,15 +2,13 @@
 
 Every CRM's mapper turns its records into these shapes and back; the sync engine and the
 database only ever see them. Field names follow the original design's tables (`crm_contacts`, ...).
-A record is a plain dict of these fields; the marshmallow schemas validate one.
+A record is a plain dict of these fields; the marshmallow schemas (`SCHEMAS`) validate one.
 
 `SYNCED_FIELDS` lists, per entity, the fields the three-way merge compares. Associations
 (`company_id`, `contact_id`, `deal_id`) are local ids; a remote record carries its
 associations as external ids instead (see `crmsync.platforms.base.RemoteRecord`).
 """
 from __future__ import annotations
-
-from marshmallow import EXCLUDE, Schema, fields, validate
 
 ENTITY_TYPES: tuple[str, ...] = ("contact", "company", "deal", "activity", "task")
 
@@ -60,95 +58,20 @@ FIELD_MERGE_RULES: dict[str, str] = {
 }
 
 
-class _Base(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    id = fields.String(allow_none=True)
-    tenant_id = fields.String(allow_none=True)
-    custom_fields = fields.Dict(keys=fields.String(), load_default=dict)
-    created_at = fields.AwareDateTime(allow_none=True)
-    updated_at = fields.AwareDateTime(allow_none=True)
-    deleted_at = fields.AwareDateTime(allow_none=True)
-    owner_id = fields.String(allow_none=True)
+# The marshmallow schemas that validate a record are in `crmsync.entity_schemas`: what only needs
+# the names above (a sync) does not load marshmallow. They still import from here.
+_SCHEMA_NAMES = frozenset({"SCHEMAS", "ContactSchema", "CompanySchema", "DealSchema", "ActivitySchema",
+                           "TaskSchema"})
 
 
-class ContactSchema(_Base):
-    email = fields.Email(allow_none=True)
-    first_name = fields.String(allow_none=True)
-    last_name = fields.String(allow_none=True)
-    phone = fields.String(allow_none=True)
-    job_title = fields.String(allow_none=True)
-    company_name = fields.String(allow_none=True)
-    lifecycle_stage = fields.String(allow_none=True)
-    lead_status = fields.String(allow_none=True)
-    lead_source = fields.String(allow_none=True)
-    lead_score = fields.Float(allow_none=True)
-    tags = fields.List(fields.String(), allow_none=True)
-    notes = fields.String(allow_none=True)
-    city = fields.String(allow_none=True)
-    country = fields.String(allow_none=True)
-    company_id = fields.String(allow_none=True)
-
-
-class CompanySchema(_Base):
-    name = fields.String(allow_none=True)
-    domain = fields.String(allow_none=True)
-    industry = fields.String(allow_none=True)
-    phone = fields.String(allow_none=True)
-    website = fields.String(allow_none=True)
-    city = fields.String(allow_none=True)
-    country = fields.String(allow_none=True)
-    employee_count = fields.Integer(allow_none=True, validate=validate.Range(min=0))
-    annual_revenue = fields.Float(allow_none=True)
-    description = fields.String(allow_none=True)
-
-
-class DealSchema(_Base):
-    name = fields.String(allow_none=True)
-    amount = fields.Float(allow_none=True)
-    currency = fields.String(allow_none=True)
-    stage = fields.String(allow_none=True)
-    pipeline = fields.String(allow_none=True)
-    probability = fields.Float(allow_none=True, validate=validate.Range(min=0, max=100))
-    close_date = fields.AwareDateTime(allow_none=True)
-    status = fields.String(allow_none=True, validate=validate.OneOf(DEAL_STATUSES))
-    description = fields.String(allow_none=True)
-    company_id = fields.String(allow_none=True)
-    contact_id = fields.String(allow_none=True)
-
-
-class ActivitySchema(_Base):
-    type = fields.String(required=True, validate=validate.OneOf(ACTIVITY_TYPES))
-    subject = fields.String(allow_none=True)
-    body = fields.String(allow_none=True)
-    occurred_at = fields.AwareDateTime(allow_none=True)
-    duration_minutes = fields.Integer(allow_none=True, validate=validate.Range(min=0))
-    direction = fields.String(allow_none=True)
-    outcome = fields.String(allow_none=True)
-    contact_id = fields.String(allow_none=True)
-    company_id = fields.String(allow_none=True)
-    deal_id = fields.String(allow_none=True)
-
-
-class TaskSchema(_Base):
-    title = fields.String(required=True)
-    body = fields.String(allow_none=True)
-    due_date = fields.AwareDateTime(allow_none=True)
-    status = fields.String(allow_none=True, validate=validate.OneOf(TASK_STATUSES))
-    priority = fields.String(allow_none=True, validate=validate.OneOf(TASK_PRIORITIES))
-    task_type = fields.String(allow_none=True)
-    contact_id = fields.String(allow_none=True)
-    company_id = fields.String(allow_none=True)
-    deal_id = fields.String(allow_none=True)
-
-
-SCHEMAS: dict[str, type[Schema]] = {
-    "contact": ContactSchema, "company": CompanySchema, "deal": DealSchema,
-    "activity": ActivitySchema, "task": TaskSchema,
-}
+def __getattr__(name: str):
+    if name in _SCHEMA_NAMES:
+        from crmsync import entity_schemas
+        return getattr(entity_schemas, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def validate_record(entity: str, record: dict) -> dict:
     """Validate one unified record; returns the errors by field ({} when valid)."""
+    from crmsync.entity_schemas import SCHEMAS
     return SCHEMAS[entity]().validate(record)

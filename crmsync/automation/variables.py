@@ -3,16 +3,18 @@ a rule naming anything else is refused when it is saved rather than failing when
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
 
-from marshmallow import fields as mfields
-
-from crmsync.entities import SCHEMAS
+if TYPE_CHECKING:
+    from marshmallow import fields as mfields
 
 TEXT, NUMBER, DATETIME, LIST, ANY = "text", "number", "datetime", "list", "any"
 ENTITY_KINDS = ("contact", "company", "deal", "activity", "task")
 
 
 def _kind_of(field: mfields.Field) -> str:
+    from marshmallow import fields as mfields
     if isinstance(field, (mfields.DateTime, mfields.Date)):
         return DATETIME
     if isinstance(field, mfields.Number):
@@ -24,11 +26,20 @@ def _kind_of(field: mfields.Field) -> str:
     return TEXT
 
 
-# entity -> field -> kind, from the unified schemas (the columns rules can read and write).
-ENTITY_FIELDS: dict[str, dict[str, str]] = {
-    entity: {name: _kind_of(f) for name, f in schema._declared_fields.items() if name != "tenant_id"}
-    for entity, schema in SCHEMAS.items()
-}
+@cache
+def _entity_fields() -> dict[str, dict[str, str]]:
+    """entity -> field -> kind, from the unified schemas (the columns rules can read and write).
+    Built on first use: the record-change trigger (`triggers`, imported by every sync that changes
+    a record) needs none of it, nor the marshmallow schemas it is read from."""
+    from crmsync.entities import SCHEMAS
+    return {entity: {name: _kind_of(f) for name, f in schema._declared_fields.items() if name != "tenant_id"}
+            for entity, schema in SCHEMAS.items()}
+
+
+def __getattr__(name: str):
+    if name == "ENTITY_FIELDS":    # `from crmsync.automation.variables import ENTITY_FIELDS`, as before
+        return _entity_fields()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -54,7 +65,7 @@ def resolve_kind(path: str, variables: dict[str, str]) -> str:
     if kind in ENTITY_KINDS:
         if not rest:
             return kind
-        fields = ENTITY_FIELDS[kind]
+        fields = _entity_fields()[kind]
         if rest[0] not in fields:
             raise ValueError(f"{root} has no field {rest[0]!r}")
         field_kind = fields[rest[0]]

@@ -116,6 +116,10 @@ def create_app(settings: Settings | None = None, *, proxy_hops: int | None = Non
     app.register_blueprint(bp)
     _register_error_handlers(app)
     app.after_request(_count_request)
+    # This app serves GET /metrics: its process counts from the start (crmsync.metrics makes its
+    # metrics, and imports prometheus_client, only in a process that does).
+    from crmsync import metrics
+    metrics.start_process()
     return app
 
 
