@@ -23,24 +23,7 @@ _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
 
-_forbidden: str | None = None
-
-
-def forbid_database(reason: str) -> None:
-    """This process (a forked child that must leave its parent's connections alone) uses no
-    database: `get_engine` raises DatabaseForbidden with `reason` from now on. Checked before the
-    engines' lock, which another thread of the parent may have held at the fork."""
-    global _forbidden
-    _forbidden = reason
-
-
-class DatabaseForbidden(RuntimeError):
-    pass
-
-
 def get_engine(url: str | None = None) -> Engine:
-    if _forbidden is not None:
-        raise DatabaseForbidden(_forbidden)
     if url is None:
         from crmsync.settings import get_settings
         url = get_settings().database_url

@@ -159,20 +159,6 @@ class Adapter(abc.ABC):
         client = getattr(self, "client", None)
         return client.requests_sent if client is not None and hasattr(client, "requests_sent") else 0
 
-    def count_requests(self, sent: int) -> None:
-        """Requests another process sent on this adapter's behalf (a read-ahead child), counted
-        as this adapter's own."""
-        client = getattr(self, "client", None)
-        if client is not None and hasattr(client, "requests_sent"):
-            client.requests_sent += sent
-
-    def rate_budget_shared(self) -> bool:
-        """Whether calls another process makes for this account are counted where this one sees
-        them: a shared (Redis) rate budget, or no limit on the account at all."""
-        client = getattr(self, "client", None)
-        budget = getattr(client, "budget", None)
-        return budget is None or getattr(budget, "shared", False) or not getattr(client, "limits", None)
-
     def budget_left(self) -> dict[str, int]:
         """Calls the shared rate budget would grant this account now, per kind ({} without one)."""
         client = getattr(self, "client", None)

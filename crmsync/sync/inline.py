@@ -16,6 +16,7 @@ from crmsync.sync.errors import ConfigDisabled
 from crmsync.sync.job_view import job_as_dict
 from crmsync.sync.jobs import (
     Heartbeat,
+    ReadAhead,
     StepProgress,
     active_job,
     create_job,
@@ -27,7 +28,6 @@ from crmsync.sync.jobs import (
     start_job,
     this_process,
 )
-from crmsync.sync.read_ahead import ReadAhead
 from crmsync.tasks.retry import reason_of as error_reason
 
 log = logging.getLogger(__name__)

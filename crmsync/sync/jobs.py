@@ -33,11 +33,11 @@ from crmsync.db.models import JOB_ACTIVE_STATUSES, SyncCheckpoint, SyncConfig, S
 from crmsync.db.types import utcnow
 from crmsync.entities import ENTITY_PLURALS
 from crmsync.errors import CrmsyncError, Retryable
+from crmsync.platforms.base import RemoteRecord
 from crmsync.platforms.errors import RateLimited
 from crmsync.sync.apply import ApplyResult, apply_remote_records
 from crmsync.sync.errors import ConfigDisabled, JobAlreadyActive, JobNotFound, JobStateError
 from crmsync.sync.push import push_batch
-from crmsync.sync.read_ahead import ReadAhead, fetch_unit
 from crmsync.tasks.names import RUN_STEP, START_JOB
 
 ENTITY_ORDER = ("company", "contact", "deal", "activity", "task")
@@ -222,6 +222,61 @@ class StepProgress:
     done: bool
     job_status: str
     counts: dict
+
+
+class ReadAhead:
+    """The next pull unit's CRM pages, fetched on a thread while this unit is written.
+
+    Only for a runner whose next unit follows in this process (`run_job_inline`): a unit's
+    request wait and PostgreSQL's writes then overlap instead of taking turns. A Celery unit
+    does not read ahead: its continuation may run in any worker, and pages fetched here would be
+    requests spent for nothing. What was read ahead is used only by the same step at the same
+    cursor; anything else (another cursor, an error on the thread) is dropped, and the unit
+    fetches for itself as it would have."""
+
+    def __init__(self) -> None:
+        self._pending: tuple[str, dict, threading.Thread, list] | None = None
+
+    def start(self, step_id: str, adapter, entity: str, cursor: dict, want: int) -> None:
+        self.discard()
+        box: list = []
+
+        def fetch() -> None:
+            try:
+                box.append(fetch_unit(adapter, entity, cursor, want))
+            except Exception as err:  # noqa: BLE001  the unit that needs it fetches again
+                log.debug("read-ahead of %s at %s dropped: %s", entity, cursor, err)
+
+        thread = threading.Thread(target=fetch, name=f"crmsync-read-ahead-{entity}", daemon=True)
+        thread.start()
+        self._pending = (step_id, cursor, thread, box)
+
+    def take(self, step_id: str, cursor: dict) -> tuple[list[RemoteRecord], dict | None] | None:
+        """What was read ahead for this step at this cursor, or None. Waits for the thread: the
+        adapter is the caller's again afterwards."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        pending_step, pending_cursor, thread, box = pending
+        thread.join()
+        if pending_step != step_id or pending_cursor != cursor or not box:
+            return None
+        return box[0]
+
+    def discard(self) -> None:
+        self.take("", {})
+
+
+def fetch_unit(adapter, entity: str, cursor: dict, want: int) -> tuple[list[RemoteRecord], dict | None]:
+    """Up to `want` records from `cursor` on, however many CRM pages that takes (HubSpot lists 100
+    at a time): fewer, larger transactions write much faster. Returns them and the next cursor."""
+    records: list[RemoteRecord] = []
+    next_cursor: dict | None = cursor
+    while next_cursor is not None and len(records) < want:
+        page = adapter.list_changed(entity, next_cursor, want - len(records))
+        records += page.records
+        next_cursor = page.cursor
+    return records, next_cursor
 
 
 def run_step(session: Session, step_id: str, *, enqueue: bool = True, wait: bool | None = None,
