@@ -40,6 +40,10 @@ SYNCED_FIELDS: dict[str, tuple[str, ...]] = {
              "contact_id", "company_id", "deal_id"),
 }
 
+# The same as sets, for the per-record membership tests of a page's merge (hashing a tuple of
+# field names on every record was a sixth of a backfill page's CPU).
+SYNCED_FIELD_SETS: dict[str, frozenset[str]] = {e: frozenset(f) for e, f in SYNCED_FIELDS.items()}
+
 # Association fields per entity and the entity each one points to.
 ASSOCIATIONS: dict[str, dict[str, str]] = {
     "contact": {"company_id": "company"},

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from crmsync.db.models import ENTITY_MODELS, ConflictFieldRule, ConflictRecord, SyncConfig, SyncLink, new_id
 from crmsync.db.types import utcnow
-from crmsync.entities import ASSOCIATIONS, SYNCED_FIELDS
+from crmsync.entities import ASSOCIATIONS, SYNCED_FIELD_SETS
 from crmsync.platforms.base import RemoteRecord
 from crmsync.sync import listeners, store, values
 from crmsync.sync.errors import DeleteGuardTripped
@@ -126,7 +126,7 @@ class Known:
 def remote_flat(entity: str, record: RemoteRecord, resolved: dict[tuple[str, str], str]) -> dict[str, Any]:
     """The remote record's comparable fields, associations turned into local ids. An association
     we cannot resolve yet is left out, so it never reads as a change."""
-    flat = flatten(record.fields, SYNCED_FIELDS[entity])
+    flat = flatten(record.fields, SYNCED_FIELD_SETS[entity])
     for fname in ASSOCIATIONS[entity]:
         flat.pop(fname, None)
         if fname in record.associations:

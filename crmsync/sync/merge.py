@@ -63,7 +63,7 @@ def flatten(record: Mapping[str, Any], fields: tuple[str, ...] | None = None) ->
     """A unified record as {field: canonical value}; custom fields become `custom_fields.<name>`.
     With `fields`, only those (plus custom fields) are kept."""
     out: dict[str, Any] = {}
-    if fields is not None:
+    if fields is not None and not isinstance(fields, frozenset):
         fields = _field_set(fields) if isinstance(fields, tuple) else frozenset(fields)
     for key, value in record.items():
         if key == "custom_fields":

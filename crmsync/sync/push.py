@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from crmsync.db.models import ENTITY_MODELS, ConflictRecord, SyncConfig, SyncLink, new_id
 from crmsync.db.types import utcnow
-from crmsync.entities import ASSOCIATIONS, SYNCED_FIELDS
+from crmsync.entities import ASSOCIATIONS, SYNCED_FIELD_SETS
 from crmsync.platforms.base import Adapter, OutboundRecord, WriteResult
 from crmsync.platforms.errors import Conflict, PlatformError, TransientError
 from crmsync.sync import store, values
@@ -266,7 +266,7 @@ def _agree(link: SyncLink, entity: str, res: WriteResult, sent: dict, now: datet
     if res.record is not None:
         # What the CRM kept, in its own normalisation, is the base (after a create, every field
         # it holds; after an update, the fields we sent); associations stay as sent (local ids).
-        returned = flatten(res.record.fields, SYNCED_FIELDS[entity])
+        returned = flatten(res.record.fields, SYNCED_FIELD_SETS[entity])
         for f, v in returned.items():
             if f in ASSOCIATIONS[entity] or (merge_into is not None and f not in sent):
                 continue
@@ -294,7 +294,7 @@ def _adopt_remote_values(entity: str, row, res: WriteResult, now: datetime, only
     if res.record is None:
         return []
     local = store.row_to_flat(entity, row)
-    returned = {f: v for f, v in flatten(res.record.fields, SYNCED_FIELDS[entity]).items()
+    returned = {f: v for f, v in flatten(res.record.fields, SYNCED_FIELD_SETS[entity]).items()
                 if f not in ASSOCIATIONS[entity] and v is not None and local.get(f) != v
                 and (only is None or f in only)}
     if not returned:

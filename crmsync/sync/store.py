@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from crmsync.db.models import ENTITY_MODELS, SyncLink
 from crmsync.db.types import UTCDateTime
-from crmsync.entities import ASSOCIATIONS, SYNCED_FIELDS
+from crmsync.entities import ASSOCIATIONS, SYNCED_FIELD_SETS, SYNCED_FIELDS
 from crmsync.sync.merge import CUSTOM, canonical
 
 
@@ -86,9 +86,8 @@ def flat_to_columns(entity: str, flat: dict[str, Any], current_custom: dict | No
     return cols
 
 
-@cache
 def _synced(entity: str) -> frozenset[str]:
-    return frozenset(SYNCED_FIELDS[entity])
+    return SYNCED_FIELD_SETS[entity]
 
 
 def new_ids(count: int) -> list[str]:
