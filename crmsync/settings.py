@@ -93,6 +93,7 @@ class Settings:
     ingest_coalesce_seconds: float = 0.25  # delay CRM event processing so a burst shares one fetch
     # Operations console
     console_session_minutes: float = 60.0  # a console session ends after this long without a request
+    console_secure_cookies: bool = False   # the session cookie only over HTTPS (set it behind TLS)
 
     @property
     def inline(self) -> bool:
@@ -135,6 +136,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         ingest_public_url=public_url,
         ingest_coalesce_seconds=_number(env, "CRMSYNC_INGEST_COALESCE_SECONDS", 0.25, maximum=60),
         console_session_minutes=_number(env, "CRMSYNC_CONSOLE_SESSION_MINUTES", 60.0, minimum=1, maximum=7 * 24 * 60),
+        console_secure_cookies=_bool("CRMSYNC_CONSOLE_SECURE_COOKIES", env.get("CRMSYNC_CONSOLE_SECURE_COOKIES"), False),
         database_url=database_url,
         broker_url=_url("CRMSYNC_BROKER_URL", env.get("CRMSYNC_BROKER_URL"),
                         ("redis", "rediss", "amqp", "memory")),

@@ -508,6 +508,9 @@ class ConsoleUser(Base):
     is_operator: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = _created()
     last_sign_in_at: Mapped[datetime | None]
+    # A session cookie names the generation it was signed in under; signing out moves it on, so
+    # every earlier cookie of the user (a copied one included) stops working at once.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     __table_args__ = (CheckConstraint("is_operator OR tenant_id IS NOT NULL", name="ck_crm_console_users_scope"),)
 
 

@@ -7,7 +7,10 @@ gunicorn runs `"crmsync.opsconsole:create_app()"` (the image the ingest app uses
 /static; every form carries a CSRF token (Flask-WTF); a session ends after
 CRMSYNC_CONSOLE_SESSION_MINUTES without a request (the signed cookie's age is checked by Flask on
 every request) and after 12 hours in any case. The session cookie is signed with a key derived
-from CRMSYNC_SECRET_KEY, so every console process behind a load balancer accepts it.
+from CRMSYNC_SECRET_KEY, so every console process behind a load balancer accepts it. Signing out
+ends every session of that user (a copied cookie included): the cookie carries the user's session
+generation, which sign-out moves on. CRMSYNC_CONSOLE_SECURE_COOKIES=true keeps the cookie to
+HTTPS, for a console served behind TLS.
 """
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ def create_app(settings: Settings | None = None, *, secure_cookies: bool | None 
         SESSION_COOKIE_NAME="crmsync_console",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=bool(secure_cookies),
+        SESSION_COOKIE_SECURE=settings.console_secure_cookies if secure_cookies is None else secure_cookies,
         WTF_CSRF_TIME_LIMIT=None,           # the token lives as long as the session that holds it
         MAX_CONTENT_LENGTH=1_048_576,
     )

@@ -35,7 +35,8 @@ AGES = {"lt1h": ("newer", timedelta(hours=1)), "lt1d": ("newer", timedelta(days=
         "gt1d": ("older", timedelta(days=1)), "gt7d": ("older", timedelta(days=7))}
 AGE_LABELS = {"": "any age", "lt1h": "under an hour", "lt1d": "under a day", "gt1d": "over a day",
               "gt7d": "over a week"}
-_FIELD_NAME = re.compile(r"^[a-z0-9_]{1,100}$")
+# HubSpot internal names are lower case; Salesforce API names are not (Industry, Tier__c).
+_FIELD_NAME = re.compile(r"^[A-Za-z0-9_]{1,100}$")
 
 
 class BadFilter(ValueError):

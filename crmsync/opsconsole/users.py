@@ -26,6 +26,7 @@ class Viewer:
     user_id: str
     email: str
     tenant_id: str | None
+    session_generation: int = 0
 
     @property
     def is_operator(self) -> bool:
@@ -73,7 +74,14 @@ def authenticate(session: Session, email: str, password: str) -> Viewer | None:
 
 
 def viewer_of(user: ConsoleUser) -> Viewer:
-    return Viewer(user.id, user.email, None if user.is_operator else user.tenant_id)
+    return Viewer(user.id, user.email, None if user.is_operator else user.tenant_id, user.session_generation or 0)
+
+
+def end_sessions(session: Session, user_id: str) -> None:
+    """Every session cookie of the user stops working (sign-out): its generation moves on."""
+    user = session.get(ConsoleUser, user_id)
+    if user is not None:
+        user.session_generation = (user.session_generation or 0) + 1
 
 
 def load_viewer(session: Session, user_id: str) -> Viewer | None:

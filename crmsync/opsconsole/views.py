@@ -32,7 +32,7 @@ from crmsync.db.models import ENTITY_MODELS, SyncConfig, SyncJob, SyncJobStep, S
 from crmsync.db.types import utcnow
 from crmsync.entities import SYNCED_FIELDS
 from crmsync.opsconsole import MAX_SESSION_HOURS, queries
-from crmsync.opsconsole.users import Viewer, authenticate, load_viewer
+from crmsync.opsconsole.users import Viewer, authenticate, end_sessions, load_viewer
 from crmsync.sync import conflicts as lib
 from crmsync.sync import store
 from crmsync.sync.errors import ConflictResolutionError
@@ -62,8 +62,13 @@ def _load_viewer():
         return
     with db() as s:
         g.viewer = load_viewer(s, user_id)
-    if g.viewer is None:
+    if g.viewer is None or session.get("generation") != g.viewer.session_generation:
+        g.viewer = None      # the user is gone, or signed out since this cookie was made
         session.clear()
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def signed_in(view):
@@ -105,6 +110,7 @@ def login():
             session.clear()
             session.permanent = True
             session["user_id"] = viewer.user_id
+            session["generation"] = viewer.session_generation
             session["signed_in_at"] = time.time()
             return redirect(_local_path(request.form.get("next"), url_for("console.queue")))
         error = "Wrong email or password."
@@ -113,6 +119,11 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    if g.viewer is not None:
+        # A signed cookie cannot be taken back from the browser; the generation it names can be
+        # retired, so a copy of this cookie (or another browser's) is refused from now on.
+        with db() as s:
+            end_sessions(s, g.viewer.user_id)
     session.clear()
     return redirect(url_for("console.login"))
 
@@ -180,7 +191,9 @@ def bulk():
                        for cid in ids]
             targets = [(c.id, c.tenant_id, c.config_id) for c in settled]
     except ConflictResolutionError as err:
-        flash(f"Nothing was resolved: {err}.", "error")
+        # The flash travels in the session cookie: a message echoing a huge bad id would grow it
+        # past what a browser keeps, and the browser would drop the session with it.
+        flash(f"Nothing was resolved: {_clip(str(err))}.", "error")
         return redirect(back)
     _push(targets)
     side = "our data" if take == "local" else "the CRM's data"
@@ -319,7 +332,7 @@ def resolve(conflict_id):
     push = _push([target])
     jobs = lib.push_summary(push[0])["jobs"] if push else []
     failed = [j for j in jobs if j.get("error") or j.get("status") == "failed"]
-    flash("Resolved; " + ("the push failed: " + "; ".join(str(j.get("error")) for j in failed) if failed
+    flash("Resolved; " + ("the push failed: " + _clip("; ".join(str(j.get("error")) for j in failed)) if failed
                           else "the push followed."), "error" if failed else "ok")
     return redirect(url_for("console.conflict", conflict_id=conflict_id))
 
@@ -339,7 +352,7 @@ def save_rule():
             targets = [(c.id, c.tenant_id, c.config_id) for c in touched]
             crm = config.platform
     except ConflictResolutionError as err:
-        flash(f"No rule saved: {err}.", "error")
+        flash(f"No rule saved: {_clip(str(err))}.", "error")
         return redirect(back)
     if targets:
         _push(targets)

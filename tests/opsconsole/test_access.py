@@ -1,6 +1,7 @@
 """Who may look, tried over HTTP: sign-in, tenant scope on every page and form, CSRF, expiry."""
 import time
 
+import pytest
 from itsdangerous import TimestampSigner
 from sqlalchemy import func, select
 
@@ -101,7 +102,7 @@ def test_sessions_expire(crmsync_env, two_tenants):
             from crmsync.db.models import ConsoleUser
             user_id = s.scalar(select(ConsoleUser.id).where(ConsoleUser.email == two_tenants.emails["a"]))
         now = time.time()
-        fresh = {"user_id": user_id, "signed_in_at": now, "csrf_token": token, "_permanent": True}
+        fresh = {"user_id": user_id, "generation": 0, "signed_in_at": now, "csrf_token": token, "_permanent": True}
         client.set_cookie("crmsync_console", _cookie(app, fresh, now))
         assert client.get("/conflicts").status_code == 200
         # idle for longer than CRMSYNC_CONSOLE_SESSION_MINUTES (60): the cookie is no longer accepted
@@ -142,3 +143,81 @@ def test_a_field_rule_for_a_field_name_no_column_holds_is_refused(console, two_t
         assert answer.status_code == 200 and "No rule saved" in answer.text, field[:40]
     with session_scope(db_url) as s:
         assert s.scalar(select(func.count()).select_from(ConflictFieldRule)) == 0
+
+
+def test_signing_out_ends_every_session_of_the_user(console, two_tenants):
+    import requests
+    email = two_tenants.emails["a"]
+    here, elsewhere = signed_in_http(console, email), signed_in_http(console, email)
+    copied = requests.Session()
+    copied.cookies.update(here.cookies)           # a cookie someone lifted from this browser
+    assert copied.get(console.url + "/conflicts", allow_redirects=False).status_code == 200
+    token = csrf_of(here.get(console.url + "/conflicts").text)
+    assert here.post(console.url + "/logout", data={"csrf_token": token}, allow_redirects=False).status_code == 302
+    # The signed cookie itself is still well formed; the generation it names is retired.
+    for http in (here, elsewhere, copied):
+        answer = http.get(console.url + "/conflicts", allow_redirects=False)
+        assert answer.status_code == 302 and "/login" in answer.headers["Location"]
+    again = signed_in_http(console, email)
+    assert again.get(console.url + "/conflicts", allow_redirects=False).status_code == 200
+    # Another user's sessions are not touched.
+    other = signed_in_http(console, two_tenants.emails["op"])
+    assert other.get(console.url + "/conflicts", allow_redirects=False).status_code == 200
+
+
+def test_a_forged_cookie_without_a_generation_is_refused(crmsync_env, two_tenants):
+    from crmsync.db.models import ConsoleUser
+    from crmsync.opsconsole import create_app
+    app = create_app()
+    with session_scope(crmsync_env["CRMSYNC_DATABASE_URL"]) as s:
+        user_id = s.scalar(select(ConsoleUser.id).where(ConsoleUser.email == two_tenants.emails["a"]))
+    now = time.time()
+    with app.test_client() as client:
+        # Signed with the right key (as a cookie from before sign-out generations existed), no generation.
+        client.set_cookie("crmsync_console", _cookie(app, {"user_id": user_id, "signed_in_at": now,
+                                                           "_permanent": True}, now))
+        assert client.get("/conflicts").status_code == 302
+
+
+def test_the_session_cookie_is_https_only_when_configured(monkeypatch, crmsync_env, two_tenants):
+    from crmsync import settings
+    from crmsync.opsconsole import create_app
+
+    def session_cookie(app) -> str:
+        with app.test_client() as client:
+            token = csrf_of(client.get("/login").get_data(as_text=True))
+            answer = client.post("/login", data={"email": two_tenants.emails["a"], "password": PASSWORD,
+                                                 "csrf_token": token})
+            return next(h for h in answer.headers.getlist("Set-Cookie") if h.startswith("crmsync_console="))
+
+    assert "Secure" not in session_cookie(create_app())
+    monkeypatch.setenv("CRMSYNC_CONSOLE_SECURE_COOKIES", "true")
+    settings.get_settings.cache_clear()
+    assert "; Secure" in session_cookie(create_app())
+    monkeypatch.setenv("CRMSYNC_CONSOLE_SECURE_COOKIES", "sometimes")
+    settings.get_settings.cache_clear()
+    try:
+        with pytest.raises(settings.SettingsError, match="CRMSYNC_CONSOLE_SECURE_COOKIES"):
+            settings.get_settings()
+    finally:
+        settings.get_settings.cache_clear()
+
+
+def test_the_queue_filters_on_a_salesforce_custom_field(console, two_tenants):
+    http = signed_in_http(console, two_tenants.emails["op"])
+    assert http.get(console.url + "/conflicts", params={"field": "custom_fields.Tier__c"}).status_code == 200
+    assert http.get(console.url + "/conflicts", params={"field": "custom_fields.a;b"}).status_code == 400
+
+
+def test_a_bulk_resolve_naming_a_huge_bad_id_keeps_the_session(console, two_tenants, db_url):
+    # The error goes back as a flash in the session cookie; echoed whole, the cookie would outgrow
+    # what a browser keeps and the browser would drop the session.
+    http = signed_in_http(console, two_tenants.emails["a"])
+    token = csrf_of(http.get(console.url + "/conflicts").text)
+    answer = http.post(console.url + "/conflicts/bulk", data={"csrf_token": token, "take": "remote",
+                                                              "ids": ["x" * 6000]})
+    assert answer.status_code == 200 and "Nothing was resolved" in answer.text
+    assert "x" * 400 not in answer.text
+    assert all(len(c.value or "") < 4000 for c in http.cookies)
+    assert http.get(console.url + "/conflicts", allow_redirects=False).status_code == 200
+    assert all(_pending(db_url, cid) for cid in two_tenants.a.conflict_ids)
