@@ -78,7 +78,9 @@ class PipedriveAdapter(Adapter):
                          save_credentials=save_credentials, cache=cache, redis_client=redis_client,
                          load_credentials=load_credentials)
         token = credentials.get("api_token") or credentials.get("token")
-        oauth = {k: v for k, v in credentials.items() if k != "token_url"} if is_oauth(credentials) else None
+        # The whole entry travels with the token set: a refresh saves it back, and what the entry
+        # says besides the tokens (a custom token_url, rate_limits, plan) must survive that.
+        oauth = dict(credentials) if is_oauth(credentials) else None
         self.client = PipedriveClient(
             token, oauth=oauth, base_url=base_url or (oauth or {}).get("api_domain") or DEFAULT_BASE_URL,
             budget=budget, wait=wait, account=account_id, session=session, max_wait=max_wait,

@@ -93,3 +93,15 @@ def test_after_a_401_a_token_another_worker_saved_is_used_without_a_token_call(
     assert mine.client.users_me()["company_id"] == pipedrive_sandbox.app.options.company_id
     assert _token_calls(pipedrive_sandbox) == 1       # ours re-read the vault instead of refreshing
     assert mine.client.auth.oauth["access_token"] == _saved(db_url, config_id)["access_token"]
+
+
+def test_a_refreshed_token_set_keeps_the_rest_of_the_vault_entry(oauth_config, db_url, pipedrive_sandbox):
+    # A custom token endpoint (a proxy, a stand-in) and the entry's own limits are not token fields,
+    # but the entry saved after a refresh replaces the old one: they must be in it.
+    token_url = pipedrive_sandbox.base_url + "/oauth/token?via=proxy"
+    config_id = oauth_config(access_token="v1u:expired", expires_at=1, token_url=token_url)
+    assert _adapter(db_url, config_id).client.users_me()["company_id"] == pipedrive_sandbox.app.options.company_id
+    assert _token_calls(pipedrive_sandbox) == 1
+    saved = _saved(db_url, config_id)
+    assert saved["access_token"] != "v1u:expired"
+    assert saved["token_url"] == token_url and saved["rate_limits"] == "none"
