@@ -114,6 +114,9 @@ def demo(contacts, persons, seed):
         _say(_job_line("Salesforce (full)", run_job_inline(sf_id, full=True)))
         _say(_job_line("HubSpot (push back)", run_job_inline(hs_id)))
         _say(_job_line("Pipedrive (push back)", run_job_inline(pd_id)))
+        # What the push-backs normalised into local rows (phones, emails as each CRM keeps them)
+        # reaches Salesforce too, so all three agree before anyone edits.
+        _say(_job_line("Salesforce (push back)", run_job_inline(sf_id)))
         _say(_tally(session_scope, tenant_id, hs, pd))
 
         _heading("3. People edit on every side")

@@ -16,6 +16,11 @@ def test_demo_runs_and_tells_what_happened(tmp_path):
     assert "neither side was overwritten" in out and "HubSpot now says first name = 'Loretta'" in out
     assert "Edited-In-HubSpot', Pipedrive 'Edited-In-HubSpot'" in out
     assert "Salesforce's phone edit:  HubSpot '+1 415 555 0199', Pipedrive '+1 415 555 0199'" in out
+    # All three agree after the first sync (the push-backs included): the Salesforce round of the
+    # Salesforce edit carries that edit and the people's edits, not a backlog from the first sync.
+    salesforce_round = out.split("6. A change made in Salesforce")[1].split("7. Nothing left to do")[0]
+    salesforce_line = next(line for line in salesforce_round.splitlines() if line.strip().startswith("Salesforce "))
+    assert "company" not in salesforce_line and "contact updated=" in salesforce_line, salesforce_line
     last_round = out.split("7. Nothing left to do")[1]
     assert last_round.count("nothing to do") == 3
     assert (tmp_path / "demo.db").exists()
