@@ -196,9 +196,14 @@ def send_creates(batch: BatchPush, creates: list) -> None:
     adopted = []
     for (row, link, fields_flat), res in zip(creates, results):
         if res.ok:
-            _agree(link, entity, res, fields_flat, batch.now, batch.ext_by_local)
+            # Created, but an association the CRM refused (its target is gone there) is not
+            # agreed: the base leaves it out, so the pull keeps ours and the push tries it again.
+            agreed = {f: v for f, v in fields_flat.items() if f not in res.association_errors}
+            _agree(link, entity, res, agreed, batch.now, batch.ext_by_local)
             adopted += _adopt_remote_values(entity, row, res, batch.now)
             outcome.result.created += 1
+            for name, err in res.association_errors.items():
+                _report(outcome, row, f"{name}: {err}")
         elif isinstance(res.error, Conflict) and res.error.existing_id:
             conflicts.append((row, link, res.error.existing_id))
         else:

@@ -245,6 +245,41 @@ def test_a_refused_association_is_reported_once_and_the_good_ones_land(world):
     assert next(d for d in world.rows("deal") if d["name"] == "Two")["contact_id"] == x   # the local edit stays
 
 
+def test_a_new_record_whose_association_target_is_gone_is_created_without_it(world):
+    """Two deals made here, one pointing at a contact HubSpot has since deleted for good: HubSpot
+    refuses that create whole over the inline association. The deal is created anyway, the good
+    one with its association; the refused pair is in the job's errors; the deal's contact stays
+    ours (the pulls do not clear it), and the runs after that settle."""
+    world.hs.seed(contacts=2, seed=5)
+    world.sync()
+    (x_ext, x), (y_ext, y) = sorted(world.links().items())
+    assert world.hs.api("POST", "/crm/v3/objects/contacts/gdpr-delete", json={"objectId": x_ext}).status_code == 204
+    from crmsync.db.models import Deal
+    with session_scope(world.db_url) as s:
+        s.add(Deal(tenant_id=world.tenant_id, name="Orphan", stage="qualifiedtobuy", pipeline="default",
+                   status="open", amount=5, contact_id=x))
+        s.add(Deal(tenant_id=world.tenant_id, name="Fine", stage="qualifiedtobuy", pipeline="default",
+                   status="open", amount=7, contact_id=y))
+    job = world.sync()
+    assert job["status"] == "succeeded", job
+    assert job["counts"]["deal"]["created"] == 2 and job["counts"]["deal"]["failed"] == 0
+    deals = {d["name"]: d for d in world.rows("deal")}
+    [error] = job["counts"]["errors"]
+    assert error.startswith(f"{deals['Orphan']['id']}: contact_id: "), error
+    links = {local: ext for ext, local in world.links("deal").items()}
+    orphan, fine = (world.hs.state.records["deals"][int(links[deals[n]["id"]])] for n in ("Orphan", "Fine"))
+    assert orphan.props["amount"] == "5" and orphan.props["dealname"] == "Orphan"
+    assert not world.hs.state.associations_of("deals", orphan.id, "contacts")
+    assert set(world.hs.state.associations_of("deals", fine.id, "contacts")) == {int(y_ext)}
+    # The new deal comes back through the next pull without the contact: that run tries the pair
+    # once more (and says so again); the one after has nothing left to send.
+    again = world.sync()
+    assert again["status"] == "succeeded" and all("contact_id" in e for e in again["counts"].get("errors", []))
+    settled = world.sync()
+    assert settled["status"] == "succeeded" and not settled["counts"].get("errors"), settled
+    assert {d["name"]: d["contact_id"] for d in world.rows("deal")} == {"Orphan": x, "Fine": y}
+
+
 def test_first_pull_links_an_unlinked_local_contact_by_email(world):
     """A first pull into a tenant that already holds one of the CRM's contacts (never linked,
     email in another case) links that row rather than adding a second: the page goes through the

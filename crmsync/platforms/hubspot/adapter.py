@@ -18,6 +18,7 @@ so a default mapping to a property a portal lacks is skipped instead of failing 
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -371,18 +372,49 @@ class HubSpotAdapter(Adapter):
                 rec = records[n]
                 inputs.append({"properties": self._outbound_properties(entity, object_type, rec, creating=True),
                                "associations": m.hubspot_associations(entity, rec.associations, object_type)})
+            refused_inline = []
             for item in self.client.batch_create(object_type, inputs):
-                rec = records[positions[item.index]]
+                n = positions[item.index]
+                rec = records[n]
                 if item.ok:
                     assoc = {name: rec.associations.get(name) for name in ASSOCIATIONS[entity]}
                     remote = self.to_remote_record(entity, object_type, item.object, assoc)
-                    results[positions[item.index]] = WriteResult(rec.local_id, remote.external_id, remote)
+                    results[n] = WriteResult(rec.local_id, remote.external_id, remote)
+                elif isinstance(item.error, ValidationError) and inputs[item.index]["associations"]:
+                    refused_inline.append(n)
                 else:
                     existing = getattr(item.error, "existing_id", None)
-                    results[positions[item.index]] = WriteResult(
+                    results[n] = WriteResult(
                         rec.local_id, join_external_id(entity, object_type, existing) if existing else None,
                         error=item.error)
+            self._create_without_associations(entity, object_type, records, refused_inline, results)
         return results  # type: ignore[return-value]
+
+    def _create_without_associations(self, entity: str, object_type: str, records: list[OutboundRecord],
+                                     positions: list[int], results: list) -> None:
+        """HubSpot refuses a create whole when one inline association names a record it no longer
+        holds (the target was deleted there): the record is created without them, then associated
+        pair by pair; a pair refused again is that record's association error, not a lost record.
+        A create refused for another reason fails the same way again and is reported as such."""
+        if not positions:
+            return
+        inputs = [{"properties": self._outbound_properties(entity, object_type, records[n], creating=True)}
+                  for n in positions]
+        created = []
+        for item in self.client.batch_create(object_type, inputs):
+            n = positions[item.index]
+            rec = records[n]
+            if item.ok:
+                created.append((n, item.object))
+            else:
+                results[n] = WriteResult(rec.local_id, None, error=item.error)
+        made = [dataclasses.replace(records[n], external_id=join_external_id(entity, object_type, obj["id"]))
+                for n, obj in created]
+        current, refused = self._sync_associations(entity, object_type, made)
+        for (n, obj), rec in zip(created, made, strict=True):
+            raw = str(obj["id"])
+            remote = self.to_remote_record(entity, object_type, obj, current.get(raw))
+            results[n] = WriteResult(rec.local_id, rec.external_id, remote, association_errors=refused.get(raw, {}))
 
     def update_many(self, entity: str, records: list[OutboundRecord]) -> list[WriteResult]:
         results: list[WriteResult | None] = [None] * len(records)
