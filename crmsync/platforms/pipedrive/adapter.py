@@ -51,6 +51,7 @@ METADATA_TTL = 24 * 3600.0
 # A custom field with this name (any object) gets the crmsync local id on create, so
 # `find_existing` can find a record whose create answer was lost even without email/domain.
 CRMSYNC_ID_FIELD = "crmsync_id"
+MARKED_OBJECTS = ("person", "organization", "deal")
 
 # How far back find_existing scans recent changes before it falls back to the search endpoint.
 FIND_LOOKBACK = timedelta(hours=2)
@@ -121,6 +122,28 @@ class PipedriveAdapter(Adapter):
                 t.get("key_string") for t in self.client.list_activity_types()
                 if t.get("key_string") and t.get("active_flag", True)])
         return meta
+
+    def ensure_markers(self, entities) -> dict[str, str]:
+        """The `crmsync_id` custom field (a create's local id, by which `find_existing` knows a
+        create whose answer was lost) on the persons, organizations and deals of these entities:
+        {object: "present" | "created" | "refused: why"}. Activities take no custom field through
+        the API (activityFields is read-only), so tasks and activities are matched by their values."""
+        out: dict[str, str] = {}
+        for entity in entities:
+            obj = OBJECT_BY_ENTITY.get(entity)
+            if obj not in MARKED_OBJECTS or obj in out:
+                continue
+            if self.metadata(entity).custom_field_by_name(obj, CRMSYNC_ID_FIELD) is not None:
+                out[obj] = "present"
+                continue
+            try:
+                self.client.create_field(obj, CRMSYNC_ID_FIELD)
+                out[obj] = "created"
+            except PlatformError as exc:    # a user who may not add fields: matched by values, as before
+                out[obj] = f"refused: {exc}"
+        if "created" in out.values():
+            self.invalidate_metadata()
+        return out
 
     def refresh_metadata(self, entity: str) -> None:
         self.invalidate_metadata()

@@ -25,6 +25,7 @@ from .auth import OAUTH_TOKEN_URL, PipedriveAuth
 from .errors import PLATFORM, error_for, message_of
 from .limits import (
     COST_V1_ACTIVITY_TYPES,
+    COST_V1_FIELD_CREATE,
     COST_V1_FIELDS,
     COST_V1_USERS_ME,
     COST_V2_DELETE,
@@ -217,6 +218,12 @@ class PipedriveClient(CRMClient):
             if not pagination.get("more_items_in_collection"):
                 return out
             start = pagination.get("next_start") or start + MAX_PAGE
+
+    def create_field(self, obj: str, name: str, field_type: str = "varchar") -> dict:
+        """POST /api/v1/personFields (organizationFields, dealFields): a custom field of `obj`;
+        its definition, with the 40-character `key` its values go under."""
+        return self.request("POST", f"/api/v1/{FIELD_LISTS[obj]}", json={"name": name, "field_type": field_type},
+                            cost=COST_V1_FIELD_CREATE, entity=obj).get("data") or {}
 
     def field_names(self, obj: str) -> dict[str, str]:
         """{field key (40-char hash for custom fields): field name} of `obj`."""

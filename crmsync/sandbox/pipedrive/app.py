@@ -27,6 +27,7 @@ from ..wsgi import BadJson, Request, dumps, respond, respond_json
 from .admin import handle_admin
 from .entities import SINGULAR
 from .errors import ApiError, BadRequest, NotFound, PipedriveSandboxError, Unauthorized
+from .fields import CREATABLE_FIELD_TYPES
 from .generator import GeneratorOptions, generate
 from .ratelimits import PipedriveLimits, RateLimitSettings
 from .search import DEAL_STATUSES, ID_FILTERS, INCLUDE_FIELDS, SEARCH_FIELDS, SORT_KEY, SearchQuery, search
@@ -199,6 +200,9 @@ class PipedriveApp:
                     return "GET /api/v1/users/{id}", self._v1_user, 2, (int(seg[3]),)
             elif res in FIELD_ENDPOINTS and n == 3 and method == "GET":
                 return f"GET /api/v1/{res}", self._v1_fields, 20, (FIELD_ENDPOINTS[res],)
+            elif res in FIELD_ENDPOINTS and res != "activityFields" and n == 3 and method == "POST":
+                # activityFields is read-only in the v1 API: activities take no custom fields there.
+                return f"POST /api/v1/{res}", self._v1_field_create, 10, (FIELD_ENDPOINTS[res],)
             elif res == "activityTypes" and n == 3 and method == "GET":
                 return "GET /api/v1/activityTypes", self._v1_activity_types, 20, ()
             elif res in ("stages", "pipelines") and method == "GET":
@@ -509,6 +513,23 @@ class PipedriveApp:
 
     def _v1_fields(self, req: Request, caller: Caller, entity: str):
         return self._v1_page(req, [f.v1() for f in self.state.fields.by_entity[entity]])
+
+    def _v1_field_create(self, req: Request, caller: Caller, entity: str):
+        """A custom field (v1 `createFieldRequest`: name, field_type, options for enum/set)."""
+        body = req.json()
+        if not isinstance(body, dict):
+            raise BadRequest("Request body must be a JSON object")
+        name, field_type, options = body.get("name"), body.get("field_type"), body.get("options")
+        if not isinstance(name, str) or not name.strip() or len(name) > 255:
+            raise BadRequest("Field name is required (1 to 255 characters)")
+        if field_type not in CREATABLE_FIELD_TYPES:
+            raise BadRequest(f"field_type must be one of {', '.join(CREATABLE_FIELD_TYPES)}")
+        if field_type in ("enum", "set") and (not isinstance(options, list) or not options
+                                              or not all(isinstance(o, dict) and o.get("label") for o in options)):
+            raise BadRequest("Options are required for enum and set fields: [{\"label\": ...}]")
+        fdef = self.state.add_custom_field(entity, name.strip(), field_type,
+                                           [o["label"] for o in options] if field_type in ("enum", "set") else None)
+        return 200, {"success": True, "data": fdef.v1()}
 
     def _v1_activity_types(self, req: Request, caller: Caller):
         return 200, {"success": True, "data": list(self.state.activity_types)}

@@ -71,6 +71,9 @@ STANDARD_FIELDS: dict[str, list[tuple[str, str, str]]] = {
                  ("note", "Note", "text"), ("add_time", "Add time", "date"),
                  ("update_time", "Update time", "date")],
 }
+# What POST /v1/personFields (and organizationFields, dealFields) accepts as `field_type`.
+CREATABLE_FIELD_TYPES = ("address", "date", "daterange", "double", "enum", "monetary", "org", "people", "phone",
+                         "set", "text", "time", "timerange", "user", "varchar", "varchar_auto", "visible_to")
 MANDATORY = {"person": {"name"}, "organization": {"name"}, "deal": {"title"}, "activity": {"subject"}}
 
 # Custom fields every generated account has: (entity, name, field_type, option labels).
@@ -119,6 +122,19 @@ class FieldCatalog:
                 next_id += 1
             catalog.by_entity[entity] = defs
         return catalog
+
+    def add(self, entity: str, name: str, field_type: str, labels: list[str] | None, add_ts: int) -> FieldDef:
+        """A custom field added through the API: a new key even for a name already taken (as on
+        Pipedrive, where names need not be unique)."""
+        every = [f for defs in self.by_entity.values() for f in defs]
+        next_id = max((f.id for f in every), default=0) + 1
+        next_option = max((o["id"] for f in every for o in (f.options or [])), default=0) + 1
+        options = [{"id": next_option + i, "label": label} for i, label in enumerate(labels)] if labels else None
+        defs = self.by_entity.setdefault(entity, [])
+        fdef = FieldDef(next_id, custom_field_key(self.company_id, entity, f"{name}#{next_id}"), name, field_type,
+                        len(defs), custom=True, options=options, add_ts=add_ts)
+        defs.append(fdef)
+        return fdef
 
     def custom(self, entity: str) -> list[FieldDef]:
         return [f for f in self.by_entity.get(entity, []) if f.custom]

@@ -141,6 +141,10 @@ class PipedriveState:
             self.next_webhook_id = 1
             self.encoded = {}
 
+    def add_custom_field(self, entity: str, name: str, field_type: str, labels: list[str] | None):
+        with self.lock:
+            return self.fields.add(entity, name, field_type, labels, int(self.clock.now()))
+
     def _user(self, uid: int, name: str, email: str, admin: bool = False) -> dict:
         t = v1_time(ACCOUNT_CREATED)
         return {"id": uid, "name": name, "default_currency": self.company["currency"], "locale": "en_US",

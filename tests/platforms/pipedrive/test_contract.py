@@ -307,3 +307,27 @@ def test_webhook_payloads_map_like_api_reads(adapter, pd_sandbox):
                "owner_id": {"id": row["owner_id"], "value": row["owner_id"]}, **row["custom_fields"]})
     assert adapter.to_remote("contact", v1).fields == from_api.fields
     assert adapter.to_remote("contact", row).associations == from_api.associations
+
+
+def test_markers_are_created_once_and_stamp_every_create(adapter, pd_sandbox):
+    # Persons, organizations and deals take the crmsync_id field; activities cannot (activityFields
+    # is read-only), so tasks ask for nothing.
+    assert adapter.ensure_markers(["contact", "company", "deal", "task"]) == \
+        {"person": "created", "organization": "created", "deal": "created"}
+    assert pd_sandbox.requests_to("POST /api/v1/personFields") == 1
+    assert adapter.ensure_markers(["contact", "company", "deal"]) == \
+        {"person": "present", "organization": "present", "deal": "present"}
+    assert pd_sandbox.requests_to("POST /api/v1/personFields") == 1
+    [made] = adapter.create_many("contact", [OutboundRecord("local-7", {"first_name": "Stamped", "last_name": "Once"})])
+    assert made.ok, made.error
+    key = next(f["key"] for f in adapter.client.list_fields("person") if f["name"] == "crmsync_id")
+    person = next(r for r in pd_sandbox.rows("person") if str(r["id"]) == made.external_id)
+    assert person["custom_fields"][key] == "local-7"
+
+
+def test_the_sandbox_refuses_a_choice_field_without_options(adapter, pd_sandbox):
+    # As Pipedrive's createFieldRequest says: enum and set fields need their options.
+    answer = adapter.client.session.post(f"{pd_sandbox.base_url}/api/v1/personFields",
+                                         headers={"x-api-token": pd_sandbox.token},
+                                         json={"name": "Tier 2", "field_type": "enum"})
+    assert answer.status_code == 400 and "Options are required" in answer.text
