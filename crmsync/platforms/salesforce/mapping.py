@@ -1,8 +1,9 @@
 """Salesforce sObjects <-> crmsync's unified entities.
 
     contact  <-> Contact       company <-> Account      deal <-> Opportunity
-    task     <-> Task (not a call)
-    activity <-> Event (a meeting) and Task whose TaskSubtype or Type is Call (a logged call)
+    task     <-> Task (not a call or an email)
+    activity <-> Event (a meeting), and Task whose TaskSubtype or Type is Call (a logged call) or
+                 Email (a logged email)
 
 Field types follow the describe ("sObject Describe", resources_sobject_describe.htm): date fields
 (`CloseDate`, `ActivityDate`) hold a day, read as midnight UTC; datetimes are ISO 8601 with a
@@ -30,9 +31,10 @@ OBJECTS: dict[str, tuple[str, ...]] = {"contact": ("Contact",), "company": ("Acc
 OBJECT_BY_PREFIX = {"003": "Contact", "001": "Account", "006": "Opportunity", "00T": "Task", "00U": "Event"}
 MARKER_FIELD = "crmsync_id__c"   # an External ID field holding the local id, when the org has it
 SYSTEM_FIELDS = ("Id", "IsDeleted", "CreatedDate", "LastModifiedDate", "SystemModstamp", "OwnerId")
-# A Task is a logged call when either picklist says so (TaskSubtype is set on create only).
-CALL_CONDITION = "(TaskSubtype = 'Call' OR Type = 'Call')"
-NOT_CALL_CONDITION = "(TaskSubtype != 'Call' AND Type != 'Call')"
+# A Task is a logged call or email when either picklist says so (TaskSubtype is set on create only).
+TASK_ACTIVITY_TYPES = {"Call": "call", "Email": "email"}     # Task subtype -> unified activity type
+CALL_CONDITION = "(TaskSubtype IN ('Call', 'Email') OR Type IN ('Call', 'Email'))"
+NOT_CALL_CONDITION = "(TaskSubtype NOT IN ('Call', 'Email') AND Type NOT IN ('Call', 'Email'))"
 
 TEXT, NUMBER, INT, DATE, DATETIME, LIST = "text", "number", "int", "date", "datetime", "list"
 FIELDS: dict[tuple[str, str], dict[str, tuple[str, str]]] = {
@@ -76,8 +78,14 @@ def object_of_id(record_id: str) -> str | None:
     return OBJECT_BY_PREFIX.get(str(record_id)[:3])
 
 
+def task_activity_type(raw: Mapping) -> str | None:
+    """"call" or "email" for a Task that logs one (an activity), None for a to-do (a task)."""
+    return TASK_ACTIVITY_TYPES.get(raw.get("TaskSubtype")) or TASK_ACTIVITY_TYPES.get(raw.get("Type"))
+
+
 def is_call(raw: Mapping) -> bool:
-    return raw.get("TaskSubtype") == "Call" or raw.get("Type") == "Call"
+    """A Task that is an activity (a logged call or email), not a to-do."""
+    return task_activity_type(raw) is not None
 
 
 def field_table(entity: str, obj: str, field_mappings: Mapping[str, str] | None = None) -> dict[str, tuple[str, str]]:
@@ -194,8 +202,8 @@ def to_unified(entity: str, raw: Mapping, describe: Mapping[str, dict], field_ma
         out["priority"] = {v: k for k, v in PRIORITY.items()}.get(out.get("priority"), out.get("priority"))
         out["title"] = out.get("title") or "(no subject)"
     if entity == "activity":
-        out["type"] = "meeting" if obj == "Event" else "call"
-        if obj == "Task":
+        out["type"] = "meeting" if obj == "Event" else task_activity_type(raw) or "call"
+        if obj == "Task" and out["type"] == "call":
             seconds = raw.get("CallDurationInSeconds")
             out["duration_minutes"] = int(seconds) // 60 if isinstance(seconds, (int, float)) else None
             out["direction"] = str(raw["CallType"]).lower() if raw.get("CallType") else None
@@ -234,14 +242,16 @@ def to_salesforce(entity: str, obj: str, fields: Mapping[str, Any], associations
         if entity == "task" and name == "priority":
             value = PRIORITY.get(value, value) if value else "Normal"
         body[remote] = _encode(_kind_of(describe, remote, kind), value)
-    if entity == "activity" and obj == "Task":
+    activity_type = fields.get("type") or "call"
+    if entity == "activity" and obj == "Task" and activity_type == "call":
         if "duration_minutes" in fields:
             minutes = fields["duration_minutes"]
             body["CallDurationInSeconds"] = int(minutes) * 60 if minutes is not None else None
         if "direction" in fields:
             body["CallType"] = DIRECTION.get(str(fields["direction"] or "").lower())
-        if creating:
-            body.update(TaskSubtype="Call", Type="Call", Status="Completed")
+    if entity == "activity" and obj == "Task" and creating:
+        subtype = "Email" if activity_type == "email" else "Call"
+        body.update(TaskSubtype=subtype, Type=subtype, Status="Completed")
     if entity == "activity" and obj == "Event" and creating and not body.get("StartDateTime"):
         raise MappingError("a meeting needs occurred_at (Event.StartDateTime is required)")
     for name, value in (fields.get("custom_fields") or {}).items():
@@ -282,6 +292,6 @@ def object_for_write(entity: str, fields: Mapping[str, Any], external_id: str | 
     kind = fields.get("type")
     if kind == "meeting":
         return "Event"
-    if kind == "call":
+    if kind in ("call", "email"):
         return "Task"
-    raise MappingError(f"Salesforce keeps meetings (Event) and calls (Task) as activities, not {kind!r}")
+    raise MappingError(f"Salesforce keeps meetings (Event), calls and emails (Task) as activities, not {kind!r}")

@@ -119,8 +119,20 @@ def test_activities_and_tasks_are_written_to_their_objects(adapter, salesforce_s
         OutboundRecord("A1", {"type": "call", "subject": "Intro", "occurred_at": when, "duration_minutes": 12,
                               "direction": "outbound"}, associations={"contact_id": contact}),
         OutboundRecord("A2", {"type": "meeting", "subject": "Demo", "occurred_at": when, "duration_minutes": 45}),
-        OutboundRecord("A3", {"type": "note", "subject": "x"})])
+        OutboundRecord("A3", {"type": "note", "subject": "x"}),
+        OutboundRecord("A4", {"type": "email", "subject": "Proposal sent", "occurred_at": when},
+                       associations={"contact_id": contact})])
     assert results[0].external_id.startswith("00T") and results[1].external_id.startswith("00U")
+    # A logged email is a Task of subtype Email: an activity, read back as one, never a to-do.
+    email = results[3]
+    assert email.ok, email.error
+    assert email.external_id.startswith("00T") and email.record.fields["type"] == "email"
+    stored = next(t for t in salesforce_sandbox.records("Task") if t["Id"] == email.external_id)
+    assert (stored["TaskSubtype"], stored["Type"], stored["Status"]) == ("Email", "Email", "Completed")
+    assert adapter.get_many("task", [email.external_id]) == []
+    assert [r.fields["type"] for r in adapter.get_many("activity", [email.external_id])] == ["email"]
+    assert email.external_id in {r.external_id for r in _drain(adapter, "activity")}    # listed (SOQL) as one
+    assert email.external_id not in {r.external_id for r in _drain(adapter, "task")}
     assert results[0].record.fields["duration_minutes"] == 12 and results[0].record.associations["contact_id"] == \
         contact
     assert results[1].record.fields["occurred_at"] == when
