@@ -125,6 +125,10 @@ class SalesforceClient(CRMClient):
     def query(self, soql: str, *, include_deleted: bool = False) -> dict:
         return self.request("GET", "/queryAll" if include_deleted else "/query", params={"q": soql})
 
+    def count(self, soql: str) -> int:
+        """`SELECT COUNT() FROM ...`: its totalSize (one request, no records)."""
+        return int(self.query(soql).get("totalSize") or 0)
+
     def query_more(self, next_records_url: str) -> dict:
         return self.request("GET", next_records_url)
 
@@ -159,22 +163,42 @@ class SalesforceClient(CRMClient):
 
     def bulk_query(self, soql: str, *, include_deleted: bool = False, page_records: int = 50_000,
                    poll_seconds: float = 1.0) -> Iterator[dict]:
-        """Rows of a Bulk API 2.0 query job (for big first pulls): create, poll until JobComplete,
-        read the CSV pages by Sforce-Locator. Values arrive as text ('' for null)."""
+        """Rows of a Bulk API 2.0 query job: every page of `bulk_results`. Values arrive as text
+        ('' for null)."""
+        job_id = self.start_bulk_query(soql, include_deleted=include_deleted, poll_seconds=poll_seconds)
+        locator: str | None = None
+        while True:
+            rows, locator = self.bulk_results(job_id, locator, max_records=page_records)
+            yield from rows
+            if locator is None:
+                return
+
+    def start_bulk_query(self, soql: str, *, include_deleted: bool = False, poll_seconds: float = 2.0) -> str:
+        """A Bulk API 2.0 query job (query_create_job.htm), waited for until JobComplete: its id.
+        Its results stay readable, page by page, for days: a unit that dies re-reads its page.
+        Polled after 0.25 s, then twice as long each time up to `poll_seconds`: a small job is
+        done at once, a big one takes minutes, and each poll is an API request."""
         job = self.request("POST", "/jobs/query", json={"operation": "queryAll" if include_deleted else "query",
                                                         "query": soql}, safe=True)
+        wait = min(0.25, poll_seconds)
         while job.get("state") not in ("JobComplete", "Failed", "Aborted"):
-            time.sleep(poll_seconds if job.get("state") == "InProgress" else 0)
+            time.sleep(wait if job.get("state") == "InProgress" else 0)
+            wait = min(wait * 2, poll_seconds)
             job = self.request("GET", f"/jobs/query/{job['id']}")
         if job["state"] != "JobComplete":
             raise ValidationError(f"bulk query job {job['state']}: {job.get('errorMessage') or ''}"[:300],
                                   platform=PLATFORM)
-        locator = None
-        while locator != "null":
-            params = {"maxRecords": page_records, **({"locator": locator} if locator else {})}
-            resp = self.request("GET", f"/jobs/query/{job['id']}/results", params=params)
-            yield from csv.DictReader(io.StringIO(resp.text))
-            locator = resp.headers.get("Sforce-Locator") or "null"
+        return str(job["id"])
+
+    def bulk_results(self, job_id: str, locator: str | None = None, *, max_records: int = 50_000
+                     ) -> tuple[list[dict], str | None]:
+        """One page of a completed job's rows (CSV, text values) and the locator of the next, None
+        after the last (query_get_job_results.htm: `Sforce-Locator` says "null")."""
+        params = {"maxRecords": max(1, int(max_records)), **({"locator": locator} if locator else {})}
+        resp = self.request("GET", f"/jobs/query/{job_id}/results", params=params)
+        rows = list(csv.DictReader(io.StringIO(resp.text)))
+        following = resp.headers.get("Sforce-Locator")
+        return rows, (None if following in (None, "", "null") else following)
 
     # ------------------------------------------------------------------ writing (sObject Collections)
     def collection_create(self, records: list[dict]) -> list[dict]:

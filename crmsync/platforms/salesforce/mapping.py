@@ -116,6 +116,26 @@ def read_fields(entity: str, obj: str, describe: Mapping[str, dict], field_mappi
     return sorted(w for w in wanted if w in describe) if describe else sorted(wanted)
 
 
+def from_bulk_csv(obj: str, describe: Mapping[str, dict], row: Mapping[str, str]) -> dict[str, Any]:
+    """A Bulk API 2.0 result row (every value text, '' for null) as the REST API gives the record:
+    booleans, numbers and null typed by the field's describe, the rest text as REST sends it."""
+    out: dict[str, Any] = {"attributes": {"type": obj}}
+    for name, text in row.items():
+        if text == "" or text is None:
+            out[name] = None
+            continue
+        kind = (describe.get(name) or {}).get("type")
+        if kind == "boolean":
+            out[name] = text == "true"
+        elif kind == "int":
+            out[name] = int(float(text))
+        elif kind in ("double", "currency", "percent"):
+            out[name] = float(text)
+        else:
+            out[name] = text
+    return out
+
+
 def _kind_of(describe: Mapping[str, dict], remote: str, kind: str) -> str:
     t = (describe.get(remote) or {}).get("type")
     return {"date": DATE, "datetime": DATETIME, "multipicklist": LIST, "int": INT, "double": NUMBER,

@@ -271,3 +271,43 @@ def _all_ids(adapter, entity):
         if page.cursor is None:
             return out
         cursor = page.cursor
+
+
+def test_a_big_full_pull_reads_through_one_bulk_job_and_incrementals_stay_on_soql(adapter, salesforce_sandbox):
+    sf = salesforce_sandbox
+    by_soql = {r.external_id: r for r in _drain(adapter, "contact", page_size=2000)}
+    adapter.bulk_threshold = 50                      # the sandbox's 100 contacts count as a big object
+    log = sf.app.log
+    jobs_before = log.by_endpoint.get("POST jobs/query", 0)
+    cursor = adapter.start_cursor("contact", None)
+    first = adapter.list_changed("contact", cursor, page_size=40)
+    assert len(first.records) == 40 and first.cursor["bulk"]["locator"]
+    again = adapter.list_changed("contact", first.cursor, page_size=40)     # a unit run twice reads the same
+    assert [r.external_id for r in again.records] == \
+        [r.external_id for r in adapter.list_changed("contact", first.cursor, page_size=40).records]
+    by_bulk = {r.external_id: r for r in first.records + _drain_from(adapter, "contact", first.cursor, 40)}
+    assert log.by_endpoint.get("POST jobs/query", 0) - jobs_before == 1
+    # The same records, typed alike: numbers, booleans, dates and lists as the REST API gives them.
+    assert by_bulk.keys() == by_soql.keys()
+    for ext, record in by_soql.items():
+        assert by_bulk[ext].fields == record.fields and by_bulk[ext].associations == record.associations
+    # A pull since a moment never makes a job, however big the object.
+    _drain(adapter, "contact", since=datetime.now(UTC) - timedelta(days=1))
+    assert log.by_endpoint.get("POST jobs/query", 0) - jobs_before == 1
+
+
+def test_a_bulk_pull_of_activities_leaves_the_tasks_out(adapter, salesforce_sandbox):
+    by_soql = {r.external_id for r in _drain(adapter, "activity")}
+    adapter.bulk_threshold = 1
+    assert {r.external_id for r in _drain(adapter, "activity", page_size=7)} == by_soql
+    assert not by_soql & {r.external_id for r in _drain(adapter, "task", page_size=7)}
+
+
+def _drain_from(adapter, entity, cursor, page_size):
+    seen = []
+    while cursor is not None:
+        json.dumps(cursor)   # the engine stores it verbatim
+        page = adapter.list_changed(entity, cursor, page_size=page_size)
+        seen += page.records
+        cursor = page.cursor
+    return seen
