@@ -182,7 +182,7 @@ class SalesforceClient(CRMClient):
                                                         "query": soql}, safe=True)
         wait = min(0.25, poll_seconds)
         while job.get("state") not in ("JobComplete", "Failed", "Aborted"):
-            time.sleep(wait if job.get("state") == "InProgress" else 0)
+            time.sleep(wait)     # UploadComplete and InProgress alike: every poll is a request
             wait = min(wait * 2, poll_seconds)
             job = self.request("GET", f"/jobs/query/{job['id']}")
         if job["state"] != "JobComplete":
