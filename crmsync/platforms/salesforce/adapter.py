@@ -159,10 +159,7 @@ class SalesforceAdapter(Adapter):
                 following = {**cursor, "ts": soql_datetime(m.parse_datetime(last["SystemModstamp"])),
                              "id": last["Id"]}
             else:
-                objects = cursor["objects"]
-                pos = objects.index(cursor["object"]) + 1
-                following = {**cursor, "object": objects[pos], "ts": None, "id": None, "bulk": None} \
-                    if pos < len(objects) else None
+                following = self._next_object(cursor)
             if records or following is None:
                 return Page(records=records, cursor=following, requests=self.client.requests_sent - before)
             cursor = following
@@ -195,11 +192,16 @@ class SalesforceAdapter(Adapter):
         records = [self.to_remote(entity, m.from_bulk_csv(obj, describe, row)) for row in rows]
         if locator is not None:
             return records, {**cursor, "bulk": {**bulk, "locator": locator}}
+        return records, self._next_object(cursor)
+
+    @staticmethod
+    def _next_object(cursor: dict) -> dict | None:
+        """The pull's cursor at the start of the entity's next object (Event, then Task), or None
+        after the last."""
         objects = cursor["objects"]
-        pos = objects.index(obj) + 1
-        following = {**cursor, "object": objects[pos], "ts": None, "id": None, "bulk": None} \
+        pos = objects.index(cursor["object"]) + 1
+        return {**cursor, "object": objects[pos], "ts": None, "id": None, "bulk": None} \
             if pos < len(objects) else None
-        return records, following
 
     def get_many(self, entity: str, external_ids: list[str]) -> list[RemoteRecord]:
         self._check(entity)
