@@ -23,6 +23,8 @@ from crmsync.platforms.errors import (
     ValidationError,
 )
 
+from .limits import seconds_to_recheck
+
 PLATFORM = "salesforce"
 # ConcurrentPerOrgLongTxn: too many requests of 20 s or more run at once in the org; one of them
 # finishing frees a slot, so a short wait helps (unlike a spent allocation).
@@ -40,13 +42,6 @@ def error_code(body: Any) -> str | None:
     return first_error(body).get("errorCode")
 
 
-def seconds_to_utc_midnight(now: float | None = None) -> float:
-    # Salesforce counts the allocation over a rolling 24 hours and names no reset; our daily
-    # bucket is a UTC day, so the org is parked until that day ends.
-    now = time.time() if now is None else now
-    return 86400.0 - (now % 86400.0)
-
-
 def error_for(status: int, body: Any, *, where: str, reason: str | None = None, entity: str | None = None,
               external_id: str | None = None) -> PlatformError:
     """The typed error of a non-2xx answer; `body` is its decoded JSON (None if not JSON), `where`
@@ -61,7 +56,9 @@ def error_for(status: int, body: Any, *, where: str, reason: str | None = None, 
         # allocation is spent and retrying soon is pointless; ConcurrentPerOrgLongTxn is short.
         if "concurrent" in text.lower():
             return RateLimited(message, retry_after=CONCURRENT_WAIT, policy=CONCURRENT, **kw)
-        wait = seconds_to_utc_midnight()
+        # A rolling 24 hours names no reset: the org is parked until the budget's window re-opens
+        # (within the hour, limits.RECHECK_SECONDS), when one call finds out whether calls have aged out.
+        wait = seconds_to_recheck()
         return RateLimited(message, retry_after=wait, policy=DAILY,
                            resume_at=datetime.fromtimestamp(time.time() + wait, UTC), **kw)
     if status in (401, 403):

@@ -5,8 +5,11 @@
 an org's API requests are counted over a rolling 24 hours, org-wide, shared with every other
 integration; Enterprise and Professional-with-API orgs start at 100,000 plus per-licence additions
 (Developer Edition: 15,000). There is no burst window to budget: concurrency is limited instead
-(ConcurrentPerOrgLongTxn, see errors.py). Our budget models the allocation as one daily bucket
-(UTC days) and learns the real numbers from every answer's header ("API Usage",
+(ConcurrentPerOrgLongTxn, see errors.py). Our budget models the allocation as one bucket (kind
+`daily`) holding what the last answer reported, re-opened every hour: the rolling window names no
+reset, calls free up as they age out, so a spent org is probed again within the hour rather than
+parked until a midnight Salesforce does not have. It learns the real numbers from every answer's
+header ("API Usage",
 https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_api_usage.htm):
 ``Sforce-Limit-Info: api-usage=10018/100000`` (used/max). A vault entry may name
 "api_allocation" (the org's known maximum) and "rate_limits" overrides
@@ -15,6 +18,7 @@ https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,8 +38,24 @@ def api_usage(value: str | None) -> tuple[int, int] | None:
     return (int(found.group(1)), int(found.group(2))) if found else None
 
 
+# How long a spent allocation is left alone before one call asks again (see the module's doc).
+RECHECK_SECONDS = 3600.0
+
+
+def allocation_limit(capacity: int) -> Limit:
+    """The org's allocation as our budget keeps it: `capacity` calls in a window re-opened every
+    RECHECK_SECONDS, its count set by each answer's `Sforce-Limit-Info`."""
+    return Limit(int(capacity), RECHECK_SECONDS, calendar=True)
+
+
+def seconds_to_recheck(now: float | None = None) -> float:
+    """Until the allocation's window re-opens (a spent org's next try)."""
+    now = time.time() if now is None else now
+    return RECHECK_SECONDS - (now % RECHECK_SECONDS)
+
+
 def default_limits(allocation: int | None = None) -> dict[str, Limit]:
-    return {DAILY: Limit.daily(int(allocation or DEFAULT_DAILY_ALLOCATION))}
+    return {DAILY: allocation_limit(int(allocation or DEFAULT_DAILY_ALLOCATION))}
 
 
 def account_limits(credentials: Mapping[str, Any]) -> dict[str, Limit]:

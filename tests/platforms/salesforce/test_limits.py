@@ -1,6 +1,6 @@
 """Salesforce's allocation and Sforce-Limit-Info, and how its refusals are read: a spent allocation
-parks the org until the daily bucket resets; the concurrent long-request limit is a short wait that
-parks nothing."""
+parks the org until the bucket re-opens (within the hour: Salesforce's window is a rolling 24
+hours); the concurrent long-request limit is a short wait that parks nothing."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -17,10 +17,26 @@ from crmsync.ratelimit import DAILY, Limit, Observation, RateBudget
 from .conftest import oauth_credentials
 
 
-def test_the_allocation_is_one_daily_bucket():
-    assert default_limits() == {DAILY: Limit.daily(100_000)}
-    assert account_limits({"api_allocation": 15_000}) == {DAILY: Limit.daily(15_000)}
+def test_the_allocation_is_one_bucket_re_opened_every_hour():
+    hourly = Limit(100_000, 3600.0, calendar=True)
+    assert default_limits() == {DAILY: hourly}
+    assert account_limits({"api_allocation": 15_000}) == {DAILY: Limit(15_000, 3600.0, calendar=True)}
     assert account_limits({"rate_limits": "none"}) == {}
+
+
+def test_a_spent_allocation_is_tried_again_within_the_hour_not_at_midnight():
+    # Salesforce frees calls as they age out of its rolling 24 hours: a budget the header emptied
+    # waits for the next full hour, where a UTC day would have waited until midnight.
+    budget = RateBudget(None)
+    [limit] = default_limits().values()
+    before = datetime.now(UTC)
+    assert budget.try_acquire("salesforce", "00D1", DAILY, limit).granted
+    budget.observe("salesforce", "00D1", {DAILY: Observation(remaining=0, maximum=100_000)})
+    grant = budget.try_acquire("salesforce", "00D1", DAILY, limit)
+    after = datetime.now(UTC)
+    assert not grant.granted and grant.daily_exhausted
+    next_hours = {t.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1) for t in (before, after)}
+    assert grant.resume_at in next_hours
 
 
 def test_sforce_limit_info_is_what_is_left_of_the_allocation():
@@ -38,7 +54,7 @@ def test_refusals_become_typed_errors():
     spent = error_for(403, [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}],
                       where="GET /query")
     assert isinstance(spent, RateLimited) and spent.policy == DAILY
-    assert datetime.now(UTC) < spent.resume_at <= datetime.now(UTC) + timedelta(days=1)
+    assert datetime.now(UTC) < spent.resume_at <= datetime.now(UTC) + timedelta(hours=1)
     busy = error_for(403, [{"message": "ConcurrentPerOrgLongTxn Limit exceeded.",
                             "errorCode": "REQUEST_LIMIT_EXCEEDED"}], where="GET /query")
     assert isinstance(busy, RateLimited) and busy.policy == CONCURRENT and busy.resume_at is None
