@@ -77,9 +77,12 @@ def demo(contacts, persons, seed):
         vault = Vault()
         with session_scope() as s:
             tenant = create_tenant(s, "Demo Company")
-            hs_secret = vault.store(s, name="demo-hubspot", platform="hubspot", value={"token": hs.options.token})
+            # The sandboxes run without limits; so does our budget for them (a real account's entry
+            # leaves "rate_limits" out and gets its CRM's published limits).
+            hs_secret = vault.store(s, name="demo-hubspot", platform="hubspot",
+                                    value={"token": hs.options.token, "rate_limits": "none"})
             pd_secret = vault.store(s, name="demo-pipedrive", platform="pipedrive",
-                                    value={"api_token": pd.options.token})
+                                    value={"api_token": pd.options.token, "rate_limits": "none"})
             hs_cfg = create_config(s, {"tenant_id": tenant.id, "platform": "hubspot",
                                        "credentials_vault_id": hs_secret.id, "api_base_url": hs_url,
                                        "account_id": str(hs.options.portal_id),
