@@ -45,6 +45,9 @@ _JOBS = ('SELECT id, tenant_id, sync_config_id, status, "trigger", "full", count
          'FROM crm_sync_jobs ')
 RECENT_JOBS = _JOBS + "ORDER BY created_at DESC LIMIT %s"
 RECENT_JOBS_OF_CONFIG = _JOBS + "WHERE sync_config_id = %s ORDER BY created_at DESC LIMIT %s"
+ONE_JOB = _JOBS + "WHERE id = %s"
+JOB_STEPS = ("SELECT kind, entity_type, status, pages, attempts, error FROM crm_sync_job_steps "
+             "WHERE job_id = %s ORDER BY position")
 
 
 def recent_jobs(limit: int, config_id: str | None = None, url: str | None = None) -> list[dict[str, Any]]:
@@ -54,32 +57,47 @@ def recent_jobs(limit: int, config_id: str | None = None, url: str | None = None
     return _select(RECENT_JOBS, [limit], url)
 
 
+def job_with_steps(job_id: str, url: str | None = None) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """One job as {column: value} (None when no job has the id) and its steps in order, read on
+    one connection."""
+    job, steps = _select_all([(ONE_JOB, [uuid.UUID(job_id)]), (JOB_STEPS, [uuid.UUID(job_id)])], url)
+    return (job[0], steps) if job else (None, [])
+
+
 def _select(sql: str, params: list, url: str | None) -> list[dict[str, Any]]:
-    """`sql` with `%s` placeholders; a uuid.UUID parameter is bound as the id columns store it."""
+    return _select_all([(sql, params)], url)[0]
+
+
+def _select_all(statements: list[tuple[str, list]], url: str | None) -> list[list[dict[str, Any]]]:
+    """Each (sql with `%s` placeholders, params) in turn on one connection, as {column: value}
+    rows; a uuid.UUID parameter is bound as the id columns store it."""
     if url is None:
         from crmsync.settings import get_settings
         url = get_settings().database_url
     if url.startswith("sqlite"):
-        columns, rows = _sqlite_rows(url, sql.replace("%s", "?"),
-                                     [p.hex if isinstance(p, uuid.UUID) else p for p in params])
-        return [{c: _from_sqlite(c, v) for c, v in zip(columns, row)} for row in rows]
-    columns, rows = _postgres_rows(url, sql, params)
-    return [{c: _from_postgres(c, v) for c, v in zip(columns, row)} for row in rows]
+        results = _sqlite_rows(url, [(sql.replace("%s", "?"), [p.hex if isinstance(p, uuid.UUID) else p
+                                                               for p in params]) for sql, params in statements])
+        return [[{c: _from_sqlite(c, v) for c, v in zip(columns, row)} for row in rows] for columns, rows in results]
+    return [[{c: _from_postgres(c, v) for c, v in zip(columns, row)} for row in rows]
+            for columns, rows in _postgres_rows(url, statements)]
 
 
-def _postgres_rows(url: str, sql: str, params: list) -> tuple[list[str], list[tuple]]:
+def _postgres_rows(url: str, statements: list[tuple[str, list]]) -> list[tuple[list[str], list[tuple]]]:
     import psycopg
     try:
         with psycopg.connect(autocommit=True, **psycopg_params(url)) as conn:
-            cursor = conn.execute(sql, params)
-            return [d.name for d in cursor.description], cursor.fetchall()
+            out = []
+            for sql, params in statements:
+                cursor = conn.execute(sql, params)
+                out.append(([d.name for d in cursor.description], cursor.fetchall()))
+            return out
     except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as err:
         raise ReadError(f"{UPGRADE_HINT}: {_first_line(err)}") from err
     except psycopg.Error as err:
         raise ReadError(_first_line(err)) from err
 
 
-def _sqlite_rows(url: str, sql: str, params: list) -> tuple[list[str], list[tuple]]:
+def _sqlite_rows(url: str, statements: list[tuple[str, list]]) -> list[tuple[list[str], list[tuple]]]:
     import sqlite3
     path = _URL.match(url)["database"] or ":memory:"
     if path != ":memory:" and not os.path.exists(path):
@@ -87,8 +105,11 @@ def _sqlite_rows(url: str, sql: str, params: list) -> tuple[list[str], list[tupl
         raise ReadError(f"{UPGRADE_HINT}: no database file {path}")
     try:
         with closing(sqlite3.connect(path, timeout=30)) as conn:
-            cursor = conn.execute(sql, params)
-            return [d[0] for d in cursor.description], cursor.fetchall()
+            out = []
+            for sql, params in statements:
+                cursor = conn.execute(sql, params)
+                out.append(([d[0] for d in cursor.description], cursor.fetchall()))
+            return out
     except sqlite3.OperationalError as err:
         if str(err).startswith(("no such table", "no such column")):
             raise ReadError(f"{UPGRADE_HINT}: {_first_line(err)}") from err

@@ -196,26 +196,18 @@ def jobs_list(config_id, limit, as_json):
 
 
 @jobs.command("show")
-@click.argument("job_id")
+@click.argument("job_id", type=ID)
 @json_option
 def jobs_show(job_id, as_json):
-    from sqlalchemy import select
-
-    from crmsync.configs import ConfigError, parse_id
-    from crmsync.db.models import SyncJob, SyncJobStep
+    # Plain SQL without SQLAlchemy, as `jobs list` (crmsync.db.reads).
+    from crmsync.db.reads import job_with_steps
     from crmsync.sync.job_view import job_as_dict
-    with _session() as s:
-        try:
-            job = s.get(SyncJob, parse_id(job_id, "job"))
-        except ConfigError as err:
-            bad_input(str(err))
-        if job is None:
-            bad_input(f"no job {job_id}")
-        out = job_as_dict(job)
-        out["steps"] = [{"entity": st.entity_type, "kind": st.kind, "status": st.status, "pages": st.pages,
-                         "attempts": st.attempts, "error": st.error}
-                        for st in s.scalars(select(SyncJobStep).where(SyncJobStep.job_id == job.id)
-                                            .order_by(SyncJobStep.position))]
+    job, steps = job_with_steps(job_id)
+    if job is None:
+        bad_input(f"no job {job_id}")
+    out = job_as_dict(job)
+    out["steps"] = [{"entity": st["entity_type"], "kind": st["kind"], "status": st["status"], "pages": st["pages"],
+                     "attempts": st["attempts"], "error": st["error"]} for st in steps]
     emit(out, as_json, _job_summary(out) + "\n" + table(out["steps"], ["kind", "entity", "status", "pages",
                                                                       "attempts", "error"]))
 

@@ -141,3 +141,40 @@ def test_not_migrated_is_one_line_and_exit_1(tmp_path):
         assert not missing.parent.exists()      # a read makes no database file
     finally:
         drop_database(empty_pg)
+
+
+def test_jobs_show_answers_what_the_orm_path_answers(monkeypatch, any_db_url):
+    """`jobs show` reads the same way: the job's view and its steps in order, no SQLAlchemy."""
+    from crmsync.db.models import SyncJobStep
+    from crmsync.db.types import utcnow
+    a, _ = _make_jobs(any_db_url)
+    monkeypatch.setenv("CRMSYNC_DATABASE_URL", any_db_url)
+    from crmsync.settings import get_settings
+    get_settings.cache_clear()
+    [job] = _orm_view(any_db_url, a, 1)
+    with session_scope(any_db_url) as s:
+        for position, (kind, entity, status, error) in enumerate([("pull", "contact", "done", None),
+                                                                  ("push", "contact", "failed", "HTTP 400: ü"),
+                                                                  ("pull", "company", "pending", None)]):
+            s.add(SyncJobStep(tenant_id=job["tenant_id"], job_id=job["job_id"], entity_type=entity, kind=kind,
+                              position=2 - position, status=status, pages=position, attempts=position + 1,
+                              error=error, updated_at=utcnow()))
+    result = CliRunner().invoke(main, ["jobs", "show", job["job_id"], "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert {k: v for k, v in shown.items() if k != "steps"} == json.loads(to_json(job))
+    # Ordered by position: the step added last comes first.
+    assert shown["steps"] == [
+        {"entity": "company", "kind": "pull", "status": "pending", "pages": 2, "attempts": 3, "error": None},
+        {"entity": "contact", "kind": "push", "status": "failed", "pages": 1, "attempts": 2, "error": "HTTP 400: ü"},
+        {"entity": "contact", "kind": "pull", "status": "done", "pages": 0, "attempts": 1, "error": None}]
+    human = CliRunner().invoke(main, ["jobs", "show", job["job_id"]]).stdout
+    assert human.startswith(f"job {job['job_id']}: ") and "HTTP 400" in human
+    for args, code in ((["00000000-0000-0000-0000-000000000000"], 2), (["not-an-id"], 2)):
+        assert CliRunner().invoke(main, ["jobs", "show", *args]).exit_code == code
+    loaded = subprocess.run([sys.executable, "-c",
+                             "import sys\nfrom crmsync.cli import main\n"
+                             f"main(['jobs', 'show', '{job['job_id']}', '--json'], standalone_mode=False)\n"
+                             "assert not [m for m in sys.modules if m.split('.')[0] == 'sqlalchemy'], 'sqlalchemy'\n"],
+                            capture_output=True, text=True, env=_env(any_db_url), timeout=60, check=False)
+    assert loaded.returncode == 0, loaded.stderr
