@@ -721,8 +721,9 @@ def _when(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, tz=UTC)
 
 
-def _seconds_to_reset(limit: Limit) -> float:
-    now = time.time()
+def seconds_to_reset(limit: Limit, now: float | None = None) -> float:
+    """Until a calendar limit's window re-opens."""
+    now = time.time() if now is None else now
     offset = limit.utc_offset()
     return (math.floor((now + offset) / limit.interval_seconds) + 1) * limit.interval_seconds - offset - now
 
@@ -868,7 +869,7 @@ class RateBudget:
         fallback = limit or (Limit.daily(1) if kind == DAILY else None)
         fallback_seconds = FALLBACK_PENALTY_SECONDS
         if fallback is not None:
-            fallback_seconds = _seconds_to_reset(fallback) if fallback.calendar else fallback.span
+            fallback_seconds = seconds_to_reset(fallback) if fallback.calendar else fallback.span
         until = self._buckets.penalize(platform, account, kind, limit, retry_after_seconds,
                                        account_wide=(kind == DAILY), fallback_seconds=fallback_seconds)
         return _when(until)

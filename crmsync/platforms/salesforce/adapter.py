@@ -188,8 +188,8 @@ class SalesforceAdapter(Adapter):
         again from the same locator if the unit dies, so a page is as idempotent as a SOQL page."""
         obj, bulk = cursor["object"], cursor["bulk"]
         rows, locator = self.client.bulk_results(bulk["job"], bulk["locator"], max_records=page_size)
-        describe = self.describe(obj)
-        records = [self.to_remote(entity, m.from_bulk_csv(obj, describe, row)) for row in rows]
+        read = m.bulk_csv_reader(obj, self.describe(obj))
+        records = [self.to_remote(entity, read(row)) for row in rows]
         if locator is not None:
             return records, {**cursor, "bulk": {**bulk, "locator": locator}}
         return records, self._next_object(cursor)

@@ -18,12 +18,11 @@ https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from crmsync.platforms.http import lower_keys
-from crmsync.ratelimit import DAILY, Limit, Observation, apply_limit_overrides
+from crmsync.ratelimit import DAILY, Limit, Observation, apply_limit_overrides, seconds_to_reset
 
 DEFAULT_DAILY_ALLOCATION = 100_000
 LIMIT_INFO_HEADER = "sforce-limit-info"
@@ -49,9 +48,8 @@ def allocation_limit(capacity: int) -> Limit:
 
 
 def seconds_to_recheck(now: float | None = None) -> float:
-    """Until the allocation's window re-opens (a spent org's next try)."""
-    now = time.time() if now is None else now
-    return RECHECK_SECONDS - (now % RECHECK_SECONDS)
+    """Until the allocation's window re-opens (a spent org's next try), as the budget reckons it."""
+    return seconds_to_reset(allocation_limit(1), now)
 
 
 def default_limits(allocation: int | None = None) -> dict[str, Limit]:
