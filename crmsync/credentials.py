@@ -16,16 +16,19 @@ import hmac
 import json
 import os
 import secrets as _secrets
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from crmsync.db.models import ApiKey, VaultSecret, new_id
 from crmsync.errors import Fatal
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from crmsync.db.models import ApiKey, VaultSecret
 
 VAULT_PLATFORMS = ("hubspot", "pipedrive", "salesforce", "webhook", "api")
 _FORMAT = b"\x01"
@@ -115,6 +118,9 @@ class Vault:
         """Create the secret called `name` (bound to `tenant_id` when given), or with `replace`
         give an existing entry a new secret. An entry in use keeps its platform, and an entry
         never moves to another tenant."""
+        from sqlalchemy import select
+
+        from crmsync.db.models import VaultSecret, new_id
         name = check_name(name)
         if platform not in VAULT_PLATFORMS:
             raise VaultInputError(f"unknown platform {platform!r} for a vault entry; expected one of {VAULT_PLATFORMS}")
@@ -159,6 +165,7 @@ class Vault:
 
 
 def _row(session: Session, vault_id: str, tenant_id: str | None) -> VaultSecret:
+    from crmsync.db.models import VaultSecret
     row = session.get(VaultSecret, vault_id)
     if row is None or row.tenant_id != tenant_id:
         # The same answer for another tenant's entry as for none at all.
@@ -168,6 +175,8 @@ def _row(session: Session, vault_id: str, tenant_id: str | None) -> VaultSecret:
 
 def configs_using(session: Session, vault_id: str) -> list:
     """The configs whose credentials or webhook secret this entry is."""
+    from sqlalchemy import select
+
     from crmsync.db.models import SyncConfig
     return list(session.scalars(select(SyncConfig).where(
         (SyncConfig.credentials_vault_id == vault_id) | (SyncConfig.webhook_secret_vault_id == vault_id))
@@ -215,6 +224,7 @@ def secret_from_text(platform: str, text: str) -> dict:
 
 # --- API keys for POST /events: shown once, stored as SHA-256 ------------------------------
 def create_api_key(session: Session, tenant_id: str) -> tuple[ApiKey, str]:
+    from crmsync.db.models import ApiKey, new_id
     key = "crm_" + _secrets.token_urlsafe(32)
     row = ApiKey(id=new_id(), tenant_id=tenant_id, key_hash=hash_api_key(key))
     session.add(row)
@@ -227,6 +237,9 @@ def hash_api_key(key: str) -> str:
 
 
 def tenant_for_api_key(session: Session, key: str) -> str | None:
+    from sqlalchemy import select
+
+    from crmsync.db.models import ApiKey
     row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None)))
     return row.tenant_id if row else None
 

@@ -1,4 +1,5 @@
-"""A read path without SQLAlchemy, for the start-up of read-only commands (`crmsync jobs list`).
+"""A read path without SQLAlchemy, for the start-up of read-only commands (`crmsync jobs list`)
+and for what `crmsync sync run --inline` reads before its first CRM request.
 
 Importing SQLAlchemy and declaring the ORM models costs a command ~0.3 s before its first query,
 more than a list of a few rows should take in all. So this module opens a plain DB-API connection
@@ -7,7 +8,7 @@ would pass, or the standard library's sqlite3 for the embedded default — runs 
 bound parameters, and decodes the values as the ORM's column types do (`crmsync.db.types`, `Uuid`):
 ids as UUID strings, datetimes as aware UTC, JSON as Python values, booleans as bool.
 
-Only reads belong here, and only what such a command needs. Every write goes through SQLAlchemy
+Only reads belong here, and only what such a start needs. Every write goes through SQLAlchemy
 (`crmsync.db.session_scope` and the models), with its defaults, checks and after-commit hooks.
 """
 from __future__ import annotations
@@ -21,15 +22,19 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from crmsync.entities import ENTITY_PLURALS
+
 # The columns of crm_sync_jobs a job's view shows (`crmsync.sync.job_view`); each is also the
 # SyncJob attribute of the same name.
 SYNC_JOB_COLUMNS = ("id", "tenant_id", "sync_config_id", "status", "trigger", "full", "counts", "error",
                     "paused_until", "steps_total", "steps_done", "created_at", "started_at", "finished_at",
                     "lease_owner", "lease_expires_at")
-_IDS = frozenset({"id", "tenant_id", "sync_config_id"})
-_TIMES = frozenset({"paused_until", "created_at", "started_at", "finished_at", "lease_expires_at"})
-_JSON = frozenset({"counts"})
-_BOOLS = frozenset({"full"})
+# How a column of any statement here is decoded, by its name (a name means one thing in every table).
+_IDS = frozenset({"id", "tenant_id", "sync_config_id", "credentials_vault_id", "vault_tenant_id"})
+_TIMES = frozenset({"paused_until", "created_at", "started_at", "finished_at", "lease_expires_at", "synced_until"})
+_JSON = frozenset({"counts", "field_mappings", "cursor"})
+_BOOLS = frozenset({"full", "enabled", "sync_companies", "sync_contacts", "sync_deals", "sync_activities",
+                    "sync_tasks"})
 
 UPGRADE_HINT = "the database is not migrated (run `crmsync db upgrade`)"
 
@@ -48,6 +53,37 @@ RECENT_JOBS_OF_CONFIG = _JOBS + "WHERE sync_config_id = %s ORDER BY created_at D
 ONE_JOB = _JOBS + "WHERE id = %s"
 JOB_STEPS = ("SELECT kind, entity_type, status, pages, attempts, error FROM crm_sync_job_steps "
              "WHERE job_id = %s ORDER BY position")
+
+
+# What `sync run --inline` needs to foresee its job's first pull (`crmsync.sync.read_ahead`). The
+# vault entry is joined on the config's own tenant: a config never opens another tenant's secret.
+CONFIG_FOR_PULL = ("SELECT c.id, c.tenant_id, c.platform, c.api_base_url, c.account_id, c.field_mappings, "
+                   "c.credentials_vault_id, c.sync_direction, c.enabled, c.sync_companies, c.sync_contacts, "
+                   "c.sync_deals, c.sync_activities, c.sync_tasks, v.tenant_id AS vault_tenant_id, v.ciphertext "
+                   "FROM crm_sync_configs c LEFT JOIN crm_credentials_vault v "
+                   "ON v.id = c.credentials_vault_id AND v.tenant_id = c.tenant_id WHERE c.id = %s")
+ACTIVE_JOBS_OF_CONFIG = ("SELECT count(*) AS active FROM crm_sync_jobs "
+                         "WHERE sync_config_id = %s AND status IN ('queued', 'running', 'waiting_quota')")
+CHECKPOINTS_OF_CONFIG = "SELECT entity_type, cursor, synced_until FROM crm_sync_checkpoints WHERE config_id = %s"
+
+
+def first_pull_plan(config_id: str, entity_order: tuple[str, ...], url: str | None = None) -> dict[str, Any] | None:
+    """The config's adapter settings, its sealed vault entry (None unless the config's tenant
+    owns it), whether a job of it is active, its first enabled entity in `entity_order` and that
+    entity's checkpoint ({cursor, synced_until} or None), read on one connection. None when no
+    config has the id; ValueError for an id that is not a UUID."""
+    key = uuid.UUID(config_id)
+    configs, active, checkpoints = _select_all(
+        [(CONFIG_FOR_PULL, [key]), (ACTIVE_JOBS_OF_CONFIG, [key]), (CHECKPOINTS_OF_CONFIG, [key])], url)
+    if not configs:
+        return None
+    plan = dict(configs[0])
+    plan["active_job"] = bool(active[0]["active"])
+    plan["sealed"] = bytes(plan.pop("ciphertext")) if plan["vault_tenant_id"] else None
+    plan["entity"] = next((e for e in entity_order if plan[f"sync_{ENTITY_PLURALS[e]}"]), None)
+    plan["checkpoint"] = next(({"cursor": c["cursor"], "synced_until": c["synced_until"]}
+                               for c in checkpoints if c["entity_type"] == plan["entity"]), None)
+    return plan
 
 
 def recent_jobs(limit: int, config_id: str | None = None, url: str | None = None) -> list[dict[str, Any]]:

@@ -12,6 +12,8 @@ import json
 from http import HTTPStatus
 from urllib.parse import parse_qsl, unquote
 
+import orjson
+
 STATUS_LINES = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
 STATUS_LINES.update({207: "207 Multi-Status", 429: "429 Too Many Requests"})
 
@@ -83,7 +85,13 @@ def respond(start_response, status: int, body: bytes = b"", headers: list | None
 
 
 def dumps(obj) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact UTF-8 JSON. orjson where it can (a list answer serialised per request spent half
+    the sandbox's time in the stdlib encoder, on the same cores as the client it serves); the
+    stdlib for what orjson refuses (integers beyond 64 bits, non-string keys)."""
+    try:
+        return orjson.dumps(obj)
+    except TypeError:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def respond_json(start_response, status: int, obj, headers: list | None = None):

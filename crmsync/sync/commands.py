@@ -64,18 +64,25 @@ def sync():
 def sync_run(config_id, inline, wait, full, sweep, force, as_json):
     """Sync one config now (or, with --sweep, find deletions and drift). A job of the config whose
     runner died is resumed from its checkpoints instead of starting anew."""
-    from crmsync.configs import ConfigError, get_config
-    from crmsync.sync.errors import ConfigDisabled, JobAlreadyActive
-    from crmsync.sync.jobs import active_job, create_job, lease_expired, resume_job
     if inline and wait:
         bad_input("give at most one of --inline and --wait")
     if sweep and full:
         bad_input("give at most one of --sweep and --full")
     trigger = "sweep" if sweep else "manual"
+    early = None
+    if inline and not sweep:
+        # The CRM's first pages are read while SQLAlchemy and the models load (~0.5 s of one core).
+        from crmsync.sync.read_ahead import read_early
+        early = read_early(config_id, full=full, force=force)
+    from crmsync.configs import ConfigError, get_config
+    from crmsync.sync.errors import ConfigDisabled, JobAlreadyActive
+    from crmsync.sync.jobs import active_job, create_job, lease_expired, resume_job
     with _session() as s:
         try:
             config = get_config(s, config_id)
         except ConfigError as err:
+            if early is not None:
+                early.discard()
             bad_input(str(err))
         config_id = config.id
     if inline:
@@ -90,7 +97,8 @@ def sync_run(config_id, inline, wait, full, sweep, force, as_json):
         settle_startup_objects()
         try:
             with progress:
-                job = run_job_inline(config_id, full=full, trigger=trigger, progress=update, force=force)
+                job = run_job_inline(config_id, full=full, trigger=trigger, progress=update, force=force,
+                                     read_ahead=early)
         except (JobAlreadyActive, ConfigDisabled) as err:
             failed(str(err))
     else:

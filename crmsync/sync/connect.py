@@ -9,15 +9,19 @@ from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import contextmanager
 from functools import cache
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from crmsync.cache import MetadataCache
-from crmsync.credentials import Vault
-from crmsync.db.models import SyncConfig
+from crmsync.credentials import SecretNotFound, Vault
 from crmsync.platforms import adapter_class
 from crmsync.platforms.base import Adapter
 from crmsync.settings import get_settings
+
+if TYPE_CHECKING:     # the early read of `sync run --inline` connects before SQLAlchemy is loaded
+    from sqlalchemy.orm import Session
+
+    from crmsync.db.models import SyncConfig
+    from crmsync.sync.read_ahead import ConfigView
 
 
 @cache
@@ -88,7 +92,19 @@ def connect(session: Session, config: SyncConfig, *, wait: bool = True, vault: V
     return adapter
 
 
-def _saver(config: SyncConfig, vault: Vault) -> Callable[[dict], None]:
+def adapter_for(config: ConfigView, sealed: bytes | None, *, wait: bool = True) -> Adapter:
+    """An adapter of the config made without a session, and not kept: `sealed` is the config's
+    vault entry as stored, read for the config's own tenant (None: that tenant has no such entry).
+    The early read of `sync run --inline` (`crmsync.sync.read_ahead`) connects with it while the
+    ORM is still loading; a refreshed OAuth token set is saved as `connect`'s adapters save it."""
+    if sealed is None:
+        raise SecretNotFound(f"no vault entry {config.credentials_vault_id} for tenant {config.tenant_id}")
+    vault = process_vault(get_settings().secret_key)
+    return _adapter(config, vault.open(config.credentials_vault_id, sealed), _saver(config, vault),
+                    account_id=config.account_id, wait=wait, load_credentials=_loader(config, vault))
+
+
+def _saver(config: SyncConfig | ConfigView, vault: Vault) -> Callable[[dict], None]:
     vault_id, tenant_id = config.credentials_vault_id, config.tenant_id
 
     def save_credentials(new: dict) -> None:
@@ -100,7 +116,7 @@ def _saver(config: SyncConfig, vault: Vault) -> Callable[[dict], None]:
     return save_credentials
 
 
-def _loader(config: SyncConfig, vault: Vault) -> Callable[[], dict]:
+def _loader(config: SyncConfig | ConfigView, vault: Vault) -> Callable[[], dict]:
     vault_id, tenant_id = config.credentials_vault_id, config.tenant_id
 
     def load_credentials() -> dict:
@@ -111,7 +127,7 @@ def _loader(config: SyncConfig, vault: Vault) -> Callable[[], dict]:
     return load_credentials
 
 
-def _adapter(config: SyncConfig, credentials: dict, save_credentials: Callable[[dict], None], *,
+def _adapter(config: SyncConfig | ConfigView, credentials: dict, save_credentials: Callable[[dict], None], *,
              account_id: str | None, wait: bool, load_credentials: Callable[[], dict] | None = None) -> Adapter:
     return adapter_class(config.platform)(
         credentials=credentials, base_url=config.api_base_url, account_id=account_id,

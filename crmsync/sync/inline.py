@@ -34,29 +34,39 @@ log = logging.getLogger(__name__)
 
 
 def run_job_inline(config_id: str, *, full: bool = False, trigger: str = "manual", database_url: str | None = None,
-                   progress: Callable[[StepProgress], None] | None = None, force: bool = False) -> dict[str, Any]:
+                   progress: Callable[[StepProgress], None] | None = None, force: bool = False,
+                   read_ahead: ReadAhead | None = None) -> dict[str, Any]:
     """Run a job of the config here, unit after unit: the config's job whose runner is gone
     (resumed from its checkpoints), else a new one. Returns job_as_dict; every failure ends the
     job `failed` with its reason. JobAlreadyActive while another live runner holds a job;
-    ConfigDisabled for a disabled config unless `force`."""
+    ConfigDisabled for a disabled config unless `force`. `read_ahead`: a reader started before
+    the job (`crmsync.sync.read_ahead.read_early`); its pages serve the job's first unit if they
+    are that unit's, and it is let go in any case."""
     runner = this_process()
-    with session_scope(database_url) as s:
-        config = s.get(SyncConfig, config_id)
-        if not config.enabled and not force:
-            raise ConfigDisabled(config_id)
-        existing = active_job(s, config_id)
-        if existing is not None and lease_expired(existing):
-            job_id = resume_job(s, existing.id, runner=runner, enqueue=False).id
-            log.info("resuming job %s of config %s (its runner %s is gone)", job_id, config_id, existing.lease_owner)
-        else:
-            job_id = create_job(s, config, trigger=trigger, full=full, runner=runner, force=force).id
-    return run_claimed_job(job_id, runner, database_url=database_url, progress=progress)
+    read_ahead = read_ahead or ReadAhead()
+    try:
+        with session_scope(database_url) as s:
+            config = s.get(SyncConfig, config_id)
+            if not config.enabled and not force:
+                raise ConfigDisabled(config_id)
+            existing = active_job(s, config_id)
+            if existing is not None and lease_expired(existing):
+                job_id = resume_job(s, existing.id, runner=runner, enqueue=False).id
+                log.info("resuming job %s of config %s (its runner %s is gone)", job_id, config_id,
+                         existing.lease_owner)
+            else:
+                job_id = create_job(s, config, trigger=trigger, full=full, runner=runner, force=force).id
+    except BaseException:
+        read_ahead.discard()
+        raise
+    return run_claimed_job(job_id, runner, database_url=database_url, progress=progress, read_ahead=read_ahead)
 
 
 def run_claimed_job(job_id: str, runner: str, *, database_url: str | None = None,
-                    progress: Callable[[StepProgress], None] | None = None) -> dict[str, Any]:
+                    progress: Callable[[StepProgress], None] | None = None,
+                    read_ahead: ReadAhead | None = None) -> dict[str, Any]:
     """Run a job leased to `runner` (this process) to its end, its lease renewed meanwhile."""
-    read_ahead = ReadAhead()
+    read_ahead = read_ahead or ReadAhead()
     with Heartbeat(job_id, runner, database_url):
         try:
             with session_scope(database_url) as s:

@@ -33,21 +33,16 @@ from crmsync.db.models import JOB_ACTIVE_STATUSES, SyncCheckpoint, SyncConfig, S
 from crmsync.db.types import utcnow
 from crmsync.entities import ENTITY_PLURALS
 from crmsync.errors import CrmsyncError, Retryable
-from crmsync.platforms.base import RemoteRecord
 from crmsync.platforms.errors import RateLimited
 from crmsync.sync.apply import ApplyResult, apply_remote_records
 from crmsync.sync.errors import ConfigDisabled, JobAlreadyActive, JobNotFound, JobStateError
 from crmsync.sync.push import push_batch
+from crmsync.sync.read_ahead import ENTITY_ORDER, INLINE_UNIT_PAGES, ReadAhead, fetch_unit
 from crmsync.tasks.names import RUN_STEP, START_JOB
 
-ENTITY_ORDER = ("company", "contact", "deal", "activity", "task")
 COUNT_NAMES = ("created", "updated", "deleted", "conflicts", "skipped", "failed")
 
 log = logging.getLogger(__name__)
-
-# An inline run (`sync run --inline`) makes room for no other tenant, so its units after the first
-# hold this many CRMSYNC_PAGE_SIZE pages: fewer commits, checkpoints and lookups per record.
-INLINE_UNIT_PAGES = 5
 
 WORKERS = "workers"              # the lease owner of a job the Celery workers run
 INLINE_LEASE_SECONDS = 60.0      # an inline run's heartbeat renews its lease ...
@@ -224,61 +219,6 @@ class StepProgress:
     counts: dict
 
 
-class ReadAhead:
-    """The next pull unit's CRM pages, fetched on a thread while this unit is written.
-
-    Only for a runner whose next unit follows in this process (`run_job_inline`): a unit's
-    request wait and PostgreSQL's writes then overlap instead of taking turns. A Celery unit
-    does not read ahead: its continuation may run in any worker, and pages fetched here would be
-    requests spent for nothing. What was read ahead is used only by the same step at the same
-    cursor; anything else (another cursor, an error on the thread) is dropped, and the unit
-    fetches for itself as it would have."""
-
-    def __init__(self) -> None:
-        self._pending: tuple[str, dict, threading.Thread, list] | None = None
-
-    def start(self, step_id: str, adapter, entity: str, cursor: dict, want: int) -> None:
-        self.discard()
-        box: list = []
-
-        def fetch() -> None:
-            try:
-                box.append(fetch_unit(adapter, entity, cursor, want))
-            except Exception as err:  # noqa: BLE001  the unit that needs it fetches again
-                log.debug("read-ahead of %s at %s dropped: %s", entity, cursor, err)
-
-        thread = threading.Thread(target=fetch, name=f"crmsync-read-ahead-{entity}", daemon=True)
-        thread.start()
-        self._pending = (step_id, cursor, thread, box)
-
-    def take(self, step_id: str, cursor: dict) -> tuple[list[RemoteRecord], dict | None] | None:
-        """What was read ahead for this step at this cursor, or None. Waits for the thread: the
-        adapter is the caller's again afterwards."""
-        pending, self._pending = self._pending, None
-        if pending is None:
-            return None
-        pending_step, pending_cursor, thread, box = pending
-        thread.join()
-        if pending_step != step_id or pending_cursor != cursor or not box:
-            return None
-        return box[0]
-
-    def discard(self) -> None:
-        self.take("", {})
-
-
-def fetch_unit(adapter, entity: str, cursor: dict, want: int) -> tuple[list[RemoteRecord], dict | None]:
-    """Up to `want` records from `cursor` on, however many CRM pages that takes (HubSpot lists 100
-    at a time): fewer, larger transactions write much faster. Returns them and the next cursor."""
-    records: list[RemoteRecord] = []
-    next_cursor: dict | None = cursor
-    while next_cursor is not None and len(records) < want:
-        page = adapter.list_changed(entity, next_cursor, want - len(records))
-        records += page.records
-        next_cursor = page.cursor
-    return records, next_cursor
-
-
 def run_step(session: Session, step_id: str, *, enqueue: bool = True, wait: bool | None = None,
              now: datetime | None = None, read_ahead: ReadAhead | None = None,
              runner: str | None = None) -> StepProgress | None:
@@ -332,7 +272,8 @@ def run_step(session: Session, step_id: str, *, enqueue: bool = True, wait: bool
         fail_step(session, step_id, str(err))
         return None
     _count(job, step.entity_type, result)
-    job.counts = {**job.counts, "requests": job.counts.get("requests", 0) + adapter.requests_sent() - requests_before}
+    spent = adapter.requests_sent() - requests_before + (read_ahead.requests_spent() if read_ahead else 0)
+    job.counts = {**job.counts, "requests": job.counts.get("requests", 0) + spent}
     metrics.count_records(session, config.platform, step.entity_type, step.kind, result.counts())
     # Counted with the unit's own writes (one UPDATE): a unit that fails rolls back whole anyway.
     step.attempts += 1
@@ -387,12 +328,12 @@ def _pull_page(session, config, adapter, job, step, now, read_ahead: ReadAhead |
     else:
         cursor, started = cp.cursor["adapter"], cp.cursor["started_at"]
     want = get_settings().page_size
-    fetched = read_ahead.take(step.id, cursor) if read_ahead is not None else None
+    fetched = read_ahead.take(step.entity_type, cursor) if read_ahead is not None else None
     records, next_cursor = fetched or fetch_unit(adapter, step.entity_type, cursor, want)
     if read_ahead is not None and next_cursor is not None:
-        # The units read ahead are larger (see INLINE_UNIT_PAGES); the first one, which nothing
-        # was read ahead for, stays short so the writes start soon.
-        read_ahead.start(step.id, adapter, step.entity_type, next_cursor, want * INLINE_UNIT_PAGES)
+        # The units read ahead are larger (see INLINE_UNIT_PAGES); the first one stays short so
+        # the writes start soon. A reader already at next_cursor goes on as it is.
+        read_ahead.follow(adapter, step.entity_type, next_cursor, want * INLINE_UNIT_PAGES)
     _refresh_planner_statistics(session, step)
     result = apply_remote_records(session, config, step.entity_type, records, now=now)
     if next_cursor is not None:

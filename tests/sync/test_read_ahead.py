@@ -1,13 +1,23 @@
-"""An inline run fetches the next unit's CRM pages while it writes the current one: the same rows,
-and not one request more than fetching in turn."""
+"""An inline run fetches the next units' CRM pages while it writes the current one: the same rows,
+and not one request more than fetching in turn. `sync run --inline` starts that reader before the
+job exists, while SQLAlchemy loads; it reads only what the config's own tenant may, and only when
+the job's first unit is foreseeable."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
+from sqlalchemy import update
 
 from crmsync.db import session_scope
-from crmsync.db.models import SyncConfig
+from crmsync.db.models import SyncConfig, SyncJob
 from crmsync.sync.connect import connect
-from crmsync.sync.jobs import ReadAhead, fetch_unit
+from crmsync.sync.read_ahead import DEPTH, ReadAhead, fetch_unit, read_early
+from tests.fixtures.factories import make_secret, make_tenant
+from tests.sync.conftest import make_world
 
 
 def contact_list_requests(hs) -> int:
@@ -30,12 +40,12 @@ def test_a_pull_reads_ahead_without_spending_a_request_more(make, units_of_100):
     job = world.sync(full=True)
     assert job["status"] == "succeeded" and job["contacts_synced"] == 450
     assert len(world.rows()) == 450 and len(world.links()) == 450
-    # Five units of 100: five list requests. Had a unit thrown away what was read ahead for it
-    # and fetched again, there would be up to nine.
+    # Units of 100 then 500: one list request per 100 records. Had a unit thrown away what was
+    # read ahead for it and fetched again, there would be more.
     assert contact_list_requests(world.hs) - before == 5
 
 
-def test_what_was_read_ahead_serves_only_the_same_step_at_the_same_cursor(world):
+def test_what_was_read_ahead_serves_only_the_same_entity_at_the_same_cursor(world):
     world.hs.seed(contacts=30, companies=0, deals=0, tasks=0, notes=0, seed=12)
     with session_scope(world.db_url) as s:
         adapter = connect(s, s.get(SyncConfig, world.config_id))
@@ -44,12 +54,122 @@ def test_what_was_read_ahead_serves_only_the_same_step_at_the_same_cursor(world)
     assert len(expected) == 10 and after is not None
 
     ahead = ReadAhead()
-    ahead.start("step-1", adapter, "contact", first, 10)
-    assert ahead.take("step-1", after) is None                  # another cursor: dropped
-    ahead.start("step-1", adapter, "contact", first, 10)
-    assert ahead.take("step-2", first) is None                  # another step: dropped
-    ahead.start("step-1", adapter, "contact", first, 10)
-    records, next_cursor = ahead.take("step-1", first)
+    ahead.follow(adapter, "contact", first, 10)
+    assert ahead.take("contact", after) is None                  # another cursor: dropped
+    ahead.follow(adapter, "contact", first, 10)
+    assert ahead.take("company", first) is None                  # another entity: dropped
+    ahead.follow(adapter, "contact", first, 10)
+    records, next_cursor = ahead.take("contact", first)
     assert [r.external_id for r in records] == [r.external_id for r in expected]
     assert next_cursor == after
-    assert ahead.take("step-1", first) is None                  # taken once
+    assert ahead.take("contact", first) is None                  # taken once
+    ahead.discard()
+
+
+def test_the_reader_goes_on_by_itself_but_no_further_than_depth_units(world):
+    world.hs.seed(contacts=60, companies=0, deals=0, tasks=0, notes=0, seed=13)
+    with session_scope(world.db_url) as s:
+        adapter = connect(s, s.get(SyncConfig, world.config_id))
+    first = adapter.start_cursor("contact", None)
+    before = contact_list_requests(world.hs)
+    ahead = ReadAhead()
+    ahead.follow(adapter, "contact", first, 10)
+    reader = ahead._reader
+    with reader._cond:
+        assert reader._cond.wait_for(lambda: len(reader._units) >= DEPTH, timeout=30)
+    assert contact_list_requests(world.hs) - before == DEPTH   # it waits for the taker there
+    cursor, seen = first, []
+    while cursor is not None:
+        ahead.follow(adapter, "contact", cursor, 10)            # already reading there: goes on
+        records, cursor = ahead.take("contact", cursor)
+        seen += [r.external_id for r in records]
+    assert len(seen) == len(set(seen)) == 60
+    assert contact_list_requests(world.hs) - before == 6
+    ahead.discard()
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "sqlite"])
+def test_the_early_read_serves_the_jobs_first_units_and_counts_its_requests(engine, request, monkeypatch,
+                                                                             crmsync_env, hubspot_sandbox,
+                                                                             units_of_100):
+    url = request.getfixturevalue("db_url" if engine == "postgresql" else "sqlite_url")
+    monkeypatch.setenv("CRMSYNC_DATABASE_URL", url)
+    world = make_world(url, hubspot_sandbox, entities=["contacts"], sync_direction="pull")
+    world.hs.seed(contacts=250, companies=0, deals=0, tasks=0, notes=0, seed=14)
+    before, before_all = contact_list_requests(world.hs), world.hs.requests_log(entries=0)["total"]
+    early = read_early(world.config_id, full=False, force=False, url=url)
+    assert early is not None and early._reader.own_adapter
+    job = world.sync(read_ahead=early)
+    assert job["status"] == "succeeded" and job["contacts_synced"] == 250
+    assert len(world.links()) == 250
+    assert contact_list_requests(world.hs) - before == 3        # 100 + 150: nothing fetched twice
+    # The early adapter's requests (its property read too) are the job's.
+    assert job["counts"]["requests"] == world.hs.requests_log(entries=0)["total"] - before_all
+
+
+def test_an_early_read_that_is_not_the_jobs_is_dropped_and_counted(world, units_of_100):
+    """The checkpoint moved between the early read and the job (a full listing asked of a read
+    that started incrementally): the unit fetches for itself; the wasted requests still count."""
+    world.hs.seed(contacts=120, companies=0, deals=0, tasks=0, notes=0, seed=15)
+    assert world.sync()["contacts_synced"] == 120
+    before = world.hs.requests_log(entries=0)["total"]
+    early = read_early(world.config_id, full=False, force=False, url=world.db_url)   # a search listing
+    assert early is not None
+    job = world.sync(full=True, read_ahead=early)
+    assert job["status"] == "succeeded" and job["counts"]["contact"]["updated"] == 0
+    assert job["counts"]["requests"] == world.hs.requests_log(entries=0)["total"] - before
+
+
+def test_no_early_read_where_the_first_unit_cannot_be_foreseen(world):
+    world.hs.seed(contacts=5, companies=0, deals=0, tasks=0, notes=0, seed=16)
+    url = world.db_url
+    before = world.hs.requests_log(entries=0)["total"]
+    assert read_early("not-a-uuid", full=False, force=False, url=url) is None
+    assert read_early("00000000-0000-0000-0000-000000000000", full=False, force=False, url=url) is None
+    with session_scope(url) as s:
+        s.execute(update(SyncConfig).where(SyncConfig.id == world.config_id).values(enabled=False))
+    assert read_early(world.config_id, full=False, force=False, url=url) is None
+    with session_scope(url) as s:
+        s.execute(update(SyncConfig).where(SyncConfig.id == world.config_id).values(enabled=True,
+                                                                                       sync_direction="push"))
+    assert read_early(world.config_id, full=False, force=False, url=url) is None
+    with session_scope(url) as s:
+        s.execute(update(SyncConfig).where(SyncConfig.id == world.config_id).values(sync_direction="pull"))
+        s.add(SyncJob(id="11111111-1111-4111-8111-111111111111", tenant_id=world.tenant_id,
+                      sync_config_id=world.config_id, status="running", trigger="manual", full=False, counts={}))
+    assert read_early(world.config_id, full=False, force=False, url=url) is None     # it is resumed or refused
+    assert world.hs.requests_log(entries=0)["total"] == before
+
+
+def test_the_early_read_never_opens_another_tenants_secret(world):
+    """A config row pointed (by hand, past create_config's check) at a vault entry of another
+    tenant: the early read finds no secret for the config's tenant and asks the CRM nothing."""
+    with session_scope(world.db_url) as s:
+        other = make_tenant(s)
+        stolen = make_secret(s, {"token": world.hs.token, "rate_limits": "none"}, tenant_id=other.id).id
+        s.execute(update(SyncConfig).where(SyncConfig.id == world.config_id).values(credentials_vault_id=stolen))
+    before = world.hs.requests_log(entries=0)["total"]
+    assert read_early(world.config_id, full=False, force=False, url=world.db_url) is None
+    assert world.hs.requests_log(entries=0)["total"] == before
+
+
+EARLY_READ = """
+import json, sys
+from crmsync.sync.read_ahead import read_early
+ahead = read_early(sys.argv[1], full=False, force=False)
+records, _ = ahead.take("contact", ahead._reader.expected)
+print(json.dumps({"records": len(records), "sqlalchemy": "sqlalchemy" in sys.modules}))
+ahead.discard()
+"""
+
+
+def test_the_early_read_loads_no_sqlalchemy(make, units_of_100):
+    """Structural, not a timing: what runs before the first request leaves SQLAlchemy and the
+    models to load beside it."""
+    world = make(entities=["contacts"], sync_direction="pull")
+    world.hs.seed(contacts=40, companies=0, deals=0, tasks=0, notes=0, seed=17)
+    environ = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    result = subprocess.run([sys.executable, "-c", EARLY_READ, world.config_id], env=environ,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"records": 40, "sqlalchemy": False}

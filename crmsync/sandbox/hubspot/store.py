@@ -25,7 +25,9 @@ def now_ms() -> int:
 
 
 def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    """HubSpot's timestamp form, 2024-01-31T09:30:00.123Z (isoformat: strftime was a sixth of a
+    list answer's time)."""
+    return datetime.fromtimestamp(ms // 1000, UTC).isoformat()[:19] + f".{ms % 1000:03d}Z"
 
 
 def parse_time(value) -> int | None:

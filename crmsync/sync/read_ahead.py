@@ -1,0 +1,213 @@
+"""Reading a pull's CRM pages ahead of its writes, for a run that goes on in this process
+(`crmsync sync run --inline`): the requests' wait and PostgreSQL's writes overlap instead of
+taking turns.
+
+A reader thread fetches an entity's units one after another, from a cursor on, and holds up to
+`DEPTH` of them until the unit that writes them takes them. A unit takes only what was read for
+its own entity at its own cursor; anything else (another cursor, an error on the thread) is
+dropped and the unit fetches for itself, as it would have. A Celery unit never reads ahead: its
+continuation may run in any worker, and pages fetched here would be requests spent for nothing.
+
+`read_early` starts the reader before the job exists: `sync run --inline` loads SQLAlchemy and
+the ORM models (about half a second of one core) with the CRM already answering on the other.
+So this module, and what it calls on the way to the first request, import neither.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from crmsync.entities import ENTITY_PLURALS
+from crmsync.platforms.base import RemoteRecord
+
+log = logging.getLogger(__name__)
+
+# Steps run in this order, pulls before pushes, so associations find the records they point to.
+ENTITY_ORDER = ("company", "contact", "deal", "activity", "task")
+
+# An inline run makes room for no other tenant, so its units after the first hold this many
+# CRMSYNC_PAGE_SIZE pages: fewer commits, checkpoints and lookups per record.
+INLINE_UNIT_PAGES = 5
+
+DEPTH = 2   # units held ahead of the writes: a unit of CRMSYNC_PAGE_SIZE and one of 5x that
+
+
+def fetch_unit(adapter, entity: str, cursor: dict, want: int,
+               stopped: Callable[[], bool] = lambda: False) -> tuple[list[RemoteRecord], dict | None]:
+    """Up to `want` records from `cursor` on, however many CRM pages that takes (HubSpot lists 100
+    at a time): fewer, larger transactions write much faster. Returns them and the next cursor."""
+    records: list[RemoteRecord] = []
+    next_cursor: dict | None = cursor
+    while next_cursor is not None and len(records) < want and not stopped():
+        page = adapter.list_changed(entity, next_cursor, want - len(records))
+        records += page.records
+        next_cursor = page.cursor
+    return records, next_cursor
+
+
+@dataclass(frozen=True)
+class Unit:
+    cursor: dict
+    records: list[RemoteRecord]
+    next_cursor: dict | None
+
+
+class _Reader:
+    """One entity's units from a cursor on, on a thread, at most DEPTH ahead of the taker."""
+
+    def __init__(self, adapter, entity: str, cursor: dict, want: int, first_want: int, own_adapter: bool):
+        self.adapter, self.entity, self.expected = adapter, entity, cursor
+        self.own_adapter = own_adapter
+        self.counted = 0             # requests of its own adapter already handed to a unit
+        self._units: deque[Unit] = deque()
+        self._cond = threading.Condition()
+        self._stopped = self._done = False
+        self._thread = threading.Thread(target=self._run, args=(cursor, first_want, want),
+                                        name=f"crmsync-read-ahead-{entity}", daemon=True)
+        self._thread.start()
+
+    def _run(self, cursor: dict | None, want: int, later_want: int) -> None:
+        try:
+            while cursor is not None:
+                with self._cond:
+                    while len(self._units) >= DEPTH and not self._stopped:
+                        self._cond.wait()
+                    if self._stopped:
+                        return
+                records, nxt = fetch_unit(self.adapter, self.entity, cursor, want, lambda: self._stopped)
+                with self._cond:
+                    if self._stopped:
+                        return
+                    self._units.append(Unit(cursor, records, nxt))
+                    self._cond.notify_all()
+                cursor, want = nxt, later_want
+        except Exception as err:  # noqa: BLE001  the unit that needs it fetches for itself
+            log.debug("read-ahead of %s dropped: %s", self.entity, err)
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+
+    def take(self, cursor: dict) -> Unit | None:
+        if cursor != self.expected:
+            return None
+        with self._cond:
+            while not self._units and not self._done:
+                self._cond.wait()
+            if not self._units:
+                return None
+            unit = self._units.popleft()
+            self._cond.notify_all()
+        self.expected = unit.next_cursor
+        return unit
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self._thread.join()
+        if self.own_adapter:
+            self.adapter.close()
+
+
+class ReadAhead:
+    """The units of a pull after the one being written, read on a thread (see the module)."""
+
+    def __init__(self) -> None:
+        self._reader: _Reader | None = None
+        self._uncounted = 0          # requests of a let-go reader's own adapter
+
+    def follow(self, adapter, entity: str, cursor: dict, want: int, *, first_want: int | None = None,
+               own_adapter: bool = False) -> None:
+        """Read `entity`'s units from `cursor` on (the first of `first_want` records, the rest of
+        `want`), unless that is what the reader does already. `own_adapter`: an adapter only the
+        reader uses, closed with it, whose requests `requests_spent` hands to the units."""
+        reader = self._reader
+        if reader is not None and reader.entity == entity and reader.expected == cursor:
+            return
+        self.discard()
+        self._reader = _Reader(adapter, entity, cursor, want, first_want or want, own_adapter)
+
+    def take(self, entity: str, cursor: dict) -> tuple[list[RemoteRecord], dict | None] | None:
+        """The records read for `entity` at `cursor` and the cursor after them, or None (the
+        reader is then let go). Waits while the unit is being read."""
+        reader = self._reader
+        unit = reader.take(cursor) if reader is not None and reader.entity == entity else None
+        if unit is None:
+            self.discard()
+            return None
+        return unit.records, unit.next_cursor
+
+    def requests_spent(self) -> int:
+        """Requests sent on readers' own adapters since last asked, read ahead or thrown away
+        (the unit's own adapter counts the rest): the job's count is every request it cost."""
+        spent, self._uncounted = self._uncounted, 0
+        reader = self._reader
+        if reader is not None and reader.own_adapter:
+            total = reader.adapter.requests_sent()
+            spent, reader.counted = spent + total - reader.counted, total
+        return spent
+
+    def discard(self) -> None:
+        """Stop reading (waits for a page in flight): the unit's adapter is its caller's alone."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.stop()
+            if reader.own_adapter:
+                self._uncounted += reader.adapter.requests_sent() - reader.counted
+
+
+# --- the head start of `sync run --inline` ---------------------------------------------------
+@dataclass(frozen=True)
+class ConfigView:
+    """The config columns an adapter is made from, read without the ORM (`crmsync.sync.connect`
+    takes this or a SyncConfig)."""
+    id: str
+    tenant_id: str
+    platform: str
+    api_base_url: str | None
+    account_id: str | None
+    field_mappings: dict[str, Any]
+    credentials_vault_id: str
+
+
+def read_early(config_id: str, *, full: bool, force: bool, url: str | None = None) -> ReadAhead | None:
+    """The reader of the first pull unit of the job `sync run CONFIG --inline` is about to create,
+    started now. None where that unit cannot be foreseen from the database as it stands: a bad or
+    unknown config id, a disabled config without `force`, a job of the config already active
+    (it is resumed or refused), a first step that is not a pull. Any failure here is left for
+    the run itself to meet and report; nothing is written."""
+    from crmsync.db import reads
+    from crmsync.settings import get_settings
+    try:
+        plan = reads.first_pull_plan(config_id, ENTITY_ORDER, url)
+    except (reads.ReadError, ValueError) as err:
+        log.debug("no early read for config %s: %s", config_id, err)
+        return None
+    if plan is None or plan["active_job"] or not (plan["enabled"] or force):
+        return None
+    if plan["sync_direction"] not in ("pull", "bidirectional") or plan["entity"] is None:
+        return None
+    try:
+        from crmsync.sync.connect import adapter_for
+        config = ConfigView(**{f: plan[f] for f in ConfigView.__dataclass_fields__})
+        adapter = adapter_for(config, plan["sealed"])
+        entity, checkpoint = plan["entity"], plan["checkpoint"]
+        if checkpoint is not None and checkpoint["cursor"] is not None and not full:
+            cursor = checkpoint["cursor"]["adapter"]      # a listing cut short: the job goes on from it
+        else:
+            since: datetime | None = None if full or checkpoint is None else checkpoint["synced_until"]
+            cursor = adapter.start_cursor(entity, since)
+        want = get_settings().page_size
+        ahead = ReadAhead()
+        ahead.follow(adapter, entity, cursor, want * INLINE_UNIT_PAGES, first_want=want, own_adapter=True)
+        log.debug("reading %s of config %s ahead of the job", ENTITY_PLURALS[entity], config_id)
+        return ahead
+    except Exception as err:  # noqa: BLE001  the run meets the same failure and reports it
+        log.debug("no early read for config %s: %s", config_id, type(err).__name__)
+        return None
