@@ -33,7 +33,7 @@ from crmsync.db.models import JOB_ACTIVE_STATUSES, SyncCheckpoint, SyncConfig, S
 from crmsync.db.types import utcnow
 from crmsync.entities import ENTITY_PLURALS
 from crmsync.errors import CrmsyncError, Retryable
-from crmsync.platforms.base import RemoteRecord
+from crmsync.platforms.base import RemoteRecord, moved_on
 from crmsync.platforms.errors import RateLimited
 from crmsync.sync.apply import ApplyResult, apply_remote_records
 from crmsync.sync.errors import ConfigDisabled, JobAlreadyActive, JobNotFound, JobStateError
@@ -275,7 +275,8 @@ def fetch_unit(adapter, entity: str, cursor: dict, want: int) -> tuple[list[Remo
     while next_cursor is not None and len(records) < want:
         page = adapter.list_changed(entity, next_cursor, want - len(records))
         records += page.records
-        next_cursor = page.cursor
+        # A CRM answering the cursor it was asked with would keep this job reading one page.
+        next_cursor = moved_on(next_cursor, page.cursor, platform=adapter.platform, entity=entity)
     return records, next_cursor
 
 
