@@ -47,10 +47,10 @@ def seed(url: str, count: int) -> dict:
         for t in range(5):
             tenant = create_tenant(s, f"Tenant {t}")
             tenants.append(tenant.id)
-            for c in range(2):
-                secret = Vault(TEST_SECRET_KEY).store(s, name=f"bench-{t}-{c}", platform="hubspot",
+            for c, platform in enumerate(("hubspot", "pipedrive")):    # one account per CRM in a tenant
+                secret = Vault(TEST_SECRET_KEY).store(s, name=f"bench-{t}-{c}", platform=platform,
                                                       value={"token": "x", "rate_limits": "none"})
-                configs.append(create_config(s, {"tenant_id": tenant.id, "platform": "hubspot",
+                configs.append(create_config(s, {"tenant_id": tenant.id, "platform": platform,
                                                  "credentials_vault_id": secret.id, "account_id": f"{t}{c}",
                                                  "conflict_strategy": "manual_review"}))
         create_user(s, email="ops@bench.example", password="bench password", tenant_id=None, operator=True)
@@ -64,7 +64,7 @@ def seed(url: str, count: int) -> dict:
         entity = rng.choice(list(ENTITIES))
         fields = rng.sample(ENTITIES[entity], rng.randint(1, 2))
         rows.append({"id": str(uuid.uuid4()), "tenant_id": config.tenant_id, "config_id": config.id,
-                     "platform": "hubspot", "entity_type": entity, "entity_id": str(uuid.uuid4()),
+                     "platform": config.platform, "entity_type": entity, "entity_id": str(uuid.uuid4()),
                      "external_id": str(n), "local_snapshot": dict.fromkeys(fields, f"ours {n}"),
                      "remote_snapshot": dict.fromkeys(fields, f"theirs {n}"),
                      "base_snapshot": dict.fromkeys(fields, f"base {n}"), "conflicting_fields": fields,

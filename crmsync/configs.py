@@ -88,6 +88,7 @@ def create_config(session: Session, data: dict[str, Any], *, now: datetime | Non
         field, msg = first_error(err)
         raise ConfigError(f"{field}: {msg}", field=field) from None
     tenant_id = get_tenant(session, str(clean["tenant_id"])).id
+    check_platform_free(session, clean["platform"], tenant_id)
     for key in ("credentials_vault_id", "webhook_secret_vault_id"):
         if clean.get(key):
             claim_entry(session, str(clean[key]), tenant_id, key)
@@ -194,6 +195,17 @@ def check_account_free(session: Session, platform: str, account: str, tenant_id:
         whose = "another tenant's config" if other.tenant_id != tenant_id else f"config {other.id}"
         raise ConfigError(f"account_id: {platform} account {account} is already synced by {whose}",
                           field="account_id")
+
+
+def check_platform_free(session: Session, platform: str, tenant_id: str) -> None:
+    """One account per CRM in a tenant: sync links are keyed by (tenant, platform, entity, external
+    id), so a second account's records would be merged into the first one's local rows (its contact
+    101 into ours linked to the first account's 101) and pushed back to the wrong account."""
+    other = session.scalar(select(SyncConfig.id).where(SyncConfig.tenant_id == tenant_id,
+                                                       SyncConfig.platform == platform).limit(1))
+    if other is not None:
+        raise ConfigError(f"platform: tenant {tenant_id} already syncs {platform} through config {other}; "
+                          f"a second {platform} account needs a tenant of its own", field="platform")
 
 
 def parse_id(value: str, what: str) -> str:

@@ -100,6 +100,25 @@ def test_one_crm_account_belongs_to_one_tenant(two_tenants):
     assert [c["tenant_id"] for c in ok("configs", "list")] == [a.tenant]
 
 
+def test_a_tenant_syncs_one_account_per_crm(two_tenants):
+    """Sync links are keyed by (tenant, platform, entity, external id): a second HubSpot portal in
+    the same tenant would share them with the first. Its contact 101 would then be merged into the
+    local row linked to the first portal's contact 101 (another person), and that row pushed back
+    to the first portal. So a second config of the same CRM in one tenant is refused."""
+    a, b = two_tenants["a"], two_tenants["b"]
+    first = json.loads(create(a).stdout)
+    other_portal = ok("credentials", "set", "--name", "a-portal-b", "--platform", "hubspot", "--tenant", a.tenant,
+                      "--stdin", stdin=b.crm.token)
+    result = cli("configs", "create", "--tenant", a.tenant, "--platform", "hubspot", "--credentials",
+                 other_portal["id"], "--base-url", b.crm.base_url)
+    assert result.exit_code == 2, result.output
+    assert f"already syncs hubspot through config {first['id']}" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert [c["id"] for c in ok("configs", "list")] == [first["id"]]
+    # The portal's own tenant still may.
+    assert create(b).exit_code == 0
+
+
 def test_an_unreachable_crm_fails_the_create_and_writes_nothing(two_tenants):
     a = two_tenants["a"]
     result = cli("configs", "create", "--tenant", a.tenant, "--platform", "hubspot", "--credentials", a.creds,

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import requests
 
-from crmsync.platforms.errors import PlatformError
+from crmsync.platforms.errors import PagingStuck, PlatformError
 
 
 @dataclass
@@ -56,6 +56,16 @@ class IdPage:
     ids: list[tuple[str, datetime | None]]
     cursor: dict | None          # None when this was the last page
     requests: int = 1
+
+
+def moved_on(asked: dict | None, answered: dict | None, *, platform: str, entity: str | None = None) -> dict | None:
+    """`answered`, the cursor after a listing page, unless it is `asked`, the one that page was
+    read with: a CRM repeating its cursor would have a sync read that page for ever (PagingStuck)."""
+    if answered is not None and answered == asked:
+        shown = json.dumps(answered, sort_keys=True, default=str)
+        raise PagingStuck(f"the listing's next cursor is the one just read ({shown[:200]}): paging would never end",
+                          platform=platform, entity=entity)
+    return answered
 
 
 @dataclass

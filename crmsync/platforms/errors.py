@@ -68,6 +68,11 @@ class RateLimited(TransientError):
         self.policy = policy
 
 
+class PagingStuck(PlatformError, Fatal):
+    """The CRM answered a listing page with the cursor it was asked with: following it would read
+    the same page for ever (a CRM or proxy bug). Nothing of the page is written."""
+
+
 class WebhookRejected(PlatformError, Fatal):
     """A webhook request failed verification (signature, timestamp, auth) or could not be parsed."""
 

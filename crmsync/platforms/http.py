@@ -155,19 +155,24 @@ class CRMClient:
         while True:
             attempt += 1
             grant = self._take_budget(call)
+            sent: dict[str, str] = {}
             try:
-                response = self._exchange(call, params, json)
+                sent = self.auth_headers()
+                response = self._exchange(call, params, json, sent)
             except requests.RequestException as exc:
                 error: PlatformError = TransientError(f"{call.where}: {type(exc).__name__}", platform=self.platform,
                                                       entity=entity, external_id=external_id)
             else:
                 self._observe(call, response, grant)
                 if 200 <= response.status_code < 300:
-                    return self.decode(response, call)
+                    try:
+                        return self.decode(response, call)
+                    except PlatformError as err:
+                        raise _without_credentials(err, sent.values()) from None
                 if response.status_code == 401 and not refreshed and self.refresh_auth(response):
                     refreshed = True
                     continue
-                error = self.error_for(response, call)
+                error = _without_credentials(self.error_for(response, call), sent.values())
                 if isinstance(error, RateLimited):
                     held = self._penalize(error, call)
             if attempt >= self.max_attempts:
@@ -186,11 +191,11 @@ class CRMClient:
     def url_for(self, call: Call) -> str:
         return self.base_url + call.path
 
-    def _exchange(self, call: Call, params: Any, json: Any) -> requests.Response:
-        """The one place a request goes out and its answer comes back."""
+    def _exchange(self, call: Call, params: Any, json: Any, headers: dict[str, str]) -> requests.Response:
+        """The one place a request goes out (with `headers`, from `auth_headers()`) and its answer comes back."""
         self.requests_sent += 1
         response = self.session.request(call.method, self.url_for(call), params=params, json=json,
-                                        headers=self.auth_headers(), timeout=self.timeout)
+                                        headers=headers, timeout=self.timeout)
         metrics.observe_crm_response(self.platform, response.status_code)
         return response
 
@@ -238,6 +243,21 @@ class CRMClient:
             log.warning("%s rate budget penalize failed: %s", self.platform, type(exc).__name__)
             return False
         return any(d.kind == bucket for d in self.demands(call))
+
+
+def _without_credentials(error: PlatformError, sent: Iterable[str]) -> PlatformError:
+    """`error` with the credentials the request carried (`sent`: its auth header values, and the
+    token after a scheme such as "Bearer") masked in its message. The message is the CRM's own text,
+    and a CRM or a proxy that echoes the caller's token there would otherwise put it in the job's
+    error, the database, the log and the console."""
+    secrets = {part for value in sent for part in (value, value.partition(" ")[2]) if len(part) >= 8}
+    message = error.message
+    for secret in sorted(secrets, key=len, reverse=True):
+        message = message.replace(secret, "***")
+    if message != error.message:
+        error.message = message
+        error.args = (message,)
+    return error
 
 
 # --- reading answers (shared by the platforms' errors.py and limits.py) ------------------------

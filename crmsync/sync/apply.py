@@ -5,7 +5,8 @@
 1. `newest_versions`: one version per external id, the newest.
 2. `translate_values`: the config's value mappings, from the CRM's spelling to ours.
 3. `apply_merged_away`: records the CRM merged into another hand their references to the survivor.
-4. `apply_archived`: records archived in the CRM soft-delete their local rows.
+4. `apply_archived`: records archived in the CRM soft-delete their local rows; `storable`: a
+   record whose values our columns cannot hold is counted failed and left out.
 5. `anything_known`: whether the page touches anything stored here (a link of one of its
    records, or a local row with one of its emails or domains): one statement.
 6. Nothing known (every page of a first pull into an empty tenant): `create_records` writes each
@@ -24,12 +25,14 @@ count as local edits.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import String, func, or_, select
+from sqlalchemy import Integer, String, func, or_, select
 from sqlalchemy.orm import Session
 
 from crmsync.db.models import ENTITY_MODELS, ConflictFieldRule, ConflictRecord, SyncConfig, SyncLink, new_id
@@ -39,6 +42,8 @@ from crmsync.platforms.base import RemoteRecord
 from crmsync.sync import listeners, store, values
 from crmsync.sync.errors import DeleteGuardTripped
 from crmsync.sync.merge import canonical, flatten, resolve_conflict
+
+log = logging.getLogger(__name__)
 
 LINK_COLUMNS = ["id", "tenant_id", "config_id", "platform", "entity_type", "local_id", "external_id", "base",
                 "base_at", "remote_updated_at", "created_at"]
@@ -163,6 +168,7 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
     translate_values(config, entity, records)
     apply_merged_away(page, records)
     records = apply_archived(page, records)
+    records = storable(page, records)
     if not records:
         return page.result     # apply_archived told the triggers already
     resolved = store.resolve_associations(session, page.tenant, config.platform, entity,
@@ -206,6 +212,64 @@ def apply_archived(page: PageApply, records: list[RemoteRecord]) -> list[RemoteR
         page.result.add(apply_remote_deletions(page.session, page.config, page.entity, archived, now=page.now,
                                                guard=False))
     return [r for r in records if not r.archived]
+
+
+INT32 = 2**31 - 1
+
+
+@cache
+def _column_limits(entity: str) -> dict[str, tuple[str, int | None]]:
+    """{synced field: ("text", its length or None) | ("int", None)} of the entity's table."""
+    table = ENTITY_MODELS[entity].__table__
+    out: dict[str, tuple[str, int | None]] = {}
+    for name in SYNCED_FIELD_SETS[entity]:
+        col_type = table.c[name].type
+        if isinstance(col_type, String):
+            out[name] = ("text", col_type.length)
+        elif isinstance(col_type, Integer):
+            out[name] = ("int", None)
+    return out
+
+
+def _unstorable(entity: str, fields: Mapping[str, Any]) -> str | None:
+    """Why a record's values cannot be stored here, or None."""
+    limits = _column_limits(entity)
+    for name, value in fields.items():
+        if name == "custom_fields" and isinstance(value, Mapping):
+            bad = next((k for k, v in value.items() if isinstance(v, str) and "\x00" in v), None)
+            if bad is not None:
+                return f"custom field {str(bad)[:60]!r} holds a NUL character"
+            continue
+        kind, length = limits.get(name, (None, None))
+        if isinstance(value, str):
+            if "\x00" in value:
+                return f"{name} holds a NUL character"
+            if kind == "text" and length and len(value) > length:
+                return f"{name} has {len(value)} characters, more than the {length} stored here"
+        if kind == "int" and value not in (None, ""):
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                continue
+            if number == number and abs(number) > INT32:
+                return f"{name} {value!r} is beyond a 32-bit whole number"
+    return None
+
+
+def storable(page: PageApply, records: list[RemoteRecord]) -> list[RemoteRecord]:
+    """The records whose values our columns can hold. A CRM keeps what they cannot (HubSpot: text
+    of 65,536 characters where our first_name holds 200, a NUL character, a number past 32 bits);
+    such a record is counted failed and left out, since one record anybody can make (a web form's
+    entry) would otherwise fail its page, and with it every later sync of the config."""
+    kept = []
+    for rec in records:
+        problem = _unstorable(page.entity, rec.fields)
+        if problem is None:
+            kept.append(rec)
+            continue
+        page.result.failed += 1
+        log.warning("%s %s %s not stored: %s", page.config.platform, page.entity, rec.external_id, problem)
+    return kept
 
 
 def anything_known(page: PageApply, records: list[RemoteRecord]) -> bool:

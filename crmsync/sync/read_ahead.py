@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from crmsync.entities import ENTITY_PLURALS
-from crmsync.platforms.base import RemoteRecord
+from crmsync.platforms.base import RemoteRecord, moved_on
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ def fetch_unit(adapter, entity: str, cursor: dict, want: int,
     while next_cursor is not None and len(records) < want and not stopped():
         page = adapter.list_changed(entity, next_cursor, want - len(records))
         records += page.records
-        next_cursor = page.cursor
+        # A CRM answering the cursor it was asked with would keep this job reading one page.
+        next_cursor = moved_on(next_cursor, page.cursor, platform=adapter.platform, entity=entity)
     return records, next_cursor
 
 

@@ -39,6 +39,7 @@ from crmsync.db.models import (
     SyncJobStep,
     SyncLink,
 )
+from crmsync.platforms.base import moved_on
 from crmsync.sync import store
 from crmsync.sync.apply import (
     UNSUPPORTED,
@@ -77,7 +78,8 @@ def sweep_unit(session: Session, config: SyncConfig, adapter, job: SyncJob, step
         page = adapter.list_ids(entity, cursor)
         listed += page.ids
         spent += page.requests
-        cursor = page.cursor
+        # A CRM answering the cursor it was asked with would keep the sweep listing one page.
+        cursor = moved_on(cursor, page.cursor, platform=adapter.platform, entity=entity)
         if cursor is None or len(listed) >= want:
             break
     store.insert_many(session, SweepId.__table__, [

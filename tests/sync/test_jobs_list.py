@@ -29,8 +29,7 @@ def _make_jobs(url: str) -> tuple[str, str]:
     """Five jobs of two configs, made as the engine makes them (create_job, then the ORM's updates),
     in every shape a job's view shows. Returns the two config ids."""
     with session_scope(url) as s:
-        tenant = make_tenant(s)
-        a, b = make_config(s, tenant), make_config(s, tenant)
+        a, b = make_config(s, make_tenant(s)), make_config(s, make_tenant(s))
         shapes = [
             (a, {"status": "succeeded", "full": True, "steps_total": 4, "steps_done": 4,
                  "counts": {"contact": {"created": 3, "updated": 2, "deleted": 1, "conflicts": 1},

@@ -79,8 +79,7 @@ def _delivery(s, config, age=0.0, error=None):
 
 def test_sweep_reenqueues_stale_events_steps_and_resumed_jobs_once(db_url, parked_broker):
     with session_scope(db_url) as s:
-        tenant = make_tenant(s)
-        c1, c2, c3 = (make_config(s, tenant) for _ in range(3))
+        c1, c2, c3 = (make_config(s, make_tenant(s)) for _ in range(3))
         running = _job(s, c1, full=True)
         stale = _step(s, running, "contact", age=120)
         _step(s, running, "company", age=1)                          # fresh: in flight
@@ -90,7 +89,7 @@ def test_sweep_reenqueues_stale_events_steps_and_resumed_jobs_once(db_url, parke
         parked = _job(s, c3, status="waiting_quota", paused_until=utcnow() - timedelta(seconds=5),
                       updated_at=utcnow() - timedelta(seconds=300))
         parked_step = _step(s, parked, "deal", age=300)
-        c4, c5 = make_config(s, tenant), make_config(s, tenant)
+        c4, c5 = make_config(s, make_tenant(s)), make_config(s, make_tenant(s))
         unstarted = _job(s, c4, status="queued", updated_at=utcnow() - timedelta(seconds=120))
         _job(s, c5, status="queued")                                  # just created: its message is on its way
         old_event = _event(s, c1, "e1", age=120)
@@ -131,10 +130,9 @@ def test_sweep_publishes_nothing_when_its_transaction_rolls_back(db_url, parked_
 
 def _due_configs(db_url, n, **kw):
     with session_scope(db_url) as s:
-        tenant = make_tenant(s)
         ids = []
         for _ in range(n):
-            c = make_config(s, tenant, **kw)
+            c = make_config(s, make_tenant(s), **kw)
             c.next_sync_at = utcnow() - timedelta(seconds=10)
             ids.append(c.id)
         return ids
@@ -143,10 +141,9 @@ def _due_configs(db_url, n, **kw):
 def test_dispatch_claims_due_configs_and_moves_them_on(db_url, parked_broker):
     due = _due_configs(db_url, 3, sync_frequency_minutes=15)
     with session_scope(db_url) as s:
-        tenant = make_tenant(s)
-        realtime = make_config(s, tenant, sync_frequency_minutes=0)
-        disabled = make_config(s, tenant, enabled=False)
-        later = make_config(s, tenant)
+        realtime = make_config(s, make_tenant(s), sync_frequency_minutes=0)
+        disabled = make_config(s, make_tenant(s), enabled=False)
+        later = make_config(s, make_tenant(s))
         later.next_sync_at = utcnow() + timedelta(minutes=5)
         skipped = [realtime.id, disabled.id, later.id]
     now = utcnow()
@@ -210,8 +207,7 @@ def test_sweep_leaves_a_live_inline_run_alone_and_takes_over_a_dead_one(db_url, 
     from crmsync.sync.jobs import WORKERS
     now = utcnow()
     with session_scope(db_url) as s:
-        tenant = make_tenant(s)
-        live_cfg, dead_cfg = make_config(s, tenant), make_config(s, tenant)
+        live_cfg, dead_cfg = make_config(s, make_tenant(s)), make_config(s, make_tenant(s))
         live = _job(s, live_cfg, lease_owner="inline elsewhere 1", lease_expires_at=now + timedelta(seconds=30))
         _step(s, live, "contact", age=120)          # a long unit of a process that still beats
         dead = _job(s, dead_cfg, lease_owner="inline elsewhere 2", lease_expires_at=now - timedelta(seconds=1))

@@ -35,6 +35,7 @@ from crmsync.platforms.base import (
     WebhookEvent,
     WebhookRequest,
     WriteResult,
+    moved_on,
 )
 from crmsync.platforms.errors import Conflict, NotFound, PlatformError, ValidationError
 
@@ -267,6 +268,7 @@ class HubSpotAdapter(Adapter):
                            for obj in results]
             if nxt is None:
                 nxt = self._next_object_cursor(entity, cursor)
+            moved_on(cursor, nxt, platform=PLATFORM, entity=entity)   # an empty page would loop here
             if records or nxt is None:
                 return Page(records=records, cursor=nxt, requests=spent)
             cursor = nxt
@@ -299,6 +301,7 @@ class HubSpotAdapter(Adapter):
                    for obj in body.get("results") or []]
             after = ((body.get("paging") or {}).get("next") or {}).get("after")
             nxt = {**cursor, "after": after} if after else self._next_object_cursor(entity, cursor)
+            moved_on(cursor, nxt, platform=PLATFORM, entity=entity)
             if ids or nxt is None:
                 return IdPage(ids=ids, cursor=nxt, requests=spent)
             cursor = nxt

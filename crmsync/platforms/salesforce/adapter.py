@@ -40,6 +40,7 @@ from crmsync.platforms.base import (
     WebhookEvent,
     WebhookRequest,
     WriteResult,
+    moved_on,
 )
 from crmsync.platforms.errors import NotFound, PlatformError, ValidationError
 
@@ -148,6 +149,7 @@ class SalesforceAdapter(Adapter):
                 cursor["bulk"] = self._start_bulk(entity, cursor)
             if cursor.get("bulk"):
                 records, following = self._bulk_page(entity, cursor, page_size)
+                moved_on(cursor, following, platform=PLATFORM, entity=entity)   # an empty page would loop here
                 if records or following is None:
                     return Page(records=records, cursor=following, requests=self.client.requests_sent - before)
                 cursor = following
@@ -160,6 +162,7 @@ class SalesforceAdapter(Adapter):
                              "id": last["Id"]}
             else:
                 following = self._next_object(cursor)
+            moved_on(cursor, following, platform=PLATFORM, entity=entity)
             if records or following is None:
                 return Page(records=records, cursor=following, requests=self.client.requests_sent - before)
             cursor = following
@@ -241,6 +244,7 @@ class SalesforceAdapter(Adapter):
             else:
                 pos = objects.index(obj) + 1
                 following = {**cursor, "object": objects[pos], "id": None} if pos < len(objects) else None
+            moved_on(cursor, following, platform=PLATFORM, entity=entity)
             if ids or following is None:
                 return IdPage(ids=ids, cursor=following, requests=self.client.requests_sent - before)
             cursor = following

@@ -1,0 +1,33 @@
+"""A CRM keeps values our columns cannot (HubSpot: a text property of up to 65,536 characters, a
+NUL character, any number): one such record, which anybody can make through a web form, must not
+fail its page, and with it every later sync of the config. It is counted failed and left out; the
+rest of the page is stored."""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.parametrize("kind,properties", [
+    ("contacts", {"firstname": "x" * 300}),            # first_name holds 200
+    ("contacts", {"lastname": "Null\x00byte"}),         # PostgreSQL text holds no NUL
+    ("companies", {"numberofemployees": "1000000000000"}),   # employee_count is a 32-bit integer
+])
+def test_a_record_our_columns_cannot_hold_fails_alone(world, hubspot_sandbox, caplog, kind, properties):
+    entity, key = {"contacts": ("contact", "email"), "companies": ("company", "domain")}[kind]
+
+    def named(name: str) -> str:
+        return f"{name}@example.org" if key == "email" else f"{name}.example.org"
+
+    hubspot_sandbox.admin("POST", f"records/{kind}", {"properties": {key: named("ok")}})
+    bad_id = hubspot_sandbox.admin("POST", f"records/{kind}", {"properties": {key: named("bad"), **properties}})["id"]
+    job = world.sync()
+    assert job["status"] == "succeeded", job["error"]
+    assert job["counts"][entity]["created"] == 1 and job["counts"][entity]["failed"] == 1, job["counts"][entity]
+    assert [r[key] for r in world.rows(entity)] == [named("ok")]
+    assert str(bad_id) not in world.links(entity)
+    assert any(str(bad_id) in r.getMessage() and "not stored" in r.getMessage() for r in caplog.records)
+    # Nor is the next sync blocked: a new record arrives.
+    hubspot_sandbox.admin("POST", f"records/{kind}", {"properties": {key: named("later")}})
+    again = world.sync()
+    assert again["status"] == "succeeded", again["error"]
+    assert sorted(r[key] for r in world.rows(entity)) == sorted([named("later"), named("ok")])
