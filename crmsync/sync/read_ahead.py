@@ -194,6 +194,7 @@ def read_early(config_id: str, *, full: bool, force: bool, url: str | None = Non
         return None
     if plan["sync_direction"] not in ("pull", "bidirectional") or plan["entity"] is None:
         return None
+    adapter = None
     try:
         from crmsync.sync.connect import adapter_for
         config = ConfigView(**{f: plan[f] for f in ConfigView.__dataclass_fields__})
@@ -211,4 +212,6 @@ def read_early(config_id: str, *, full: bool, force: bool, url: str | None = Non
         return ahead
     except Exception as err:  # noqa: BLE001  the run meets the same failure and reports it
         log.debug("no early read for config %s: %s", config_id, type(err).__name__)
+        if adapter is not None:
+            adapter.close()
         return None
