@@ -1,7 +1,8 @@
 """`crmsync doctor [CONFIG_ID]`: the original design's troubleshooting section as one command.
 
 For each config (or the one named): enabled, credentials open and accepted by the CRM, rate
-headroom, the five most recent jobs, an active job whose runner is gone, pending conflicts, unprocessed webhook events, and custom
+headroom, the five most recent jobs, an active job whose runner is gone, another config of the same
+CRM in its tenant, pending conflicts, unprocessed webhook events, and custom
 fields seen in the tenant's rows that no field mapping names. Plus the services every config
 needs: the database, the broker and the workers answering it.
 
@@ -166,6 +167,30 @@ def check_active_job(session: Session, config) -> Check:
     return Check("active job", OK, f"job {job.id} {job.status}, run by {job.lease_owner}", data)
 
 
+def check_one_config_per_crm(session: Session, config) -> Check:
+    """A tenant syncs one account per CRM: sync links are keyed by (tenant, platform, entity,
+    external id), so two configs of one CRM in a tenant share them, and one account's contact 101
+    overwrites the local row of the other's, which then goes back to the wrong account. Configs
+    create refuses such a pair (`crmsync.configs.check_platform_free`); this finds pairs made before."""
+    from crmsync.db.models import SyncConfig
+    others = session.execute(select(SyncConfig.id, SyncConfig.enabled).where(
+        SyncConfig.tenant_id == config.tenant_id, SyncConfig.platform == config.platform,
+        SyncConfig.id != config.id).order_by(SyncConfig.created_at)).all()
+    if not others:
+        return Check("one config per CRM", OK, f"the tenant's only {config.platform} config")
+    ids = [o.id for o in others]
+    data = {"other_configs": ids}
+    listing = ", ".join(f"{o.id}{'' if o.enabled else ' (disabled)'}" for o in others)
+    detail = (f"tenant {config.tenant_id} also syncs {config.platform} through config {listing}: they share "
+              f"sync links, so one account's records overwrite the other's and are pushed to the wrong account")
+    if not config.enabled or not any(o.enabled for o in others):
+        # Only one of them syncs: nothing mixes now, but the links they made may already be mixed.
+        return Check("one config per CRM", WARN, f"{detail}; only one is enabled: leave the others disabled, "
+                     "and sync another account from a tenant of its own", data)
+    return Check("one config per CRM", FAIL, f"{detail}; keep one: `crmsync configs disable ID` the others, "
+                 "then sync each other account from a tenant of its own (a new tenant and config)", data)
+
+
 def check_conflicts(session: Session, config) -> Check:
     from crmsync.db.models import ConflictRecord
     n = session.scalar(select(func.count()).select_from(ConflictRecord).where(
@@ -249,6 +274,7 @@ def diagnose_config(session: Session, config) -> list[Check]:
         _check("rate headroom", check_rate_headroom, config),
         _check("recent jobs", check_recent_jobs, session, config),
         _check("active job", check_active_job, session, config),
+        _check("one config per CRM", check_one_config_per_crm, session, config),
         _check("pending conflicts", check_conflicts, session, config),
         _check("webhook events", check_webhook_events, session, config),
         _check("unmapped custom fields", check_unmapped_custom_fields, session, config),

@@ -121,6 +121,7 @@ def ingest_serve(host, port, workers):
                 self.cfg.set("workers", workers)
                 self.cfg.set("on_starting", gunicorn_conf.on_starting)
                 self.cfg.set("post_worker_init", gunicorn_conf.post_worker_init)
+                self.cfg.set("access_log_format", gunicorn_conf.access_log_format)
 
             def load(self):
                 return create_app()
@@ -128,4 +129,21 @@ def ingest_serve(host, port, workers):
         _Gunicorn().run()
         return
     app = create_app()
-    app.run(host=host, port=port, threaded=True, use_reloader=False)
+    app.run(host=host, port=port, threaded=True, use_reloader=False, request_handler=_query_free_log())
+
+
+def _query_free_log():
+    """werkzeug's request handler, logging each request's target without its query: a Salesforce
+    Outbound Message's endpoint URL carries the config's webhook secret as `?token=` (Salesforce
+    signs nothing), and werkzeug logs the whole target (in its access line, and in the error line
+    of a request it cannot parse). gunicorn's format leaves it out too (crmsync.ingest.gunicorn_conf)."""
+    import re
+
+    from werkzeug.serving import WSGIRequestHandler
+    query = re.compile(r"\?[^\s\"'\\]*")
+
+    class QueryFreeLog(WSGIRequestHandler):
+        def log(self, type: str, message: str, *args) -> None:
+            super().log(type, "%s", query.sub("", message % args if args else message))
+
+    return QueryFreeLog

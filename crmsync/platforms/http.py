@@ -87,6 +87,9 @@ class CRMClient:
         self.max_attempts = max_attempts or self.default_max_attempts
         self.session = session or http_session(self.base_url)
         self.requests_sent = 0
+        # The auth header values of the last few requests: a per-record error inside a 2xx answer
+        # (a batch's errors[]) is built by the client after the loop returns, and masked with these.
+        self._credentials_sent: dict[str, None] = {}
 
     def close(self) -> None:
         self.session.close()
@@ -158,6 +161,7 @@ class CRMClient:
             sent: dict[str, str] = {}
             try:
                 sent = self.auth_headers()
+                self._remember_credentials(sent)
                 response = self._exchange(call, params, json, sent)
             except requests.RequestException as exc:
                 error: PlatformError = TransientError(f"{call.where}: {type(exc).__name__}", platform=self.platform,
@@ -190,6 +194,23 @@ class CRMClient:
 
     def url_for(self, call: Call) -> str:
         return self.base_url + call.path
+
+    def hide_credentials(self, text: str) -> str:
+        """`text` (a CRM's words from a 2xx answer: one record's error of a batch) with the
+        credentials this client sent masked, as the loop masks the errors it raises itself."""
+        return mask_secrets(text, tuple(self._credentials_sent))
+
+    def without_credentials(self, error: PlatformError) -> PlatformError:
+        """`error`, built from a 2xx answer's per-record entry, with this client's credentials masked."""
+        return _without_credentials(error, tuple(self._credentials_sent))
+
+    def _remember_credentials(self, sent: Mapping[str, str]) -> None:
+        known = self._credentials_sent
+        if any(value not in known for value in sent.values()):
+            # A new dict each time (threads may share a client); a long-lived client whose OAuth
+            # token was refreshed many times keeps the newest only.
+            grown = {**known, **dict.fromkeys(sent.values())}
+            self._credentials_sent = grown if len(grown) <= 4 else dict.fromkeys(sent.values())
 
     def _exchange(self, call: Call, params: Any, json: Any, headers: dict[str, str]) -> requests.Response:
         """The one place a request goes out (with `headers`, from `auth_headers()`) and its answer comes back."""
@@ -250,14 +271,21 @@ def _without_credentials(error: PlatformError, sent: Iterable[str]) -> PlatformE
     token after a scheme such as "Bearer") masked in its message. The message is the CRM's own text,
     and a CRM or a proxy that echoes the caller's token there would otherwise put it in the job's
     error, the database, the log and the console."""
-    secrets = {part for value in sent for part in (value, value.partition(" ")[2]) if len(part) >= 8}
-    message = error.message
-    for secret in sorted(secrets, key=len, reverse=True):
-        message = message.replace(secret, "***")
+    message = mask_secrets(error.message, sent)
     if message != error.message:
         error.message = message
         error.args = (message,)
     return error
+
+
+def mask_secrets(text: str, sent: Iterable[str]) -> str:
+    """`text` with each of `sent` (credentials: header values, tokens, client secrets), and the
+    token after a scheme such as "Bearer", replaced by "***". Mask before cutting a text short:
+    a secret cut in two is no longer found."""
+    secrets = {part for value in sent if value for part in (value, value.partition(" ")[2]) if len(part) >= 8}
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 # --- reading answers (shared by the platforms' errors.py and limits.py) ------------------------

@@ -82,6 +82,10 @@ class CreatedFields(Mapping):
         return len(self._values)
 
 
+# Per-record failures one result keeps for the job's view ("<platform> <entity> <id>: why").
+MAX_ERRORS = 20
+
+
 @dataclass
 class ApplyResult:
     created: int = 0
@@ -91,11 +95,15 @@ class ApplyResult:
     skipped: int = 0
     failed: int = 0
     changes: list[RecordChange] = field(default_factory=list)
+    # Which records `failed` counts and why: ids and reasons only, never a value (the job's
+    # counts["errors"], as the push reports its own; see crmsync.sync.jobs).
+    errors: list[str] = field(default_factory=list)
 
     def add(self, other: ApplyResult) -> None:
         for name in ("created", "updated", "deleted", "conflicts", "skipped", "failed"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.changes.extend(other.changes)
+        self.errors.extend(other.errors[:MAX_ERRORS - len(self.errors)])
 
     def counts(self) -> dict[str, int]:
         return {n: getattr(self, n) for n in ("created", "updated", "deleted", "conflicts", "skipped", "failed")}
@@ -252,7 +260,7 @@ def _unstorable(entity: str, fields: Mapping[str, Any]) -> str | None:
             except (TypeError, ValueError):
                 continue
             if number == number and abs(number) > INT32:
-                return f"{name} {value!r} is beyond a 32-bit whole number"
+                return f"{name} is beyond a 32-bit whole number"     # not the value: it may be anybody's
     return None
 
 
@@ -268,7 +276,10 @@ def storable(page: PageApply, records: list[RemoteRecord]) -> list[RemoteRecord]
             kept.append(rec)
             continue
         page.result.failed += 1
-        log.warning("%s %s %s not stored: %s", page.config.platform, page.entity, rec.external_id, problem)
+        what = f"{page.config.platform} {page.entity} {rec.external_id}: not stored: {problem}"
+        if len(page.result.errors) < MAX_ERRORS:
+            page.result.errors.append(what)
+        log.warning("%s", what)
     return kept
 
 

@@ -217,7 +217,11 @@ def send_creates(batch: BatchPush, creates: list) -> None:
         session.flush()
         existing = batch.adapter.get_many(entity, [c[2] for c in conflicts])
         outcome.requests += 1
-        outcome.result.add(apply_remote_records(session, config, entity, existing, now=batch.now))
+        merged = apply_remote_records(session, config, entity, existing, now=batch.now)
+        outcome.result.add(merged)
+        for message in merged.errors:      # a CRM record our columns cannot hold: the job says which
+            if outcome.errors is not None and len(outcome.errors) < 20:
+                outcome.errors.append(message)
 
 
 def send_updates(batch: BatchPush, updates: list) -> None:

@@ -95,6 +95,9 @@ def sweep_unit(session: Session, config: SyncConfig, adapter, job: SyncJob, step
     result, drift = reconcile(session, config, adapter, job, entity, now)
     drift["listed"], drift["requests"] = state["listed"], state["requests"] + drift.pop("repair_requests", 0)
     job.counts = {**(job.counts or {}), "drift": {**(job.counts or {}).get("drift", {}), entity: drift}}
+    if result.errors:
+        # Repaired records our columns cannot hold: the job's per-record errors, as a push reports its own.
+        job.counts = {**job.counts, "errors": (job.counts.get("errors", []) + result.errors)[:50]}
     session.execute(delete(SweepId).where(SweepId.job_id == job.id, SweepId.entity_type == entity))
     return False, result
 

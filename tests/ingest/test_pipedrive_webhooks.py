@@ -82,6 +82,26 @@ def test_a_resent_event_is_stored_once(account, ingest_client, ingest_queue, db_
     assert len(_rows(db_url)) == 2 and len(ingest_queue.tasks()) == 2
 
 
+def test_v1_events_naming_no_time_are_told_apart_and_their_resends_are_not(account, ingest_client, ingest_queue,
+                                                                           db_url):
+    """A v1 body may carry no timestamp at all (nor an update_time in its record): each change of
+    the record is still its own event, while a resend of one (only `retry` differs) is not."""
+    def stored(doc) -> int:
+        return _stored(ingest_client, ingest_queue, db_url, account.config.id, doc, account.secret)
+
+    def untimed(name: str) -> dict:
+        doc = v1_event(account.account_id)
+        for key in ("timestamp", "timestamp_micro"):
+            del doc["meta"][key]
+        doc["current"] = {"id": 1201, "name": name}
+        return doc
+    assert stored(untimed("Liis Tamm")) == 1
+    assert stored(untimed("Liis Tamm-Kask")) == 1           # a later change of the same person
+    assert stored({**untimed("Liis Tamm-Kask"), "retry": 1}) == 0
+    keys = [r.event_key for r in _rows(db_url)]
+    assert len(set(keys)) == 2 and not [k for k in keys if k.endswith(":None")], keys
+
+
 def test_wrong_or_missing_credentials_are_401(account, ingest_client, ingest_queue, db_url):
     user, password = account.secret.split(":")
     doc = v2_event(account.account_id)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import logging
 from types import SimpleNamespace
+from urllib.parse import parse_qs
 
+import pytest
 from sqlalchemy import select
 
 from crmsync.db import session_scope
@@ -79,3 +81,143 @@ def test_a_pipedrive_500_echoing_the_token_keeps_it_out_of_the_job(world, caplog
         server.stop()
     assert "upstream failed" in job["error"]
     _assert_hidden(token, job, _stored_errors(world.db_url, config_id), caplog)
+
+
+class Answering:
+    """`app`, but a request for which `matches(method, path)` holds is answered by
+    `answer(authorization header, request body)` -> (status line, JSON document): a CRM, or a proxy
+    in front of it, that puts the caller's token in a per-record error of a 2xx answer."""
+
+    def __init__(self, app, matches, answer):
+        self.app, self.matches, self.answer = app, matches, answer
+        self.seen: list[str] = []
+
+    def __call__(self, environ, start_response):
+        if not self.matches(environ["REQUEST_METHOD"], environ["PATH_INFO"]):
+            return self.app(environ, start_response)
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        self.seen.append(auth)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        status, doc = self.answer(auth, environ["wsgi.input"].read(length) if length else b"")
+        body = json.dumps(doc).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+
+def test_a_hubspot_batch_create_echoing_the_token_per_record_keeps_it_out_of_the_job(make, hubspot_sandbox,
+                                                                                   caplog):
+    """A 207 is a 2xx answer: the request loop hands it back whole, and each errors[] entry becomes
+    that record's error, reported in the job's counts["errors"]."""
+    from crmsync.db.models import Contact
+    caplog.set_level(logging.DEBUG)
+    token = hubspot_sandbox.token
+
+    def refuse_each(auth, body):
+        inputs = json.loads(body)["inputs"]
+        return "207 Multi-Status", {
+            "status": "COMPLETE", "results": [], "numErrors": len(inputs),
+            "errors": [{"status": "error", "category": "VALIDATION_ERROR",
+                        "message": f"Property values were not valid: request authorized by {auth!r}",
+                        "context": {"objectWriteTraceId": [i["objectWriteTraceId"]]}} for i in inputs],
+            "startedAt": "2026-01-01T00:00:00Z", "completedAt": "2026-01-01T00:00:01Z"}
+
+    crm = Answering(hubspot_sandbox.app, lambda method, path: method == "POST" and path.endswith("/batch/create"),
+                    refuse_each)
+    server = SandboxServer(crm)
+    try:
+        world = make(api_base_url=server.start(), entities=["contacts"], sync_direction="push")
+        with session_scope(world.db_url) as s:
+            s.add(Contact(tenant_id=world.tenant_id, email="new@example.org", first_name="New"))
+        job = world.sync()
+    finally:
+        server.stop()
+    assert crm.seen and token in crm.seen[0]
+    assert job["status"] == "succeeded", job["error"]
+    [error] = job["counts"]["errors"]
+    assert "Property values were not valid" in error and "***" in error, error
+    stored = _stored_errors(world.db_url, world.config_id)
+    assert token not in json.dumps(job, default=str) and token not in stored
+    assert not [r for r in caplog.records if token in r.getMessage()]
+
+
+def test_a_salesforce_record_error_echoing_the_session_is_masked_before_it_is_cut(salesforce_sandbox, caplog):
+    """sObject Collections answer 200 with one result per record; a failed one's message is the
+    record's error, cut at 200 characters: a session id there is masked whole, not cut in two."""
+    from crmsync.cache import MetadataCache
+    from crmsync.platforms.base import OutboundRecord
+    from crmsync.platforms.salesforce import SalesforceAdapter
+    caplog.set_level(logging.DEBUG)
+    app = salesforce_sandbox.app
+
+    def refuse_each(auth, body):
+        padding = "x" * (163 - len("Validation rule failed: "))   # the secret part straddles character 200
+        return "200 OK", [{"success": False, "errors": [{
+            "statusCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "fields": [],
+            "message": f"Validation rule failed: {padding}{auth}"}]} for _ in json.loads(body)["records"]]
+
+    crm = Answering(app, lambda method, path: method in ("POST", "PATCH") and "/composite/sobjects" in path,
+                    refuse_each)
+    server = SandboxServer(crm)
+    try:
+        adapter = SalesforceAdapter(credentials={"client_id": app.options.client_id,
+                                                 "client_secret": app.options.client_secret,
+                                                 "refresh_token": app.options.refresh_token},
+                                    base_url=server.start(), cache=MetadataCache())
+        [result] = adapter.create_many("contact", [OutboundRecord("L1", {"last_name": "Lovelace",
+                                                                         "email": "ada@example.org"})])
+    finally:
+        server.stop()
+    session = crm.seen[0].partition(" ")[2]
+    secret = session.partition("!")[2][:12]         # before the "!": the org id, no secret
+    message = str(result.error)
+    assert "FIELD_CUSTOM_VALIDATION_EXCEPTION: Validation rule failed" in message
+    assert len(secret) == 12 and secret not in message and message.endswith("***"), message
+    assert not [r for r in caplog.records if secret in r.getMessage()]
+
+
+def test_a_hubspot_oauth_refusal_echoing_the_refresh_token_is_short_and_masked(hubspot_sandbox):
+    """The token endpoint's (or a proxy's) status word goes into the error: masked, and cut short."""
+    from crmsync.platforms.errors import AuthenticationError
+    from crmsync.platforms.hubspot import HubSpotClient
+    creds = {"client_id": "app-client", "client_secret": "top-secret-client-value",
+             "refresh_token": "na1-refresh-0123456789abcdef"}
+
+    def refuse(auth, body):
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        return "400 Bad Request", {"status": f"BAD_REFRESH_TOKEN {form['refresh_token']} {form['client_secret']} "
+                                             + "y" * 500, "message": "refresh token is invalid"}
+
+    crm = Answering(hubspot_sandbox.app, lambda method, path: path == "/oauth/v1/token", refuse)
+    server = SandboxServer(crm)
+    try:
+        with pytest.raises(AuthenticationError) as info:
+            HubSpotClient(creds, server.start()).get_account_details()
+    finally:
+        server.stop()
+    message = str(info.value)
+    assert "OAuth token refresh refused: BAD_REFRESH_TOKEN *** ***" in message, message
+    assert creds["client_secret"][:12] not in message and creds["refresh_token"][:12] not in message
+    assert len(message) < 120, message
+
+
+def test_a_salesforce_oauth_refusal_echoing_the_refresh_token_is_masked_before_it_is_cut(salesforce_sandbox):
+    from crmsync.platforms.errors import AuthenticationError
+    from crmsync.platforms.salesforce.client import SalesforceClient
+    creds = {"client_id": "app-client", "client_secret": "top-secret-client-value",
+             "refresh_token": "5Aep861-refresh-0123456789abcdef"}
+
+    def refuse(auth, body):
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        return "400 Bad Request", {"error": f"invalid_grant {form['refresh_token']}",
+                                   "error_description": "expired access/refresh token"}
+
+    crm = Answering(salesforce_sandbox.app, lambda method, path: path == "/services/oauth2/token", refuse)
+    server = SandboxServer(crm)
+    try:
+        with pytest.raises(AuthenticationError) as info:
+            SalesforceClient(creds, base_url=server.start()).org_id()
+    finally:
+        server.stop()
+    message = str(info.value)
+    assert "OAuth token call refused: invalid_grant ***" in message, message
+    assert creds["refresh_token"][:12] not in message

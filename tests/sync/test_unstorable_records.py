@@ -31,3 +31,34 @@ def test_a_record_our_columns_cannot_hold_fails_alone(world, hubspot_sandbox, ca
     again = world.sync()
     assert again["status"] == "succeeded", again["error"]
     assert sorted(r[key] for r in world.rows(entity)) == sorted([named("later"), named("ok")])
+
+
+def test_a_sweep_says_which_record_it_could_not_store_and_why(world, hubspot_sandbox):
+    """The job's view names a record counted failed (its id and the reason, never its value), as
+    it names the records a push could not write."""
+    hubspot_sandbox.admin("POST", "records/companies", {"properties": {"domain": "ok.example.org"}})
+    bad_id = hubspot_sandbox.admin("POST", "records/companies", {"properties": {
+        "domain": "bad.example.org", "numberofemployees": "1000000000000"}})["id"]
+    assert world.sync()["counts"]["company"]["failed"] == 1
+    job = world.sync(trigger="sweep")           # lists it as remote-only, repairs it: fails again
+    assert job["status"] == "succeeded", job["error"]
+    assert job["counts"]["company"]["failed"] == 1
+    assert job["counts"]["errors"] == [
+        f"hubspot company {bad_id}: not stored: employee_count is beyond a 32-bit whole number"]
+
+
+def test_a_push_that_meets_an_unstorable_crm_record_says_which(world, hubspot_sandbox):
+    """A create HubSpot refuses with 409 (the email is taken) links to the record there and merges
+    it; when that record cannot be stored here, the job says which and why."""
+    from crmsync.db import session_scope
+    from crmsync.db.models import Contact, SyncConfig
+    bad_id = hubspot_sandbox.admin("POST", "records/contacts", {"properties": {
+        "email": "dup@example.org", "firstname": "x" * 300}})["id"]
+    with session_scope(world.db_url) as s:
+        s.get(SyncConfig, world.config_id).sync_direction = "push"
+        s.add(Contact(tenant_id=world.tenant_id, email="dup@example.org", first_name="Here"))
+    job = world.sync()
+    assert job["status"] == "succeeded", job["error"]
+    assert job["counts"]["errors"] == [
+        f"hubspot contact {bad_id}: not stored: first_name has 300 characters, more than the 200 stored here"]
+    assert "x" * 50 not in str(job)

@@ -114,3 +114,36 @@ def test_doctor_reports_a_crm_500_as_unavailable_not_as_refused_credentials(crms
     credentials = checks(report, config_id)["credentials"]
     assert credentials["status"] == "fail" and code == 1
     assert "unavailable" in credentials["detail"] and "refused" not in credentials["detail"]
+
+
+def test_doctor_flags_a_tenant_with_two_configs_of_one_crm(crmsync_env, db_url, hubspot_sandbox):
+    """`configs create` refuses a second config of a CRM in a tenant (they would share sync links);
+    a pair made before that check is named by the doctor, with what to do."""
+    from crmsync.db.models import SyncConfig
+    tenant_id, first = _config(db_url, hubspot_sandbox)
+    with session_scope(db_url) as s:       # as `configs create` made it before it refused
+        second = SyncConfig(tenant_id=tenant_id, platform="hubspot", account_id="20000002",
+                            credentials_vault_id=make_secret(s, {"token": hubspot_sandbox.token},
+                                                             tenant_id=tenant_id).id,
+                            api_base_url=hubspot_sandbox.base_url)
+        s.add(second)
+        s.flush()
+        second = second.id
+    _, other_tenant = _config(db_url, hubspot_sandbox, account_id="30000003")
+    code, report, result = doctor()
+    assert code == 1, result.output
+    one, two = checks(report, first)["one config per CRM"], checks(report, second)["one config per CRM"]
+    assert one["status"] == two["status"] == "fail"
+    assert one["data"]["other_configs"] == [second] and two["data"]["other_configs"] == [first]
+    assert f"also syncs hubspot through config {second}" in one["detail"]
+    assert "crmsync configs disable" in one["detail"] and "tenant of its own" in one["detail"]
+    assert checks(report, other_tenant)["one config per CRM"]["status"] == "ok"
+    text = CliRunner().invoke(main, ["doctor", first])
+    assert text.exit_code == 1
+    assert f"[FAIL] one config per CRM: tenant {tenant_id} also syncs hubspot through config {second}" in text.output
+    # With the second one disabled nothing mixes any more: a warning, which names it still.
+    with session_scope(db_url) as s:
+        s.get(SyncConfig, second).enabled = False
+    code, report, _ = doctor(first)
+    assert checks(report, first)["one config per CRM"]["status"] == "warn"
+    assert f"{second} (disabled)" in checks(report, first)["one config per CRM"]["detail"]

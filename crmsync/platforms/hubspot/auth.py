@@ -21,6 +21,7 @@ from typing import Any
 import requests
 
 from crmsync.platforms.errors import AuthenticationError, TransientError, ValidationError
+from crmsync.platforms.http import mask_secrets
 from crmsync.platforms.locks import one_at_a_time
 
 from .errors import PLATFORM, parse_body
@@ -28,6 +29,7 @@ from .errors import PLATFORM, parse_body
 log = logging.getLogger(__name__)
 
 REFRESH_MARGIN = 300.0        # seconds before expiry we refresh
+WORD_LENGTH = 60              # of the token endpoint's status word kept in an error
 
 
 def fingerprint(secret: str) -> str:
@@ -121,7 +123,10 @@ class OAuthToken:
         body = parse_body(resp.content)
         if resp.status_code != 200 or not body.get("access_token"):
             # Only HubSpot's status word (BAD_REFRESH_TOKEN, ...) - never the form or the body's tokens.
-            word = body.get("status") or body.get("error") or "refused"
+            # It is the token endpoint's (or a proxy's) text: masked, then cut short.
+            word = mask_secrets(str(body.get("status") or body.get("error") or "refused"),
+                                [self._creds.get(k) or "" for k in ("client_secret", "refresh_token", "access_token")])
+            word = word[:WORD_LENGTH] + ("..." if len(word) > WORD_LENGTH else "")
             raise AuthenticationError(f"OAuth token refresh refused: {word}", platform=PLATFORM,
                                       status=resp.status_code)
         self._creds["access_token"] = body["access_token"]

@@ -282,6 +282,8 @@ class HubSpotClient(CRMClient):
             return emitted, {**cur, "ts": last, "op": "GTE", "tie_ts": None, "tie_id": None}, requests_spent
 
     # --- batch calls (split at 100; 207 partial failures become per-item results) ------------
+    # A 207's errors[] are the CRM's words in a 2xx answer, which the request loop does not mask:
+    # each is masked here (`without_credentials`), or a token echoed there reaches the job's errors.
 
     def batch_read(self, object_type: str, ids: list[str], *, properties: Iterable[str] | None = None,
                    id_property: str | None = None, archived: bool = False) -> dict[str, dict]:
@@ -341,7 +343,7 @@ class HubSpotClient(CRMClient):
             traces = (error.get("context") or {}).get("objectWriteTraceId") or []
             for trace in traces if isinstance(traces, list) else [traces]:
                 try:
-                    failed[int(trace)] = batch_item_error(error, entity=object_type)
+                    failed[int(trace)] = self.without_credentials(batch_item_error(error, entity=object_type))
                 except (TypeError, ValueError):
                     continue
         results = resp.get("results") or []
@@ -405,7 +407,8 @@ class HubSpotClient(CRMClient):
             errors: dict[str, PlatformError] = {}
             for error in resp.get("errors") or []:
                 for bad in (error.get("context") or {}).get("ids") or []:
-                    errors[str(bad)] = batch_item_error(error, entity=object_type, external_id=str(bad))
+                    errors[str(bad)] = self.without_credentials(
+                        batch_item_error(error, entity=object_type, external_id=str(bad)))
             for n, i in enumerate(chunk):
                 key = str(i["id"])
                 if key in by_key:
@@ -439,9 +442,9 @@ class HubSpotClient(CRMClient):
                 ctx = error.get("context") or {}
                 for a in ctx.get("fromObjectId") or []:
                     for b in ctx.get("toObjectId") or []:
-                        failed[(str(a), str(b))] = batch_item_error(
+                        failed[(str(a), str(b))] = self.without_credentials(batch_item_error(
                             {**error, "message": f"association to {to_type} {b}: {error.get('message')}"},
-                            entity=from_type, external_id=str(a))
+                            entity=from_type, external_id=str(a)))
             for a, b in chunk:
                 if (a, b) in made:
                     out.append(None)

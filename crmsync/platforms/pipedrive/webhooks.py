@@ -9,13 +9,16 @@ v2 (`meta.version` "2.0"): `meta.action` create|change|delete, `meta.entity`, `m
 (string), `meta.id` (a UUID per event -> event_key), `data` (null on delete), `previous`.
 v1: `event` "updated.person", `meta.action` added|updated|merged|deleted, `meta.object`, `meta.id`,
 `current`/`previous`; it has no event id, so the key is built from object, id, action and
-`timestamp_micro`, which a retry of the same event repeats.
+`timestamp_micro`, which a retry of the same event repeats (a body naming no time at all: a digest
+of the body without its `retry` counter).
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -109,11 +112,25 @@ def _parse_v1(doc: Mapping) -> WebhookEvent:
     if action == "merged":
         merged = [str(m) for m in ((current or {}).get("merged_ids") or []) if str(m) != external_id]
     stamp = meta.get("timestamp_micro") or meta.get("timestamp") or (state or {}).get("update_time")
+    if stamp in (None, ""):
+        stamp = _body_digest(doc)
     return WebhookEvent(
         platform=PLATFORM, account_id=str(meta.get("company_id") or ""),
         event_key=f"v1:{obj}:{external_id}:{raw_action}:{stamp}",
         entity=_unified_entity(str(obj), state), action=action, external_id=external_id,
         occurred_at=parse_time(meta.get("timestamp")), merged_ids=merged, payload=dict(doc))
+
+
+def _body_digest(doc: Mapping) -> str:
+    """A v1 delivery's key part when it names no time: without one, every later event of the same
+    record and action would share the first one's key and be dropped as its duplicate. A digest of
+    the body tells two events apart while a redelivery, the same body but for its `retry` counter,
+    keeps the first one's key."""
+    same = {k: v for k, v in doc.items() if k != "retry"}
+    if isinstance(same.get("meta"), Mapping):
+        same["meta"] = {k: v for k, v in same["meta"].items() if k not in ("retry", "attempt")}
+    text = json.dumps(same, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return "body-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def parse_webhook_body(body: bytes) -> list[WebhookEvent]:

@@ -27,6 +27,7 @@ from typing import Any
 import requests
 
 from crmsync.platforms.errors import AuthenticationError, TransientError, ValidationError
+from crmsync.platforms.http import mask_secrets
 from crmsync.platforms.locks import one_at_a_time
 
 from .errors import PLATFORM
@@ -127,7 +128,8 @@ class SalesforceAuth:
     def _call_token_endpoint(self, session: requests.Session) -> None:
         url = self._creds.get("token_url") or f"{self.login_url}/services/oauth2/token"
         try:
-            resp = session.post(url, data=self._form(), timeout=30,
+            form = self._form()
+            resp = session.post(url, data=form, timeout=30,
                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
         except requests.RequestException as exc:
             raise TransientError(f"OAuth token call failed: {type(exc).__name__}", platform=PLATFORM) from None
@@ -139,8 +141,10 @@ class SalesforceAuth:
             body = {}
         body = body if isinstance(body, dict) else {}
         if resp.status_code != 200 or not body.get("access_token"):
-            # Only Salesforce's error word (invalid_grant, ...), never the form or a token.
-            word = str(body.get("error") or "refused")[:40]
+            # Only Salesforce's error word (invalid_grant, ...), never the form or a token: it is the
+            # endpoint's (or a proxy's) text, so masked before it is cut (a cut token is not found).
+            word = mask_secrets(str(body.get("error") or "refused"),
+                                [form.get(k) or "" for k in ("refresh_token", "client_secret", "assertion")])[:40]
             raise AuthenticationError(f"OAuth token call refused: {word}", platform=PLATFORM, status=resp.status_code)
         self._creds["access_token"] = body["access_token"]
         if body.get("instance_url"):

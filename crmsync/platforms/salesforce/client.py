@@ -186,7 +186,7 @@ class SalesforceClient(CRMClient):
             wait = min(wait * 2, poll_seconds)
             job = self.request("GET", f"/jobs/query/{job['id']}")
         if job["state"] != "JobComplete":
-            raise ValidationError(f"bulk query job {job['state']}: {job.get('errorMessage') or ''}"[:300],
+            raise ValidationError(self.hide_credentials(f"bulk query job {job['state']}: {job.get('errorMessage') or ''}")[:300],
                                   platform=PLATFORM)
         return str(job["id"])
 
@@ -216,15 +216,26 @@ class SalesforceClient(CRMClient):
         for start in range(0, len(records), COLLECTION_LIMIT):
             chunk = records[start:start + COLLECTION_LIMIT]
             results = self.request(method, path, json={"allOrNone": False, "records": chunk}, safe=safe)
-            out += list(results or [])
+            out += self._masked(results)
+        return out
+
+    def _masked(self, results: Any) -> list[dict]:
+        """An sObject Collections answer with each record's error messages masked: they are
+        Salesforce's words in a 2xx answer, which the request loop does not mask, and a token
+        echoed there would reach the job's errors. Masked before `record_error` cuts them short."""
+        out = list(results or [])
+        for result in out:
+            for error in (result.get("errors") or []) if isinstance(result, dict) else []:
+                if isinstance(error, dict) and error.get("message"):
+                    error["message"] = self.hide_credentials(str(error["message"]))
         return out
 
     def collection_delete(self, ids: list[str]) -> list[dict]:
         out: list[dict] = []
         for start in range(0, len(ids), COLLECTION_LIMIT):
             chunk = ids[start:start + COLLECTION_LIMIT]
-            out += list(self.request("DELETE", "/composite/sobjects",
-                                     params={"ids": ",".join(chunk), "allOrNone": "false"}) or [])
+            out += self._masked(self.request("DELETE", "/composite/sobjects",
+                                             params={"ids": ",".join(chunk), "allOrNone": "false"}))
         return out
 
 
