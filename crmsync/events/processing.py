@@ -242,12 +242,14 @@ def _apply_entity(session: Session, config: SyncConfig, adapter, entity: str,
         for record in adapter.get_many(entity, wanted[start:start + step]):
             records[str(record.external_id)] = record
     changed: set[str] = set()
+    not_stored: dict[str, str] = {}
     if records:
         result = apply_remote_records(session, config, entity, list(records.values()), cause=cause)
         metrics.count_records(session, config.platform, entity, "pull", result.counts())
         if result.failed:
             log.warning("%d of %d %s record(s) from webhooks failed to apply", result.failed, len(records), entity)
         changed = _external_ids(session, config, entity, result.changes)
+        not_stored = result.not_stored
     # Confirmed gone by the fetch itself, so the mass-deletion guard of pulls does not apply: a user
     # deleting 50 contacts in the CRM sends 50 deletion events, each one checked here.
     gone = list(dict.fromkeys(e.external_id for e in events
@@ -261,6 +263,11 @@ def _apply_entity(session: Session, config: SyncConfig, adapter, entity: str,
         action, ext = action_of(event), event.external_id
         if action == "merged":
             outcome = "merged"
+        elif ext in not_stored:
+            # Its values do not fit our columns (crmsync.sync.apply.storable): failed, with why, so
+            # it shows among the failed events and a replay tries it again once the CRM's is fixed.
+            _finish(event, "failed", f"not stored: {not_stored[ext]}")
+            continue
         elif ext in records:
             outcome = "applied" if ext in changed else "unchanged"
         elif action == "deleted":

@@ -176,7 +176,8 @@ class CRMClient:
                 if response.status_code == 401 and not refreshed and self.refresh_auth(response):
                     refreshed = True
                     continue
-                error = _without_credentials(self.error_for(response, call), sent.values())
+                error = _without_credentials(self.error_for(_body_masked(response, sent.values()), call),
+                                             sent.values())
                 if isinstance(error, RateLimited):
                     held = self._penalize(error, call)
             if attempt >= self.max_attempts:
@@ -278,12 +279,29 @@ def _without_credentials(error: PlatformError, sent: Iterable[str]) -> PlatformE
     return error
 
 
+def _body_masked(response: requests.Response, sent: Iterable[str]) -> requests.Response:
+    """The answer with the credentials it echoes masked in its body, before a platform's error
+    builder reads it: builders cut the CRM's words short (Salesforce at 200 characters, Pipedrive
+    at 300), and a token cut in two would no longer be found by the mask applied afterwards."""
+    body = masked = response.content or b""
+    for secret in _secret_parts(sent):
+        masked = masked.replace(secret.encode(), b"***")
+    if masked != body:
+        response._content = masked      # requests keeps the read body here; .json() and .text read it
+    return response
+
+
+def _secret_parts(sent: Iterable[str]) -> list[str]:
+    """Each credential, and the token after a scheme such as "Bearer", longest first."""
+    secrets = {part for value in sent if value for part in (value, value.partition(" ")[2]) if len(part) >= 8}
+    return sorted(secrets, key=len, reverse=True)
+
+
 def mask_secrets(text: str, sent: Iterable[str]) -> str:
     """`text` with each of `sent` (credentials: header values, tokens, client secrets), and the
     token after a scheme such as "Bearer", replaced by "***". Mask before cutting a text short:
     a secret cut in two is no longer found."""
-    secrets = {part for value in sent if value for part in (value, value.partition(" ")[2]) if len(part) >= 8}
-    for secret in sorted(secrets, key=len, reverse=True):
+    for secret in _secret_parts(sent):
         text = text.replace(secret, "***")
     return text
 

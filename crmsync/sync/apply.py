@@ -98,12 +98,15 @@ class ApplyResult:
     # Which records `failed` counts and why: ids and reasons only, never a value (the job's
     # counts["errors"], as the push reports its own; see crmsync.sync.jobs).
     errors: list[str] = field(default_factory=list)
+    # The records `storable` left out, by external id, with why (a webhook event of one fails).
+    not_stored: dict[str, str] = field(default_factory=dict)
 
     def add(self, other: ApplyResult) -> None:
         for name in ("created", "updated", "deleted", "conflicts", "skipped", "failed"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.changes.extend(other.changes)
         self.errors.extend(other.errors[:MAX_ERRORS - len(self.errors)])
+        self.not_stored.update(other.not_stored)
 
     def counts(self) -> dict[str, int]:
         return {n: getattr(self, n) for n in ("created", "updated", "deleted", "conflicts", "skipped", "failed")}
@@ -276,6 +279,7 @@ def storable(page: PageApply, records: list[RemoteRecord]) -> list[RemoteRecord]
             kept.append(rec)
             continue
         page.result.failed += 1
+        page.result.not_stored[str(rec.external_id)] = problem
         what = f"{page.config.platform} {page.entity} {rec.external_id}: not stored: {problem}"
         if len(page.result.errors) < MAX_ERRORS:
             page.result.errors.append(what)

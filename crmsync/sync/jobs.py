@@ -336,6 +336,9 @@ def _pull_page(session, config, adapter, job, step, now, read_ahead: ReadAhead |
         read_ahead.follow(adapter, step.entity_type, next_cursor, want * INLINE_UNIT_PAGES)
     _refresh_planner_statistics(session, step)
     result = apply_remote_records(session, config, step.entity_type, records, now=now)
+    if result.errors:
+        # Records our columns cannot hold: the job's per-record errors, as a push reports its own.
+        job.counts = {**job.counts, "errors": (job.counts.get("errors", []) + result.errors)[:50]}
     if next_cursor is not None:
         cp.cursor = {"adapter": next_cursor, "started_at": started}
         cp.job_id = job.id

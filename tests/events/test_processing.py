@@ -178,3 +178,19 @@ def test_a_permanent_error_fails_the_whole_group_with_its_reason(hs, hubspot_san
         events = s.scalars(select(WebhookEvent)).all()
     assert [(e.processed, e.outcome) for e in events] == [(True, "failed")] * 2
     assert all(e.error.startswith("AuthenticationError") and "revoked-token" not in e.error for e in events)
+
+
+def test_an_event_of_a_record_our_columns_cannot_hold_fails_with_why(hs, hubspot_sandbox, deliver, db_url):
+    """Not "unchanged" (nothing would tell it from a no-op): failed, with the reason and no value, so
+    it shows among the failed events; the other events of the delivery apply."""
+    bad = _create_contact(hubspot_sandbox, email="bad@example.org", firstname="x" * 300)
+    good = _create_contact(hubspot_sandbox, email="good@example.org", firstname="Grace")
+    [leader] = deliver(hs, *[hubspot_event(hs.account_id, int(i), subscription="contact.creation")
+                             for i in (bad, good)])
+    _process(db_url, leader)
+    with session_scope(db_url) as s:
+        events = {e.external_id: e for e in s.scalars(select(WebhookEvent).where(
+            WebhookEvent.external_id.in_([bad, good])))}
+        assert (events[bad].outcome, events[good].outcome) == ("failed", "applied")
+        assert events[bad].error == "not stored: first_name has 300 characters, more than the 200 stored here"
+    assert [c.email for c in _contacts(db_url, hs.tenant.id)] == ["good@example.org"]

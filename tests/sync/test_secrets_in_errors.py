@@ -175,6 +175,37 @@ def test_a_salesforce_record_error_echoing_the_session_is_masked_before_it_is_cu
     assert not [r for r in caplog.records if secret in r.getMessage()]
 
 
+def test_a_salesforce_error_answer_echoing_the_session_across_its_cut_is_masked_whole(salesforce_sandbox):
+    """A non-2xx answer's message is cut at 200 characters by Salesforce's error builder; the
+    session it echoes across that cut is masked in the body first, so no prefix of it is left."""
+    from crmsync.cache import MetadataCache
+    from crmsync.platforms.errors import PlatformError
+    from crmsync.platforms.salesforce import SalesforceAdapter
+    app = salesforce_sandbox.app
+
+    def refuse(auth, body):
+        padding = "x" * (163 - len("Query refused: "))     # the session straddles character 200
+        return "400 Bad Request", [{"errorCode": "MALFORMED_QUERY", "message": f"Query refused: {padding}{auth}"}]
+
+    crm = Answering(app, lambda method, path: method == "GET" and path.endswith("/query"), refuse)
+    server = SandboxServer(crm)
+    try:
+        adapter = SalesforceAdapter(credentials={"client_id": app.options.client_id,
+                                                 "client_secret": app.options.client_secret,
+                                                 "refresh_token": app.options.refresh_token},
+                                    base_url=server.start(), cache=MetadataCache())
+        with pytest.raises(PlatformError) as raised:
+            adapter.list_changed("contact", adapter.start_cursor("contact", None))
+    finally:
+        server.stop()
+    session = crm.seen[0].partition(" ")[2]
+    secret = session.partition("!")[2][:12]         # before the "!": the org id, no secret
+    message = str(raised.value)
+    assert "MALFORMED_QUERY: Query refused" in message
+    assert len(secret) == 12 and secret not in message, message
+    assert raised.value.message.endswith("x***"), message        # masked whole, then cut
+
+
 def test_a_hubspot_oauth_refusal_echoing_the_refresh_token_is_short_and_masked(hubspot_sandbox):
     """The token endpoint's (or a proxy's) status word goes into the error: masked, and cut short."""
     from crmsync.platforms.errors import AuthenticationError

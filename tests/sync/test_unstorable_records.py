@@ -26,6 +26,10 @@ def test_a_record_our_columns_cannot_hold_fails_alone(world, hubspot_sandbox, ca
     assert [r[key] for r in world.rows(entity)] == [named("ok")]
     assert str(bad_id) not in world.links(entity)
     assert any(str(bad_id) in r.getMessage() and "not stored" in r.getMessage() for r in caplog.records)
+    # The job names it (id and reason, never the value), as a push names what it could not write.
+    assert len(job["counts"]["errors"]) == 1
+    assert job["counts"]["errors"][0].startswith(f"hubspot {entity} {bad_id}: not stored: ")
+    assert "x" * 201 not in job["counts"]["errors"][0] and "1000000000000" not in job["counts"]["errors"][0]
     # Nor is the next sync blocked: a new record arrives.
     hubspot_sandbox.admin("POST", f"records/{kind}", {"properties": {key: named("later")}})
     again = world.sync()
