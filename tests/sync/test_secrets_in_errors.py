@@ -140,12 +140,19 @@ def test_a_hubspot_batch_create_echoing_the_token_per_record_keeps_it_out_of_the
     assert not [r for r in caplog.records if token in r.getMessage()]
 
 
+def _salesforce_adapter(app, base_url: str):
+    """An adapter of the Salesforce sandbox `app`'s connected app, talking to `base_url`."""
+    from crmsync.cache import MetadataCache
+    from crmsync.platforms.salesforce import SalesforceAdapter
+    return SalesforceAdapter(credentials={"client_id": app.options.client_id, "client_secret": app.options.client_secret,
+                                          "refresh_token": app.options.refresh_token},
+                             base_url=base_url, cache=MetadataCache())
+
+
 def test_a_salesforce_record_error_echoing_the_session_is_masked_before_it_is_cut(salesforce_sandbox, caplog):
     """sObject Collections answer 200 with one result per record; a failed one's message is the
     record's error, cut at 200 characters: a session id there is masked whole, not cut in two."""
-    from crmsync.cache import MetadataCache
     from crmsync.platforms.base import OutboundRecord
-    from crmsync.platforms.salesforce import SalesforceAdapter
     caplog.set_level(logging.DEBUG)
     app = salesforce_sandbox.app
 
@@ -159,10 +166,7 @@ def test_a_salesforce_record_error_echoing_the_session_is_masked_before_it_is_cu
                     refuse_each)
     server = SandboxServer(crm)
     try:
-        adapter = SalesforceAdapter(credentials={"client_id": app.options.client_id,
-                                                 "client_secret": app.options.client_secret,
-                                                 "refresh_token": app.options.refresh_token},
-                                    base_url=server.start(), cache=MetadataCache())
+        adapter = _salesforce_adapter(app, server.start())
         [result] = adapter.create_many("contact", [OutboundRecord("L1", {"last_name": "Lovelace",
                                                                          "email": "ada@example.org"})])
     finally:
@@ -178,9 +182,7 @@ def test_a_salesforce_record_error_echoing_the_session_is_masked_before_it_is_cu
 def test_a_salesforce_error_answer_echoing_the_session_across_its_cut_is_masked_whole(salesforce_sandbox):
     """A non-2xx answer's message is cut at 200 characters by Salesforce's error builder; the
     session it echoes across that cut is masked in the body first, so no prefix of it is left."""
-    from crmsync.cache import MetadataCache
     from crmsync.platforms.errors import PlatformError
-    from crmsync.platforms.salesforce import SalesforceAdapter
     app = salesforce_sandbox.app
 
     def refuse(auth, body):
@@ -190,10 +192,7 @@ def test_a_salesforce_error_answer_echoing_the_session_across_its_cut_is_masked_
     crm = Answering(app, lambda method, path: method == "GET" and path.endswith("/query"), refuse)
     server = SandboxServer(crm)
     try:
-        adapter = SalesforceAdapter(credentials={"client_id": app.options.client_id,
-                                                 "client_secret": app.options.client_secret,
-                                                 "refresh_token": app.options.refresh_token},
-                                    base_url=server.start(), cache=MetadataCache())
+        adapter = _salesforce_adapter(app, server.start())
         with pytest.raises(PlatformError) as raised:
             adapter.list_changed("contact", adapter.start_cursor("contact", None))
     finally:
