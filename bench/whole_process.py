@@ -11,6 +11,9 @@ when asked, as a real server does (the sandbox's default keeps pre-serialised pa
 flatter whichever client asks most). It runs in its own process, without rate limits; crmsync's
 own budget is off for it too (`"rate_limits": "none"`), as a user lifting an account's limits would.
 Before each round the local tables (crmsync) or the dataset (dlt) are emptied, untimed.
+`--latency-ms N` delays every answer by N ms, as a network between client and CRM would: a list
+is 200 pages one after another whichever client reads it, so the figure then shows how much of
+each client's own work hides behind those waits.
 
 crmsync's own modules are compiled to bytecode first, as `pip install` does for an installed
 package (dlt's already are, in site-packages): an editable checkout run with
@@ -39,9 +42,10 @@ from bench.sync_pull import TOKEN, start_sandbox
 CRMSYNC = Path(sys.executable).parent / "crmsync"
 
 
-def start_server(contacts: int) -> tuple[subprocess.Popen, str]:
-    """The sandbox HubSpot answering as a real server does: serialised per request."""
-    return start_sandbox(contacts, "--serialise-per-request")
+def start_server(contacts: int, latency_ms: float = 0) -> tuple[subprocess.Popen, str]:
+    """The sandbox HubSpot answering as a real server does: serialised per request; with
+    `latency_ms`, each answer that much later (a network's round trip)."""
+    return start_sandbox(contacts, "--serialise-per-request", "--latency-ms", str(latency_ms))
 
 
 def timed(cmd: list[str], env: dict) -> tuple[float, str]:
@@ -61,6 +65,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--contacts", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--latency-ms", type=float, default=0.0,
+                    help="added to every answer, as a network would (default 0: the two clients' own work)")
     args = ap.parse_args()
     try:
         import dlt  # noqa: F401
@@ -79,7 +85,7 @@ def main() -> None:
     for var in ("CRMSYNC_BROKER_URL", "CRMSYNC_REDIS_URL", "CRMSYNC_PAGE_SIZE"):
         env.pop(var, None)
     os.environ.update({k: env[k] for k in ("CRMSYNC_DATABASE_URL", "CRMSYNC_SECRET_KEY")})
-    server, base = start_server(args.contacts)
+    server, base = start_server(args.contacts, args.latency_ms)
     pipelines = tempfile.mkdtemp(prefix="dlt-bench-")
     try:
         subprocess.run([str(CRMSYNC), "db", "upgrade"], env=env, check=True, capture_output=True)
@@ -136,7 +142,7 @@ def main() -> None:
                   f"dlt rest_api {theirs[-1]:.2f} s ({args.contacts / theirs[-1]:,.0f} records/s)", flush=True)
         a, b = statistics.median(ours), statistics.median(theirs)
         print(f"whole process, full pull of {args.contacts:,} contacts, median of {args.rounds}: crmsync {a:.2f} s, "
-              f"dlt {b:.2f} s")
+              f"dlt {b:.2f} s" + (f" ({args.latency_ms:g} ms added to every answer)" if args.latency_ms else ""))
         print(f"ratio (dlt time / crmsync time): {b / a:.2f}x")
     finally:
         server.terminate()
