@@ -50,9 +50,9 @@ def _job(s, config, status="running", **kw):
     return job
 
 
-def _step(s, job, entity, status="pending", age=0.0, kind="pull"):
+def _step(s, job, entity, status="pending", age=0.0, kind="pull", position=0):
     step = SyncJobStep(tenant_id=job.tenant_id, job_id=job.id, entity_type=entity, kind=kind, status=status,
-                       updated_at=utcnow() - timedelta(seconds=age))
+                       position=position, updated_at=utcnow() - timedelta(seconds=age))
     s.add(step)
     s.flush()
     return step
@@ -116,6 +116,34 @@ def test_sweep_reenqueues_stale_events_steps_and_resumed_jobs_once(db_url, parke
     with session_scope(db_url) as s:  # ...until another threshold has passed (the fresh ones too now)
         assert sweep_outbox(s, now=utcnow() + timedelta(seconds=61)) == {
             "deliveries": 2, "events": 2, "steps": 2, "jobs": 1, "queued": 2}
+
+
+def test_sweep_reenqueues_only_the_step_a_job_is_at_not_the_later_ones_waiting_their_turn(db_url, parked_broker):
+    # Steps run one after another (companies before the contacts and deals that point at them,
+    # pulls before pushes); each later step's row sits pending, untouched since the job started.
+    # A job busy for longer than the threshold (any backfill) must not have those started by the
+    # sweeper: only the step it is at, when that one's message is lost.
+    with session_scope(db_url) as s:
+        busy_cfg, stalled_cfg = make_config(s, make_tenant(s)), make_config(s, make_tenant(s))
+        busy = _job(s, busy_cfg)
+        _step(s, busy, "company", age=1, position=0)        # its units keep it fresh
+        for position, entity in enumerate(("contact", "deal", "activity", "task"), 1):
+            _step(s, busy, entity, age=300, position=position)
+        stalled = _job(s, stalled_cfg)
+        _step(s, stalled, "company", status="done", age=300, position=0)
+        lost = _step(s, stalled, "contact", age=300, position=1)   # the step it is at; its message lost
+        _step(s, stalled, "deal", age=300, position=2)
+        _step(s, stalled, "contact", age=300, position=3, kind="push")
+        parked = _job(s, make_config(s, make_tenant(s)), status="waiting_quota",    # its daily quota is back
+                      paused_until=utcnow() - timedelta(seconds=5), updated_at=utcnow() - timedelta(seconds=300))
+        resumes = _step(s, parked, "contact", age=300, position=1)
+        _step(s, parked, "deal", age=300, position=2)
+        lost_id, resumes_id = lost.id, resumes.id
+    with session_scope(db_url) as s:
+        counts = sweep_outbox(s)
+    assert (counts["steps"], counts["jobs"]) == (1, 1)
+    assert sorted(parked_broker("syncs")) == sorted([("crmsync.sync.run_step", [lost_id]),
+                                                     ("crmsync.sync.run_step", [resumes_id])])
 
 
 def test_sweep_publishes_nothing_when_its_transaction_rolls_back(db_url, parked_broker):
@@ -220,3 +248,4 @@ def test_sweep_leaves_a_live_inline_run_alone_and_takes_over_a_dead_one(db_url, 
         assert s.get(SyncJob, ids[0]).lease_owner == "inline elsewhere 1"
         taken = s.get(SyncJob, ids[1])
         assert taken.lease_owner == WORKERS and taken.lease_expires_at > now
+
