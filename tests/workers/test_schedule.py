@@ -249,3 +249,38 @@ def test_sweep_leaves_a_live_inline_run_alone_and_takes_over_a_dead_one(db_url, 
         taken = s.get(SyncJob, ids[1])
         assert taken.lease_owner == WORKERS and taken.lease_expires_at > now
 
+
+def test_sweep_leaves_a_step_waiting_out_a_rate_limit_alone_until_its_wait_is_over(
+        db_url, parked_broker, hubspot_sandbox, monkeypatch):
+    # A unit told to wait (the CRM's 429 names a window longer than the sweeper's threshold) is
+    # re-enqueued with a countdown. The sweeper must not send it again before that countdown is
+    # over: each copy would run, meet the limit and re-arm itself, so every sweep added one more
+    # chain of the same step (and, after the wait, units of one step running side by side).
+    from crmsync import settings
+    from crmsync.sync.jobs import create_job, run_step, start_job
+    from tests.fixtures.factories import make_secret
+    monkeypatch.setenv("CRMSYNC_OUTBOX_AFTER_SECONDS", "3")   # the production ratio (60 s vs waits of minutes), scaled
+    settings.get_settings.cache_clear()
+    with session_scope(db_url) as s:
+        secret = make_secret(s, {"token": hubspot_sandbox.token})
+        config = make_config(s, make_tenant(s), credentials_vault_id=secret.id, api_base_url=hubspot_sandbox.base_url,
+                             account_id=str(hubspot_sandbox.app.options.portal_id), sync_direction="pull")
+        job = create_job(s, config)
+        start_job(s, job.id)
+        step_id = s.scalars(select(SyncJobStep.id).where(SyncJobStep.job_id == job.id)
+                            .order_by(SyncJobStep.position)).first()
+    hubspot_sandbox.validate = False
+    hubspot_sandbox.configure(faults={"rate_limit_rate": 1.0})   # every call: 429, ten-secondly (a 10 s wait)
+    began = utcnow()
+    with session_scope(db_url) as s:
+        progress = run_step(s, step_id)
+    assert progress is not None and not progress.done and progress.pages == 0
+    sent = parked_broker("syncs")
+    assert sent == [("crmsync.sync.run_step", [step_id])] * 2      # the first unit, then its wait
+
+    with session_scope(db_url) as s:    # past the threshold, inside the wait: the message is on its way
+        assert sweep_outbox(s, now=began + timedelta(seconds=6))["steps"] == 0
+    assert parked_broker("syncs") == sent
+    with session_scope(db_url) as s:    # past the wait: a message lost since is sent again
+        assert sweep_outbox(s, now=began + timedelta(seconds=15))["steps"] == 1
+    assert parked_broker("syncs") == [*sent, ("crmsync.sync.run_step", [step_id])]
