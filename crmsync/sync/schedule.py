@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from crmsync.configs import advance_schedule, schedule_sweep
@@ -111,7 +111,9 @@ def sweep_outbox(session: Session, now: datetime | None = None) -> dict[str, int
     deliveries = _received_before(session, WebhookDelivery, WebhookDelivery.error.is_(None), threshold, now)
     if deliveries:
         enqueue_after_commit(session, SPLIT_DELIVERIES, *deliveries)  # the split takes many
-    events = _received_before(session, WebhookEvent, WebhookEvent.processed.is_(False), threshold, now)
+    # Events waiting out a rate limit (not_before) have their task's countdown on its way.
+    events = _received_before(session, WebhookEvent, and_(WebhookEvent.processed.is_(False), or_(
+        WebhookEvent.not_before.is_(None), WebhookEvent.not_before <= now)), threshold, now)
     for event_id in events:
         enqueue_after_commit(session, PROCESS_EVENT, event_id)
     counts["deliveries"], counts["events"] = len(deliveries), len(events)
