@@ -436,6 +436,9 @@ class WebhookEvent(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     occurred_at: Mapped[datetime | None]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set while the event's group waits out a rate limit (its task has a countdown to then): the
+    # outbox sweeper leaves it alone until then.
+    not_before: Mapped[datetime | None]
     __table_args__ = (
         UniqueConstraint("platform", "account_id", "event_key", name="uq_crm_webhook_events_key"),
         Index("ix_crm_webhook_events_unprocessed", "processed", "received_at"),

@@ -33,14 +33,16 @@ nothing changed), missing (the record no longer exists in the CRM), deleted, mer
 (config disabled or push-only, object not synced), coalesced, failed (a permanent platform or sync
 error, e.g. revoked credentials: every event of the group, with the reason in `error`; other errors
 after the runner's retries: the leader, by the failure hook `fail_event`). Transient
-errors propagate: the task runner retries the whole group (idempotent).
+errors propagate: the task runner retries the whole group (idempotent). A rate-limit wait is kept
+here instead: the group's events get `not_before` (the sweeper leaves them alone until then) and the
+leader's task is re-enqueued with that countdown.
 """
 from __future__ import annotations
 
 import json
 import logging
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import DataError
@@ -189,8 +191,11 @@ def process_event(session: Session, event_id: str) -> None:
         with session.begin_nested():
             process_group(session, group)
     except CrmsyncError as err:
+        if isinstance(err, Retryable) and not err.counts_as_attempt:
+            _wait_for_budget(session, leader, group, err)
+            return
         if isinstance(err, Retryable):
-            raise       # rate limits, 5xx, timeouts, the rate budget's Redis away: the runner retries later
+            raise       # 5xx, timeouts, the rate budget's Redis away: the runner retries later
         # Permanent (credentials revoked, config wrong): it fails the whole group alike, so every
         # event is marked here, not only the leader through the failure hook — otherwise the others
         # would come back from the sweeper one by one to fail again. `webhooks replay --failed`
@@ -200,6 +205,23 @@ def process_event(session: Session, event_id: str) -> None:
         for event in group:
             event.attempts = (event.attempts or 0) + 1
             _finish(event, "failed", reason)
+
+
+def _wait_for_budget(session: Session, leader: WebhookEvent, group: list[WebhookEvent], err: Retryable) -> None:
+    """The account's budget says wait: the group's events are marked not_before the end of the wait
+    and one task, the leader's, is re-enqueued with a countdown (a spent daily quota: re-armed every
+    few minutes until the reset). Left to the runner's retry, the wait was in no row, and every sweep
+    meanwhile sent each of the group's events again as a task of its own, each re-arming itself."""
+    now = utcnow()
+    delay = float(err.retry_after or 0.0)
+    if err.resume_at is not None:
+        delay = max(delay, (err.resume_at - now).total_seconds())
+    delay = max(delay, 0.05)
+    until = now + timedelta(seconds=delay)
+    for event in group:
+        event.not_before = until
+    log.info("%d event(s) of config %s wait %.1f s for the rate budget", len(group), leader.config_id, delay)
+    enqueue_after_commit(session, PROCESS_EVENT, leader.id, countdown=delay)
 
 
 def process_group(session: Session, events: list[WebhookEvent]) -> None:

@@ -394,6 +394,9 @@ def _wait_for_budget(session: Session, step_id: str, err: RateLimited, enqueue: 
         delay = max(1.0, (err.resume_at - now).total_seconds())
     else:
         delay = max(0.05, err.retry_after)
+    # The sweeper leaves the step alone until then: a copy sent meanwhile would meet the limit too
+    # and re-arm itself, one more chain of this step per sweep for as long as the wait lasts.
+    step.not_before = now + timedelta(seconds=delay)
     _enqueue(session, enqueue, RUN_STEP, step.id, countdown=delay)
     session.flush()
     return StepProgress(step.entity_type, step.kind, step.pages, False, job.status, {})

@@ -14,9 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, literal, or_, select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, insert, literal, or_, select, tuple_
+from sqlalchemy.orm import Session, make_transient_to_detached
 
+from crmsync.db import is_postgres
 from crmsync.db.models import ENTITY_MODELS, ConflictRecord, SyncConfig, SyncLink, new_id
 from crmsync.db.types import utcnow
 from crmsync.entities import ASSOCIATIONS, SYNCED_FIELD_SETS
@@ -101,6 +102,7 @@ class Plan:
     updates: list = field(default_factory=list)    # (row, link, fields that differ from the base)
     archives: list = field(default_factory=list)   # (row, link): deleted here, still live there
     pending: set = field(default_factory=set)      # local ids whose create may have reached the CRM
+    new_links: list = field(default_factory=list)  # links of first creates, made durable before the calls
 
 
 def push_batch(session: Session, config: SyncConfig, adapter: Adapter, entity: str, *,
@@ -109,8 +111,8 @@ def push_batch(session: Session, config: SyncConfig, adapter: Adapter, entity: s
 
     1. `plan_batch`: sort the rows into creates, updates (only fields that differ from the base,
        less those held by a pending conflict) and archives, and add the links of new creates.
-    2. Commit: the pending-create links are durable before any create call leaves this process,
-       so a crash can never turn into a duplicate remote record.
+    2. `make_creates_durable`: the pending-create links are committed before any create call
+       leaves this process, so a crash can never turn into a duplicate remote record.
     3. `find_pending_creates`: a create that may have reached the CRM is looked up first.
     4. `send_creates`, `send_updates`, `send_archives`: one batched call each, then what the CRM
        answered becomes the links' base (and the local row's, where the CRM normalised a value).
@@ -124,7 +126,7 @@ def push_batch(session: Session, config: SyncConfig, adapter: Adapter, entity: s
     batch = BatchPush(session, config, adapter, entity, now or utcnow(), outcome,
                       store.external_ids_for(session, config.tenant_id, config.platform, entity, rows))
     plan = plan_batch(batch, rows)
-    session.commit()
+    make_creates_durable(session, plan)
     if plan.pending:
         find_pending_creates(batch, plan)
     if plan.creates:
@@ -154,7 +156,7 @@ def plan_batch(batch: BatchPush, rows: list) -> Plan:
             if link is None:
                 link = SyncLink(id=new_id(), tenant_id=tenant, config_id=config.id, platform=platform,
                                 entity_type=entity, local_id=row.id, external_id=None, base={})
-                session.add(link)
+                plan.new_links.append(link)
             else:
                 plan.pending.add(row.id)
             plan.creates.append((row, link, {f: v for f, v in flat.items() if v is not None}))
@@ -169,6 +171,31 @@ def plan_batch(batch: BatchPush, rows: list) -> Plan:
             continue
         plan.updates.append((row, link, diff))
     return plan
+
+
+def make_creates_durable(session: Session, plan: Plan) -> None:
+    """Commit the links of new creates before any create call leaves this process, so a crash can
+    never turn into a duplicate remote record.
+
+    On PostgreSQL they are committed on a connection of their own, and the unit's transaction goes
+    on: it holds the step's row lock (`run_step`) until the unit ends. Committing that transaction
+    here released the lock mid-unit, so a second copy of the unit (a message sent again) ran beside
+    this one, found the links pending, looked the records up before this one's creates were
+    searchable, and created them again. SQLite (one process runs a job) commits as before."""
+    if not plan.new_links:
+        return
+    if not is_postgres(session):
+        session.add_all(plan.new_links)
+        session.commit()
+        return
+    with session.get_bind().begin() as conn:
+        conn.execute(insert(SyncLink.__table__), [
+            {"id": l.id, "tenant_id": l.tenant_id, "config_id": l.config_id, "platform": l.platform,
+             "entity_type": l.entity_type, "local_id": l.local_id, "external_id": None, "base": {}}
+            for l in plan.new_links])
+    for link in plan.new_links:     # rows that exist now: later changes are UPDATEs
+        make_transient_to_detached(link)
+        session.add(link)
 
 
 def find_pending_creates(batch: BatchPush, plan: Plan) -> None:

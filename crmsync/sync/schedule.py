@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from crmsync.configs import advance_schedule, schedule_sweep
 from crmsync.db import is_postgres
@@ -111,7 +111,9 @@ def sweep_outbox(session: Session, now: datetime | None = None) -> dict[str, int
     deliveries = _received_before(session, WebhookDelivery, WebhookDelivery.error.is_(None), threshold, now)
     if deliveries:
         enqueue_after_commit(session, SPLIT_DELIVERIES, *deliveries)  # the split takes many
-    events = _received_before(session, WebhookEvent, WebhookEvent.processed.is_(False), threshold, now)
+    # Events waiting out a rate limit (not_before) have their task's countdown on its way.
+    events = _received_before(session, WebhookEvent, and_(WebhookEvent.processed.is_(False), or_(
+        WebhookEvent.not_before.is_(None), WebhookEvent.not_before <= now)), threshold, now)
     for event_id in events:
         enqueue_after_commit(session, PROCESS_EVENT, event_id)
     counts["deliveries"], counts["events"] = len(deliveries), len(events)
@@ -120,9 +122,15 @@ def sweep_outbox(session: Session, now: datetime | None = None) -> dict[str, int
     # once it has run out, the workers take the job over.
     workers_may_run = or_(SyncJob.lease_owner.is_(None), SyncJob.lease_owner == WORKERS,
                           SyncJob.lease_expires_at.is_(None), SyncJob.lease_expires_at <= now)
+    # Steps run one at a time, in position order; a later step's row sits pending, untouched since
+    # the job started, while the one before it runs. Only the step a job is at is re-enqueued, or a
+    # job busy for longer than the threshold would have all its later steps started at once.
+    earlier = aliased(SyncJobStep)
+    at_its_turn = ~exists().where(earlier.job_id == SyncJobStep.job_id, earlier.status == "pending",
+                                  earlier.position < SyncJobStep.position)
     steps = (select(SyncJobStep.id, SyncJobStep.job_id)
              .join(SyncJob, SyncJob.id == SyncJobStep.job_id)
-             .where(SyncJobStep.status == "pending", SyncJobStep.updated_at <= threshold,
+             .where(SyncJobStep.status == "pending", SyncJobStep.updated_at <= threshold, at_its_turn,
                     SyncJob.status == "running", workers_may_run,
                     or_(SyncJobStep.not_before.is_(None), SyncJobStep.not_before <= now))
              .order_by(SyncJobStep.updated_at).limit(SWEEP_BATCH))
@@ -146,8 +154,9 @@ def sweep_outbox(session: Session, now: datetime | None = None) -> dict[str, int
         parked = parked.with_for_update(skip_locked=True)
     for job_id in session.scalars(parked).all():
         session.execute(update(SyncJob).where(SyncJob.id == job_id).values(updated_at=now))
-        for step_id in session.scalars(select(SyncJobStep.id).where(
-                SyncJobStep.job_id == job_id, SyncJobStep.status == "pending")).all():
+        step_id = session.scalar(select(SyncJobStep.id).where(   # the step it is at (see above)
+            SyncJobStep.job_id == job_id, SyncJobStep.status == "pending").order_by(SyncJobStep.position).limit(1))
+        if step_id is not None:
             enqueue_after_commit(session, RUN_STEP, step_id)
         counts["jobs"] += 1
 

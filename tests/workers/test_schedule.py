@@ -50,9 +50,9 @@ def _job(s, config, status="running", **kw):
     return job
 
 
-def _step(s, job, entity, status="pending", age=0.0, kind="pull"):
+def _step(s, job, entity, status="pending", age=0.0, kind="pull", position=0):
     step = SyncJobStep(tenant_id=job.tenant_id, job_id=job.id, entity_type=entity, kind=kind, status=status,
-                       updated_at=utcnow() - timedelta(seconds=age))
+                       position=position, updated_at=utcnow() - timedelta(seconds=age))
     s.add(step)
     s.flush()
     return step
@@ -116,6 +116,34 @@ def test_sweep_reenqueues_stale_events_steps_and_resumed_jobs_once(db_url, parke
     with session_scope(db_url) as s:  # ...until another threshold has passed (the fresh ones too now)
         assert sweep_outbox(s, now=utcnow() + timedelta(seconds=61)) == {
             "deliveries": 2, "events": 2, "steps": 2, "jobs": 1, "queued": 2}
+
+
+def test_sweep_reenqueues_only_the_step_a_job_is_at_not_the_later_ones_waiting_their_turn(db_url, parked_broker):
+    # Steps run one after another (companies before the contacts and deals that point at them,
+    # pulls before pushes); each later step's row sits pending, untouched since the job started.
+    # A job busy for longer than the threshold (any backfill) must not have those started by the
+    # sweeper: only the step it is at, when that one's message is lost.
+    with session_scope(db_url) as s:
+        busy_cfg, stalled_cfg = make_config(s, make_tenant(s)), make_config(s, make_tenant(s))
+        busy = _job(s, busy_cfg)
+        _step(s, busy, "company", age=1, position=0)        # its units keep it fresh
+        for position, entity in enumerate(("contact", "deal", "activity", "task"), 1):
+            _step(s, busy, entity, age=300, position=position)
+        stalled = _job(s, stalled_cfg)
+        _step(s, stalled, "company", status="done", age=300, position=0)
+        lost = _step(s, stalled, "contact", age=300, position=1)   # the step it is at; its message lost
+        _step(s, stalled, "deal", age=300, position=2)
+        _step(s, stalled, "contact", age=300, position=3, kind="push")
+        parked = _job(s, make_config(s, make_tenant(s)), status="waiting_quota",    # its daily quota is back
+                      paused_until=utcnow() - timedelta(seconds=5), updated_at=utcnow() - timedelta(seconds=300))
+        resumes = _step(s, parked, "contact", age=300, position=1)
+        _step(s, parked, "deal", age=300, position=2)
+        lost_id, resumes_id = lost.id, resumes.id
+    with session_scope(db_url) as s:
+        counts = sweep_outbox(s)
+    assert (counts["steps"], counts["jobs"]) == (1, 1)
+    assert sorted(parked_broker("syncs")) == sorted([("crmsync.sync.run_step", [lost_id]),
+                                                     ("crmsync.sync.run_step", [resumes_id])])
 
 
 def test_sweep_publishes_nothing_when_its_transaction_rolls_back(db_url, parked_broker):
@@ -220,3 +248,39 @@ def test_sweep_leaves_a_live_inline_run_alone_and_takes_over_a_dead_one(db_url, 
         assert s.get(SyncJob, ids[0]).lease_owner == "inline elsewhere 1"
         taken = s.get(SyncJob, ids[1])
         assert taken.lease_owner == WORKERS and taken.lease_expires_at > now
+
+
+def test_sweep_leaves_a_step_waiting_out_a_rate_limit_alone_until_its_wait_is_over(
+        db_url, parked_broker, hubspot_sandbox, monkeypatch):
+    # A unit told to wait (the CRM's 429 names a window longer than the sweeper's threshold) is
+    # re-enqueued with a countdown. The sweeper must not send it again before that countdown is
+    # over: each copy would run, meet the limit and re-arm itself, so every sweep added one more
+    # chain of the same step (and, after the wait, units of one step running side by side).
+    from crmsync import settings
+    from crmsync.sync.jobs import create_job, run_step, start_job
+    from tests.fixtures.factories import make_secret
+    monkeypatch.setenv("CRMSYNC_OUTBOX_AFTER_SECONDS", "3")   # the production ratio (60 s vs waits of minutes), scaled
+    settings.get_settings.cache_clear()
+    with session_scope(db_url) as s:
+        secret = make_secret(s, {"token": hubspot_sandbox.token})
+        config = make_config(s, make_tenant(s), credentials_vault_id=secret.id, api_base_url=hubspot_sandbox.base_url,
+                             account_id=str(hubspot_sandbox.app.options.portal_id), sync_direction="pull")
+        job = create_job(s, config)
+        start_job(s, job.id)
+        step_id = s.scalars(select(SyncJobStep.id).where(SyncJobStep.job_id == job.id)
+                            .order_by(SyncJobStep.position)).first()
+    hubspot_sandbox.validate = False
+    hubspot_sandbox.configure(faults={"rate_limit_rate": 1.0})   # every call: 429, ten-secondly (a 10 s wait)
+    began = utcnow()
+    with session_scope(db_url) as s:
+        progress = run_step(s, step_id)
+    assert progress is not None and not progress.done and progress.pages == 0
+    sent = parked_broker("syncs")
+    assert sent == [("crmsync.sync.run_step", [step_id])] * 2      # the first unit, then its wait
+
+    with session_scope(db_url) as s:    # past the threshold, inside the wait: the message is on its way
+        assert sweep_outbox(s, now=began + timedelta(seconds=6))["steps"] == 0
+    assert parked_broker("syncs") == sent
+    with session_scope(db_url) as s:    # past the wait: a message lost since is sent again
+        assert sweep_outbox(s, now=began + timedelta(seconds=15))["steps"] == 1
+    assert parked_broker("syncs") == [*sent, ("crmsync.sync.run_step", [step_id])]

@@ -1,0 +1,59 @@
+"""Two copies of one unit at once (a message the sweeper sent again while the first still waited in a
+backlog, a finished unit's redelivery publishing its successor a second time): the step's row lock
+makes them take turns, so the second finds the first's work done instead of doing it again."""
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+from sqlalchemy import select, text
+
+from crmsync.db import get_engine, session_scope
+from crmsync.db.models import SyncConfig, SyncJob, SyncJobStep, SyncLink, Task
+from crmsync.sync.jobs import create_job, run_step, start_job
+from tests.fixtures.workers import wait_until
+
+
+def _waiting_on_locks(db_url) -> int:
+    with session_scope(db_url) as s:
+        return s.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                             "AND wait_event_type = 'Lock'"))
+
+
+def test_two_copies_of_one_push_unit_at_once_create_the_record_in_the_crm_once(make, db_url):
+    world = make(sync_direction="push")
+    world.hs.configure(index_lag_ms=5000)   # HubSpot's search shows a new record a few seconds late
+    with session_scope(db_url) as s:
+        s.add(Task(tenant_id=world.tenant_id, title="Call Ada", due_date=datetime(2027, 1, 5, 9, tzinfo=UTC)))
+        job = create_job(s, s.get(SyncConfig, world.config_id), trigger="push")
+        start_job(s, job.id, enqueue=False)
+        job_id = job.id
+        step_id = s.scalar(select(SyncJobStep.id).where(SyncJobStep.job_id == job.id, SyncJobStep.kind == "push",
+                                                        SyncJobStep.entity_type == "task"))
+    errors: list[BaseException] = []
+
+    def unit():
+        try:
+            with session_scope(db_url) as s:
+                run_step(s, step_id, enqueue=False)
+        except BaseException as err:  # noqa: BLE001  reported below
+            errors.append(err)
+
+    copies = [threading.Thread(target=unit) for _ in range(2)]
+    with get_engine(db_url).connect() as holder, holder.begin():     # both copies queue on the step's row
+        holder.execute(select(SyncJobStep.id).where(SyncJobStep.id == step_id).with_for_update())
+        for t in copies:
+            t.start()
+        wait_until(lambda: _waiting_on_locks(db_url) >= 2, 10, what="both copies to wait for the step")
+    for t in copies:
+        t.join(30)
+    assert not errors, errors
+    made = [r for r in world.hs.state.records["tasks"].values() if r.props.get("hs_task_subject") == "Call Ada"]
+    assert len(made) == 1, f"{len(made)} tasks made in the CRM for one local task"
+    with session_scope(db_url) as s:
+        (link,) = s.scalars(select(SyncLink).where(SyncLink.config_id == world.config_id,
+                                                   SyncLink.entity_type == "task")).all()
+        assert link.external_id is not None and link.external_id.endswith(str(made[0].id))
+        step, job = s.get(SyncJobStep, step_id), s.get(SyncJob, job_id)
+        assert (step.status, step.pages) == ("done", 1)
+        assert job.steps_done == 1, "the step counted done twice"
