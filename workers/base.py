@@ -3,15 +3,17 @@ logging context, so the tasks themselves are one call into the library."""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from functools import cache
 
 import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
+from crmsync.db.types import utcnow
 from crmsync.settings import get_settings
 from crmsync.tasks.errors import UnitTimedOut
-from crmsync.tasks.execution import describe, execute, fail_permanently
+from crmsync.tasks.execution import defer, describe, execute, fail_permanently
 from crmsync.tasks.retry import classify
 
 log = logging.getLogger("crmsync.tasks")
@@ -62,6 +64,10 @@ class CrmsyncTask(Task):
             if not decision.counts:
                 rate_waits += 1
             log.info("retrying %s in %.1f s: %s", describe(self.name, ids), decision.delay, decision.reason)
+            # The task's transaction was rolled back, so its rows look untouched since before it ran:
+            # a backoff past CRMSYNC_OUTBOX_AFTER_SECONDS would have the sweeper start a copy (its
+            # retry count at zero) beside this retry.
+            defer(self.name, ids, utcnow() + timedelta(seconds=decision.delay))
             raise self.retry(countdown=decision.delay, max_retries=None, headers={RATE_WAITS: rate_waits})
         fail_permanently(self.name, ids, decision.reason)
         return "failed"

@@ -44,7 +44,7 @@ import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
@@ -171,6 +171,20 @@ def fail_event(session: Session, event_id: str, error: str) -> None:
     row = session.get(WebhookEvent, event_id)
     if row is not None:
         _finish(row, "failed", error)
+
+
+def defer_events(session: Session, event_id: str, until: datetime) -> None:
+    """Retry hook: the runner retries the leader at `until` (a backoff), and that task takes its
+    config's pending events again; the sweeper leaves them alone meanwhile."""
+    leader = session.get(WebhookEvent, event_id)
+    if leader is None or leader.processed:
+        return
+    pending = [leader.id]
+    if leader.config_id is not None:
+        pending = session.scalars(_skip_locked(session, select(WebhookEvent.id).where(
+            WebhookEvent.config_id == leader.config_id, WebhookEvent.processed.is_(False),
+            or_(WebhookEvent.not_before.is_(None), WebhookEvent.not_before < until)))).all()
+    session.execute(update(WebhookEvent).where(WebhookEvent.id.in_(pending)).values(not_before=until))
 
 
 def process_event(session: Session, event_id: str) -> None:

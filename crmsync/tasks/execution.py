@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+from datetime import datetime
 
 from crmsync.tasks.names import resolve, route
 
@@ -46,3 +47,18 @@ def fail_permanently(name: str, ids: tuple[str, ...], reason: str) -> None:
     from crmsync.db import session_scope
     with session_scope() as session:
         resolve(hook)(session, *ids, reason)
+
+
+def defer(name: str, ids: tuple[str, ...], until: datetime) -> None:
+    """Before a retry is scheduled: the task's retry hook marks its rows not_before `until`, in a
+    short transaction of its own (the task's was rolled back, its rows' updated_at with it). A
+    failure here (the database is often why the task failed) leaves the retry as it was."""
+    hook = route(name).on_retry
+    if hook is None:
+        return
+    from crmsync.db import session_scope
+    try:
+        with session_scope() as session:
+            resolve(hook)(session, *ids, until)
+    except Exception as err:  # noqa: BLE001  the retry goes ahead; at worst the sweeper sends a copy
+        log.warning("could not mark %s to wait for its retry: %s", describe(name, ids), type(err).__name__)
