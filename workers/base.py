@@ -12,8 +12,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from crmsync.db.types import utcnow
 from crmsync.settings import get_settings
-from crmsync.tasks.errors import UnitTimedOut
-from crmsync.tasks.execution import defer, describe, execute, fail_permanently
+from crmsync.tasks.errors import BadTaskArguments, UnitTimedOut
+from crmsync.tasks.execution import check_ids, defer, describe, execute, fail_permanently
 from crmsync.tasks.retry import classify
 
 log = logging.getLogger("crmsync.tasks")
@@ -40,6 +40,12 @@ class CrmsyncTask(Task):
         (rate limit: when the budget allows; transient: backoff with jitter) or fail for good.
         Returns "succeeded" or "failed" (given up, its reason stored), for the task metrics."""
         ids = tuple(str(i) for i in ids)
+        try:
+            check_ids(self.name, ids)
+        except BadTaskArguments as exc:
+            # Not retried, and no failure hook: ids that name no row would only fail in it again.
+            log.error("task %s refused: %s", describe(self.name, ids), exc)
+            return "failed"
         deaths = self._deaths()
         if deaths >= get_settings().task_max_deaths:
             # Redelivered after its process died (OOM, a native crash, the hard time limit) that

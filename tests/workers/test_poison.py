@@ -4,6 +4,7 @@ or filling the log."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 
 from sqlalchemy import select
@@ -12,7 +13,7 @@ from crmsync.db import session_scope
 from crmsync.db.models import SyncJob, SyncJobStep
 from crmsync.sync.jobs import create_job, start_job
 from crmsync.tasks import enqueue
-from crmsync.tasks.names import RUN_STEP
+from crmsync.tasks.names import PROCESS_EVENT, RUN_STEP
 from tests.fixtures.factories import make_config, make_secret, make_tenant
 from tests.fixtures.workers import wait_until
 
@@ -63,3 +64,23 @@ def test_a_unit_that_kills_its_worker_every_time_fails_after_the_allowed_deaths(
         step, job = s.get(SyncJobStep, step_id), s.get(SyncJob, job_id)
         assert step.status == "failed" and "worker process died 3 times" in step.error
         assert job.status == "failed" and "worker process died 3 times" in job.error
+
+
+def test_task_messages_whose_ids_are_not_ids_fail_once_with_one_short_log_line(worker_env, celery_worker):
+    # Anyone who can publish to the broker can send any "id". Such a message used to fail in the
+    # library with a DataError, then again in the failure hook (a second traceback, the task
+    # "raised unexpected"), and a huge id was written out whole in the log lines.
+    huge = "7" * 100_000
+    start = len(celery_worker.log())
+    enqueue(PROCESS_EVENT, "not-a-uuid")
+    enqueue(RUN_STEP, "not-a-uuid", queue="syncs")
+    enqueue(PROCESS_EVENT, huge)
+    ended = re.compile(r"Task crmsync\.(events\.process|sync\.run_step)\[[0-9a-f-]+\] (succeeded|raised)")
+
+    def log() -> str:
+        return celery_worker.log()[start:]
+    wait_until(lambda: len(ended.findall(log())) == 3, 15, interval=0.1, what="the three tasks to end")
+    text = log()
+    assert "Traceback" not in text and "DataError" not in text and "raised" not in text, text[-3000:]
+    assert len(re.findall(r"refused: crmsync\.\S+ 1 of its ids are not ids", text)) == 3
+    assert huge[:1000] not in text and max(len(line) for line in text.splitlines()) < 500
