@@ -82,6 +82,7 @@ class Settings:
     webhook_max_body_bytes: int = 1_048_576
     webhook_tolerance_seconds: float = 300.0
     task_time_limit: int = 300             # under the broker's visibility timeout
+    task_max_deaths: int = 3               # a task whose worker process died this often fails for good
     visibility_timeout: int = 3600
     worker_metrics_port: int = 0           # a worker host's GET /metrics (0: none)
     # Beat
@@ -155,6 +156,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         # HubSpot refuses v3 timestamps older than 5 minutes; this can only narrow that window.
         webhook_tolerance_seconds=_number(env, "CRMSYNC_WEBHOOK_TOLERANCE_SECONDS", 300.0, minimum=1, maximum=300),
         task_time_limit=_number(env, "CRMSYNC_TASK_TIME_LIMIT", 300, minimum=1, maximum=7 * day, integer=True),
+        task_max_deaths=_number(env, "CRMSYNC_TASK_MAX_DEATHS", 3, minimum=1, maximum=100, integer=True),
         visibility_timeout=_number(env, "CRMSYNC_VISIBILITY_TIMEOUT", 3600, minimum=1, maximum=7 * day,
                                    integer=True),
         worker_metrics_port=_number(env, "CRMSYNC_WORKER_METRICS_PORT", 0, maximum=65535, integer=True),

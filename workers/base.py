@@ -3,18 +3,26 @@ logging context, so the tasks themselves are one call into the library."""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
+from functools import cache
 
+import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from crmsync.tasks.errors import UnitTimedOut
-from crmsync.tasks.execution import describe, execute, fail_permanently
+from crmsync.db.types import utcnow
+from crmsync.settings import get_settings
+from crmsync.tasks.errors import BadTaskArguments, UnitTimedOut
+from crmsync.tasks.execution import check_ids, defer, describe, execute, fail_permanently
 from crmsync.tasks.retry import classify
 
 log = logging.getLogger("crmsync.tasks")
 
 # Message header counting rate-limit waits, which are not failures and do not use up max retries.
 RATE_WAITS = "crmsync_rate_waits"
+# Redis counter of a message's deaths: no count survives the process that died, so it lives outside.
+DEATHS_KEY = "crmsync:task-deaths:{id}:{retries}"
+DEATHS_TTL_SECONDS = 86_400
 
 
 class CrmsyncTask(Task):
@@ -23,12 +31,28 @@ class CrmsyncTask(Task):
     reject_on_worker_lost = True
     ignore_result = True
     max_retries = None  # `classify` decides when to give up
+    # A unit past the hard time limit is requeued as if its process died (Celery acks it by
+    # default, and only the sweeper's fresh copy, with no death count, would run it again).
+    acks_on_timeout = False
 
     def run_library(self, *ids: str) -> str:
         """Run this task's library function (TASKS[self.name]) on `ids`; on error retry later
         (rate limit: when the budget allows; transient: backoff with jitter) or fail for good.
         Returns "succeeded" or "failed" (given up, its reason stored), for the task metrics."""
         ids = tuple(str(i) for i in ids)
+        try:
+            check_ids(self.name, ids)
+        except BadTaskArguments as exc:
+            # Not retried, and no failure hook: ids that name no row would only fail in it again.
+            log.error("task %s refused: %s", describe(self.name, ids), exc)
+            return "failed"
+        deaths = self._deaths()
+        if deaths >= get_settings().task_max_deaths:
+            # Redelivered after its process died (OOM, a native crash, the hard time limit) that
+            # many times: running it again would kill the next one too, for ever.
+            fail_permanently(self.name, ids, f"WorkerLost: its worker process died {deaths} times while "
+                             "running it (out of memory, a native crash or the hard time limit)")
+            return "failed"
         try:
             execute(self.name, ids)
         except SoftTimeLimitExceeded as exc:
@@ -46,12 +70,45 @@ class CrmsyncTask(Task):
             if not decision.counts:
                 rate_waits += 1
             log.info("retrying %s in %.1f s: %s", describe(self.name, ids), decision.delay, decision.reason)
+            # The task's transaction was rolled back, so its rows look untouched since before it ran:
+            # a backoff past CRMSYNC_OUTBOX_AFTER_SECONDS would have the sweeper start a copy (its
+            # retry count at zero) beside this retry.
+            defer(self.name, ids, utcnow() + timedelta(seconds=decision.delay))
             raise self.retry(countdown=decision.delay, max_retries=None, headers={RATE_WAITS: rate_waits})
         fail_permanently(self.name, ids, decision.reason)
         return "failed"
+
+    def _deaths(self) -> int:
+        """How often this message (this retry of it) was given back because its process died: the
+        broker marks a requeued message `redelivered`, and each such start adds one. 0 on a first
+        delivery (no Redis call), or when Redis cannot be asked (then the unit simply runs)."""
+        if not (self.request.delivery_info or {}).get("redelivered"):
+            return 0
+        client = _death_counter()
+        if client is None:
+            return 0
+        key = DEATHS_KEY.format(id=self.request.id, retries=self.request.retries or 0)
+        try:
+            with client.pipeline() as pipe:
+                deaths, _ = pipe.incr(key).expire(key, DEATHS_TTL_SECONDS).execute()
+        except redis.RedisError as err:
+            log.warning("could not count the deaths of %s: %s", self.request.id, type(err).__name__)
+            return 0
+        return int(deaths)
 
     def _header(self, key: str):
         value = getattr(self.request, key, None)
         if value is None:
             value = (self.request.headers or {}).get(key) if isinstance(self.request.headers, dict) else None
         return value
+
+
+@cache
+def _death_counter() -> redis.Redis | None:
+    """The shared Redis (CRMSYNC_REDIS_URL), else the broker's when it is Redis."""
+    from crmsync.sync.connect import redis_client
+    client = redis_client()
+    url = get_settings().broker_url or ""
+    if client is None and url.startswith(("redis://", "rediss://")):
+        client = redis.Redis.from_url(url, socket_timeout=5)
+    return client

@@ -35,7 +35,8 @@ error, e.g. revoked credentials: every event of the group, with the reason in `e
 after the runner's retries: the leader, by the failure hook `fail_event`). Transient
 errors propagate: the task runner retries the whole group (idempotent). A rate-limit wait is kept
 here instead: the group's events get `not_before` (the sweeper leaves them alone until then) and the
-leader's task is re-enqueued with that countdown.
+leader's task is re-enqueued with that countdown; a new delivery's event arriving meanwhile joins
+that wait (its not_before) instead of waiting with a task of its own.
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
@@ -173,6 +174,20 @@ def fail_event(session: Session, event_id: str, error: str) -> None:
         _finish(row, "failed", error)
 
 
+def defer_events(session: Session, event_id: str, until: datetime) -> None:
+    """Retry hook: the runner retries the leader at `until` (a backoff), and that task takes its
+    config's pending events again; the sweeper leaves them alone meanwhile."""
+    leader = session.get(WebhookEvent, event_id)
+    if leader is None or leader.processed:
+        return
+    pending = [leader.id]
+    if leader.config_id is not None:
+        pending = session.scalars(_skip_locked(session, select(WebhookEvent.id).where(
+            WebhookEvent.config_id == leader.config_id, WebhookEvent.processed.is_(False),
+            or_(WebhookEvent.not_before.is_(None), WebhookEvent.not_before < until)))).all()
+    session.execute(update(WebhookEvent).where(WebhookEvent.id.in_(pending)).values(not_before=until))
+
+
 def process_event(session: Session, event_id: str) -> None:
     leader = session.scalars(_skip_locked(session, select(WebhookEvent).where(WebhookEvent.id == event_id))).first()
     if leader is None or leader.processed:
@@ -181,6 +196,16 @@ def process_event(session: Session, event_id: str) -> None:
         leader.attempts = (leader.attempts or 0) + 1
         enqueue_after_commit(session, RUN_AUTOMATION, leader.id)
         return
+    if leader.not_before is None:
+        # A new delivery while its config's events wait (a rate limit, a backoff): the waiting
+        # leader's task takes this event with the others when the wait is over. Running now, it
+        # would meet the same wait and re-enqueue a waiting task of its own, one per delivery.
+        wait_end = session.scalar(select(func.max(WebhookEvent.not_before)).where(
+            WebhookEvent.config_id == leader.config_id, WebhookEvent.processed.is_(False),
+            WebhookEvent.not_before > utcnow()))
+        if wait_end is not None:
+            leader.not_before = wait_end
+            return
     # The leader takes every pending event of its config (its own delivery and any other waiting, e.g.
     # behind a rate-limit pause): one batch read for all. Rows another worker holds are skipped.
     siblings = session.scalars(_skip_locked(session, select(WebhookEvent).where(

@@ -427,6 +427,13 @@ def fail_step(session: Session, step_id: str, error: str) -> None:
     fail_job(session, step.job_id, f"{step.kind} {ENTITY_PLURALS[step.entity_type]}: {error}")
 
 
+def defer_step(session: Session, step_id: str, until: datetime) -> None:
+    """Retry hook: the runner retries the step's unit at `until` (a backoff); the sweeper waits."""
+    from sqlalchemy import update
+    session.execute(update(SyncJobStep).where(SyncJobStep.id == step_id, SyncJobStep.status == "pending")
+                    .values(not_before=until))
+
+
 def fail_job(session: Session, job_id: str, error: str) -> None:
     job = session.get(SyncJob, job_id)
     if job is None or job.status not in JOB_ACTIVE_STATUSES:

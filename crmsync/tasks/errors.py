@@ -22,6 +22,11 @@ class UnknownQueue(QueueError, Fatal):
     pass
 
 
+class BadTaskArguments(QueueError, Fatal):
+    """A task message whose ids are not ids (every task takes row ids, UUIDs): it names no row, so
+    there is nothing to run, retry or mark failed."""
+
+
 class UnitTimedOut(QueueError, Retryable):
     """The runner stopped a task at its soft time limit (the transaction was rolled back): worth
     another try, which resumes from the last saved page."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import re
+from datetime import datetime
 
+from crmsync.tasks.errors import BadTaskArguments
 from crmsync.tasks.names import resolve, route
 
 log = logging.getLogger("crmsync.tasks")
@@ -21,8 +24,28 @@ class TaskContextFilter(logging.Filter):
         return True
 
 
+# Log lines name a task's ids, cut: a message may carry anything (a megabyte "id", 500 deliveries).
+SHOWN_IDS = 10
+SHOWN_ID_CHARS = 40
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def cut(value: str) -> str:
+    return value if len(value) <= SHOWN_ID_CHARS else f"{value[:SHOWN_ID_CHARS]}…({len(value)} chars)"
+
+
 def describe(name: str, ids: tuple[str, ...]) -> str:
-    return f"{name}({', '.join(ids)})"
+    shown = [cut(i) for i in ids[:SHOWN_IDS]]
+    if len(ids) > SHOWN_IDS:
+        shown.append(f"+{len(ids) - SHOWN_IDS} more")
+    return f"{name}({', '.join(shown)})"
+
+
+def check_ids(name: str, ids: tuple[str, ...]) -> None:
+    """BadTaskArguments unless every id has the form of our row ids (what `new_id` makes)."""
+    bad = [i for i in ids if not _UUID.fullmatch(i)]
+    if bad:
+        raise BadTaskArguments(f"{name}: {len(bad)} of its ids are not ids, e.g. {cut(bad[0])!r}")
 
 
 def execute(name: str, ids: tuple[str, ...]) -> None:
@@ -46,3 +69,18 @@ def fail_permanently(name: str, ids: tuple[str, ...], reason: str) -> None:
     from crmsync.db import session_scope
     with session_scope() as session:
         resolve(hook)(session, *ids, reason)
+
+
+def defer(name: str, ids: tuple[str, ...], until: datetime) -> None:
+    """Before a retry is scheduled: the task's retry hook marks its rows not_before `until`, in a
+    short transaction of its own (the task's was rolled back, its rows' updated_at with it). A
+    failure here (the database is often why the task failed) leaves the retry as it was."""
+    hook = route(name).on_retry
+    if hook is None:
+        return
+    from crmsync.db import session_scope
+    try:
+        with session_scope() as session:
+            resolve(hook)(session, *ids, until)
+    except Exception as err:  # noqa: BLE001  the retry goes ahead; at worst the sweeper sends a copy
+        log.warning("could not mark %s to wait for its retry: %s", describe(name, ids), type(err).__name__)

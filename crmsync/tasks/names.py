@@ -36,6 +36,9 @@ class TaskRoute:
     queue: str
     on_failure: str | None = None   # "module:function", called as fn(session, *ids, error) on permanent failure
     description: str = ""
+    # "module:function", called as fn(session, *ids, until) when the runner schedules a retry for
+    # `until`: the rows' not_before, so the sweeper does not send a copy meanwhile.
+    on_retry: str | None = None
 
 
 TASKS: dict[str, TaskRoute] = {
@@ -44,13 +47,14 @@ TASKS: dict[str, TaskRoute] = {
         "plan a job's steps and enqueue the first"),
     RUN_STEP: TaskRoute(
         "crmsync.sync.jobs:run_step", SYNCS, "crmsync.sync.jobs:fail_step",
-        "one page pulled or one batch pushed (backfills queue when the job is full)"),
+        "one page pulled or one batch pushed (backfills queue when the job is full)",
+        "crmsync.sync.jobs:defer_step"),
     SPLIT_DELIVERIES: TaskRoute(
         "crmsync.events.processing:split_deliveries", EVENTS, "crmsync.events.processing:fail_deliveries",
         "store webhook deliveries' events, deduplicated, and enqueue their processing"),
     PROCESS_EVENT: TaskRoute(
         "crmsync.events.processing:process_event", EVENTS, "crmsync.events.processing:fail_event",
-        "apply one webhook or product event"),
+        "apply one webhook or product event", "crmsync.events.processing:defer_events"),
     RUN_AUTOMATION: TaskRoute(
         "crmsync.automation.runner:run_for_event", EVENTS, None,
         "run the tenant's automation rules for one event"),

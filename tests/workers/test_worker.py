@@ -29,6 +29,7 @@ def test_worker_app_settings_and_tasks_match_the_table(worker_env):
     for name, task in registered.items():
         assert conf.task_routes[name]["queue"] == TASKS[name].queue
         assert task.acks_late and task.ignore_result
+        assert not task.acks_on_timeout   # a hard time limit requeues it, counted as a death
 
 
 def test_a_task_published_by_name_is_run_by_the_worker(worker_env, db_url):
