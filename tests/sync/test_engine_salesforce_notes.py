@@ -17,19 +17,25 @@ from tests.fixtures.factories import make_secret, make_tenant
 from tests.sync.conftest import World
 
 
-@pytest.fixture
-def world(crmsync_env, db_url, salesforce_sandbox):
+def add_salesforce_config(db_url, tenant_id, salesforce_sandbox, entities) -> str:
     app = salesforce_sandbox.app
     with session_scope(db_url) as s:
-        tenant = make_tenant(s)
         # The sandbox runs without an allocation; our own budget is off for it too.
         secret = make_secret(s, {"client_id": app.options.client_id, "client_secret": app.options.client_secret,
                                  "refresh_token": app.options.refresh_token, "rate_limits": "none"},
                              platform="salesforce")
-        cfg = create_config(s, {"tenant_id": tenant.id, "platform": "salesforce", "credentials_vault_id": secret.id,
-                                "api_base_url": salesforce_sandbox.base_url, "account_id": app.options.org_id,
-                                "entities": ["contacts", "companies", "deals", "activities"]})
-        return World(db_url=db_url, tenant_id=tenant.id, config_id=cfg.id, sf=salesforce_sandbox)
+        return create_config(s, {"tenant_id": tenant_id, "platform": "salesforce", "credentials_vault_id": secret.id,
+                                 "api_base_url": salesforce_sandbox.base_url, "account_id": app.options.org_id,
+                                 "entities": entities}).id
+
+
+@pytest.fixture
+def world(crmsync_env, db_url, salesforce_sandbox):
+    with session_scope(db_url) as s:
+        tenant_id = make_tenant(s).id
+    config_id = add_salesforce_config(db_url, tenant_id, salesforce_sandbox,
+                                      ["contacts", "companies", "deals", "activities"])
+    return World(db_url=db_url, tenant_id=tenant_id, config_id=config_id, sf=salesforce_sandbox)
 
 
 def _notes(world, include_deleted=False):
@@ -114,8 +120,42 @@ def test_a_local_note_on_no_record_is_left_out_with_its_reason(world):
     [reason] = job["counts"]["errors"]
     assert orphan in reason and "Note.ParentId is required" in reason
     assert sf.records("Note") == [] and orphan not in world.links("activity", "salesforce").values()
-    # It stays local and untouched; the rest of the config keeps syncing.
+    # It stays local and untouched; each push offers it again (refused before any request is
+    # sent) while the rest of the config keeps syncing.
     assert _notes(world)[orphan]["subject"] == "Loose thought"
+    again = world.sync()
+    assert again["status"] == "succeeded" and again["counts"]["activity"]["failed"] == 1, again["counts"]
+    # Given a contact, it goes.
+    contact = world.sf.records("Contact")[0]["Id"]
     with session_scope(world.db_url) as s:
-        s.execute(update(Activity).where(Activity.id == orphan).values(updated_at=datetime.now(UTC)))
-    assert world.sync()["status"] == "succeeded"
+        s.execute(update(Activity).where(Activity.id == orphan).values(
+            contact_id=world.links("contact", "salesforce")[contact], updated_at=datetime.now(UTC)))
+    job = world.sync()
+    assert job["status"] == "succeeded" and job["counts"]["activity"]["created"] == 1, job["counts"]
+    assert [(n["ParentId"], n["Title"]) for n in sf.records("Note")] == [(contact, "Loose thought")]
+
+
+def test_a_hubspot_note_reaches_salesforce_on_its_contact_and_comes_back_as_nothing(make, salesforce_sandbox):
+    """HubSpot notes have no subject and an HTML body: in Salesforce they are titled by their first
+    line and hang on their contact; neither CRM then sees a change it did not make."""
+    hs_world = make()
+    hs_world.hs.seed(contacts=4, companies=2, notes=3, seed=7)
+    salesforce_sandbox.seed(accounts=0, contacts=0, opportunities=0, tasks=0, events=0)   # an empty org
+    assert hs_world.sync()["status"] == "succeeded"
+    sf_config = add_salesforce_config(hs_world.db_url, hs_world.tenant_id, salesforce_sandbox,
+                                      ["contacts", "companies", "activities"])
+    job = hs_world.sync(sf_config)
+    assert job["status"] == "succeeded", job
+    assert job["counts"]["activity"]["created"] == 3, job["counts"]["activity"]
+    local = {r["id"]: r for r in hs_world.rows("activity")}
+    sf_contacts = {v: k for k, v in hs_world.links("contact", "salesforce").items()}
+    notes = {n["Id"]: n for n in salesforce_sandbox.records("Note")}
+    for ext, local_id in hs_world.links("activity", "salesforce").items():
+        row = local[local_id]
+        assert notes[ext]["ParentId"] == sf_contacts[row["contact_id"]]
+        assert notes[ext]["Body"] == row["body"] and notes[ext]["Title"] == row["body"][3:-4]   # <p>...</p>
+        assert row["subject"] is None
+    before = {k: (v["subject"], v["body"], v["occurred_at"]) for k, v in local.items()}
+    assert _synced(hs_world.sync(sf_config)) == 0
+    assert _synced(hs_world.sync()) == 0
+    assert {r["id"]: (r["subject"], r["body"], r["occurred_at"]) for r in hs_world.rows("activity")} == before

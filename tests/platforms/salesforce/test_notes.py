@@ -146,6 +146,7 @@ def test_a_lost_note_create_is_found_by_parent_title_and_body(adapter, salesforc
                             associations={"contact_id": contact, "company_id": None})
     assert adapter.find_existing("activity", record) is None
     [made] = adapter.create_many("activity", [record])
+    assert made.ok, made.error
     assert adapter.find_existing("activity", record) == made.external_id
     other = OutboundRecord("N2", {"type": "note", "body": "Met at the fair\nSomething else"},
                            associations={"contact_id": contact})
