@@ -41,10 +41,10 @@ def _salesforce_app(opts: dict, faults: dict):
     from .salesforce import create_app
 
     # The shared flags in Salesforce's terms: companies are Accounts, deals Opportunities, meetings
-    # Events; the daily limit is the org's API request allocation; webhooks are Outbound Messages.
+    # Events, notes classic Notes; the daily limit is the org's API request allocation; webhooks are Outbound Messages.
     mapping = {"token": opts["token"], "seed": opts["seed"], "contacts": opts["contacts"],
                "accounts": opts["companies"], "opportunities": opts["deals"], "tasks": opts["tasks"],
-               "events": opts["meetings"] or opts["activities"], "same_modstamp": opts["same_modified"],
+               "events": opts["meetings"] or opts["activities"], "notes": opts["notes"], "same_modstamp": opts["same_modified"],
                "api_limit": opts["daily_limit"], "outbound_url": opts["webhook_url"], "faults": faults}
     return create_app(**{k: v for k, v in mapping.items() if v is not None})
 

@@ -1,7 +1,7 @@
 """`SalesforceAdapter`: the `crmsync.platforms.base.Adapter` of one Salesforce org.
 
 External ids are Salesforce's 18-character record ids; the key prefix tells Task (00T) from Event
-(00U), so activity ids need no type tag.
+(00U) and Note (002), so activity ids need no type tag.
 
 Cursor (stored verbatim by the engine): {"v": 1, "entity", "objects": [...], "object", "ts": SOQL
 datetime or None, "id": last Id or None}. A page is one SOQL query ordered by
@@ -10,8 +10,8 @@ datetime or None, "id": last Id or None}. A page is one SOQL query ordered by
 one SystemModstamp is paged through by Id and nothing is read twice or skipped (REST API
 "Query", resources_query.htm; the cursor field is indexed). An incremental listing starts
 `LOOKBACK` before `since`: a long transaction stamps its rows when it starts and commits them
-later, below a cursor that already passed. Activities list Events, then Tasks that are calls;
-tasks list the other Tasks.
+later, below a cursor that already passed. Activities list Events, then Tasks that are calls, then
+Notes; tasks list the other Tasks.
 
 Deletions: `sobjects/{type}/deleted` since the last sync (resources_getdeleted.htm); when its
 `earliestDateAvailable` is later than that (the log was purged early) the Recycle Bin is read
@@ -21,6 +21,14 @@ reconciliation.
 Writes use sObject Collections (≤200 records, allOrNone false, one result per record). When the
 org has the External ID field `crmsync_id__c` on the object, creates are upserts by it: a create
 retried after a lost answer updates the record it made, and `find_existing` reads by it.
+
+Notes ("Salesforce Object Reference: Note") have no custom fields, so no such marker: a lost create is
+found by its parent, title and body. `ParentId` is not updateable, so a note moved locally to another
+record (the association its parent came from changed) is made again on the new parent and the old
+Note deleted; the link follows the new id. The new Note is made first and found again by the same
+lookup if the delete did not happen, so a crash between the two leaves a stray copy for the next push
+to finish, never a lost note. A note written here does not hold `occurred_at` (a Note's CreatedDate is
+the time of the write), so its write results leave the field out and the engine stops comparing it.
 """
 from __future__ import annotations
 
@@ -100,7 +108,9 @@ class SalesforceAdapter(Adapter):
     def to_remote(self, entity: str, raw: Mapping) -> RemoteRecord:
         obj = (raw.get("attributes") or {}).get("type") or m.object_of_id(raw["Id"])
         fields = m.to_unified(entity, raw, self.describe(obj), self.field_mappings)
-        associations = {name: fields.pop(name, None) for name in ASSOCIATIONS[entity]}
+        # Only the associations the object holds (a Note names one record): one it does not hold
+        # is left out, so it never reads as cleared.
+        associations = {name: fields.pop(name) for name in ASSOCIATIONS[entity] if name in fields}
         return RemoteRecord(entity=entity, external_id=str(raw["Id"]), fields=fields,
                             updated_at=fields.get("updated_at"), associations=associations,
                             archived=bool(raw.get("IsDeleted")))
@@ -250,7 +260,8 @@ class SalesforceAdapter(Adapter):
             cursor = following
 
     # ------------------------------------------------------------------ writing
-    def _bodies(self, entity: str, records: list[OutboundRecord], *, creating: bool
+    def _bodies(self, entity: str, records: list[OutboundRecord], *, creating: bool,
+                current: Mapping[str, dict] | None = None
                 ) -> tuple[dict[str, list[tuple[int, dict]]], dict[int, PlatformError]]:
         grouped: dict[str, list[tuple[int, dict]]] = {}
         failed: dict[int, PlatformError] = {}
@@ -260,7 +271,8 @@ class SalesforceAdapter(Adapter):
                     raise m.MappingError("update without an external id")
                 obj = m.object_for_write(entity, rec.fields, rec.external_id if not creating else None)
                 body = m.to_salesforce(entity, obj, rec.fields, rec.associations, self.describe(obj),
-                                       self.field_mappings, creating=creating)
+                                       self.field_mappings, creating=creating,
+                                       current=(current or {}).get(str(rec.external_id)))
                 if creating and self._has_marker(obj):
                     body[m.MARKER_FIELD] = str(rec.local_id)
                 grouped.setdefault(obj, []).append((n, {"attributes": {"type": obj}, **body}))
@@ -268,10 +280,11 @@ class SalesforceAdapter(Adapter):
                 failed[n] = ValidationError(str(exc), platform=PLATFORM, entity=entity, external_id=rec.external_id)
         return grouped, failed
 
-    def _write(self, entity: str, records: list[OutboundRecord], *, creating: bool) -> list[WriteResult]:
+    def _write(self, entity: str, records: list[OutboundRecord], *, creating: bool,
+               current: Mapping[str, dict] | None = None) -> list[WriteResult]:
         self._check(entity)
         self.account_id()
-        grouped, failed = self._bodies(entity, records, creating=creating)
+        grouped, failed = self._bodies(entity, records, creating=creating, current=current)
         results: list[WriteResult | None] = [None] * len(records)
         for n, err in failed.items():
             results[n] = WriteResult(records[n].local_id, records[n].external_id, error=err)
@@ -290,18 +303,131 @@ class SalesforceAdapter(Adapter):
             for (n, _), answer in zip(items, answers, strict=True):
                 rec = records[n]
                 if answer.get("success") and answer.get("id") in fresh:
-                    remote = self.to_remote(entity, {"attributes": {"type": obj}, **fresh[answer["id"]]})
+                    remote = self._written(entity, obj, fresh[answer["id"]])
                     results[n] = WriteResult(rec.local_id, remote.external_id, record=remote)
                 else:
                     results[n] = WriteResult(rec.local_id, rec.external_id, error=record_error(
                         answer, entity=entity, external_id=rec.external_id))
         return results  # type: ignore[return-value]
 
+    def _written(self, entity: str, obj: str, raw: Mapping) -> RemoteRecord:
+        """A record as a write left it. A Note's CreatedDate is when we wrote it, not when the note
+        was taken: leaving `occurred_at` out of the answer makes the engine stop comparing it for
+        this record (a field the CRM does not keep), so the local value is never overwritten."""
+        remote = self.to_remote(entity, {"attributes": {"type": obj}, **raw})
+        if obj == "Note":
+            remote.fields.pop("occurred_at", None)
+        return remote
+
     def create_many(self, entity: str, records: list[OutboundRecord]) -> list[WriteResult]:
         return self._write(entity, records, creating=True)
 
     def update_many(self, entity: str, records: list[OutboundRecord]) -> list[WriteResult]:
-        return self._write(entity, records, creating=False)
+        self._check(entity)
+        notes = self._current_notes(entity, records)
+        results: list[WriteResult | None] = [None] * len(records)
+        moves: list[tuple[int, str]] = []
+        refused: dict[int, dict[str, PlatformError]] = {}
+        for n, rec in enumerate(records):
+            cur = notes.get(str(rec.external_id))
+            if cur is None:
+                continue
+            parent, errors = self._note_parent_after(rec, cur)
+            if parent is not None:
+                moves.append((n, parent))
+            refused[n] = errors
+        moved = {n for n, _ in moves}
+        stay = [n for n in range(len(records)) if n not in moved]
+        for n, res in zip(stay, self._write(entity, [records[n] for n in stay], creating=False, current=notes),
+                          strict=True):
+            res.association_errors.update(refused.get(n, {}))
+            results[n] = res
+        moved_results = self._move_notes([(records[n], notes[str(records[n].external_id)], parent)
+                                          for n, parent in moves])
+        for (n, _), res in zip(moves, moved_results, strict=True):
+            results[n] = res
+        return results  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ notes
+    _NOTE_FIELDS = ("Id", "ParentId", "Title", "Body", "IsPrivate")
+
+    def _current_notes(self, entity: str, records: list[OutboundRecord]) -> dict[str, dict]:
+        """The Notes among an update's records as Salesforce holds them now (one retrieve): their
+        parent decides a move, and an untitled note's Title follows its body."""
+        ids = [str(r.external_id) for r in records
+               if entity == "activity" and r.external_id and m.object_of_id(r.external_id) == "Note"]
+        if not ids:
+            return {}
+        return {str(raw["Id"]): raw for raw in self.client.retrieve("Note", list(dict.fromkeys(ids)),
+                                                                   list(self._NOTE_FIELDS))}
+
+    @staticmethod
+    def _note_parent_after(rec: OutboundRecord, cur: Mapping) -> tuple[str | None, dict[str, PlatformError]]:
+        """(the record a Note moves to, or None to stay; associations refused). A Note stays on its
+        parent until the association that parent came from changes (the others are not held, so
+        they change nothing there); then it goes to the changed associations' contact, deal or
+        company. A parent cleared with nothing to go to is refused: a Note always has one."""
+        parent = str(cur.get("ParentId") or "")
+        kind = next((name for name, target in m.NOTE_PARENTS if target == m.object_of_id(parent)), None)
+        if kind is None or kind not in rec.associations:
+            return None, {}
+        wanted = m.note_parent(rec.associations)
+        if wanted is None:
+            return None, {kind: ValidationError(
+                f"a Salesforce Note has exactly one parent (ParentId is required): it stays on {parent} "
+                "until the note is given another contact, deal or company", platform=PLATFORM,
+                entity="activity", external_id=rec.external_id)}
+        return (wanted if wanted != parent else None), {}
+
+    def _find_note(self, parent: str, title: str, body: str | None) -> str | None:
+        """A Note on `parent` with this title and body (Body, a long text area, cannot be filtered
+        in SOQL: compared here)."""
+        rows = self.client.query_records(
+            f"SELECT Id, Body FROM Note WHERE ParentId = {soql_string(parent)} AND Title = {soql_string(title)} "  # noqa: S608  values quoted by soql_string
+            "ORDER BY CreatedDate DESC LIMIT 20")
+        return next((str(r["Id"]) for r in rows if (r.get("Body") or None) == (body or None)), None)
+
+    def _move_notes(self, moves: list[tuple[OutboundRecord, Mapping, str]]) -> list[WriteResult]:
+        """ParentId is not updateable ("Salesforce Object Reference: Note"): a note moved to another
+        record is made again there (its title, body and privacy, with this update's changes), then
+        the old Note is deleted. The new one is looked up first, so a retry after a crash between
+        the two finds it instead of making a third."""
+        describe = self.describe("Note")
+        out: list[WriteResult] = []
+        for rec, cur, parent in moves:
+            body = {"Title": cur.get("Title"), "Body": cur.get("Body"), "IsPrivate": cur.get("IsPrivate")}
+            try:
+                body.update(m.to_salesforce("activity", "Note", rec.fields, {}, describe, self.field_mappings,
+                                            creating=False, current=cur))
+            except m.MappingError as exc:
+                out.append(WriteResult(rec.local_id, rec.external_id, error=ValidationError(
+                    str(exc), platform=PLATFORM, entity="activity", external_id=rec.external_id)))
+                continue
+            body = {k: v for k, v in body.items() if v not in (None, "")}
+            new_id = self._find_note(parent, str(body.get("Title")), body.get("Body"))
+            if new_id is None:
+                [answer] = self.client.collection_create([{"attributes": {"type": "Note"}, **body,
+                                                           "ParentId": parent}])
+                if not answer.get("success"):
+                    out.append(WriteResult(rec.local_id, rec.external_id, error=record_error(
+                        answer, entity="activity", external_id=rec.external_id)))
+                    continue
+                new_id = str(answer["id"])
+            [gone] = self.client.collection_delete([str(rec.external_id)])
+            err = None if gone.get("success") else record_error(gone, entity="activity", external_id=rec.external_id)
+            if err is not None and not isinstance(err, NotFound):
+                # The old Note is still there: keep the link on it; the next push finds the new one.
+                out.append(WriteResult(rec.local_id, rec.external_id, error=err))
+                continue
+            fields = m.read_fields("activity", "Note", describe, self.field_mappings)
+            fresh = self.client.retrieve("Note", [new_id], fields)
+            if not fresh:
+                out.append(WriteResult(rec.local_id, rec.external_id, error=NotFound(
+                    f"the Note made on {parent} is gone", platform=PLATFORM, entity="activity", external_id=new_id)))
+                continue
+            remote = self._written("activity", "Note", fresh[0])
+            out.append(WriteResult(rec.local_id, remote.external_id, record=remote))
+        return out
 
     def archive_many(self, entity: str, external_ids: list[str]) -> list[WriteResult]:
         """Delete (to the Recycle Bin). An id already deleted or gone counts as archived."""
@@ -315,13 +441,20 @@ class SalesforceAdapter(Adapter):
         return out
 
     def find_existing(self, entity: str, record: OutboundRecord) -> str | None:
-        """By the `crmsync_id__c` External ID the create stamped, else contacts by email and
-        companies by exact name (SOQL, no index lag)."""
+        """By the `crmsync_id__c` External ID the create stamped, else contacts by email,
+        companies by exact name and notes by parent, title and body (SOQL, no index lag)."""
         self._check(entity)
         try:
             obj = m.object_for_write(entity, record.fields, None)
         except m.MappingError:
             return None
+        if obj == "Note":
+            try:
+                body = m.to_salesforce(entity, obj, record.fields, record.associations, self.describe(obj),
+                                       self.field_mappings, creating=True)
+            except m.MappingError:
+                return None
+            return self._find_note(body["ParentId"], body["Title"], body.get("Body"))
         if self._has_marker(obj):
             found = self.client.get_by_external_id(obj, m.MARKER_FIELD, str(record.local_id))
             if found:

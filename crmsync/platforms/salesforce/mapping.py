@@ -2,8 +2,16 @@
 
     contact  <-> Contact       company <-> Account      deal <-> Opportunity
     task     <-> Task (not a call or an email)
-    activity <-> Event (a meeting), and Task whose TaskSubtype or Type is Call (a logged call) or
-                 Email (a logged email)
+    activity <-> Event (a meeting), Task whose TaskSubtype or Type is Call (a logged call) or
+                 Email (a logged email), and the classic Note (a note)
+
+A Note ("Salesforce Object Reference: Note") hangs on exactly one record, `ParentId` (required on
+create, not updateable): a contact, an account or an opportunity here. It maps to the one
+association of that kind, and a local note with several is written to its contact, else its deal,
+else its company. `Title` (required, 80 characters) is the subject; a note without one is titled by
+the first line of its body (`note_title`), and a Title that equals that derived title reads back as
+no subject, so a note written without a subject comes back as it went. `occurred_at` is the Note's
+`CreatedDate`, read only.
 
 Field types follow the describe ("sObject Describe", resources_sobject_describe.htm): date fields
 (`CloseDate`, `ActivityDate`) hold a day, read as midnight UTC; datetimes are ISO 8601 with a
@@ -19,6 +27,8 @@ references (`WhoId`, `WhatId`) are told apart.
 """
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
@@ -27,14 +37,19 @@ from crmsync.entities import SCHEMAS
 from crmsync.errors import SkipRecord
 
 OBJECTS: dict[str, tuple[str, ...]] = {"contact": ("Contact",), "company": ("Account",), "deal": ("Opportunity",),
-                                       "task": ("Task",), "activity": ("Event", "Task")}
-OBJECT_BY_PREFIX = {"003": "Contact", "001": "Account", "006": "Opportunity", "00T": "Task", "00U": "Event"}
+                                       "task": ("Task",), "activity": ("Event", "Task", "Note")}
+OBJECT_BY_PREFIX = {"003": "Contact", "001": "Account", "006": "Opportunity", "00T": "Task", "00U": "Event",
+                    "002": "Note"}
 MARKER_FIELD = "crmsync_id__c"   # an External ID field holding the local id, when the org has it
 SYSTEM_FIELDS = ("Id", "IsDeleted", "CreatedDate", "LastModifiedDate", "SystemModstamp", "OwnerId")
 # A Task is a logged call or email when either picklist says so (TaskSubtype is set on create only).
 TASK_ACTIVITY_TYPES = {"Call": "call", "Email": "email"}     # Task subtype -> unified activity type
 CALL_CONDITION = "(TaskSubtype IN ('Call', 'Email') OR Type IN ('Call', 'Email'))"
 NOT_CALL_CONDITION = "(TaskSubtype NOT IN ('Call', 'Email') AND Type NOT IN ('Call', 'Email'))"
+# Note.ParentId by the kind of record it names, in the order a local note with several is placed.
+NOTE_PARENTS = (("contact_id", "Contact"), ("deal_id", "Opportunity"), ("company_id", "Account"))
+NOTE_TITLE_LENGTH = 80          # Note.Title holds 80 characters ("Salesforce Object Reference: Note")
+UNTITLED_NOTE = "(untitled note)"
 
 TEXT, NUMBER, INT, DATE, DATETIME, LIST = "text", "number", "int", "date", "datetime", "list"
 FIELDS: dict[tuple[str, str], dict[str, tuple[str, str]]] = {
@@ -60,6 +75,9 @@ FIELDS: dict[tuple[str, str], dict[str, tuple[str, str]]] = {
     ("activity", "Task"): {
         "subject": ("Subject", TEXT), "body": ("Description", TEXT), "occurred_at": ("ActivityDate", DATE),
         "outcome": ("CallDisposition", TEXT)},
+    # CreatedDate is the system's: read, never written (the describe leaves it out of writes).
+    ("activity", "Note"): {
+        "subject": ("Title", TEXT), "body": ("Body", TEXT), "occurred_at": ("CreatedDate", DATETIME)},
 }
 ASSOCIATION_FIELDS = {"Contact": {"company_id": "AccountId"},
                       "Opportunity": {"company_id": "AccountId", "contact_id": "ContactId"}}
@@ -88,6 +106,23 @@ def is_call(raw: Mapping) -> bool:
     return task_activity_type(raw) is not None
 
 
+_TAG = re.compile(r"<[^>]*>")
+_LINE_BREAK_TAG = re.compile(r"<\s*(?:br|/p|/div|/li|/h[1-6])\b[^>]*>", re.IGNORECASE)
+
+
+def note_title(body: Any) -> str:
+    """The Title of a note that has no subject: the first non-blank line of its body (HTML tags
+    dropped, as HubSpot's note bodies are HTML), cut to the 80 characters Note.Title holds."""
+    text = html.unescape(_TAG.sub("", _LINE_BREAK_TAG.sub("\n", str(body or ""))))
+    first = next((" ".join(line.split()) for line in text.splitlines() if line.strip()), "")
+    return first[:NOTE_TITLE_LENGTH] or UNTITLED_NOTE
+
+
+def note_parent(associations: Mapping[str, str | None]) -> str | None:
+    """The record a note is written to: its contact, else its deal, else its company."""
+    return next((associations[name] for name, _ in NOTE_PARENTS if associations.get(name)), None)
+
+
 def field_table(entity: str, obj: str, field_mappings: Mapping[str, str] | None = None) -> dict[str, tuple[str, str]]:
     """The effective {unified field: (Salesforce field, kind)}: the defaults, overridden by the
     config's field_mappings (an "entity.field" key wins over a bare "field")."""
@@ -111,7 +146,7 @@ def read_fields(entity: str, obj: str, describe: Mapping[str, dict], field_mappi
     """The fields a read asks for: mapped ones the org has, system fields, references, custom fields."""
     wanted = {remote for remote, _ in field_table(entity, obj, field_mappings).values()}
     wanted |= set(SYSTEM_FIELDS) | {"AccountId", "ContactId", "WhoId", "WhatId", "IsClosed", "IsWon", "TaskSubtype",
-                                    "Type", "CallDurationInSeconds", "CallType"}
+                                    "Type", "CallDurationInSeconds", "CallType", "ParentId"}
     wanted |= {name for name, d in describe.items() if d.get("custom")}
     return sorted(w for w in wanted if w in describe) if describe else sorted(wanted)
 
@@ -222,7 +257,11 @@ def to_unified(entity: str, raw: Mapping, describe: Mapping[str, dict], field_ma
         out["status"] = {v: k for k, v in TASK_STATUS.items()}.get(out.get("status"), out.get("status"))
         out["priority"] = {v: k for k, v in PRIORITY.items()}.get(out.get("priority"), out.get("priority"))
         out["title"] = out.get("title") or "(no subject)"
-    if entity == "activity":
+    if entity == "activity" and obj == "Note":
+        out["type"] = "note"
+        if out.get("subject") == note_title(raw.get("Body")):
+            out["subject"] = None        # the title was made from the body: the note has no subject
+    elif entity == "activity":
         out["type"] = "meeting" if obj == "Event" else task_activity_type(raw) or "call"
         if obj == "Task" and out["type"] == "call":
             seconds = raw.get("CallDurationInSeconds")
@@ -240,6 +279,12 @@ def to_unified(entity: str, raw: Mapping, describe: Mapping[str, dict], field_ma
 
 
 def _associations(entity: str, obj: str, raw: Mapping) -> dict[str, str | None]:
+    if obj == "Note":
+        # Only the parent's kind: a Note cannot hold the others, so it says nothing of them (a
+        # local note's other associations are neither cleared nor compared).
+        parent = raw.get("ParentId")
+        kind = next((name for name, target in NOTE_PARENTS if target == object_of_id(parent or "")), None)
+        return {kind: parent} if kind else {}
     if obj in ASSOCIATION_FIELDS:
         return {name: raw.get(field) for name, field in ASSOCIATION_FIELDS[obj].items()}
     if obj in ("Task", "Event"):
@@ -251,8 +296,10 @@ def _associations(entity: str, obj: str, raw: Mapping) -> dict[str, str | None]:
 
 
 def to_salesforce(entity: str, obj: str, fields: Mapping[str, Any], associations: Mapping[str, str | None],
-                  describe: Mapping[str, dict], field_mappings=None, *, creating: bool) -> dict[str, Any]:
-    """The request body of one record (only fields the org lets us write on create/update)."""
+                  describe: Mapping[str, dict], field_mappings=None, *, creating: bool,
+                  current: Mapping | None = None) -> dict[str, Any]:
+    """The request body of one record (only fields the org lets us write on create/update).
+    `current`: the Note as Salesforce holds it, for an update of one (its Title may follow its body)."""
     body: dict[str, Any] = {}
     for name, (remote, kind) in field_table(entity, obj, field_mappings).items():
         if name not in fields:
@@ -275,10 +322,13 @@ def to_salesforce(entity: str, obj: str, fields: Mapping[str, Any], associations
         body.update(TaskSubtype=subtype, Type=subtype, Status="Completed")
     if entity == "activity" and obj == "Event" and creating and not body.get("StartDateTime"):
         raise MappingError("a meeting needs occurred_at (Event.StartDateTime is required)")
+    if entity == "activity" and obj == "Note":
+        _note_title(body, creating=creating, current=current)
     for name, value in (fields.get("custom_fields") or {}).items():
         if name in describe and describe[name].get("custom"):
             body[name] = _encode(_kind_of(describe, name, TEXT), value)
-    body.update(_association_body(obj, associations))
+    if obj != "Note" or creating:     # a Note's parent is set once, on create
+        body.update(_association_body(obj, associations))
     allowed = {name for name, d in describe.items() if d.get("createable" if creating else "updateable")}
     if describe:
         body = {k: v for k, v in body.items() if k in allowed}
@@ -287,7 +337,28 @@ def to_salesforce(entity: str, obj: str, fields: Mapping[str, Any], associations
     return body
 
 
+def _note_title(body: dict[str, Any], *, creating: bool, current: Mapping | None) -> None:
+    """Note.Title is required and holds 80 characters ("Salesforce Object Reference: Note"): a subject
+    is cut to that; a note without one is titled by its body's first line, and keeps following its
+    body while its title is still the one made from it."""
+    if body.get("Title"):
+        body["Title"] = str(body["Title"])[:NOTE_TITLE_LENGTH]
+        return
+    text = body["Body"] if "Body" in body else (current or {}).get("Body")
+    untitled = current is not None and current.get("Title") == note_title(current.get("Body"))
+    if creating or "Title" in body or ("Body" in body and untitled):
+        body["Title"] = note_title(text)
+
+
 def _association_body(obj: str, associations: Mapping[str, str | None]) -> dict[str, Any]:
+    if obj == "Note":
+        # ParentId: the one record of a note, required on create and never updated (a move is a
+        # new Note, made by the adapter); a note with nothing to hang on cannot be written.
+        parent = note_parent(associations)
+        if parent is None:
+            raise MappingError("a note needs a contact, deal or company already synced to Salesforce: "
+                               "Note.ParentId is required")
+        return {"ParentId": parent}
     if obj in ASSOCIATION_FIELDS:
         return {field: associations[name] or None for name, field in ASSOCIATION_FIELDS[obj].items()
                 if name in associations}
@@ -315,4 +386,7 @@ def object_for_write(entity: str, fields: Mapping[str, Any], external_id: str | 
         return "Event"
     if kind in ("call", "email"):
         return "Task"
-    raise MappingError(f"Salesforce keeps meetings (Event), calls and emails (Task) as activities, not {kind!r}")
+    if kind == "note":
+        return "Note"
+    raise MappingError(f"Salesforce keeps meetings (Event), calls and emails (Task) and notes (Note) as "
+                       f"activities, not {kind!r}")

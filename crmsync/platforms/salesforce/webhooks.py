@@ -34,7 +34,7 @@ SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 OUTBOUND_NS = "http://soap.sforce.com/2005/09/outbound"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 ENTITY_BY_OBJECT = {"Contact": "contact", "Account": "company", "Opportunity": "deal", "Event": "activity",
-                    "Task": "task"}
+                    "Task": "task", "Note": "activity"}
 MAX_NOTIFICATIONS = 100
 ACK = ('<?xml version="1.0" encoding="UTF-8"?>'
        f'<soapenv:Envelope xmlns:soapenv="{SOAP_NS}"><soapenv:Body>'

@@ -3,7 +3,7 @@
     GET    /_sandbox/                              org id, record counts
     POST   /_sandbox/reset                         back to the creation options, reseeded
     POST   /_sandbox/seed   {"reset": true, "seed", "accounts", "contacts", "opportunities", "tasks",
-                             "events", "same_modstamp"}
+                             "events", "notes", "same_modstamp"}
     GET    /_sandbox/config ; POST /_sandbox/config {any SalesforceOptions field, "faults": {...},
                              "outbound": {"url", "objects", "fields", "enabled", "duplicate_rate",
                              "out_of_order", "time_scale"}}

@@ -1,5 +1,6 @@
 """Seeded, realistic records for the Salesforce sandbox: accounts, contacts at those accounts,
-opportunities, tasks (some of them logged calls) and events, with SystemModstamps spread over the
+opportunities, tasks (some of them logged calls), events and (when asked for: ``notes``, none by
+default) classic Notes on contacts, accounts and opportunities, with SystemModstamps spread over the
 last 150 days. ``same_modstamp=N`` gives the first N records of each object one identical
 SystemModstamp: the burst a mass update or data load leaves behind, which a cursor on
 SystemModstamp alone cannot page through (ties are broken by Id)."""
@@ -30,6 +31,7 @@ class SeedOptions:
     opportunities: int = 30
     tasks: int = 20
     events: int = 10
+    notes: int = 0
     same_modstamp: int = 0
 
 
@@ -99,5 +101,14 @@ def generate(state: OrgState, opts: SeedOptions) -> dict[str, int]:
         if accounts and rng.random() < 0.5:
             body["WhatId"] = rng.choice(accounts)
         state.create("Event", {k: v for k, v in body.items() if v is not None}, modstamp=stamp(i), notify=False)
+    parents = contacts + accounts + opps
+    for i in range(opts.notes if parents else 0):
+        # A Note hangs on exactly one record (ParentId, required; "Salesforce Object Reference: Note").
+        first = rng.choice(("Called about the renewal", "Pricing questions", "Met at the conference",
+                            "Wants a security review"))
+        body = f"{first}\n{rng.choice(('Follow up next week.', 'Sent the deck.', 'Budget approved in Q3.'))}"
+        title = first if rng.random() < 0.5 else rng.choice(("Call notes", "Meeting summary", "FYI"))
+        state.create("Note", {"ParentId": rng.choice(parents), "Title": title, "Body": body},
+                     modstamp=stamp(i), notify=False)
     return {"Account": opts.accounts, "Contact": opts.contacts, "Opportunity": opts.opportunities,
-            "Task": opts.tasks, "Event": opts.events}
+            "Task": opts.tasks, "Event": opts.events, "Note": opts.notes if parents else 0}

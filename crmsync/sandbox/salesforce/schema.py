@@ -1,4 +1,4 @@
-"""The five sObjects the sandbox holds and what their describe says of each field.
+"""The six sObjects the sandbox holds and what their describe says of each field.
 
 Follows "sObject Describe" (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_describe.htm)
 and the Object Reference pages of Contact, Account, Opportunity, Task and Event
@@ -10,6 +10,12 @@ fields whose API names end in `__c`, and the three-character key prefix every re
 `Opportunity.ContactId` is createable but not updateable (it is derived from the primary contact
 role afterwards); `Task.TaskSubtype` is set on create only; `IsClosed`/`IsWon` are derived from the
 stage; `SystemModstamp`, `CreatedDate`, `LastModifiedDate` and `IsDeleted` are the system's.
+
+`Note` is the classic note ("Salesforce Object Reference: Note",
+https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_note.htm):
+`ParentId` names the one record it is attached to (required on create, not updateable), `Title` is
+required and holds 80 characters, `Body` is a 32 KB text area, `IsPrivate` defaults to false. The
+reference lists no custom fields for it, so it has no `crmsync_id__c` either.
 """
 from __future__ import annotations
 
@@ -84,16 +90,17 @@ class SObject:
                 "urls": {"sobject": base, "describe": f"{base}/describe", "rowTemplate": f"{base}/{{ID}}"}}
 
 
-def _system(*extra: Field) -> tuple[Field, ...]:
+def _system(*extra: Field, marker: bool = True) -> tuple[Field, ...]:
     ro = {"createable": False, "updateable": False}
+    marker_fields = (Field("crmsync_id__c", "string", "crmsync id", custom=True, external_id=True, unique=True,
+                           length=64),) if marker else ()
     return (Field("Id", "id", "Record ID", nillable=False, **ro),
             Field("IsDeleted", "boolean", "Deleted", nillable=False, **ro),
             Field("CreatedDate", "datetime", "Created Date", nillable=False, **ro),
             Field("LastModifiedDate", "datetime", "Last Modified Date", nillable=False, **ro),
             Field("SystemModstamp", "datetime", "System Modstamp", nillable=False, **ro),
             Field("OwnerId", "reference", "Owner ID", reference_to=("User",), nillable=False, default="005000000000001AAA"),
-            Field("crmsync_id__c", "string", "crmsync id", custom=True, external_id=True, unique=True, length=64),
-            *extra)
+            *marker_fields, *extra)
 
 
 LEAD_SOURCES = ("Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other")
@@ -105,6 +112,7 @@ INDUSTRIES = ("Agriculture", "Banking", "Consulting", "Education", "Electronics"
               "Manufacturing", "Media", "Retail", "Technology", "Telecommunications", "Other")
 WHO = ("Contact",)
 WHAT = ("Account", "Opportunity")
+NOTE_PARENTS = ("Account", "Contact", "Opportunity")   # of the objects the sandbox holds
 
 OBJECTS: dict[str, SObject] = {o.name: o for o in (
     SObject("Account", "Account", "001", _system(
@@ -176,6 +184,12 @@ OBJECTS: dict[str, SObject] = {o.name: o for o in (
         Field("WhatId", "reference", "Related To ID", reference_to=WHAT),
         Field("AccountId", "reference", "Account ID", reference_to=("Account",), createable=False, updateable=False),
     )),
+    SObject("Note", "Note", "002", _system(
+        Field("ParentId", "reference", "Parent ID", reference_to=NOTE_PARENTS, nillable=False, updateable=False),
+        Field("Title", "string", nillable=False, length=80),
+        Field("Body", "textarea", length=32000),
+        Field("IsPrivate", "boolean", "Private", nillable=False, default=False),
+        marker=False)),
 )}
 OBJECT_BY_PREFIX = {o.key_prefix: o.name for o in OBJECTS.values()}
 

@@ -1,4 +1,4 @@
-"""The org's data: records of the five sObjects, the delete log, the Recycle Bin, and the clock.
+"""The org's data: records of the six sObjects (Note among them), the delete log, the Recycle Bin, and the clock.
 
 Behaviour followed (REST API Developer Guide, https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/):
 * a delete moves the record to the Recycle Bin: ``IsDeleted`` true, visible to ``queryAll`` only,
