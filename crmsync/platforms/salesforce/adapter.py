@@ -13,10 +13,9 @@ one SystemModstamp is paged through by Id and nothing is read twice or skipped (
 later, below a cursor that already passed. Activities list Events, then Tasks that are calls, then
 Notes; tasks list the other Tasks.
 
-Deletions: `sobjects/{type}/deleted` since the last sync (resources_getdeleted.htm); when its
-`earliestDateAvailable` is later than that (the log was purged early) the Recycle Bin is read
-with queryAll too, and the gap is logged: records purged for good are found only by a full
-reconciliation.
+Deletions: Outbound Messages report none and an incremental listing leaves them out (its cost
+follows what changed), so the deletion sweep's `list_ids` finds them on its own cadence: `query`
+leaves deleted records out (resources_query.htm).
 
 Writes use sObject Collections (≤200 records, allOrNone false, one result per record). When the
 org has the External ID field `crmsync_id__c` on the object, creates are upserts by it: a create
