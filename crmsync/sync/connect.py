@@ -104,6 +104,15 @@ def adapter_for(config: ConfigView, sealed: bytes | None, *, wait: bool = True) 
                     account_id=config.account_id, wait=wait, load_credentials=_loader(config, vault))
 
 
+def reader_adapter(session: Session, config: SyncConfig, *, wait: bool = True) -> Adapter:
+    """A second adapter of the config, for a read-ahead thread (`crmsync.sync.read_ahead`): its own
+    keep-alive connection (a requests session is not shared between threads) and its own request
+    count, so the job counts what the reader sent apart from what the unit sent."""
+    vault = process_vault(get_settings().secret_key)
+    return adapter_for(config, vault.sealed(session, config.credentials_vault_id, tenant_id=config.tenant_id),
+                       wait=wait)
+
+
 def _saver(config: SyncConfig | ConfigView, vault: Vault) -> Callable[[dict], None]:
     vault_id, tenant_id = config.credentials_vault_id, config.tenant_id
 

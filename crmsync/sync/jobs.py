@@ -324,7 +324,10 @@ def _pull_page(session, config, adapter, job, step, now, read_ahead: ReadAhead |
     cp = _checkpoint(session, config, step.entity_type)
     if cp.cursor is None:
         cursor = adapter.start_cursor(step.entity_type, cp.synced_until)
-        started = now.isoformat()
+        # A listing read ahead of the job (read_early) began before this unit: its high-water mark
+        # is when it began, or a record changed in between would be in no page and never looked for.
+        began = read_ahead.began(step.entity_type, cursor) if read_ahead is not None else None
+        started = (began or now).isoformat()
     else:
         cursor, started = cp.cursor["adapter"], cp.cursor["started_at"]
     want = get_settings().page_size
@@ -333,7 +336,9 @@ def _pull_page(session, config, adapter, job, step, now, read_ahead: ReadAhead |
     if read_ahead is not None and next_cursor is not None:
         # The units read ahead are larger (see INLINE_UNIT_PAGES); the first one stays short so
         # the writes start soon. A reader already at next_cursor goes on as it is.
-        read_ahead.follow(adapter, step.entity_type, next_cursor, want * INLINE_UNIT_PAGES)
+        from crmsync.sync.connect import reader_adapter
+        read_ahead.follow(lambda: reader_adapter(session, config), step.entity_type, next_cursor,
+                          want * INLINE_UNIT_PAGES)
     _refresh_planner_statistics(session, step)
     result = apply_remote_records(session, config, step.entity_type, records, now=now)
     if result.errors:

@@ -8,9 +8,15 @@ its own entity at its own cursor; anything else (another cursor, an error on the
 dropped and the unit fetches for itself, as it would have. A Celery unit never reads ahead: its
 continuation may run in any worker, and pages fetched here would be requests spent for nothing.
 
+A reader has an adapter of its own (`crmsync.sync.connect.reader_adapter`): its own keep-alive
+connection, and its own request count, which `requests_spent` hands to the units, so a job counts
+every request, those sent between two units included.
+
 `read_early` starts the reader before the job exists: `sync run --inline` loads SQLAlchemy and
 the ORM models (about half a second of one core) with the CRM already answering on the other.
-So this module, and what it calls on the way to the first request, import neither.
+So this module, and what it calls on the way to the first request, import neither (an OAuth
+refresh on the way saves the new tokens through the ORM, and imports it then). The listing's
+high-water mark is then when the reader began (`began`), not when its first unit is written.
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from crmsync.entities import ENTITY_PLURALS
@@ -53,18 +59,19 @@ def fetch_unit(adapter, entity: str, cursor: dict, want: int,
 
 @dataclass(frozen=True)
 class Unit:
-    cursor: dict
     records: list[RemoteRecord]
     next_cursor: dict | None
 
 
 class _Reader:
-    """One entity's units from a cursor on, on a thread, at most DEPTH ahead of the taker."""
+    """One entity's units from a cursor on, on a thread, at most DEPTH ahead of the taker, with
+    an adapter of its own (its requests are counted apart from the unit's; closed with it)."""
 
-    def __init__(self, adapter, entity: str, cursor: dict, want: int, first_want: int, own_adapter: bool):
+    def __init__(self, adapter, entity: str, cursor: dict, want: int, first_want: int):
         self.adapter, self.entity, self.expected = adapter, entity, cursor
-        self.own_adapter = own_adapter
-        self.counted = 0             # requests of its own adapter already handed to a unit
+        self.first_cursor = cursor
+        self.began = datetime.now(UTC)   # before its first request
+        self.counted = 0             # requests of its adapter already handed to a unit
         self._units: deque[Unit] = deque()
         self._cond = threading.Condition()
         self._stopped = self._done = False
@@ -84,7 +91,7 @@ class _Reader:
                 with self._cond:
                     if self._stopped:
                         return
-                    self._units.append(Unit(cursor, records, nxt))
+                    self._units.append(Unit(records, nxt))
                     self._cond.notify_all()
                 cursor, want = nxt, later_want
         except Exception as err:  # noqa: BLE001  the unit that needs it fetches for itself
@@ -112,8 +119,7 @@ class _Reader:
             self._stopped = True
             self._cond.notify_all()
         self._thread.join()
-        if self.own_adapter:
-            self.adapter.close()
+        self.adapter.close()
 
 
 class ReadAhead:
@@ -123,16 +129,24 @@ class ReadAhead:
         self._reader: _Reader | None = None
         self._uncounted = 0          # requests of a let-go reader's own adapter
 
-    def follow(self, adapter, entity: str, cursor: dict, want: int, *, first_want: int | None = None,
-               own_adapter: bool = False) -> None:
+    def follow(self, make_adapter: Callable[[], Any], entity: str, cursor: dict, want: int, *,
+               first_want: int | None = None) -> None:
         """Read `entity`'s units from `cursor` on (the first of `first_want` records, the rest of
-        `want`), unless that is what the reader does already. `own_adapter`: an adapter only the
-        reader uses, closed with it, whose requests `requests_spent` hands to the units."""
+        `want`), unless that is what the reader does already; a new reader gets `make_adapter()`."""
         reader = self._reader
         if reader is not None and reader.entity == entity and reader.expected == cursor:
             return
         self.discard()
-        self._reader = _Reader(adapter, entity, cursor, want, first_want or want, own_adapter)
+        self._reader = _Reader(make_adapter(), entity, cursor, want, first_want or want)
+
+    def began(self, entity: str, cursor: dict) -> datetime | None:
+        """When the reader of a listing that starts at `cursor` sent its first request, if it has
+        handed nothing over yet: the listing's high-water mark is then that moment, not the later
+        one at which its first unit is written (a record changed in between is in no page)."""
+        reader = self._reader
+        if reader is not None and reader.entity == entity and reader.expected == reader.first_cursor == cursor:
+            return reader.began
+        return None
 
     def take(self, entity: str, cursor: dict) -> tuple[list[RemoteRecord], dict | None] | None:
         """The records read for `entity` at `cursor` and the cursor after them, or None (the
@@ -145,11 +159,11 @@ class ReadAhead:
         return unit.records, unit.next_cursor
 
     def requests_spent(self) -> int:
-        """Requests sent on readers' own adapters since last asked, read ahead or thrown away
-        (the unit's own adapter counts the rest): the job's count is every request it cost."""
+        """Requests the readers sent since last asked, read ahead or thrown away (the unit's own
+        adapter counts the rest): the job's count is every request it cost."""
         spent, self._uncounted = self._uncounted, 0
         reader = self._reader
-        if reader is not None and reader.own_adapter:
+        if reader is not None:
             total = reader.adapter.requests_sent()
             spent, reader.counted = spent + total - reader.counted, total
         return spent
@@ -159,8 +173,7 @@ class ReadAhead:
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.stop()
-            if reader.own_adapter:
-                self._uncounted += reader.adapter.requests_sent() - reader.counted
+            self._uncounted += reader.adapter.requests_sent() - reader.counted
 
 
 # --- the head start of `sync run --inline` ---------------------------------------------------
@@ -207,7 +220,7 @@ def read_early(config_id: str, *, full: bool, force: bool, url: str | None = Non
             cursor = adapter.start_cursor(entity, since)
         want = get_settings().page_size
         ahead = ReadAhead()
-        ahead.follow(adapter, entity, cursor, want * INLINE_UNIT_PAGES, first_want=want, own_adapter=True)
+        ahead.follow(lambda: adapter, entity, cursor, want * INLINE_UNIT_PAGES, first_want=want)
         log.debug("reading %s of config %s ahead of the job", ENTITY_PLURALS[entity], config_id)
         return ahead
     except Exception as err:  # noqa: BLE001  the run meets the same failure and reports it

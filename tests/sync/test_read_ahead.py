@@ -14,10 +14,10 @@ from sqlalchemy import update
 
 from crmsync.db import session_scope
 from crmsync.db.models import SyncConfig, SyncJob
-from crmsync.sync.connect import connect
+from crmsync.sync.connect import connect, reader_adapter
 from crmsync.sync.read_ahead import DEPTH, ReadAhead, fetch_unit, read_early
 from tests.fixtures.factories import make_secret, make_tenant
-from tests.sync.conftest import make_world
+from tests.sync.conftest import add_pipedrive_config, make_world
 
 
 def contact_list_requests(hs) -> int:
@@ -36,13 +36,23 @@ def units_of_100(monkeypatch):
 def test_a_pull_reads_ahead_without_spending_a_request_more(make, units_of_100):
     world = make(entities=["contacts"], sync_direction="pull")
     world.hs.seed(contacts=450, companies=0, deals=0, tasks=0, notes=0, seed=11)
-    before = contact_list_requests(world.hs)
+    before, before_all = contact_list_requests(world.hs), world.hs.requests_log(entries=0)["total"]
     job = world.sync(full=True)
     assert job["status"] == "succeeded" and job["contacts_synced"] == 450
     assert len(world.rows()) == 450 and len(world.links()) == 450
     # Units of 100 then 500: one list request per 100 records. Had a unit thrown away what was
     # read ahead for it and fetched again, there would be more.
     assert contact_list_requests(world.hs) - before == 5
+    # Every request counts in the job, those the reader sent between two units too.
+    assert job["counts"]["requests"] == world.hs.requests_log(entries=0)["total"] - before_all
+
+
+def fresh_adapter(world):
+    """A factory of adapters of the world's config, as a reader gets one."""
+    def make():
+        with session_scope(world.db_url) as s:
+            return reader_adapter(s, s.get(SyncConfig, world.config_id))
+    return make
 
 
 def test_what_was_read_ahead_serves_only_the_same_entity_at_the_same_cursor(world):
@@ -54,11 +64,11 @@ def test_what_was_read_ahead_serves_only_the_same_entity_at_the_same_cursor(worl
     assert len(expected) == 10 and after is not None
 
     ahead = ReadAhead()
-    ahead.follow(adapter, "contact", first, 10)
+    ahead.follow(fresh_adapter(world), "contact", first, 10)
     assert ahead.take("contact", after) is None                  # another cursor: dropped
-    ahead.follow(adapter, "contact", first, 10)
+    ahead.follow(fresh_adapter(world), "contact", first, 10)
     assert ahead.take("company", first) is None                  # another entity: dropped
-    ahead.follow(adapter, "contact", first, 10)
+    ahead.follow(fresh_adapter(world), "contact", first, 10)
     records, next_cursor = ahead.take("contact", first)
     assert [r.external_id for r in records] == [r.external_id for r in expected]
     assert next_cursor == after
@@ -73,14 +83,14 @@ def test_the_reader_goes_on_by_itself_but_no_further_than_depth_units(world):
     first = adapter.start_cursor("contact", None)
     before = contact_list_requests(world.hs)
     ahead = ReadAhead()
-    ahead.follow(adapter, "contact", first, 10)
+    ahead.follow(fresh_adapter(world), "contact", first, 10)
     reader = ahead._reader
     with reader._cond:
         assert reader._cond.wait_for(lambda: len(reader._units) >= DEPTH, timeout=30)
     assert contact_list_requests(world.hs) - before == DEPTH   # it waits for the taker there
     cursor, seen = first, []
     while cursor is not None:
-        ahead.follow(adapter, "contact", cursor, 10)            # already reading there: goes on
+        ahead.follow(fresh_adapter(world), "contact", cursor, 10)   # already reading there: goes on
         records, cursor = ahead.take("contact", cursor)
         seen += [r.external_id for r in records]
     assert len(seen) == len(set(seen)) == 60
@@ -98,7 +108,7 @@ def test_the_early_read_serves_the_jobs_first_units_and_counts_its_requests(engi
     world.hs.seed(contacts=250, companies=0, deals=0, tasks=0, notes=0, seed=14)
     before, before_all = contact_list_requests(world.hs), world.hs.requests_log(entries=0)["total"]
     early = read_early(world.config_id, full=False, force=False, url=url)
-    assert early is not None and early._reader.own_adapter
+    assert early is not None
     job = world.sync(read_ahead=early)
     assert job["status"] == "succeeded" and job["contacts_synced"] == 250
     assert len(world.links()) == 250
@@ -173,3 +183,29 @@ def test_the_early_read_loads_no_sqlalchemy(make, units_of_100):
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"records": 40, "sqlalchemy": False}
+
+
+def test_a_listing_read_early_is_the_high_water_mark_from_when_it_began(world, pipedrive_crm):
+    """Pipedrive lists changes from `synced_until` on, with no look-back. A listing read before
+    the job existed ended before the job's first unit; a record changed in between is in none of
+    its pages, so the next run must start from when the listing began, not from the unit's time."""
+    import time
+    config_id = add_pipedrive_config(world, pipedrive_crm, entities=["contacts"], sync_direction="pull")
+    person = pipedrive_crm.state.create("person", {"name": "Ada", "emails": [{"value": "ada@example.org"}]})
+    assert world.sync(config_id)["contacts_synced"] == 1
+    early = read_early(config_id, full=False, force=False, url=world.db_url)
+    assert early is not None
+    reader = early._reader
+    with reader._cond:
+        assert reader._cond.wait_for(lambda: reader._done, timeout=30)     # the listing has ended
+    began = int(reader.began.timestamp())
+    # The change lands in the second after the listing began, and the job starts a second later
+    # still (Pipedrive's times are whole seconds).
+    deadline = time.monotonic() + 5
+    while int(time.time()) < began + 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    pipedrive_crm.state.update("person", person["id"], {"name": "Ada Lovelace"})
+    pipedrive_crm.state.set_update_time("person", person["id"], began + 1)
+    assert world.sync(config_id, read_ahead=early)["status"] == "succeeded"
+    world.sync(config_id)
+    assert [r["first_name"] for r in world.rows()] == ["Ada"] and [r["last_name"] for r in world.rows()] == ["Lovelace"]
