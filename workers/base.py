@@ -22,6 +22,10 @@ log = logging.getLogger("crmsync.tasks")
 RATE_WAITS = "crmsync_rate_waits"
 # Redis counter of a message's deaths: no count survives the process that died, so it lives outside.
 DEATHS_KEY = "crmsync:task-deaths:{id}:{retries}"
+# Set when a run of the message starts, deleted when it ends: a start that finds it still there
+# follows a run that never ended. (The broker's `redelivered` flag is not enough: kombu sets it on
+# every message given back, those a dying process only held, with a countdown, and never ran.)
+RUNNING_KEY = "crmsync:task-running:{id}:{retries}"
 DEATHS_TTL_SECONDS = 86_400
 
 
@@ -46,21 +50,24 @@ class CrmsyncTask(Task):
             # Not retried, and no failure hook: ids that name no row would only fail in it again.
             log.error("task %s refused: %s", describe(self.name, ids), exc)
             return "failed"
-        deaths = self._deaths()
-        if deaths >= get_settings().task_max_deaths:
-            # Redelivered after its process died (OOM, a native crash, the hard time limit) that
-            # many times: running it again would kill the next one too, for ever.
-            fail_permanently(self.name, ids, f"WorkerLost: its worker process died {deaths} times while "
-                             "running it (out of memory, a native crash or the hard time limit)")
-            return "failed"
+        deaths, running = self._start()
         try:
-            execute(self.name, ids)
-        except SoftTimeLimitExceeded as exc:
-            # The transaction was rolled back; the next attempt resumes from the last saved page.
-            return self._retry_or_fail(ids, UnitTimedOut(f"stopped at the soft time limit ({exc})"))
-        except Exception as exc:  # noqa: BLE001  every error is classified: retry or fail for good
-            return self._retry_or_fail(ids, exc)
-        return "succeeded"
+            if deaths >= get_settings().task_max_deaths:
+                # Its process died (OOM, a native crash, the hard time limit) while running it that
+                # many times: running it again would kill the next one too, for ever.
+                fail_permanently(self.name, ids, f"WorkerLost: its worker process died {deaths} times while "
+                                 "running it (out of memory, a native crash or the hard time limit)")
+                return "failed"
+            try:
+                execute(self.name, ids)
+            except SoftTimeLimitExceeded as exc:
+                # The transaction was rolled back; the next attempt resumes from the last saved page.
+                return self._retry_or_fail(ids, UnitTimedOut(f"stopped at the soft time limit ({exc})"))
+            except Exception as exc:  # noqa: BLE001  every error is classified: retry or fail for good
+                return self._retry_or_fail(ids, exc)
+            return "succeeded"
+        finally:
+            self._end(running)
 
     def _retry_or_fail(self, ids: tuple[str, ...], exc: BaseException) -> str:
         rate_waits = int(self._header(RATE_WAITS) or 0)
@@ -78,23 +85,32 @@ class CrmsyncTask(Task):
         fail_permanently(self.name, ids, decision.reason)
         return "failed"
 
-    def _deaths(self) -> int:
-        """How often this message (this retry of it) was given back because its process died: the
-        broker marks a requeued message `redelivered`, and each such start adds one. 0 on a first
-        delivery (no Redis call), or when Redis cannot be asked (then the unit simply runs)."""
-        if not (self.request.delivery_info or {}).get("redelivered"):
-            return 0
+    def _start(self) -> tuple[int, str | None]:
+        """How often a run of this message (this retry of it) started and never ended, its process
+        dead; and the key that marks this run as started (None without Redis: the unit then simply
+        runs, uncounted). One round trip, and one more at the end (`_end`)."""
         client = _death_counter()
         if client is None:
-            return 0
-        key = DEATHS_KEY.format(id=self.request.id, retries=self.request.retries or 0)
+            return 0, None
+        ids = {"id": self.request.id, "retries": self.request.retries or 0}
+        running, deaths_key = RUNNING_KEY.format(**ids), DEATHS_KEY.format(**ids)
         try:
             with client.pipeline() as pipe:
-                deaths, _ = pipe.incr(key).expire(key, DEATHS_TTL_SECONDS).execute()
+                fresh, deaths = pipe.set(running, 1, nx=True, ex=DEATHS_TTL_SECONDS).get(deaths_key).execute()
+                if not fresh:      # an earlier run of this message started and never reached its end
+                    deaths, _ = pipe.incr(deaths_key).expire(deaths_key, DEATHS_TTL_SECONDS).execute()
         except redis.RedisError as err:
             log.warning("could not count the deaths of %s: %s", self.request.id, type(err).__name__)
-            return 0
-        return int(deaths)
+            return 0, None
+        return int(deaths or 0), running
+
+    def _end(self, running: str | None) -> None:
+        if running is None:
+            return
+        try:
+            _death_counter().delete(running)
+        except redis.RedisError as err:   # the key expires; a redelivery meanwhile would count one death
+            log.warning("could not mark %s ended: %s", self.request.id, type(err).__name__)
 
     def _header(self, key: str):
         value = getattr(self.request, key, None)

@@ -84,3 +84,37 @@ def test_task_messages_whose_ids_are_not_ids_fail_once_with_one_short_log_line(w
     assert "Traceback" not in text and "DataError" not in text and "raised" not in text, text[-3000:]
     assert len(re.findall(r"refused: crmsync\.\S+ 1 of its ids are not ids", text)) == 3
     assert huge[:1000] not in text and max(len(line) for line in text.splitlines()) < 500
+
+
+def test_only_a_run_that_started_and_never_ended_counts_as_a_death(monkeypatch, redis_url, redis_client):
+    """kombu marks every message a dying process gives back `redelivered`: those it only held (a
+    countdown waiting, a prefetched message) too, which never ran. Counting those, a crash-looping
+    pod would fail its rate-waiting units for deaths they never caused."""
+    import uuid
+
+    from crmsync.settings import get_settings
+    from crmsync.sync import connect
+    monkeypatch.setenv("CRMSYNC_REDIS_URL", redis_url)
+    monkeypatch.setenv("CRMSYNC_BROKER_URL", redis_url)     # importing the workers' app needs one
+    get_settings.cache_clear()
+    from workers import base
+    from workers.tasks import run_step
+    for cached in (connect.redis_client, base._death_counter):
+        cached.cache_clear()
+    task_id = str(uuid.uuid4())
+    run_step.push_request(id=task_id, retries=0, delivery_info={"redelivered": True})
+    try:
+        deaths, running = run_step._start()          # given back, never run: no death
+        assert deaths == 0 and running is not None
+        deaths, running = run_step._start()          # that run started and never ended: one
+        assert deaths == 1
+        run_step._end(running)
+        deaths, running = run_step._start()          # that one ended: still one
+        assert deaths == 1
+        run_step._end(running)
+    finally:
+        run_step.pop_request()
+        redis_client.delete(base.RUNNING_KEY.format(id=task_id, retries=0),
+                            base.DEATHS_KEY.format(id=task_id, retries=0))
+        for cached in (get_settings, connect.redis_client, base._death_counter):
+            cached.cache_clear()
