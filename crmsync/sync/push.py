@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, insert, literal, or_, select, tuple_
+from sqlalchemy import and_, insert, literal, or_, select, text, tuple_
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from crmsync.db import is_postgres
@@ -189,6 +189,10 @@ def make_creates_durable(session: Session, plan: Plan) -> None:
         session.commit()
         return
     with session.get_bind().begin() as conn:
+        # This unit waits on this connection from Python, where PostgreSQL's deadlock detector cannot
+        # see it: a lock this insert waits for (its config's row, held by a `configs delete` that in
+        # turn waits for this unit's rows) would hang the unit. Give up instead; the unit is retried.
+        conn.execute(text("SET LOCAL lock_timeout = '5s'"))
         conn.execute(insert(SyncLink.__table__), [
             {"id": l.id, "tenant_id": l.tenant_id, "config_id": l.config_id, "platform": l.platform,
              "entity_type": l.entity_type, "local_id": l.local_id, "external_id": None, "base": {}}

@@ -57,3 +57,36 @@ def test_two_copies_of_one_push_unit_at_once_create_the_record_in_the_crm_once(m
         step, job = s.get(SyncJobStep, step_id), s.get(SyncJob, job_id)
         assert (step.status, step.pages) == ("done", 1)
         assert job.steps_done == 1, "the step counted done twice"
+
+
+def test_a_push_unit_whose_pending_links_cannot_be_written_gives_up_instead_of_hanging(make, db_url):
+    """The pending-create links go in on a connection of their own while the unit's transaction
+    waits in Python, where PostgreSQL's deadlock detector cannot see it. A lock that insert needs
+    (its config's row: a `configs delete` holding it would itself wait for the unit's rows) must
+    end the unit with an error it is retried for, not hang it: no create goes out meanwhile."""
+    world = make(sync_direction="push")
+    with session_scope(db_url) as s:
+        s.add(Task(tenant_id=world.tenant_id, title="Call Grace", due_date=datetime(2027, 1, 6, 9, tzinfo=UTC)))
+        job = create_job(s, s.get(SyncConfig, world.config_id), trigger="push")
+        start_job(s, job.id, enqueue=False)
+        step_id = s.scalar(select(SyncJobStep.id).where(SyncJobStep.job_id == job.id, SyncJobStep.kind == "push",
+                                                        SyncJobStep.entity_type == "task"))
+    errors: list[BaseException] = []
+
+    def unit():
+        try:
+            with session_scope(db_url) as s:
+                run_step(s, step_id, enqueue=False)
+        except BaseException as err:  # noqa: BLE001  checked below
+            errors.append(err)
+
+    runner = threading.Thread(target=unit)
+    with get_engine(db_url).connect() as holder, holder.begin():
+        holder.execute(select(SyncConfig.id).where(SyncConfig.id == world.config_id).with_for_update())
+        runner.start()
+        runner.join(30)
+        hung = runner.is_alive()
+    runner.join(30)
+    assert not hung, "the unit was still waiting for the config's row after 30 s"
+    assert errors and "lock timeout" in str(errors[0]), errors
+    assert not [r for r in world.hs.state.records["tasks"].values() if r.props.get("hs_task_subject") == "Call Grace"]
