@@ -247,10 +247,12 @@ def _unstorable(entity: str, fields: Mapping[str, Any]) -> str | None:
     limits = _column_limits(entity)
     for name, value in fields.items():
         if name == "custom_fields" and isinstance(value, Mapping):
-            bad = next((k for k, v in value.items() if isinstance(v, str) and "\x00" in v), None)
+            bad = next((k for k, v in value.items() if _holds_nul(k) or _holds_nul(v)), None)
             if bad is not None:
-                return f"custom field {str(bad)[:60]!r} holds a NUL character"
+                return f"custom field {str(bad).replace(chr(0), '?')[:60]!r} holds a NUL character"
             continue
+        if isinstance(value, (list, tuple, Mapping)) and _holds_nul(value):     # tags, multi-value fields
+            return f"{name} holds a NUL character"
         kind, length = limits.get(name, (None, None))
         if isinstance(value, str):
             if "\x00" in value:
@@ -265,6 +267,18 @@ def _unstorable(entity: str, fields: Mapping[str, Any]) -> str | None:
             if number == number and abs(number) > INT32:
                 return f"{name} is beyond a 32-bit whole number"     # not the value: it may be anybody's
     return None
+
+
+def _holds_nul(value: Any) -> bool:
+    """A NUL character anywhere in a value, nested lists and dicts (keys too) included: PostgreSQL's
+    text and jsonb hold none."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 def storable(page: PageApply, records: list[RemoteRecord]) -> list[RemoteRecord]:

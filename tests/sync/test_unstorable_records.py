@@ -66,3 +66,27 @@ def test_a_push_that_meets_an_unstorable_crm_record_says_which(world, hubspot_sa
     assert job["counts"]["errors"] == [
         f"hubspot contact {bad_id}: not stored: first_name has 300 characters, more than the 200 stored here"]
     assert "x" * 50 not in str(job)
+
+
+@pytest.mark.parametrize("fields,why", [
+    ({"tags": ["vip", "b\x00d"]}, "tags holds a NUL character"),
+    ({"custom_fields": {"interests": ["golf", "ch\x00ess"]}}, "custom field 'interests' holds a NUL character"),
+    ({"custom_fields": {"ke\x00y": "value"}}, "custom field 'ke?y' holds a NUL character"),
+])
+def test_a_nul_nested_in_a_list_or_a_key_fails_its_record_alone(world, fields, why):
+    """jsonb refuses a NUL anywhere, inside a list (tags, a multi-value field) or a key too: such a
+    record fails alone, not its page."""
+    from datetime import UTC, datetime
+
+    from crmsync.db import session_scope
+    from crmsync.db.models import SyncConfig
+    from crmsync.platforms.base import RemoteRecord
+    from crmsync.sync.apply import apply_remote_records
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    records = [RemoteRecord("contact", "901", {"email": "bad@example.org", **fields}, now),
+               RemoteRecord("contact", "902", {"email": "ok@example.org", "tags": ["vip"]}, now)]
+    with session_scope(world.db_url) as s:
+        result = apply_remote_records(s, s.get(SyncConfig, world.config_id), "contact", records)
+    assert (result.created, result.failed) == (1, 1)
+    assert result.not_stored == {"901": why}
+    assert [r["email"] for r in world.rows()] == ["ok@example.org"]
