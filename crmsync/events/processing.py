@@ -167,11 +167,21 @@ def fail_deliveries(session: Session, *delivery_ids_and_error: str) -> None:
 
 
 def fail_event(session: Session, event_id: str, error: str) -> None:
-    """Failure hook of the processing: an event that can never be applied is processed (so the
-    sweeper leaves it) with outcome failed; `crmsync webhooks replay --failed` brings it back."""
-    row = session.get(WebhookEvent, event_id)
-    if row is not None:
-        _finish(row, "failed", error)
+    """Failure hook of the processing (retries spent, or its runs died with their worker): the
+    leader's task ran its whole group, so the group fails alike, as a permanent error in
+    `process_event` fails it; otherwise the others would come back from the sweeper one by one, to
+    fail (or kill a worker) again. Processed, so the sweeper leaves them; `crmsync webhooks replay
+    --failed` brings them back."""
+    leader = session.get(WebhookEvent, event_id)
+    if leader is None or leader.processed:
+        return
+    group = [leader]
+    if leader.config_id is not None:
+        group += session.scalars(_skip_locked(session, select(WebhookEvent).where(
+            WebhookEvent.config_id == leader.config_id, WebhookEvent.processed.is_(False),
+            WebhookEvent.id != leader.id).order_by(WebhookEvent.received_at).limit(MAX_GROUP))).all()
+    for event in group:
+        _finish(event, "failed", error)
 
 
 def defer_events(session: Session, event_id: str, until: datetime) -> None:
@@ -182,9 +192,11 @@ def defer_events(session: Session, event_id: str, until: datetime) -> None:
         return
     pending = [leader.id]
     if leader.config_id is not None:
-        pending = session.scalars(_skip_locked(session, select(WebhookEvent.id).where(
+        # The events that retry will take (its group, MAX_GROUP at most): the rest go as they would.
+        pending = [leader.id, *session.scalars(_skip_locked(session, select(WebhookEvent.id).where(
             WebhookEvent.config_id == leader.config_id, WebhookEvent.processed.is_(False),
-            or_(WebhookEvent.not_before.is_(None), WebhookEvent.not_before < until)))).all()
+            WebhookEvent.id != leader.id, or_(WebhookEvent.not_before.is_(None), WebhookEvent.not_before < until))
+            .order_by(WebhookEvent.received_at).limit(MAX_GROUP)))]
     session.execute(update(WebhookEvent).where(WebhookEvent.id.in_(pending)).values(not_before=until))
 
 

@@ -194,3 +194,19 @@ def test_an_event_of_a_record_our_columns_cannot_hold_fails_with_why(hs, hubspot
         assert (events[bad].outcome, events[good].outcome) == ("failed", "applied")
         assert events[bad].error == "not stored: first_name has 300 characters, more than the 200 stored here"
     assert [c.email for c in _contacts(db_url, hs.tenant.id)] == ["good@example.org"]
+
+
+def test_the_failure_hook_fails_the_leaders_whole_group(hs, hubspot_sandbox, deliver, db_url):
+    """The runner gave up on a leader (retries spent, or its runs died with their worker): its task
+    ran the whole group, so the group fails alike, as a permanent error fails it, instead of the
+    others coming back from the sweeper one by one to fail, or kill a worker, again."""
+    from crmsync.events.processing import fail_event
+    ids = [_create_contact(hubspot_sandbox, email=f"p{n}@example.org") for n in range(3)]
+    [leader] = deliver(hs, *[hubspot_event(hs.account_id, int(i), subscription="contact.creation") for i in ids])
+    with session_scope(db_url) as s:
+        fail_event(s, leader, "WorkerLost: its worker process died 3 times while running it")
+    with session_scope(db_url) as s:
+        events = s.scalars(select(WebhookEvent).where(WebhookEvent.external_id.in_(ids))).all()
+        assert len(events) == 3
+        assert {(e.processed, e.outcome, e.error) for e in events} == {
+            (True, "failed", "WorkerLost: its worker process died 3 times while running it")}
