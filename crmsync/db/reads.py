@@ -62,8 +62,10 @@ CONFIG_FOR_PULL = ("SELECT c.id, c.tenant_id, c.platform, c.api_base_url, c.acco
                    "c.sync_deals, c.sync_activities, c.sync_tasks, v.tenant_id AS vault_tenant_id, v.ciphertext "
                    "FROM crm_sync_configs c LEFT JOIN crm_credentials_vault v "
                    "ON v.id = c.credentials_vault_id AND v.tenant_id = c.tenant_id WHERE c.id = %s")
-ACTIVE_JOBS_OF_CONFIG = ("SELECT count(*) AS active FROM crm_sync_jobs "
-                         "WHERE sync_config_id = %s AND status IN ('queued', 'running', 'waiting_quota')")
+# crmsync.db.models.JOB_ACTIVE_STATUSES, written out (that module loads SQLAlchemy); a test holds them equal.
+JOB_ACTIVE_STATUSES = ("queued", "running", "waiting_quota")
+ACTIVE_JOBS_OF_CONFIG = ("SELECT count(*) AS active FROM crm_sync_jobs WHERE sync_config_id = %s "
+                         "AND status IN (%s, %s, %s)")
 CHECKPOINTS_OF_CONFIG = "SELECT entity_type, cursor, synced_until FROM crm_sync_checkpoints WHERE config_id = %s"
 
 
@@ -74,7 +76,7 @@ def first_pull_plan(config_id: str, entity_order: tuple[str, ...], url: str | No
     config has the id; ValueError for an id that is not a UUID."""
     key = uuid.UUID(config_id)
     configs, active, checkpoints = _select_all(
-        [(CONFIG_FOR_PULL, [key]), (ACTIVE_JOBS_OF_CONFIG, [key]), (CHECKPOINTS_OF_CONFIG, [key])], url)
+        [(CONFIG_FOR_PULL, [key]), (ACTIVE_JOBS_OF_CONFIG, [key, *JOB_ACTIVE_STATUSES]), (CHECKPOINTS_OF_CONFIG, [key])], url)
     if not configs:
         return None
     plan = dict(configs[0])

@@ -341,9 +341,7 @@ def _pull_page(session, config, adapter, job, step, now, read_ahead: ReadAhead |
                           want * INLINE_UNIT_PAGES)
     _refresh_planner_statistics(session, step)
     result = apply_remote_records(session, config, step.entity_type, records, now=now)
-    if result.errors:
-        # Records our columns cannot hold: the job's per-record errors, as a push reports its own.
-        job.counts = {**job.counts, "errors": (job.counts.get("errors", []) + result.errors)[:50]}
+    add_errors(job, result.errors)    # records our columns cannot hold, as a push reports its own
     if next_cursor is not None:
         cp.cursor = {"adapter": next_cursor, "started_at": started}
         cp.job_id = job.id
@@ -377,13 +375,22 @@ def _refresh_planner_statistics(session: Session, step: SyncJobStep) -> None:
     session.execute(text("RESET default_statistics_target"))
 
 
+JOB_ERRORS = 50    # per-record errors a job keeps in counts["errors"]; its counts say how many failed
+
+
+def add_errors(job: SyncJob, errors: list[str]) -> None:
+    """Per-record errors of a unit (ids and reasons, never values) into the job's view, the first
+    JOB_ERRORS of the job kept."""
+    if errors:
+        job.counts = {**job.counts, "errors": (job.counts.get("errors", []) + errors)[:JOB_ERRORS]}
+
+
 def _push_batch(session, config, adapter, step, now) -> tuple[bool, ApplyResult]:
     outcome = push_batch(session, config, adapter, step.entity_type, after=step.cursor, limit=adapter.max_batch,
                          now=now)
     step.cursor = outcome.cursor
     if outcome.errors:
-        job = session.get(SyncJob, step.job_id)
-        job.counts = {**job.counts, "errors": (job.counts.get("errors", []) + outcome.errors)[:50]}
+        add_errors(session.get(SyncJob, step.job_id), outcome.errors)
     return outcome.cursor is not None, outcome.result
 
 

@@ -24,7 +24,14 @@ from crmsync.entities import ASSOCIATIONS, SYNCED_FIELD_SETS
 from crmsync.platforms.base import Adapter, OutboundRecord, WriteResult
 from crmsync.platforms.errors import Conflict, PlatformError, TransientError
 from crmsync.sync import store, values
-from crmsync.sync.apply import DELETED, UNSUPPORTED, ApplyResult, apply_remote_records, remote_flat
+from crmsync.sync.apply import (
+    DELETED,
+    MAX_ERRORS,
+    UNSUPPORTED,
+    ApplyResult,
+    apply_remote_records,
+    remote_flat,
+)
 from crmsync.sync.merge import CUSTOM, flatten, unflatten
 
 
@@ -251,7 +258,7 @@ def send_creates(batch: BatchPush, creates: list) -> None:
         merged = apply_remote_records(session, config, entity, existing, now=batch.now)
         outcome.result.add(merged)
         for message in merged.errors:      # a CRM record our columns cannot hold: the job says which
-            if outcome.errors is not None and len(outcome.errors) < 20:
+            if outcome.errors is not None and len(outcome.errors) < MAX_ERRORS:
                 outcome.errors.append(message)
 
 
@@ -354,7 +361,7 @@ def _failed(session, outcome: PushOutcome, row, link: SyncLink, res: WriteResult
 
 
 def _report(outcome: PushOutcome, row, message: str) -> None:
-    if outcome.errors is not None and len(outcome.errors) < 20:
+    if outcome.errors is not None and len(outcome.errors) < MAX_ERRORS:
         outcome.errors.append(f"{row.id}: {message}")
 
 

@@ -48,6 +48,7 @@ from crmsync.sync.apply import (
     apply_remote_records,
     remote_flat,
 )
+from crmsync.sync.jobs import add_errors
 
 # CRM records a sweep re-reads per entity to repair (remote-only and diverged); more wait for the
 # next sweep (or `sync run --full`). 1,000 is 10 HubSpot batch reads.
@@ -95,9 +96,7 @@ def sweep_unit(session: Session, config: SyncConfig, adapter, job: SyncJob, step
     result, drift = reconcile(session, config, adapter, job, entity, now)
     drift["listed"], drift["requests"] = state["listed"], state["requests"] + drift.pop("repair_requests", 0)
     job.counts = {**(job.counts or {}), "drift": {**(job.counts or {}).get("drift", {}), entity: drift}}
-    if result.errors:
-        # Repaired records our columns cannot hold: the job's per-record errors, as a push reports its own.
-        job.counts = {**job.counts, "errors": (job.counts.get("errors", []) + result.errors)[:50]}
+    add_errors(job, result.errors)    # repaired records our columns cannot hold
     session.execute(delete(SweepId).where(SweepId.job_id == job.id, SweepId.entity_type == entity))
     return False, result
 

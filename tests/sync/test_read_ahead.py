@@ -209,3 +209,8 @@ def test_a_listing_read_early_is_the_high_water_mark_from_when_it_began(world, p
     assert world.sync(config_id, read_ahead=early)["status"] == "succeeded"
     world.sync(config_id)
     assert [r["first_name"] for r in world.rows()] == ["Ada"] and [r["last_name"] for r in world.rows()] == ["Lovelace"]
+
+
+def test_the_plain_read_knows_the_same_active_job_statuses_as_the_models():
+    from crmsync.db import models, reads
+    assert reads.JOB_ACTIVE_STATUSES == models.JOB_ACTIVE_STATUSES
