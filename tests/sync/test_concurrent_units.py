@@ -20,26 +20,33 @@ def _waiting_on_locks(db_url) -> int:
                              "AND wait_event_type = 'Lock'"))
 
 
-def test_two_copies_of_one_push_unit_at_once_create_the_record_in_the_crm_once(make, db_url):
-    world = make(sync_direction="push")
-    world.hs.configure(index_lag_ms=5000)   # HubSpot's search shows a new record a few seconds late
+def _task_push_step(world, db_url, title: str) -> tuple[str, str]:
+    """A local task and a started push job of the world's config: (job id, the task push step's id)."""
     with session_scope(db_url) as s:
-        s.add(Task(tenant_id=world.tenant_id, title="Call Ada", due_date=datetime(2027, 1, 5, 9, tzinfo=UTC)))
+        s.add(Task(tenant_id=world.tenant_id, title=title, due_date=datetime(2027, 1, 5, 9, tzinfo=UTC)))
         job = create_job(s, s.get(SyncConfig, world.config_id), trigger="push")
         start_job(s, job.id, enqueue=False)
-        job_id = job.id
-        step_id = s.scalar(select(SyncJobStep.id).where(SyncJobStep.job_id == job.id, SyncJobStep.kind == "push",
-                                                        SyncJobStep.entity_type == "task"))
-    errors: list[BaseException] = []
+        return job.id, s.scalar(select(SyncJobStep.id).where(SyncJobStep.job_id == job.id,
+                                                             SyncJobStep.kind == "push", SyncJobStep.entity_type == "task"))
 
-    def unit():
+
+def _unit(db_url, step_id, errors: list[BaseException]):
+    """One run of the unit in its own session, its error (if any) put in `errors`."""
+    def run():
         try:
             with session_scope(db_url) as s:
                 run_step(s, step_id, enqueue=False)
-        except BaseException as err:  # noqa: BLE001  reported below
+        except BaseException as err:  # noqa: BLE001  the test reads them
             errors.append(err)
+    return run
 
-    copies = [threading.Thread(target=unit) for _ in range(2)]
+
+def test_two_copies_of_one_push_unit_at_once_create_the_record_in_the_crm_once(make, db_url):
+    world = make(sync_direction="push")
+    world.hs.configure(index_lag_ms=5000)   # HubSpot's search shows a new record a few seconds late
+    job_id, step_id = _task_push_step(world, db_url, "Call Ada")
+    errors: list[BaseException] = []
+    copies = [threading.Thread(target=_unit(db_url, step_id, errors)) for _ in range(2)]
     with get_engine(db_url).connect() as holder, holder.begin():     # both copies queue on the step's row
         holder.execute(select(SyncJobStep.id).where(SyncJobStep.id == step_id).with_for_update())
         for t in copies:
@@ -65,22 +72,9 @@ def test_a_push_unit_whose_pending_links_cannot_be_written_gives_up_instead_of_h
     (its config's row: a `configs delete` holding it would itself wait for the unit's rows) must
     end the unit with an error it is retried for, not hang it: no create goes out meanwhile."""
     world = make(sync_direction="push")
-    with session_scope(db_url) as s:
-        s.add(Task(tenant_id=world.tenant_id, title="Call Grace", due_date=datetime(2027, 1, 6, 9, tzinfo=UTC)))
-        job = create_job(s, s.get(SyncConfig, world.config_id), trigger="push")
-        start_job(s, job.id, enqueue=False)
-        step_id = s.scalar(select(SyncJobStep.id).where(SyncJobStep.job_id == job.id, SyncJobStep.kind == "push",
-                                                        SyncJobStep.entity_type == "task"))
+    _, step_id = _task_push_step(world, db_url, "Call Grace")
     errors: list[BaseException] = []
-
-    def unit():
-        try:
-            with session_scope(db_url) as s:
-                run_step(s, step_id, enqueue=False)
-        except BaseException as err:  # noqa: BLE001  checked below
-            errors.append(err)
-
-    runner = threading.Thread(target=unit)
+    runner = threading.Thread(target=_unit(db_url, step_id, errors))
     with get_engine(db_url).connect() as holder, holder.begin():
         holder.execute(select(SyncConfig.id).where(SyncConfig.id == world.config_id).with_for_update())
         runner.start()
