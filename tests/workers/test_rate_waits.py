@@ -34,11 +34,7 @@ def test_webhook_events_waiting_out_a_rate_limit_are_not_sent_again_by_the_sweep
     # minutes) keeps receiving webhooks. The group's processing waits; every sweep used to send
     # each of its events again as a task of its own, each of which met the limit and re-armed
     # itself: one more waiting task per event per threshold, for as long as the wait lasted.
-    contacts = []
-    for n in range(3):
-        res = hubspot_sandbox.api("POST", "/crm/v3/objects/contacts", json={"properties": {"email": f"c{n}@example.org"}})
-        assert res.status_code == 201, res.text
-        contacts.append(res.json()["id"])
+    contacts = hubspot_sandbox.create_contacts(*(f"c{n}@example.org" for n in range(3)))
     ids = []
     with session_scope(db_url) as s:
         secret = make_secret(s, {"token": hubspot_sandbox.token})
@@ -78,11 +74,7 @@ def test_a_delivery_arriving_during_a_rate_wait_joins_it_instead_of_waiting_on_i
     # While a config's events wait out the rate budget, each new delivery's split enqueued a leader
     # of its own, which met the same limit and re-armed itself: one more waiting task per delivery,
     # all firing at the end of the wait to find their events taken by the first.
-    contacts = []
-    for n in range(2):
-        res = hubspot_sandbox.api("POST", "/crm/v3/objects/contacts", json={"properties": {"email": f"j{n}@example.org"}})
-        assert res.status_code == 201, res.text
-        contacts.append(res.json()["id"])
+    contacts = hubspot_sandbox.create_contacts(*(f"j{n}@example.org" for n in range(2)))
     portal = str(hubspot_sandbox.app.options.portal_id)
     with session_scope(db_url) as s:
         secret = make_secret(s, {"token": hubspot_sandbox.token})

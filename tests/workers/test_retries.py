@@ -69,11 +69,7 @@ def test_webhook_events_backing_off_after_a_5xx_are_not_sent_again_by_the_sweepe
         worker_env, db_url, worker_redis, hubspot_sandbox):
     # The same for a group of webhook events: rolled back, they keep their received_at, and every
     # sweep during a long backoff sent each of them again as a task of its own.
-    contacts = []
-    for n in range(2):
-        res = hubspot_sandbox.api("POST", "/crm/v3/objects/contacts", json={"properties": {"email": f"b{n}@example.org"}})
-        assert res.status_code == 201, res.text
-        contacts.append(res.json()["id"])
+    contacts = hubspot_sandbox.create_contacts(*(f"b{n}@example.org" for n in range(2)))
     ids = []
     with session_scope(db_url) as s:
         config = _config(s, hubspot_sandbox)
