@@ -28,7 +28,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -229,44 +230,71 @@ INT32 = 2**31 - 1
 
 
 @cache
-def _column_limits(entity: str) -> dict[str, tuple[str, int | None]]:
-    """{synced field: ("text", its length or None) | ("int", None)} of the entity's table."""
+def _column_limits(entity: str) -> tuple[dict[str, int], frozenset[str]]:
+    """The entity's synced text fields with their lengths, and its whole-number fields."""
     table = ENTITY_MODELS[entity].__table__
-    out: dict[str, tuple[str, int | None]] = {}
+    text_max: dict[str, int] = {}
+    ints = set()
     for name in SYNCED_FIELD_SETS[entity]:
         col_type = table.c[name].type
         if isinstance(col_type, String):
-            out[name] = ("text", col_type.length)
+            if col_type.length:
+                text_max[name] = col_type.length
         elif isinstance(col_type, Integer):
-            out[name] = ("int", None)
-    return out
+            ints.add(name)
+    return text_max, frozenset(ints)
+
+
+# Values with no characters in them: only a whole-number column can refuse one.
+_SCALARS = frozenset({bool, int, float, Decimal, date, datetime})
 
 
 def _unstorable(entity: str, fields: Mapping[str, Any]) -> str | None:
-    """Why a record's values cannot be stored here, or None."""
-    limits = _column_limits(entity)
+    """Why a record's values cannot be stored here, or None. Plain strings and None, nearly
+    every value a CRM sends, are checked first without the generic isinstance tests: this runs
+    for every record of a backfill."""
+    text_max, ints = _column_limits(entity)
     for name, value in fields.items():
-        if name == "custom_fields" and isinstance(value, Mapping):
-            bad = next((k for k, v in value.items() if _holds_nul(k) or _holds_nul(v)), None)
-            if bad is not None:
-                return f"custom field {str(bad).replace(chr(0), '?')[:60]!r} holds a NUL character"
+        if value is None:
             continue
-        if isinstance(value, (list, tuple, Mapping)) and _holds_nul(value):     # tags, multi-value fields
-            return f"{name} holds a NUL character"
-        kind, length = limits.get(name, (None, None))
-        if isinstance(value, str):
+        if value.__class__ is str:
             if "\x00" in value:
                 return f"{name} holds a NUL character"
-            if kind == "text" and length and len(value) > length:
+            length = text_max.get(name)
+            if length is not None and len(value) > length:
                 return f"{name} has {len(value)} characters, more than the {length} stored here"
-        if kind == "int" and value not in (None, ""):
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                continue
-            if number == number and abs(number) > INT32:
+            if name in ints and _beyond_int32(value):
                 return f"{name} is beyond a 32-bit whole number"     # not the value: it may be anybody's
+            continue
+        if value.__class__ in _SCALARS:
+            if name in ints and _beyond_int32(value):
+                return f"{name} is beyond a 32-bit whole number"
+            continue
+        if name == "custom_fields" and isinstance(value, Mapping):
+            for k, v in value.items():
+                if ("\x00" in k if k.__class__ is str else _holds_nul(k)) or \
+                        ("\x00" in v if v.__class__ is str else _holds_nul(v)):
+                    return f"custom field {str(k).replace(chr(0), '?')[:60]!r} holds a NUL character"
+            continue
+        if isinstance(value, (str, list, tuple, Mapping)) and _holds_nul(value):     # tags, multi-value fields
+            return f"{name} holds a NUL character"
+        if isinstance(value, str):
+            length = text_max.get(name)
+            if length is not None and len(value) > length:
+                return f"{name} has {len(value)} characters, more than the {length} stored here"
+        if name in ints and _beyond_int32(value):
+            return f"{name} is beyond a 32-bit whole number"
     return None
+
+
+def _beyond_int32(value: Any) -> bool:
+    if value == "":
+        return False
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return number == number and abs(number) > INT32
 
 
 def _holds_nul(value: Any) -> bool:

@@ -339,7 +339,7 @@ def _pull_page(session, config, adapter, job, step, now, read_ahead: ReadAhead |
         from crmsync.sync.connect import reader_adapter
         read_ahead.follow(lambda: reader_adapter(session, config), step.entity_type, next_cursor,
                           want * INLINE_UNIT_PAGES)
-    _refresh_planner_statistics(session, step)
+    _refresh_planner_statistics(session, step, last_unit=next_cursor is None)
     result = apply_remote_records(session, config, step.entity_type, records, now=now)
     add_errors(job, result.errors)    # records our columns cannot hold, as a push reports its own
     if next_cursor is not None:
@@ -354,11 +354,14 @@ def _pull_page(session, config, adapter, job, step, now, read_ahead: ReadAhead |
     return False, result
 
 
-def _refresh_planner_statistics(session: Session, step: SyncJobStep) -> None:
+def _refresh_planner_statistics(session: Session, step: SyncJobStep, *, last_unit: bool = False) -> None:
     """A backfill grows tables faster than autovacuum analyzes them; with stale statistics
     PostgreSQL plans the per-page lookups as sequential scans and each page gets slower.
     ANALYZE at pages 4, 16, 64, 256, ... keeps the plans on the indexes for the cost of a few
-    ANALYZEs per backfill."""
+    ANALYZEs per backfill. A step's last unit has no later lookup of its own to plan: it
+    refreshes only the links table, which every step reads, and only for a step of the job still to come (an
+    ANALYZE of both is a unit's tenth); autovacuum analyzes a table grown this much within a
+    minute, before the config's next job."""
     pages = step.pages
     if pages < 4 or pages & (pages - 1) or (pages.bit_length() - 1) % 2:
         return
@@ -367,10 +370,17 @@ def _refresh_planner_statistics(session: Session, step: SyncJobStep) -> None:
     from sqlalchemy import text
 
     from crmsync.db.models import ENTITY_MODELS, SyncLink
+    tables = [ENTITY_MODELS[step.entity_type].__table__, SyncLink.__table__]
+    if last_unit:
+        later = session.scalar(select(SyncJobStep.id).where(
+            SyncJobStep.job_id == step.job_id, SyncJobStep.status == "pending", SyncJobStep.id != step.id).limit(1))
+        tables = [SyncLink.__table__] if later is not None else []
+    if not tables:
+        return
     # A small sample is enough to tell the planner how big the tables now are and that the
     # looked-up keys are nearly unique; the default target samples 30,000 rows (half the cost).
     session.execute(text("SET LOCAL default_statistics_target = 10"))
-    for table in (ENTITY_MODELS[step.entity_type].__table__, SyncLink.__table__):
+    for table in tables:
         session.execute(text(f"ANALYZE {table.name}"))
     session.execute(text("RESET default_statistics_target"))
 

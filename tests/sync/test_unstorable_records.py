@@ -4,7 +4,12 @@ fail its page, and with it every later sync of the config. It is counted failed 
 rest of the page is stored."""
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
+
 import pytest
+
+from crmsync.sync.apply import _unstorable
 
 
 @pytest.mark.parametrize("kind,properties", [
@@ -90,3 +95,34 @@ def test_a_nul_nested_in_a_list_or_a_key_fails_its_record_alone(world, fields, w
     assert (result.created, result.failed) == (1, 1)
     assert result.not_stored == {"901": why}
     assert [r["email"] for r in world.rows()] == ["ok@example.org"]
+
+
+class Tag(str):
+    """A str subclass, as some JSON decoders hand back."""
+
+
+@pytest.mark.parametrize(("entity", "fields", "why"), [
+    ("company", {"name": "Acme", "employee_count": 2**31}, "employee_count is beyond a 32-bit whole number"),
+    ("company", {"employee_count": "3000000000"}, "employee_count is beyond a 32-bit whole number"),
+    ("company", {"employee_count": 3.5e9}, "employee_count is beyond a 32-bit whole number"),
+    ("company", {"employee_count": Decimal("-3e9")}, "employee_count is beyond a 32-bit whole number"),
+    ("contact", {"first_name": Tag("x" * 201)}, "first_name has 201 characters, more than the 200 stored here"),
+    ("contact", {"first_name": Tag("a\x00")}, "first_name holds a NUL character"),
+    ("contact", {"tags": ["ok", ["deep\x00"]]}, "tags holds a NUL character"),
+    ("contact", {"custom_fields": {"score": ["a", {"k\x00": 1}]}}, "custom field 'score' holds a NUL character"),
+    ("contact", {"custom_fields": {"sc\x00re": "1"}}, "custom field 'sc?re' holds a NUL character"),
+])
+def test_every_kind_of_value_is_checked(entity, fields, why):
+    assert _unstorable(entity, fields) == why
+
+
+@pytest.mark.parametrize(("entity", "fields"), [
+    ("company", {"employee_count": 2**31 - 1, "name": "Acme", "domain": None}),
+    ("company", {"employee_count": float("nan")}),
+    ("company", {"employee_count": ""}),
+    ("company", {"employee_count": "many"}),     # not a number: the column's own conversion decides
+    ("contact", {"first_name": "x" * 200, "created_at": datetime(2026, 1, 1, tzinfo=UTC), "lead_score": True,
+                 "tags": ["a", "b"], "custom_fields": {"score": 3, "note": None}}),
+])
+def test_what_fits_is_kept(entity, fields):
+    assert _unstorable(entity, fields) is None
