@@ -5,10 +5,11 @@
 1. `newest_versions`: one version per external id, the newest.
 2. `translate_values`: the config's value mappings, from the CRM's spelling to ours.
 3. `apply_merged_away`: records the CRM merged into another hand their references to the survivor.
-4. `apply_archived`: records archived in the CRM soft-delete their local rows; `storable`: a
-   record whose values our columns cannot hold is counted failed and left out.
-5. `anything_known`: whether the page touches anything stored here (a link of one of its
-   records, or a local row with one of its emails or domains): one statement.
+4. `apply_archived`: records archived in the CRM soft-delete their local rows.
+5. `known_probe`: whether the page touches anything stored here (a link of one of its
+   records, or a local row with one of its emails or domains): one statement, which PostgreSQL
+   answers while `storable` leaves out (counted failed) the records whose values our columns
+   cannot hold and `remote_flat` flattens the rest.
 6. Nothing known (every page of a first pull into an empty tenant): `create_records` writes each
    record's row and link straight in, the link's base being the remote values.
    Otherwise `load_known` reads links, local rows and pending conflicts (one query each) and
@@ -33,7 +34,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Integer, String, func, or_, select
+from sqlalchemy import Integer, Select, String, func, or_, select
 from sqlalchemy.orm import Session
 
 from crmsync.db.models import ENTITY_MODELS, ConflictFieldRule, ConflictRecord, SyncConfig, SyncLink, new_id
@@ -180,15 +181,22 @@ def apply_remote_records(session: Session, config: SyncConfig, entity: str, reco
     translate_values(config, entity, records)
     apply_merged_away(page, records)
     records = apply_archived(page, records)
-    records = storable(page, records)
     if not records:
         return page.result     # apply_archived told the triggers already
     resolved = store.resolve_associations(session, page.tenant, config.platform, entity,
                                           [r.associations for r in records])
-    if anything_known(page, records):
-        merge_records(page, records, load_known(page, records), resolved)
+    # PostgreSQL looks for what it knows of the page while its values are checked and flattened
+    # here (neither needs the database). The probe asks about unstorable records too: that only
+    # ever errs towards the merge.
+    with store.asked_meanwhile(session, known_probe(page, records)) as known:
+        records = storable(page, records)
+        flats = [remote_flat(entity, rec, resolved) for rec in records]
+    if not records:
+        return page.result
+    if known():
+        merge_records(page, records, flats, load_known(page, records))
     else:
-        create_records(page, records, resolved)
+        create_records(page, records, flats)
     session.flush()
     _notify(session, page.tenant, page.result, page.cause)
     return page.result
@@ -329,8 +337,8 @@ def storable(page: PageApply, records: list[RemoteRecord]) -> list[RemoteRecord]
     return kept
 
 
-def anything_known(page: PageApply, records: list[RemoteRecord]) -> bool:
-    """Whether any record of the page is known here: linked already (this platform), or sharing
+def known_probe(page: PageApply, records: list[RemoteRecord]) -> Select:
+    """The statement that asks whether any record of the page is known here: linked already (this platform), or sharing
     its email (contacts) or domain (companies) with a local row, which the merge may match. One
     statement of two EXISTS probes, on the link's unique index and on the (tenant, lower(key))
     index; false for every page of a first pull into an empty tenant, which then needs none of
@@ -347,12 +355,12 @@ def anything_known(page: PageApply, records: list[RemoteRecord]) -> bool:
         probes.append(select(table.c.id).where(
             table.c.tenant_id == tenant,
             store.among(session, func.lower(table.c[key_field], type_=String()), keys)).exists())
-    return bool(session.scalar(select(or_(*probes))))
+    return select(or_(*probes))
 
 
-def create_records(page: PageApply, records: list[RemoteRecord], resolved: dict[tuple[str, str], str]) -> None:
+def create_records(page: PageApply, records: list[RemoteRecord], flats: list[dict[str, Any]]) -> None:
     """Every record of the page is new here: its row and its link go in by COPY, the link's base
-    being the remote values (both sides agree as of now)."""
+    being its remote values (`remote_flat`, in `flats`; both sides agree as of now)."""
     session, config, entity, now, result = page.session, page.config, page.entity, page.now, page.result
     tenant, platform = config.tenant_id, config.platform
     fresh_ids = store.new_ids(2 * len(records))   # a row's and its link's
@@ -363,7 +371,7 @@ def create_records(page: PageApply, records: list[RemoteRecord], resolved: dict[
     with store.new_rows(session, SyncLink.__table__, LINK_COLUMNS) as add_link:
         for i, rec in enumerate(records):
             local_id = fresh_ids[2 * i]
-            rflat = remote_flat(entity, rec, resolved)
+            rflat = flats[i]
             rows.append(new_row(page, local_id, rflat))
             add_link([fresh_ids[2 * i + 1], tenant, config.id, platform, entity, local_id, rec.external_id, rflat,
                       now, rec.updated_at, now])
@@ -401,8 +409,7 @@ def load_known(page: PageApply, records: list[RemoteRecord]) -> Known:
     return Known(links, rows, matches, in_flight, held)
 
 
-def merge_records(page: PageApply, records: list[RemoteRecord], known: Known,
-                  resolved: dict[tuple[str, str], str]) -> None:
+def merge_records(page: PageApply, records: list[RemoteRecord], flats: list[dict[str, Any]], known: Known) -> None:
     """Each record merged three ways against its link's base (`merge_one`); then the page's new
     rows, new links and row updates written, in bulk."""
     session = page.session
@@ -418,20 +425,20 @@ def merge_records(page: PageApply, records: list[RemoteRecord], known: Known,
             preferences = field_preferences(session, page.config, page.entity)
         return preferences
 
-    for rec in records:
-        merge_one(page, rec, known, resolved, claimed, prefer, inserts, updates, new_links)
+    for rec, rflat in zip(records, flats, strict=True):
+        merge_one(page, rec, rflat, known, claimed, prefer, inserts, updates, new_links)
     store.insert_many(session, SyncLink.__table__, new_links)
     store.insert_rows(session, page.entity, inserts)
     store.update_rows(session, page.entity, updates)
 
 
-def merge_one(page: PageApply, rec: RemoteRecord, known: Known, resolved: dict[tuple[str, str], str],
-              claimed: set[str], prefer, inserts: list[dict], updates: list[dict], new_links: list[dict]) -> None:
-    """One record: matched to its local row (by link, else by email/domain), created when none,
-    otherwise merged against the link's base; the link's base moves to what both sides now hold."""
+def merge_one(page: PageApply, rec: RemoteRecord, rflat: dict[str, Any], known: Known, claimed: set[str],
+              prefer, inserts: list[dict], updates: list[dict], new_links: list[dict]) -> None:
+    """One record (`rflat`: its remote_flat, this call's to change): matched to its local row (by
+    link, else by email/domain), created when none, otherwise merged against the link's base; the
+    link's base moves to what both sides now hold."""
     session, config, entity, now, result = page.session, page.config, page.entity, page.now, page.result
     platform = config.platform
-    rflat = remote_flat(entity, rec, resolved)
     link = known.links.get(rec.external_id)
     row = known.rows.get(link.local_id) if link else None
     if link is not None and link.base.get(DELETED) and row is not None and row.deleted_at is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
@@ -211,6 +212,38 @@ def match_unlinked(session: Session, tenant_id: str, platform: str, entity: str,
     for r in rows:
         out.setdefault(r._mapping[column].lower(), r)
     return out
+
+
+@contextmanager
+def asked_meanwhile(session: Session, statement) -> Iterator[Callable[[], Any]]:
+    """`statement`'s scalar answer, asked on the session's connection by a thread while the block
+    works out what needs no database; `answer()` after the block returns it (or raises what the
+    asking raised). The block must not use the session: the connection is the thread's until the
+    block ends. On SQLite (a connection is its own thread's) the answer is asked at once."""
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        value = conn.scalar(statement)
+        yield lambda: value
+        return
+    outcome: dict[str, Any] = {}
+
+    def ask() -> None:
+        try:
+            outcome["value"] = conn.scalar(statement)
+        except BaseException as err:  # noqa: BLE001  handed to the caller by answer()
+            outcome["error"] = err
+
+    def answer() -> Any:
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    asking = threading.Thread(target=ask, name="crmsync-ask-meanwhile", daemon=True)
+    asking.start()
+    try:
+        yield answer
+    finally:
+        asking.join()
 
 
 def insert_rows(session: Session, entity: str, rows: list[dict[str, Any]]) -> None:
