@@ -116,16 +116,13 @@ def on_record_changes(session: Session, tenant_id: str, changes: list, cause: st
     """Turn record changes into trigger events for the tenant's rules.
 
     Cheap when nothing listens: changes that fire no trigger cost nothing, and otherwise one
-    indexed query over the tenant's enabled rules decides. When rules match, one internal
+    indexed query over the tenant's enabled rules decides, before each change is looked at (a
+    backfill page holds thousands, and the first that fires a trigger is enough to ask). When rules match, one internal
     `crm_webhook_events` row per (trigger, record, version) is stored — its key is
     deterministic, so a replayed page adds nothing — and `crmsync.automation.run` is enqueued
     after commit. Returns the ids of the events stored.
     """
-    wanted: list[tuple[str, Any]] = []
-    for change in changes:
-        for trigger in triggers_for(change.entity, change.action, (change.fields or {}).keys()):
-            wanted.append((trigger, change))
-    if not wanted:
+    if not any(triggers_for(c.entity, c.action, (c.fields or {}).keys()) for c in changes):
         return []
     from crmsync.settings import get_settings
     cause_rule, depth = parse_cause(cause)
@@ -136,7 +133,11 @@ def on_record_changes(session: Session, tenant_id: str, changes: list, cause: st
     for rule_id, trigger in enabled_triggers(session, tenant_id):
         if rule_id != cause_rule:        # a rule never triggers on its own writes
             listening.setdefault(trigger.get("type"), []).append(trigger)
-    wanted = [(t, c) for t, c in wanted if t in listening and _any_listens(listening[t], c)]
+    if not listening:
+        return []
+    wanted = [(trigger, change) for change in changes
+              for trigger in triggers_for(change.entity, change.action, (change.fields or {}).keys())
+              if trigger in listening and _any_listens(listening[trigger], change)]
     if not wanted:
         return []
     versions = _versions(session, tenant_id, {c.entity for _, c in wanted}, [c for _, c in wanted])

@@ -67,7 +67,7 @@ class _Reader:
     """One entity's units from a cursor on, on a thread, at most DEPTH ahead of the taker, with
     an adapter of its own (its requests are counted apart from the unit's; closed with it)."""
 
-    def __init__(self, adapter, entity: str, cursor: dict, want: int, first_want: int):
+    def __init__(self, adapter, entity: str, cursor: dict, want: int):
         self.adapter, self.entity, self.expected = adapter, entity, cursor
         self.first_cursor = cursor
         self.began = datetime.now(UTC)   # before its first request
@@ -75,11 +75,11 @@ class _Reader:
         self._units: deque[Unit] = deque()
         self._cond = threading.Condition()
         self._stopped = self._done = False
-        self._thread = threading.Thread(target=self._run, args=(cursor, first_want, want),
+        self._thread = threading.Thread(target=self._run, args=(cursor, want),
                                         name=f"crmsync-read-ahead-{entity}", daemon=True)
         self._thread.start()
 
-    def _run(self, cursor: dict | None, want: int, later_want: int) -> None:
+    def _run(self, cursor: dict | None, want: int) -> None:
         try:
             while cursor is not None:
                 with self._cond:
@@ -93,7 +93,7 @@ class _Reader:
                         return
                     self._units.append(Unit(records, nxt))
                     self._cond.notify_all()
-                cursor, want = nxt, later_want
+                cursor = nxt
         except Exception as err:  # noqa: BLE001  the unit that needs it fetches for itself
             log.debug("read-ahead of %s dropped: %s", self.entity, err)
         finally:
@@ -129,15 +129,14 @@ class ReadAhead:
         self._reader: _Reader | None = None
         self._uncounted = 0          # requests of a let-go reader's own adapter
 
-    def follow(self, make_adapter: Callable[[], Any], entity: str, cursor: dict, want: int, *,
-               first_want: int | None = None) -> None:
-        """Read `entity`'s units from `cursor` on (the first of `first_want` records, the rest of
-        `want`), unless that is what the reader does already; a new reader gets `make_adapter()`."""
+    def follow(self, make_adapter: Callable[[], Any], entity: str, cursor: dict, want: int) -> None:
+        """Read `entity`'s units of `want` records from `cursor` on, unless that is what the reader
+        does already; a new reader gets `make_adapter()`."""
         reader = self._reader
         if reader is not None and reader.entity == entity and reader.expected == cursor:
             return
         self.discard()
-        self._reader = _Reader(make_adapter(), entity, cursor, want, first_want or want)
+        self._reader = _Reader(make_adapter(), entity, cursor, want)
 
     def began(self, entity: str, cursor: dict) -> datetime | None:
         """When the reader of a listing that starts at `cursor` sent its first request, if it has
@@ -218,9 +217,10 @@ def read_early(config_id: str, *, full: bool, force: bool, url: str | None = Non
         else:
             since: datetime | None = None if full or checkpoint is None else checkpoint["synced_until"]
             cursor = adapter.start_cursor(entity, since)
-        want = get_settings().page_size
+        # The first unit is as large as the later ones: it is read while the job is made, so
+        # the writes need not start on a short one.
         ahead = ReadAhead()
-        ahead.follow(lambda: adapter, entity, cursor, want * INLINE_UNIT_PAGES, first_want=want)
+        ahead.follow(lambda: adapter, entity, cursor, get_settings().page_size * INLINE_UNIT_PAGES)
         log.debug("reading %s of config %s ahead of the job", ENTITY_PLURALS[entity], config_id)
         return ahead
     except Exception as err:  # noqa: BLE001  the run meets the same failure and reports it

@@ -10,10 +10,10 @@ import subprocess
 import sys
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from crmsync.db import session_scope
-from crmsync.db.models import SyncConfig, SyncJob
+from crmsync.db.models import SyncConfig, SyncJob, SyncJobStep
 from crmsync.sync.connect import connect, reader_adapter
 from crmsync.sync.read_ahead import DEPTH, ReadAhead, fetch_unit, read_early
 from tests.fixtures.factories import make_secret, make_tenant
@@ -112,7 +112,11 @@ def test_the_early_read_serves_the_jobs_first_units_and_counts_its_requests(engi
     job = world.sync(read_ahead=early)
     assert job["status"] == "succeeded" and job["contacts_synced"] == 250
     assert len(world.links()) == 250
-    assert contact_list_requests(world.hs) - before == 3        # 100 + 150: nothing fetched twice
+    assert contact_list_requests(world.hs) - before == 3        # 100 + 100 + 50: nothing fetched twice
+    # Read while the job was made, the first unit is as large as the later ones (up to 500), not
+    # the short one (100) a unit fetching for itself starts with.
+    with session_scope(url) as s:
+        assert s.scalars(select(SyncJobStep.pages).where(SyncJobStep.job_id == job["job_id"])).all() == [1]
     # The early adapter's requests (its property read too) are the job's.
     assert job["counts"]["requests"] == world.hs.requests_log(entries=0)["total"] - before_all
 
