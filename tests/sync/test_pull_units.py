@@ -1,0 +1,95 @@
+"""How a pull unit treats PostgreSQL. It refreshes the planner's statistics as a backfill grows its
+tables (ANALYZE at units 5, 17, 65, ...), but not at a step's last unit, whose table no later
+lookup of the job reads: there it refreshes only the shared links table, and only when another step
+of the job follows. And it commits without waiting for the disk, as a push unit, which has changed
+the CRM, does not."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import create_engine, event, select, text
+
+from crmsync.db import get_engine, session_scope
+from crmsync.db.models import SyncConfig, SyncJobStep, Task
+from crmsync.sync.jobs import create_job, run_step, start_job
+
+
+@pytest.fixture
+def units_of_100(monkeypatch):
+    from crmsync.settings import get_settings
+    monkeypatch.setenv("CRMSYNC_PAGE_SIZE", "100")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def analyzed(db_url) -> dict[str, int]:
+    """Manual ANALYZEs so far, per table (autovacuum's are counted apart)."""
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return dict(conn.execute(text(
+                "SELECT relname, analyze_count FROM pg_stat_user_tables "
+                "WHERE relname IN ('crm_contacts', 'crm_deals', 'crm_sync_links')")).all())
+    finally:
+        engine.dispose()
+
+
+def grown(before: dict[str, int], after: dict[str, int]) -> set[str]:
+    return {t for t in after if after[t] > before.get(t, 0)}
+
+
+# Units of 100, then 500: the fifth unit starts after 1,600 contacts.
+@pytest.mark.parametrize(("contacts", "entities", "expected"), [
+    (2500, ["contacts"], {"crm_contacts", "crm_sync_links"}),     # the fifth unit has a sixth after it
+    (2000, ["contacts"], set()),                                   # the fifth unit is the step's last
+    (2000, ["contacts", "deals"], {"crm_sync_links"}),             # ... and the deals step reads links next
+])
+def test_a_backfill_analyzes_what_a_later_lookup_reads(make, db_url, units_of_100, contacts, entities, expected):
+    world = make(entities=entities, sync_direction="pull")
+    world.hs.seed(contacts=contacts, companies=0, deals=0, tasks=0, notes=0, seed=21)
+    before = analyzed(db_url)
+    job = world.sync(full=True)
+    assert job["status"] == "succeeded" and job["contacts_synced"] == contacts
+    assert grown(before, analyzed(db_url)) == expected
+
+
+class CommitWaits:
+    """At each commit on the engine: whether PostgreSQL waits for the disk (synchronous_commit)."""
+
+    def __init__(self, db_url):
+        self.engine, self.seen = get_engine(db_url), []
+
+    def __enter__(self):
+        event.listen(self.engine, "commit", self._hook)
+        return self
+
+    def __exit__(self, *exc):
+        event.remove(self.engine, "commit", self._hook)
+
+    def _hook(self, conn):
+        self.seen.append(conn.exec_driver_sql("SHOW synchronous_commit").scalar())
+
+
+def test_a_pull_unit_commits_without_waiting_for_the_disk(make, db_url, units_of_100):
+    world = make(entities=["contacts"], sync_direction="pull")
+    world.hs.seed(contacts=250, companies=0, deals=0, tasks=0, notes=0, seed=22)
+    with CommitWaits(db_url) as commits:
+        job = world.sync(full=True)
+    assert job["status"] == "succeeded" and job["contacts_synced"] == 250
+    # Units of 100 and 150; the job's own bookkeeping (made, started, its lease) waits as before.
+    assert commits.seen.count("off") == 2 and "on" in commits.seen
+
+
+def test_a_push_unit_waits_for_the_disk(make, db_url):
+    world = make(entities=["tasks"], sync_direction="push")
+    with session_scope(db_url) as s:
+        s.add(Task(tenant_id=world.tenant_id, title="Call Ada", due_date=datetime(2027, 1, 5, 9, tzinfo=UTC)))
+        job = create_job(s, s.get(SyncConfig, world.config_id), trigger="push")
+        start_job(s, job.id, enqueue=False)
+        step_id = s.scalar(select(SyncJobStep.id).where(SyncJobStep.job_id == job.id, SyncJobStep.kind == "push"))
+    with CommitWaits(db_url) as commits, session_scope(db_url) as s:
+        run_step(s, step_id, enqueue=False)
+    assert commits.seen and set(commits.seen) == {"on"}
+    assert any(r.props.get("hs_task_subject") == "Call Ada" for r in world.hs.state.records["tasks"].values())
