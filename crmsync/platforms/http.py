@@ -94,6 +94,16 @@ class CRMClient:
     def close(self) -> None:
         self.session.close()
 
+    def reconnect(self) -> None:
+        """A keep-alive session of its own, the one it had left as it is: a child process must
+        not send on a connection its parent may still close."""
+        self.session = http_session(self.base_url)
+
+    def budget_is_this_process(self) -> bool:
+        """Whether the calls are budgeted in this process's memory (no Redis): what another
+        process spends from such a budget goes unseen here."""
+        return self.budget is not None and bool(self.limits) and not getattr(self.budget, "shared", False)
+
     def budget_left(self) -> dict[str, int]:
         """Calls the shared budget would grant this account now, per kind ({} without a budget)."""
         if self.budget is None:

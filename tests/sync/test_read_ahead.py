@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 from sqlalchemy import select, update
@@ -218,3 +219,66 @@ def test_a_listing_read_early_is_the_high_water_mark_from_when_it_began(world, p
 def test_the_plain_read_knows_the_same_active_job_statuses_as_the_models():
     from crmsync.db import models, reads
     assert reads.JOB_ACTIVE_STATUSES == models.JOB_ACTIVE_STATUSES
+
+
+# --- the early read in a child process (`sync run --inline` forks it before any thread runs) ------
+EARLY_JOB = """
+import json, sys
+from crmsync.sync.inline import run_job_inline
+from crmsync.sync.read_ahead import read_early
+early = read_early(sys.argv[1], full=False, force=False)
+reader = type(early._reader).__name__
+job = run_job_inline(sys.argv[1], full=sys.argv[2] == "full", read_ahead=early)
+print(json.dumps({"reader": reader, "status": job["status"], "requests": job["counts"]["requests"],
+                  "synced": job["contacts_synced"], "job_id": job["job_id"]}))
+"""
+
+
+def run_early_job(world, full: bool) -> dict:
+    """A job of the world's config run with an early read, in a process of its own (no thread runs
+    there before the read, so its child process may read)."""
+    environ = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    result = subprocess.run([sys.executable, "-c", EARLY_JOB, world.config_id, "full" if full else "changes"],
+                            env=environ, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("contacts", [250, 1200])    # one unit of 500; three, the pipe full between them
+def test_a_child_process_reads_the_listing_and_every_request_counts(make, units_of_100, contacts):
+    world = make(entities=["contacts"], sync_direction="pull")
+    world.hs.seed(contacts=contacts, companies=0, deals=0, tasks=0, notes=0, seed=18)
+    before, before_all = contact_list_requests(world.hs), world.hs.requests_log(entries=0)["total"]
+    job = run_early_job(world, full=False)
+    assert job["reader"] == "_ChildReader"
+    assert job["status"] == "succeeded" and job["synced"] == contacts
+    assert len(world.rows()) == contacts and len(world.links()) == contacts
+    assert contact_list_requests(world.hs) - before == -(-contacts // 100)      # nothing fetched twice
+    assert job["requests"] == world.hs.requests_log(entries=0)["total"] - before_all
+    # Units of 500 from the first on: the child's, not those of a unit fetching for itself (100, then 500).
+    with session_scope(world.db_url) as s:
+        assert s.scalars(select(SyncJobStep.pages).where(SyncJobStep.job_id == job["job_id"])).all() == \
+            [-(-contacts // 500)]
+
+
+def test_a_child_process_read_that_is_not_the_jobs_is_dropped_and_counted(world, units_of_100):
+    world.hs.seed(contacts=120, companies=0, deals=0, tasks=0, notes=0, seed=19)
+    assert world.sync()["contacts_synced"] == 120
+    before = world.hs.requests_log(entries=0)["total"]
+    job = run_early_job(world, full=True)      # the early read lists changes; the job lists everything
+    assert job["reader"] == "_ChildReader" and job["status"] == "succeeded"
+    assert job["requests"] == world.hs.requests_log(entries=0)["total"] - before
+
+
+def test_no_child_process_reads_on_a_budget_only_this_process_keeps(world, monkeypatch):
+    """Without Redis the rate budget lives in this process's memory: a child's spending would go
+    unseen, so a thread reads instead."""
+    from crmsync.ratelimit import Limit
+    from crmsync.sync.read_ahead import child_may_read
+    with session_scope(world.db_url) as s:
+        adapter = connect(s, s.get(SyncConfig, world.config_id))
+    monkeypatch.setattr(threading, "active_count", lambda: 1)    # as in a fresh `crmsync` process
+    assert child_may_read(adapter)                 # the world's account has no limits
+    adapter.client._limits = {"general": Limit(capacity=100, interval_seconds=10)}
+    assert adapter.client.budget is not None and not adapter.client.budget.shared
+    assert not child_may_read(adapter)
