@@ -2,6 +2,7 @@
 logging context, so the tasks themselves are one call into the library."""
 from __future__ import annotations
 
+import inspect
 import logging
 from datetime import timedelta
 from functools import cache
@@ -13,7 +14,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from crmsync.db.types import utcnow
 from crmsync.settings import get_settings
 from crmsync.tasks.errors import BadTaskArguments, UnitTimedOut
-from crmsync.tasks.execution import check_ids, defer, describe, execute, fail_permanently
+from crmsync.tasks.execution import check_arguments, check_ids, defer, describe, execute, fail_permanently
 from crmsync.tasks.retry import classify
 
 log = logging.getLogger("crmsync.tasks")
@@ -38,6 +39,17 @@ class CrmsyncTask(Task):
     # A unit past the hard time limit is requeued as if its process died (Celery acks it by
     # default, and only the sweeper's fresh copy, with no death count, would run it again).
     acks_on_timeout = False
+
+    def __call__(self, *args, **kwargs):
+        # Celery's tracer calls `run` through here once a task class has its own __call__. Anyone
+        # who can publish may send any arguments: too many or too few are refused, not retried,
+        # like ids that are not ids, before Celery's call of `run` would raise a TypeError.
+        try:
+            check_arguments(self.name, inspect.signature(self.run), args, kwargs)
+        except BadTaskArguments as exc:
+            log.error("task %s refused: %s", describe(self.name, tuple(str(a) for a in args)), exc)
+            return "failed"
+        return super().__call__(*args, **kwargs)
 
     def run_library(self, *ids: str) -> str:
         """Run this task's library function (TASKS[self.name]) on `ids`; on error retry later

@@ -58,14 +58,31 @@ class IdPage:
     requests: int = 1
 
 
-def moved_on(asked: dict | None, answered: dict | None, *, platform: str, entity: str | None = None) -> dict | None:
+def moved_on(asked: dict | None, answered: dict | None, *, platform: str, entity: str | None = None,
+             seen: set[str] | None = None) -> dict | None:
     """`answered`, the cursor after a listing page, unless it is `asked`, the one that page was
-    read with: a CRM repeating its cursor would have a sync read that page for ever (PagingStuck)."""
-    if answered is not None and answered == asked:
-        shown = json.dumps(answered, sort_keys=True, default=str)
-        raise PagingStuck(f"the listing's next cursor is the one just read ({shown[:200]}): paging would never end",
-                          platform=platform, entity=entity)
+    read with: a CRM repeating its cursor would have a sync read that page for ever (PagingStuck).
+    `seen`, kept by the caller across the pages it reads, collects the cursors read so far: a CRM
+    going round (A -> B -> A) is caught too, when it names one of them again."""
+    if answered is None:
+        return None
+    if answered == asked:
+        raise PagingStuck(f"the listing's next cursor is the one just read ({_shown(answered)}): paging would "
+                          "never end", platform=platform, entity=entity)
+    if seen is not None:
+        seen.add(_cursor_key(asked))
+        if _cursor_key(answered) in seen:
+            raise PagingStuck(f"the listing's next cursor was read before ({_shown(answered)}): paging goes "
+                              "round and would never end", platform=platform, entity=entity)
     return answered
+
+
+def _cursor_key(cursor: dict | None) -> str:
+    return json.dumps(cursor, sort_keys=True, default=str)
+
+
+def _shown(cursor: dict) -> str:
+    return _cursor_key(cursor)[:200]
 
 
 @dataclass

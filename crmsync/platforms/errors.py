@@ -69,8 +69,9 @@ class RateLimited(TransientError):
 
 
 class PagingStuck(PlatformError, Fatal):
-    """The CRM answered a listing page with the cursor it was asked with: following it would read
-    the same page for ever (a CRM or proxy bug). Nothing of the page is written."""
+    """The CRM answered a listing page with the cursor it was asked with, or with one read before
+    in the same unit (A -> B -> A): following it would read the same pages for ever (a CRM or
+    proxy bug). Nothing of the unit is written."""
 
 
 class WebhookRejected(PlatformError, Fatal):

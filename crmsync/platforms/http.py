@@ -36,12 +36,14 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
+from urllib.parse import quote, quote_plus
 
 import orjson
 import requests
@@ -302,15 +304,26 @@ def _body_masked(response: requests.Response, sent: Iterable[str]) -> requests.R
 
 
 def _secret_parts(sent: Iterable[str]) -> list[str]:
-    """Each credential, and the token after a scheme such as "Bearer", longest first."""
-    secrets = {part for value in sent if value for part in (value, value.partition(" ")[2]) if len(part) >= 8}
+    """Each credential, and the token after a scheme such as "Bearer", longest first; each also
+    percent-encoded as a URL or a form carries it, for a CRM or proxy that echoes the request's
+    URL or body (the escapes' hex in upper and lower case: servers differ)."""
+    plain = {part for value in sent if value for part in (value, value.partition(" ")[2]) if len(part) >= 8}
+    secrets = set(plain)
+    for part in plain:
+        for encoded in (quote(part, safe=""), quote_plus(part, safe="")):
+            if encoded != part:
+                secrets.add(encoded)
+                secrets.add(_ESCAPE.sub(lambda m: m.group().lower(), encoded))
     return sorted(secrets, key=len, reverse=True)
+
+
+_ESCAPE = re.compile(r"%[0-9A-F]{2}")
 
 
 def mask_secrets(text: str, sent: Iterable[str]) -> str:
     """`text` with each of `sent` (credentials: header values, tokens, client secrets), and the
-    token after a scheme such as "Bearer", replaced by "***". Mask before cutting a text short:
-    a secret cut in two is no longer found."""
+    token after a scheme such as "Bearer", replaced by "***", plain or percent-encoded. Mask
+    before cutting a text short: a secret cut in two is no longer found."""
     for secret in _secret_parts(sent):
         text = text.replace(secret, "***")
     return text

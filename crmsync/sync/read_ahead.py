@@ -53,11 +53,13 @@ def fetch_unit(adapter, entity: str, cursor: dict, want: int,
     at a time): fewer, larger transactions write much faster. Returns them and the next cursor."""
     records: list[RemoteRecord] = []
     next_cursor: dict | None = cursor
+    read: set[str] = set()
     while next_cursor is not None and len(records) < want and not stopped():
         page = adapter.list_changed(entity, next_cursor, want - len(records))
         records += page.records
-        # A CRM answering the cursor it was asked with would keep this job reading one page.
-        next_cursor = moved_on(next_cursor, page.cursor, platform=adapter.platform, entity=entity)
+        # A CRM answering a cursor of this unit again (the one it was asked with, or an earlier
+        # one: A -> B -> A) would keep this job reading the same pages.
+        next_cursor = moved_on(next_cursor, page.cursor, platform=adapter.platform, entity=entity, seen=read)
     return records, next_cursor
 
 

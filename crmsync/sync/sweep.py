@@ -75,12 +75,14 @@ def sweep_unit(session: Session, config: SyncConfig, adapter, job: SyncJob, step
     listed: list[tuple[str, datetime | None]] = []
     spent = 0
     want = get_settings().page_size
+    read: set[str] = set()
     while True:
         page = adapter.list_ids(entity, cursor)
         listed += page.ids
         spent += page.requests
-        # A CRM answering the cursor it was asked with would keep the sweep listing one page.
-        cursor = moved_on(cursor, page.cursor, platform=adapter.platform, entity=entity)
+        # A CRM answering a cursor of this unit again (the one it was asked with, or an earlier
+        # one: A -> B -> A) would keep the sweep listing the same pages.
+        cursor = moved_on(cursor, page.cursor, platform=adapter.platform, entity=entity, seen=read)
         if cursor is None or len(listed) >= want:
             break
     store.insert_many(session, SweepId.__table__, [

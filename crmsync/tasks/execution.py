@@ -4,6 +4,7 @@ failure hook after a permanent error."""
 from __future__ import annotations
 
 import contextvars
+import inspect
 import logging
 import re
 from datetime import datetime
@@ -46,6 +47,22 @@ def check_ids(name: str, ids: tuple[str, ...]) -> None:
     bad = [i for i in ids if not _UUID.fullmatch(i)]
     if bad:
         raise BadTaskArguments(f"{name}: {len(bad)} of its ids are not ids, e.g. {cut(bad[0])!r}")
+
+
+def check_arguments(name: str, takes: inspect.Signature, args: tuple, kwargs: dict) -> None:
+    """BadTaskArguments unless the message's arguments fit the task's parameters (`takes`): a
+    message with one id too many or too few would otherwise fail in Celery with a TypeError."""
+    try:
+        takes.bind(*args, **kwargs)
+    except TypeError:
+        shown = ", ".join(str(p.replace(annotation=p.empty)) for p in takes.parameters.values())
+        extra = f" and keyword arguments ({len(kwargs)})" if kwargs else ""
+        raise BadTaskArguments(f"{name} takes ({shown}), the message carries {_count(len(args), 'id')}{extra}"
+                               ) from None
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def execute(name: str, ids: tuple[str, ...]) -> None:

@@ -1,12 +1,15 @@
-"""A CRM whose paging does not move on (the same cursor answered again and again: a broken proxy, a
-CRM bug) must fail the job with a typed error at once, not read the same page for ever.
+"""A CRM whose paging does not move on (the same cursor answered again and again, or going round
+A -> B -> A: a broken proxy, a CRM bug) must fail the job with a typed error at once, not read the
+same pages for ever.
 
 The CRM here is a sandbox behind a WSGI layer that rewrites one list endpoint's answers: for its
-first `times` answers the next cursor is the constant "loop" (and the page the first one), then the
-real answers go through (so the old code ends instead of hanging the test)."""
+first `times` answers the next cursor is the constant "loop" (and the page the first one), or an
+earlier cursor of the listing; then the real answers go through (so the old code ends instead of
+hanging the test)."""
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qsl, urlencode
 
 from sqlalchemy import select
 
@@ -55,6 +58,42 @@ class LoopingList:
                 doc["results" if "results" in doc else "data"] = []
             self.stick(doc)
             body = json.dumps(doc).encode()
+        start_response(seen["status"], [(k, v) for k, v in seen["headers"] if k.lower() != "content-length"]
+                       + [("Content-Length", str(len(body)))])
+        return [body]
+
+
+class CyclingList:
+    """`app` with GET `path` answering two records a page, HubSpot's way (`after`), and for
+    `times` answers the page read with the listing's second cursor naming its first one again:
+    A -> B -> A -> B ..."""
+
+    def __init__(self, app, path: str, *, times: int = TIMES):
+        self.app, self.path, self.left, self.calls = app, path, times, 0
+        self.cursors: list[str] = []        # the next cursors the sandbox answered, in order
+
+    def __call__(self, environ, start_response):
+        if environ["REQUEST_METHOD"] != "GET" or environ["PATH_INFO"] != self.path:
+            return self.app(environ, start_response)
+        pairs = [(k, "2" if k == "limit" else v)
+                 for k, v in parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)]
+        asked = dict(pairs).get("after")
+        seen = {}
+
+        def keep(status, headers, exc_info=None):
+            seen.update(status=status, headers=headers)
+
+        body = b"".join(self.app({**environ, "QUERY_STRING": urlencode(pairs)}, keep))
+        self.calls += 1
+        if seen["status"].startswith("200"):
+            doc = json.loads(body)
+            after = ((doc.get("paging") or {}).get("next") or {}).get("after")
+            if after is not None and after not in self.cursors:
+                self.cursors.append(after)
+            if self.left > 0 and len(self.cursors) >= 2 and asked == self.cursors[1]:
+                self.left -= 1
+                doc["paging"] = {"next": {"after": self.cursors[0]}}
+                body = json.dumps(doc).encode()
         start_response(seen["status"], [(k, v) for k, v in seen["headers"] if k.lower() != "content-length"]
                        + [("Content-Length", str(len(body)))])
         return [body]
@@ -112,3 +151,32 @@ def test_a_pipedrive_page_whose_cursor_repeats_fails_the_job(world):
     assert job["status"] == "failed", job
     assert "cursor" in job["error"] and "loop" in job["error"], job["error"]
     _never_synced(world, config_id)
+
+
+def _hubspot_cycle(make, hubspot_sandbox, **kw):
+    hubspot_sandbox.seed(contacts=6, companies=0, deals=0, tasks=0, notes=0, calls=0, meetings=0, emails=0)
+    proxy = CyclingList(hubspot_sandbox.app, "/crm/v3/objects/contacts")
+    server = SandboxServer(proxy)
+    try:
+        world = make(api_base_url=server.start(), entities=["contacts"])
+        job = world.sync(**kw)
+    finally:
+        server.stop()
+    return world, job, proxy
+
+
+def test_a_hubspot_listing_going_round_fails_the_job(make, hubspot_sandbox):
+    world, job, proxy = _hubspot_cycle(make, hubspot_sandbox)
+    # Pages 1 and 2 are taken; the third names the first page's cursor again and stops the job.
+    assert proxy.calls == 3, proxy.calls
+    assert job["status"] == "failed", job
+    assert "read before" in job["error"] and proxy.cursors[0] in job["error"], job["error"]
+    _never_synced(world, world.config_id)
+
+
+def test_a_hubspot_sweep_listing_going_round_fails_the_sweep(make, hubspot_sandbox):
+    world, job, proxy = _hubspot_cycle(make, hubspot_sandbox, trigger="sweep")
+    assert proxy.calls == 3, proxy.calls
+    assert job["status"] == "failed", job
+    assert "read before" in job["error"] and proxy.cursors[0] in job["error"], job["error"]
+    assert world.rows("contact") == []

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from types import SimpleNamespace
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import pytest
 from sqlalchemy import select
@@ -203,6 +204,62 @@ def test_a_salesforce_error_answer_echoing_the_session_across_its_cut_is_masked_
     assert "MALFORMED_QUERY: Query refused" in message
     assert len(secret) == 12 and secret not in message, message
     assert raised.value.message.endswith("x***"), message        # masked whole, then cut
+
+
+def test_a_salesforce_error_answer_echoing_the_session_url_encoded_is_masked(salesforce_sandbox):
+    """A proxy that echoes the request's headers as a query string: the session's "!" (and a real
+    one's "." and "/"...) sits percent-encoded there, where the plain session is not found."""
+    from crmsync.platforms.errors import PlatformError
+    app = salesforce_sandbox.app
+
+    def refuse(auth, body):
+        return "400 Bad Request", [{"errorCode": "MALFORMED_QUERY",
+                                    "message": f"Query refused: authorization={quote(auth, safe='')}"}]
+
+    crm = Answering(app, lambda method, path: method == "GET" and path.endswith("/query"), refuse)
+    server = SandboxServer(crm)
+    try:
+        adapter = _salesforce_adapter(app, server.start())
+        with pytest.raises(PlatformError) as raised:
+            adapter.list_changed("contact", adapter.start_cursor("contact", None))
+    finally:
+        server.stop()
+    session = crm.seen[0].partition(" ")[2]
+    secret = session.partition("!")[2][:12]         # before the "!": the org id, no secret
+    message = str(raised.value)
+    assert "%21" in quote(session, safe="") and "MALFORMED_QUERY: Query refused: authorization=" in message
+    assert len(secret) == 12 and secret not in message and raised.value.message.endswith("=***"), message
+
+
+def _lower_escapes(text: str) -> str:
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), text)
+
+
+@pytest.mark.parametrize("echo", [str, _lower_escapes], ids=["as-sent", "lower-case-escapes"])
+def test_a_hubspot_oauth_refusal_echoing_the_form_as_sent_is_masked(hubspot_sandbox, echo):
+    """The refresh's form goes out percent-encoded (requests: quote_plus, "/" "+" "=" as %2F %2B
+    %3D); a token endpoint or proxy echoing its fields as they came shows the tokens that way,
+    and some servers write the escapes' hex in lower case."""
+    from crmsync.platforms.errors import AuthenticationError
+    from crmsync.platforms.hubspot import HubSpotClient
+    creds = {"client_id": "app-client", "client_secret": "top/secret+client=value",
+             "refresh_token": "na1-refresh/0123+4567=89abcdef"}
+
+    def refuse(auth, body):
+        form = dict(pair.split("=", 1) for pair in body.decode().split("&"))    # still encoded
+        return "400 Bad Request", {"status": echo(f"BAD_REFRESH_TOKEN {form['refresh_token']} "
+                                                  f"{form['client_secret']}"), "message": "refresh token is invalid"}
+
+    crm = Answering(hubspot_sandbox.app, lambda method, path: path == "/oauth/v1/token", refuse)
+    server = SandboxServer(crm)
+    try:
+        with pytest.raises(AuthenticationError) as info:
+            HubSpotClient(creds, server.start()).get_account_details()
+    finally:
+        server.stop()
+    message = str(info.value)
+    assert "OAuth token refresh refused: BAD_REFRESH_TOKEN *** ***" in message, message
+    assert "%2" not in message.lower() and "0123" not in message and "client" not in message, message
 
 
 def test_a_hubspot_oauth_refusal_echoing_the_refresh_token_is_short_and_masked(hubspot_sandbox):

@@ -1,6 +1,6 @@
 """Poison units under a real Celery worker: a unit that kills its worker process every time, and
-task messages whose ids name nothing, fail once, with their reason, instead of coming back for ever
-or filling the log."""
+task messages whose ids name nothing, or are too many or too few, fail once, with their reason,
+instead of coming back for ever or filling the log."""
 from __future__ import annotations
 
 import os
@@ -10,10 +10,11 @@ import signal
 from sqlalchemy import select
 
 from crmsync.db import session_scope
-from crmsync.db.models import SyncJob, SyncJobStep
+from crmsync.db.models import SyncJob, SyncJobStep, new_id
 from crmsync.sync.jobs import create_job, start_job
 from crmsync.tasks import enqueue
-from crmsync.tasks.names import PROCESS_EVENT, RUN_STEP
+from crmsync.tasks.names import DISPATCH_DUE_SYNCS, PROCESS_EVENT, RUN_STEP, START_JOB
+from crmsync.tasks.producer import producer_app
 from tests.fixtures.factories import make_config, make_secret, make_tenant
 from tests.fixtures.workers import wait_until
 
@@ -84,6 +85,32 @@ def test_task_messages_whose_ids_are_not_ids_fail_once_with_one_short_log_line(w
     assert "Traceback" not in text and "DataError" not in text and "raised" not in text, text[-3000:]
     assert len(re.findall(r"refused: crmsync\.\S+ 1 of its ids are not ids", text)) == 3
     assert huge[:1000] not in text and max(len(line) for line in text.splitlines()) < 500
+
+
+def test_task_messages_with_too_many_or_too_few_ids_fail_once_with_one_short_log_line(worker_env, celery_worker):
+    # Ids of the right form, but not the number the task takes: Celery used to call the task
+    # with them anyway, and log its TypeError with a traceback.
+    start = len(celery_worker.log())
+    enqueue(RUN_STEP, new_id(), new_id(), queue="syncs")
+    enqueue(RUN_STEP, queue="syncs")
+    enqueue(DISPATCH_DUE_SYNCS, new_id())
+    producer_app().send_task(START_JOB, args=[new_id()], kwargs={"force": True}, queue="syncs")
+    ended = re.compile(r"Task crmsync\.(sync\.run_step|schedule\.dispatch_due_syncs|sync\.start_job)"
+                       r"\[[0-9a-f-]+\] (succeeded|raised)")
+
+    def log() -> str:
+        return celery_worker.log()[start:]
+    wait_until(lambda: len(ended.findall(log())) == 4, 15, interval=0.1, what="the four tasks to end")
+    text = log()
+    assert "Traceback" not in text and "TypeError" not in text and "raised" not in text, text[-3000:]
+    refused = re.findall(r"refused: (.*)", text)
+    assert sorted(refused) == [
+        "crmsync.schedule.dispatch_due_syncs takes (), the message carries 1 id",
+        "crmsync.sync.run_step takes (step_id), the message carries 0 ids",
+        "crmsync.sync.run_step takes (step_id), the message carries 2 ids",
+        "crmsync.sync.start_job takes (job_id), the message carries 1 id and keyword arguments (1)",
+    ], refused
+    assert len(re.findall(r"succeeded in [0-9.]+s: 'failed'", text)) == 4, text[-3000:]
 
 
 def test_only_a_run_that_started_and_never_ended_counts_as_a_death(monkeypatch, redis_url, redis_client):
