@@ -54,6 +54,16 @@ def make_world(db_url, hubspot_sandbox, account_id=None, **config):
 
 
 @pytest.fixture
+def units_of_100(monkeypatch):
+    """Units of 100 records (CRMSYNC_PAGE_SIZE), so a few hundred make several."""
+    from crmsync.settings import get_settings
+    monkeypatch.setenv("CRMSYNC_PAGE_SIZE", "100")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
 def world(crmsync_env, db_url, hubspot_sandbox):
     return make_world(db_url, hubspot_sandbox)
 

@@ -15,15 +15,6 @@ from crmsync.db.models import SyncConfig, SyncJobStep, Task
 from crmsync.sync.jobs import create_job, run_step, start_job
 
 
-@pytest.fixture
-def units_of_100(monkeypatch):
-    from crmsync.settings import get_settings
-    monkeypatch.setenv("CRMSYNC_PAGE_SIZE", "100")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-
-
 def analyzed(db_url) -> dict[str, int]:
     """Manual ANALYZEs so far, per table (autovacuum's are counted apart)."""
     engine = create_engine(db_url)

@@ -25,15 +25,6 @@ def contact_list_requests(hs) -> int:
     return hs.requests_log(entries=0)["by_endpoint"].get("GET /crm/v3/objects/{type}", 0)
 
 
-@pytest.fixture
-def units_of_100(monkeypatch):
-    from crmsync.settings import get_settings
-    monkeypatch.setenv("CRMSYNC_PAGE_SIZE", "100")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-
-
 def test_a_pull_reads_ahead_without_spending_a_request_more(make, units_of_100):
     world = make(entities=["contacts"], sync_direction="pull")
     world.hs.seed(contacts=450, companies=0, deals=0, tasks=0, notes=0, seed=11)

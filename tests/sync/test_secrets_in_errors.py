@@ -180,16 +180,11 @@ def test_a_salesforce_record_error_echoing_the_session_is_masked_before_it_is_cu
     assert not [r for r in caplog.records if secret in r.getMessage()]
 
 
-def test_a_salesforce_error_answer_echoing_the_session_across_its_cut_is_masked_whole(salesforce_sandbox):
-    """A non-2xx answer's message is cut at 200 characters by Salesforce's error builder; the
-    session it echoes across that cut is masked in the body first, so no prefix of it is left."""
+
+def _salesforce_query_refused(app, refuse):
+    """A Salesforce query refused by `refuse(auth, body)` through a proxy in front of the sandbox:
+    (the proxy, which saw the requests; the PlatformError raised)."""
     from crmsync.platforms.errors import PlatformError
-    app = salesforce_sandbox.app
-
-    def refuse(auth, body):
-        padding = "x" * (163 - len("Query refused: "))     # the session straddles character 200
-        return "400 Bad Request", [{"errorCode": "MALFORMED_QUERY", "message": f"Query refused: {padding}{auth}"}]
-
     crm = Answering(app, lambda method, path: method == "GET" and path.endswith("/query"), refuse)
     server = SandboxServer(crm)
     try:
@@ -198,6 +193,18 @@ def test_a_salesforce_error_answer_echoing_the_session_across_its_cut_is_masked_
             adapter.list_changed("contact", adapter.start_cursor("contact", None))
     finally:
         server.stop()
+    return crm, raised
+
+def test_a_salesforce_error_answer_echoing_the_session_across_its_cut_is_masked_whole(salesforce_sandbox):
+    """A non-2xx answer's message is cut at 200 characters by Salesforce's error builder; the
+    session it echoes across that cut is masked in the body first, so no prefix of it is left."""
+    app = salesforce_sandbox.app
+
+    def refuse(auth, body):
+        padding = "x" * (163 - len("Query refused: "))     # the session straddles character 200
+        return "400 Bad Request", [{"errorCode": "MALFORMED_QUERY", "message": f"Query refused: {padding}{auth}"}]
+
+    crm, raised = _salesforce_query_refused(app, refuse)
     session = crm.seen[0].partition(" ")[2]
     secret = session.partition("!")[2][:12]         # before the "!": the org id, no secret
     message = str(raised.value)
@@ -209,26 +216,33 @@ def test_a_salesforce_error_answer_echoing_the_session_across_its_cut_is_masked_
 def test_a_salesforce_error_answer_echoing_the_session_url_encoded_is_masked(salesforce_sandbox):
     """A proxy that echoes the request's headers as a query string: the session's "!" (and a real
     one's "." and "/"...) sits percent-encoded there, where the plain session is not found."""
-    from crmsync.platforms.errors import PlatformError
     app = salesforce_sandbox.app
 
     def refuse(auth, body):
         return "400 Bad Request", [{"errorCode": "MALFORMED_QUERY",
                                     "message": f"Query refused: authorization={quote(auth, safe='')}"}]
 
-    crm = Answering(app, lambda method, path: method == "GET" and path.endswith("/query"), refuse)
-    server = SandboxServer(crm)
-    try:
-        adapter = _salesforce_adapter(app, server.start())
-        with pytest.raises(PlatformError) as raised:
-            adapter.list_changed("contact", adapter.start_cursor("contact", None))
-    finally:
-        server.stop()
+    crm, raised = _salesforce_query_refused(app, refuse)
     session = crm.seen[0].partition(" ")[2]
     secret = session.partition("!")[2][:12]         # before the "!": the org id, no secret
     message = str(raised.value)
     assert "%21" in quote(session, safe="") and "MALFORMED_QUERY: Query refused: authorization=" in message
     assert len(secret) == 12 and secret not in message and raised.value.message.endswith("=***"), message
+
+
+def _hubspot_refresh_refused(app, creds, refuse) -> str:
+    """The error of a HubSpot OAuth refresh that `refuse(auth, body)` answers, through a proxy in
+    front of the sandbox."""
+    from crmsync.platforms.errors import AuthenticationError
+    from crmsync.platforms.hubspot import HubSpotClient
+    crm = Answering(app, lambda method, path: path == "/oauth/v1/token", refuse)
+    server = SandboxServer(crm)
+    try:
+        with pytest.raises(AuthenticationError) as info:
+            HubSpotClient(creds, server.start()).get_account_details()
+    finally:
+        server.stop()
+    return str(info.value)
 
 
 def _lower_escapes(text: str) -> str:
@@ -240,8 +254,6 @@ def test_a_hubspot_oauth_refusal_echoing_the_form_as_sent_is_masked(hubspot_sand
     """The refresh's form goes out percent-encoded (requests: quote_plus, "/" "+" "=" as %2F %2B
     %3D); a token endpoint or proxy echoing its fields as they came shows the tokens that way,
     and some servers write the escapes' hex in lower case."""
-    from crmsync.platforms.errors import AuthenticationError
-    from crmsync.platforms.hubspot import HubSpotClient
     creds = {"client_id": "app-client", "client_secret": "top/secret+client=value",
              "refresh_token": "na1-refresh/0123+4567=89abcdef"}
 
@@ -250,22 +262,13 @@ def test_a_hubspot_oauth_refusal_echoing_the_form_as_sent_is_masked(hubspot_sand
         return "400 Bad Request", {"status": echo(f"BAD_REFRESH_TOKEN {form['refresh_token']} "
                                                   f"{form['client_secret']}"), "message": "refresh token is invalid"}
 
-    crm = Answering(hubspot_sandbox.app, lambda method, path: path == "/oauth/v1/token", refuse)
-    server = SandboxServer(crm)
-    try:
-        with pytest.raises(AuthenticationError) as info:
-            HubSpotClient(creds, server.start()).get_account_details()
-    finally:
-        server.stop()
-    message = str(info.value)
+    message = _hubspot_refresh_refused(hubspot_sandbox.app, creds, refuse)
     assert "OAuth token refresh refused: BAD_REFRESH_TOKEN *** ***" in message, message
     assert "%2" not in message.lower() and "0123" not in message and "client" not in message, message
 
 
 def test_a_hubspot_oauth_refusal_echoing_the_refresh_token_is_short_and_masked(hubspot_sandbox):
     """The token endpoint's (or a proxy's) status word goes into the error: masked, and cut short."""
-    from crmsync.platforms.errors import AuthenticationError
-    from crmsync.platforms.hubspot import HubSpotClient
     creds = {"client_id": "app-client", "client_secret": "top-secret-client-value",
              "refresh_token": "na1-refresh-0123456789abcdef"}
 
@@ -274,14 +277,7 @@ def test_a_hubspot_oauth_refusal_echoing_the_refresh_token_is_short_and_masked(h
         return "400 Bad Request", {"status": f"BAD_REFRESH_TOKEN {form['refresh_token']} {form['client_secret']} "
                                              + "y" * 500, "message": "refresh token is invalid"}
 
-    crm = Answering(hubspot_sandbox.app, lambda method, path: path == "/oauth/v1/token", refuse)
-    server = SandboxServer(crm)
-    try:
-        with pytest.raises(AuthenticationError) as info:
-            HubSpotClient(creds, server.start()).get_account_details()
-    finally:
-        server.stop()
-    message = str(info.value)
+    message = _hubspot_refresh_refused(hubspot_sandbox.app, creds, refuse)
     assert "OAuth token refresh refused: BAD_REFRESH_TOKEN *** ***" in message, message
     assert creds["client_secret"][:12] not in message and creds["refresh_token"][:12] not in message
     assert len(message) < 120, message
