@@ -345,11 +345,15 @@ def known_probe(page: PageApply, records: list[RemoteRecord]) -> Select:
     `load_known`'s reads. (Any local row with the key counts, linked or deleted: the merge
     decides those, so this only ever errs towards the merge.)"""
     session, tenant, entity = page.session, page.tenant, page.entity
+    # The page's unstorable records are asked about too (the probe runs while they are found):
+    # a value with a NUL cannot be sent to PostgreSQL, and matches nothing stored here anyway.
     probes = [select(SyncLink.id).where(
         SyncLink.tenant_id == tenant, SyncLink.platform == page.config.platform, SyncLink.entity_type == entity,
-        store.among(session, SyncLink.external_id, [r.external_id for r in records])).exists()]
+        store.among(session, SyncLink.external_id,
+                    [r.external_id for r in records if "\x00" not in str(r.external_id)])).exists()]
     key_field = MATCH_KEYS.get(entity)
-    keys = {str(r.fields.get(key_field) or "").lower() for r in records} - {""} if key_field else set()
+    keys = {k for r in records if (k := str(r.fields.get(key_field) or "").lower()) and "\x00" not in k} \
+        if key_field else set()
     if keys:
         table = ENTITY_MODELS[entity].__table__
         probes.append(select(table.c.id).where(

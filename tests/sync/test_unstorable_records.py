@@ -77,6 +77,7 @@ def test_a_push_that_meets_an_unstorable_crm_record_says_which(world, hubspot_sa
     ({"tags": ["vip", "b\x00d"]}, "tags holds a NUL character"),
     ({"custom_fields": {"interests": ["golf", "ch\x00ess"]}}, "custom field 'interests' holds a NUL character"),
     ({"custom_fields": {"ke\x00y": "value"}}, "custom field 'ke?y' holds a NUL character"),
+    ({"email": "b\x00d@example.org"}, "email holds a NUL character"),    # the page's probe asks by email
 ])
 def test_a_nul_nested_in_a_list_or_a_key_fails_its_record_alone(world, fields, why):
     """jsonb refuses a NUL anywhere, inside a list (tags, a multi-value field) or a key too: such a
