@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from functools import cache
@@ -225,25 +225,9 @@ def asked_meanwhile(session: Session, statement) -> Iterator[Callable[[], Any]]:
         value = conn.scalar(statement)
         yield lambda: value
         return
-    outcome: dict[str, Any] = {}
-
-    def ask() -> None:
-        try:
-            outcome["value"] = conn.scalar(statement)
-        except BaseException as err:  # noqa: BLE001  handed to the caller by answer()
-            outcome["error"] = err
-
-    def answer() -> Any:
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["value"]
-
-    asking = threading.Thread(target=ask, name="crmsync-ask-meanwhile", daemon=True)
-    asking.start()
-    try:
-        yield answer
-    finally:
-        asking.join()
+    # concurrent.futures is loaded already (psycopg imports asyncio, which imports it).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="crmsync-ask-meanwhile") as asking:
+        yield asking.submit(conn.scalar, statement).result
 
 
 def insert_rows(session: Session, entity: str, rows: list[dict[str, Any]]) -> None:
