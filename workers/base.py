@@ -44,8 +44,11 @@ class CrmsyncTask(Task):
         # Celery's tracer calls `run` through here once a task class has its own __call__. Anyone
         # who can publish may send any arguments: too many or too few are refused, not retried,
         # like ids that are not ids, before Celery's call of `run` would raise a TypeError.
+        takes = self.__dict__.get("_takes")
+        if takes is None:        # a task is one object per worker process: its parameters are read once
+            takes = self.__dict__["_takes"] = inspect.signature(self.run)
         try:
-            check_arguments(self.name, inspect.signature(self.run), args, kwargs)
+            check_arguments(self.name, takes, args, kwargs)
         except BadTaskArguments as exc:
             log.error("task %s refused: %s", describe(self.name, tuple(str(a) for a in args)), exc)
             return "failed"
