@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, foreign, mapped_column, relationship
 from sqlalchemy.types import Uuid
 
-from crmsync.db.types import Json, UTCDateTime, utcnow
+from crmsync.db.types import Json, JsonDocument, UTCDateTime, utcnow
 
 
 def new_id() -> str:
@@ -279,7 +279,8 @@ class SyncLink(Base):
     local_id: Mapped[str] = mapped_column(Uuid(as_uuid=False))
     # NULL while a create is in flight: a retry looks the record up before creating it again.
     external_id: Mapped[str | None] = mapped_column(String(64))
-    base: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Read and written whole by the merge, never queried inside: `json`, not `jsonb` (see JsonDocument).
+    base: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
     base_at: Mapped[datetime | None]
     remote_updated_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _created()
