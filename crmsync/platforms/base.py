@@ -80,6 +80,28 @@ def moved_on(asked: dict | None, answered: dict | None, *, platform: str, entity
     return answered
 
 
+UNIT_STARTS_KEPT = 256
+
+
+def went_round(unit_starts: list[str], asked: dict, answered: dict | None, *, platform: str,
+               entity: str | None = None) -> list[str]:
+    """The listing's unit starts (short digests of the cursors earlier units of it started at, as
+    the checkpoint keeps them) with `asked`, the cursor this unit started at, added; PagingStuck
+    when `answered`, the cursor after the unit, is one of them: a listing going round over more
+    than one unit (`moved_on` catches it within a unit). The last UNIT_STARTS_KEPT starts are
+    kept, so a cycle of up to that many units is caught within its second round."""
+    starts = [*unit_starts, _digest(asked)][-UNIT_STARTS_KEPT:]
+    if answered is not None and _digest(answered) in starts:
+        raise PagingStuck(f"the listing's next cursor began an earlier unit of it ({_shown(answered)}): paging "
+                          "goes round and would never end", platform=platform, entity=entity)
+    return starts
+
+
+def _digest(cursor: dict) -> str:
+    import hashlib
+    return hashlib.blake2b(_cursor_key(cursor).encode(), digest_size=8).hexdigest()
+
+
 def _cursor_key(cursor: dict | None) -> str:
     return json.dumps(cursor, sort_keys=True, default=str)
 

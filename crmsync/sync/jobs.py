@@ -33,6 +33,7 @@ from crmsync.db.models import JOB_ACTIVE_STATUSES, SyncCheckpoint, SyncConfig, S
 from crmsync.db.types import utcnow
 from crmsync.entities import ENTITY_PLURALS
 from crmsync.errors import CrmsyncError, Retryable
+from crmsync.platforms.base import went_round
 from crmsync.platforms.errors import RateLimited
 from crmsync.sync.apply import ApplyResult, apply_remote_records
 from crmsync.sync.errors import ConfigDisabled, JobAlreadyActive, JobNotFound, JobStateError
@@ -328,12 +329,14 @@ def _pull_page(session, config, adapter, job, step, now, read_ahead: ReadAhead |
         # A listing read ahead of the job (read_early) began before this unit: its high-water mark
         # is when it began, or a record changed in between would be in no page and never looked for.
         began = read_ahead.began(step.entity_type, cursor) if read_ahead is not None else None
-        started = (began or now).isoformat()
+        started, unit_starts = (began or now).isoformat(), []
     else:
         cursor, started = cp.cursor["adapter"], cp.cursor["started_at"]
+        unit_starts = cp.cursor.get("unit_starts", [])
     want = get_settings().page_size
     fetched = read_ahead.take(step.entity_type, cursor) if read_ahead is not None else None
     records, next_cursor = fetched or fetch_unit(adapter, step.entity_type, cursor, want)
+    unit_starts = went_round(unit_starts, cursor, next_cursor, platform=config.platform, entity=step.entity_type)
     if read_ahead is not None and next_cursor is not None:
         # The units read ahead are larger (see INLINE_UNIT_PAGES); the first one stays short so
         # the writes start soon. A reader already at next_cursor goes on as it is.
@@ -344,7 +347,7 @@ def _pull_page(session, config, adapter, job, step, now, read_ahead: ReadAhead |
     result = apply_remote_records(session, config, step.entity_type, records, now=now)
     add_errors(job, result.errors)    # records our columns cannot hold, as a push reports its own
     if next_cursor is not None:
-        cp.cursor = {"adapter": next_cursor, "started_at": started}
+        cp.cursor = {"adapter": next_cursor, "started_at": started, "unit_starts": unit_starts}
         cp.job_id = job.id
         return True, result
     # Deletions are not listed here: they arrive by webhook, and the deletion sweep

@@ -65,11 +65,12 @@ class LoopingList:
 
 class CyclingList:
     """`app` with GET `path` answering two records a page, HubSpot's way (`after`), and for
-    `times` answers the page read with the listing's second cursor naming its first one again:
-    A -> B -> A -> B ..."""
+    `times` answers the page read with the listing's cursor number `cycle_from` naming its
+    number `to` again; by default A -> B -> A -> B ..."""
 
-    def __init__(self, app, path: str, *, times: int = TIMES):
+    def __init__(self, app, path: str, *, times: int = TIMES, cycle_from: int = 1, to: int = 0):
         self.app, self.path, self.left, self.calls = app, path, times, 0
+        self.cycle_from, self.to = cycle_from, to
         self.cursors: list[str] = []        # the next cursors the sandbox answered, in order
 
     def __call__(self, environ, start_response):
@@ -90,9 +91,9 @@ class CyclingList:
             after = ((doc.get("paging") or {}).get("next") or {}).get("after")
             if after is not None and after not in self.cursors:
                 self.cursors.append(after)
-            if self.left > 0 and len(self.cursors) >= 2 and asked == self.cursors[1]:
+            if self.left > 0 and len(self.cursors) > self.cycle_from and asked == self.cursors[self.cycle_from]:
                 self.left -= 1
-                doc["paging"] = {"next": {"after": self.cursors[0]}}
+                doc["paging"] = {"next": {"after": self.cursors[self.to]}}
                 body = json.dumps(doc).encode()
         start_response(seen["status"], [(k, v) for k, v in seen["headers"] if k.lower() != "content-length"]
                        + [("Content-Length", str(len(body)))])
@@ -153,9 +154,9 @@ def test_a_pipedrive_page_whose_cursor_repeats_fails_the_job(world):
     _never_synced(world, config_id)
 
 
-def _hubspot_cycle(make, hubspot_sandbox, **kw):
-    hubspot_sandbox.seed(contacts=6, companies=0, deals=0, tasks=0, notes=0, calls=0, meetings=0, emails=0)
-    proxy = CyclingList(hubspot_sandbox.app, "/crm/v3/objects/contacts")
+def _hubspot_cycle(make, hubspot_sandbox, *, contacts: int = 6, cycle_from: int = 1, to: int = 0, **kw):
+    hubspot_sandbox.seed(contacts=contacts, companies=0, deals=0, tasks=0, notes=0, calls=0, meetings=0, emails=0)
+    proxy = CyclingList(hubspot_sandbox.app, "/crm/v3/objects/contacts", cycle_from=cycle_from, to=to)
     server = SandboxServer(proxy)
     try:
         world = make(api_base_url=server.start(), entities=["contacts"])
@@ -180,3 +181,22 @@ def test_a_hubspot_sweep_listing_going_round_fails_the_sweep(make, hubspot_sandb
     assert job["status"] == "failed", job
     assert "read before" in job["error"] and proxy.cursors[0] in job["error"], job["error"]
     assert world.rows("contact") == []
+
+
+def test_a_hubspot_listing_going_round_over_several_units_fails_the_job(make, hubspot_sandbox, monkeypatch):
+    """Pages of two records; the page read with the listing's fourth cursor names its second one
+    again (B -> C -> D -> B ...). Each unit reads one page (units of two records), so no unit
+    sees a cursor twice; the checkpoint's unit starts do, within the second round."""
+    from crmsync.settings import get_settings
+    monkeypatch.setenv("CRMSYNC_PAGE_SIZE", "2")
+    get_settings.cache_clear()
+    try:
+        world, job, proxy = _hubspot_cycle(make, hubspot_sandbox, contacts=12, cycle_from=3, to=1)
+    finally:
+        get_settings.cache_clear()
+    assert job["status"] == "failed", job
+    assert "earlier unit" in job["error"] and proxy.cursors[1] in job["error"], job["error"]
+    # Caught in the second round: the pages read ahead of the units (5 a unit, 2 units ahead) are
+    # the most read in between, far from the proxy's TIMES rounds after which the listing would end.
+    assert proxy.calls <= 3 + 2 * 3 + 2 * 5, proxy.calls
+    _never_synced(world, world.config_id)
