@@ -213,9 +213,9 @@ def test_two_configs_of_one_crm_made_at_the_same_moment_leave_one(engine, reques
         if len(checks) > 1:
             real(session, platform, tenant_id)
     monkeypatch.setattr(configs, "check_platform_free", raced)
-    with pytest.raises(configs.ConfigError, match=f"already syncs hubspot through config {first_id}"), \
-            session_scope(url) as s:
-        make_config(s, s.get(configs.Tenant, tenant_id))
+    with pytest.raises(configs.ConfigError, match=f"already syncs hubspot through config {first_id}"):
+        with session_scope(url) as s:
+            make_config(s, s.get(configs.Tenant, tenant_id))
     assert len(checks) == 2
     with session_scope(url) as s:
         assert [c.id for c in s.query(SyncConfig).filter_by(tenant_id=tenant_id)] == [first_id]
