@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crmsync.db.models import SyncConfig, Tenant, VaultSecret, new_id
@@ -119,16 +118,8 @@ def create_config(session: Session, data: dict[str, Any], *, now: datetime | Non
     # 0 minutes = real-time only (webhooks): never scheduled.
     config.next_sync_at = (now or utcnow()) if config.sync_frequency_minutes > 0 and config.enabled else None
     schedule_sweep(config, now or utcnow())
-    try:
-        with session.begin_nested():
-            session.add(config)
-    except IntegrityError:
-        # Another config of this tenant and CRM, or of this account, was made since the checks
-        # above; they now see it and say which.
-        check_platform_free(session, config.platform, tenant_id)
-        if config.account_id:
-            check_account_free(session, config.platform, config.account_id, tenant_id)
-        raise
+    session.add(config)
+    session.flush()
     return config
 
 

@@ -189,33 +189,3 @@ def test_a_token_without_the_schema_scope_creates_the_config_with_a_warning(two_
                "--base-url", b.crm.base_url, "--direction", "push", "--entities", "deals")
     assert text.exit_code == 0 and text.stderr.startswith("warning: marker_properties: deals: refused")
     assert len(text.stderr.strip().splitlines()) == 1
-
-
-@pytest.mark.parametrize("engine", ["postgresql", "sqlite"])
-def test_two_configs_of_one_crm_made_at_the_same_moment_leave_one(engine, request, monkeypatch):
-    """Both pass the tenant's check before either is written (as two `configs create` at the
-    same moment would); the database's unique constraint refuses the second, which then gets the
-    same clear error as ever and writes nothing."""
-    import crmsync.configs as configs
-    from crmsync.db import session_scope
-    from crmsync.db.models import SyncConfig
-    from tests.fixtures.factories import make_config, make_tenant
-    url = request.getfixturevalue("db_url" if engine == "postgresql" else "sqlite_url")
-    with session_scope(url) as s:
-        tenant = make_tenant(s)
-        first = make_config(s, tenant)
-        tenant_id, first_id = tenant.id, first.id
-    checks = []
-    real = configs.check_platform_free
-
-    def raced(session, platform, tenant_id):     # the first check runs before the other config exists
-        checks.append(platform)
-        if len(checks) > 1:
-            real(session, platform, tenant_id)
-    monkeypatch.setattr(configs, "check_platform_free", raced)
-    with pytest.raises(configs.ConfigError, match=f"already syncs hubspot through config {first_id}"):
-        with session_scope(url) as s:
-            make_config(s, s.get(configs.Tenant, tenant_id))
-    assert len(checks) == 2
-    with session_scope(url) as s:
-        assert [c.id for c in s.query(SyncConfig).filter_by(tenant_id=tenant_id)] == [first_id]

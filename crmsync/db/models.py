@@ -131,9 +131,6 @@ class SyncConfig(Base):
         Index("ix_crm_sync_configs_due", "enabled", "next_sync_at"),
         # Also the tenant's configs index, and what a link's (tenant, config) key points at.
         UniqueConstraint("tenant_id", "id", name="uq_crm_sync_configs_tenant_id"),
-        # One account per CRM in a tenant (crmsync.configs.check_platform_free says why), held
-        # here too for two configs created at the same moment.
-        UniqueConstraint("tenant_id", "platform", name="uq_crm_sync_configs_tenant_platform"),
     )
 
     def entity_enabled(self, entity: str) -> bool:

@@ -141,14 +141,3 @@ def test_upgrade_refuses_an_entry_two_tenants_share(empty_url):
     with pytest.raises(RuntimeError, match="shared"):
         upgrade(empty_url)
     assert current_revision(empty_url) == "0001"
-
-
-def test_upgrade_refuses_a_tenant_with_two_configs_of_one_crm(empty_url):
-    upgrade(empty_url, "0008")
-    with get_engine(empty_url).begin() as conn:
-        tenant, (creds, other) = _tenant_and_entries(conn, "creds", "other")
-        _config_at_0001(conn, tenant, creds, None, "1")
-        _config_at_0001(conn, tenant, other, None, "2")
-    with pytest.raises(RuntimeError, match=f"tenant {tenant}, hubspot: configs "):
-        upgrade(empty_url)
-    assert current_revision(empty_url) == "0008"
