@@ -40,9 +40,6 @@ class RemoteRecord:
     archived: bool = False
     # HubSpot keeps the ids merged into a contact; their links move to this record.
     merged_ids: list[str] = field(default_factory=list)
-    # What the sync works out from `fields` alone, when a reader worked it out ahead of the page's
-    # writes (`crmsync.sync.apply.prepare_records`); None otherwise, and once `fields` change.
-    prepared: tuple | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass

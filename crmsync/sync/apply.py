@@ -144,10 +144,7 @@ class Known:
 def remote_flat(entity: str, record: RemoteRecord, resolved: dict[tuple[str, str], str]) -> dict[str, Any]:
     """The remote record's comparable fields, associations turned into local ids. An association
     we cannot resolve yet is left out, so it never reads as a change."""
-    if record.prepared is not None:
-        flat, record.prepared = record.prepared[0], None     # this call's to change
-    else:
-        flat = flatten(record.fields, SYNCED_FIELD_SETS[entity])
+    flat = flatten(record.fields, SYNCED_FIELD_SETS[entity])
     for fname in ASSOCIATIONS[entity]:
         flat.pop(fname, None)
         if fname in record.associations:
@@ -220,7 +217,6 @@ def translate_values(config: SyncConfig, entity: str, records: list[RemoteRecord
     if values.has_value_maps(config, entity):
         for rec in records:
             rec.fields = values.to_local(config, entity, rec.fields)
-            rec.prepared = None     # worked out from the CRM's spelling
 
 
 def apply_merged_away(page: PageApply, records: list[RemoteRecord]) -> None:
@@ -321,16 +317,6 @@ def _holds_nul(value: Any) -> bool:
     return False
 
 
-def prepare_records(entity: str, records: list[RemoteRecord]) -> None:
-    """Each record's flattened values and whether our columns can hold them, kept on the record
-    (`RemoteRecord.prepared`) for `storable` and `remote_flat`. Neither needs the database, so a
-    reader thread works them out for the units it holds while this process waits on PostgreSQL
-    for the unit before (`ReadAhead.prepare_with`): about a fifth of a backfill unit's Python."""
-    fields = SYNCED_FIELD_SETS[entity]
-    for rec in records:
-        rec.prepared = (flatten(rec.fields, fields), _unstorable(entity, rec.fields))
-
-
 def storable(page: PageApply, records: list[RemoteRecord]) -> list[RemoteRecord]:
     """The records whose values our columns can hold. A CRM keeps what they cannot (HubSpot: text
     of 65,536 characters where our first_name holds 200, a NUL character, a number past 32 bits);
@@ -338,7 +324,7 @@ def storable(page: PageApply, records: list[RemoteRecord]) -> list[RemoteRecord]
     entry) would otherwise fail its page, and with it every later sync of the config."""
     kept = []
     for rec in records:
-        problem = rec.prepared[1] if rec.prepared is not None else _unstorable(page.entity, rec.fields)
+        problem = _unstorable(page.entity, rec.fields)
         if problem is None:
             kept.append(rec)
             continue

@@ -12,7 +12,6 @@ from sqlalchemy import select
 
 from crmsync.db import session_scope
 from crmsync.db.models import SyncConfig, SyncJob, SyncJobStep
-from crmsync.sync.apply import prepare_records
 from crmsync.sync.errors import ConfigDisabled
 from crmsync.sync.job_view import job_as_dict
 from crmsync.sync.jobs import (
@@ -68,7 +67,6 @@ def run_claimed_job(job_id: str, runner: str, *, database_url: str | None = None
                     read_ahead: ReadAhead | None = None) -> dict[str, Any]:
     """Run a job leased to `runner` (this process) to its end, its lease renewed meanwhile."""
     read_ahead = read_ahead or ReadAhead()
-    read_ahead.prepare_with(prepare_records)
     with Heartbeat(job_id, runner, database_url):
         try:
             with session_scope(database_url) as s:

@@ -73,13 +73,11 @@ class _Reader:
     """One entity's units from a cursor on, on a thread, at most DEPTH ahead of the taker, with
     an adapter of its own (its requests are counted apart from the unit's; closed with it)."""
 
-    def __init__(self, adapter, entity: str, cursor: dict, want: int, *, began: datetime | None = None,
-                 prepare: Callable[[str, list[RemoteRecord]], None] | None = None):
+    def __init__(self, adapter, entity: str, cursor: dict, want: int, *, began: datetime | None = None):
         self.adapter, self.entity, self.expected = adapter, entity, cursor
         self.first_cursor = cursor
         self.began = began or datetime.now(UTC)   # before its first request
         self.counted = 0             # requests of its adapter already handed to a unit
-        self.prepare = prepare       # see ReadAhead.prepare_with
         self._units: deque[Unit] = deque()
         self._cond = threading.Condition()
         self._stopped = self._done = False
@@ -102,7 +100,6 @@ class _Reader:
                     if self._stopped:
                         return
                 records, nxt = self._fetch(cursor, want)
-                self._prepare(records)
                 with self._cond:
                     if self._stopped:
                         return
@@ -115,14 +112,6 @@ class _Reader:
             with self._cond:
                 self._done = True
                 self._cond.notify_all()
-
-    def _prepare(self, records: list[RemoteRecord]) -> None:
-        prepare = self.prepare
-        if prepare is not None:
-            try:
-                prepare(self.entity, records)
-            except Exception as err:  # noqa: BLE001  the unit works out whatever is missing itself
-                log.debug("records of %s not prepared ahead: %s", self.entity, type(err).__name__)
 
     def take(self, cursor: dict) -> Unit | None:
         if cursor != self.expected:
@@ -153,8 +142,7 @@ class _ChildReader(_Reader):
     takes them in, at most DEPTH ahead, and the child waits on the full pipe meanwhile. Requests
     are counted in memory both share, before each page and as the child ends."""
 
-    def __init__(self, adapter, entity: str, cursor: dict, want: int,
-                 prepare: Callable[[str, list[RemoteRecord]], None] | None = None):
+    def __init__(self, adapter, entity: str, cursor: dict, want: int):
         import mmap
         import os
         began = datetime.now(UTC)
@@ -176,7 +164,7 @@ class _ChildReader(_Reader):
         os.close(writable)
         adapter.close()                       # the child has a connection of its own
         self._pipe = os.fdopen(readable, "rb")
-        super().__init__(adapter, entity, cursor, want, began=began, prepare=prepare)
+        super().__init__(adapter, entity, cursor, want, began=began)
 
     def _read_in_child(self, adapter, entity: str, cursor: dict | None, want: int, writable: int) -> None:
         import os
@@ -242,16 +230,6 @@ class ReadAhead:
     def __init__(self) -> None:
         self._reader: _Reader | None = None
         self._uncounted = 0          # requests of a let-go reader's own adapter
-        self._prepare: Callable[[str, list[RemoteRecord]], None] | None = None
-
-    def prepare_with(self, prepare: Callable[[str, list[RemoteRecord]], None]) -> None:
-        """Have the readers call `prepare(entity, records)` on each unit they read from now on,
-        before handing it over: work the writes need that needs no database, done on the
-        reader's thread while this one waits on PostgreSQL. (Given by the job, which has loaded
-        what it takes; a reader started before then hands its first units over as they are.)"""
-        self._prepare = prepare
-        if self._reader is not None:
-            self._reader.prepare = prepare
 
     def follow(self, make_adapter: Callable[[], Any], entity: str, cursor: dict, want: int, *,
                in_child: bool = False) -> None:
@@ -262,8 +240,7 @@ class ReadAhead:
         if reader is not None and reader.entity == entity and reader.expected == cursor:
             return
         self.discard()
-        self._reader = (_ChildReader if in_child else _Reader)(make_adapter(), entity, cursor, want,
-                                                               prepare=self._prepare)
+        self._reader = (_ChildReader if in_child else _Reader)(make_adapter(), entity, cursor, want)
 
     def began(self, entity: str, cursor: dict) -> datetime | None:
         """When the reader of a listing that starts at `cursor` sent its first request, if it has

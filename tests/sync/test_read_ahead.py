@@ -273,29 +273,3 @@ def test_no_child_process_reads_on_a_budget_only_this_process_keeps(world, monke
     adapter.client._limits = {"general": Limit(capacity=100, interval_seconds=10)}
     assert adapter.client.budget is not None and not adapter.client.budget.shared
     assert not child_may_read(adapter)
-
-
-def test_a_reader_prepares_the_units_it_reads_once_the_job_asks(world):
-    """What a unit's writes need that needs no database is worked out on the reader's thread;
-    a prepare that fails leaves the unit as it was read, for the unit to work out itself."""
-    from crmsync.entities import SYNCED_FIELD_SETS
-    from crmsync.sync.apply import prepare_records
-    from crmsync.sync.merge import flatten
-    world.hs.seed(contacts=30, companies=0, deals=0, tasks=0, notes=0, seed=14)
-    with session_scope(world.db_url) as s:
-        first = connect(s, s.get(SyncConfig, world.config_id)).start_cursor("contact", None)
-    ahead = ReadAhead()
-    ahead.prepare_with(prepare_records)
-    ahead.follow(fresh_adapter(world), "contact", first, 10)
-    records, after = ahead.take("contact", first)
-    assert len(records) == 10
-    assert [r.prepared for r in records] == [(flatten(r.fields, SYNCED_FIELD_SETS["contact"]), None) for r in records]
-
-    def broken(entity, records):
-        raise RuntimeError("boom")
-    ahead.discard()
-    ahead.prepare_with(broken)
-    ahead.follow(fresh_adapter(world), "contact", after, 10)
-    records, _ = ahead.take("contact", after)
-    assert len(records) == 10 and all(r.prepared is None for r in records)
-    ahead.discard()

@@ -71,22 +71,3 @@ def test_deal_stages_travel_through_value_mappings(world, pipedrive_crm):
     # and nothing bounces back
     assert sum(v for k, v in world.sync(pd_config).items() if k.endswith("_synced")) == 0
     assert sum(v for k, v in world.sync().items() if k.endswith("_synced")) == 0
-
-
-def test_values_prepared_ahead_are_worked_out_again_once_translated(world, pipedrive_crm):
-    """A reader prepares records as the CRM spells them; the config's value mappings then change
-    them, and what was prepared is dropped, not stored."""
-    from crmsync.db import session_scope
-    from crmsync.db.models import SyncConfig
-    from crmsync.platforms.base import RemoteRecord
-    from crmsync.sync.apply import prepare_records, remote_flat, translate_values
-    pd_config = add_pipedrive_config(world, pipedrive_crm, entities=["deals"],
-                                     value_mappings={"deal.stage": HUBSPOT_TO_PIPEDRIVE_STAGES})
-    local_stage, remote_stage = next(iter(HUBSPOT_TO_PIPEDRIVE_STAGES.items()))
-    record = RemoteRecord("deal", "7", {"name": "Deal", "stage": remote_stage})
-    prepare_records("deal", [record])
-    assert record.prepared[0]["stage"] == remote_stage
-    with session_scope(world.db_url) as s:
-        translate_values(s.get(SyncConfig, pd_config), "deal", [record])
-    assert record.prepared is None
-    assert remote_flat("deal", record, {})["stage"] == local_stage
