@@ -103,12 +103,9 @@ class CyclingList:
 def _hubspot_run(make, hubspot_sandbox, *, empty: bool):
     hubspot_sandbox.seed(contacts=5, companies=0, deals=0, tasks=0, notes=0, calls=0, meetings=0, emails=0)
     proxy = LoopingList(hubspot_sandbox.app, "/crm/v3/objects/contacts", "after", _hubspot_loop, empty=empty)
-    server = SandboxServer(proxy)
-    try:
-        world = make(api_base_url=server.start(), entities=["contacts"])
+    with SandboxServer(proxy) as base_url:
+        world = make(api_base_url=base_url, entities=["contacts"])
         job = world.sync()
-    finally:
-        server.stop()
     return world, job, proxy
 
 
@@ -141,13 +138,10 @@ def test_a_pipedrive_page_whose_cursor_repeats_fails_the_job(world):
     from crmsync.sandbox.pipedrive import create_app
     app = create_app(persons=5, organizations=0, deals=0, activities=0, rate_limit=0, daily_budget=0)
     proxy = LoopingList(app, "/api/v2/persons", "cursor", _pipedrive_loop)
-    server = SandboxServer(proxy)
-    try:
-        crm = SimpleNamespace(app=app, base_url=server.start(), token=app.options.token)
+    with SandboxServer(proxy) as base_url:
+        crm = SimpleNamespace(app=app, base_url=base_url, token=app.options.token)
         config_id = add_pipedrive_config(world, crm, entities=["contacts"])
         job = world.sync(config_id)
-    finally:
-        server.stop()
     assert proxy.calls == 2, proxy.calls
     assert job["status"] == "failed", job
     assert "cursor" in job["error"] and "loop" in job["error"], job["error"]
@@ -157,12 +151,9 @@ def test_a_pipedrive_page_whose_cursor_repeats_fails_the_job(world):
 def _hubspot_cycle(make, hubspot_sandbox, *, contacts: int = 6, cycle_from: int = 1, to: int = 0, **kw):
     hubspot_sandbox.seed(contacts=contacts, companies=0, deals=0, tasks=0, notes=0, calls=0, meetings=0, emails=0)
     proxy = CyclingList(hubspot_sandbox.app, "/crm/v3/objects/contacts", cycle_from=cycle_from, to=to)
-    server = SandboxServer(proxy)
-    try:
-        world = make(api_base_url=server.start(), entities=["contacts"])
+    with SandboxServer(proxy) as base_url:
+        world = make(api_base_url=base_url, entities=["contacts"])
         job = world.sync(**kw)
-    finally:
-        server.stop()
     return world, job, proxy
 
 

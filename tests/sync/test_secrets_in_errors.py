@@ -55,12 +55,9 @@ def test_a_hubspot_401_echoing_the_token_keeps_it_out_of_the_job(make, hubspot_s
                   lambda auth: {"status": "error", "category": "INVALID_AUTHENTICATION",
                                 "message": f"Authentication failed for header {auth!r}",
                                 "correlationId": "0f3c0d36-0000-4000-8000-000000000000"})
-    server = SandboxServer(crm)
-    try:
-        world = make(api_base_url=server.start(), entities=["contacts"])
+    with SandboxServer(crm) as base_url:
+        world = make(api_base_url=base_url, entities=["contacts"])
         job = world.sync()
-    finally:
-        server.stop()
     assert "Authentication failed" in job["error"]      # the CRM's words are kept, its echo is not
     _assert_hidden(token, job, _stored_errors(world.db_url, world.config_id), caplog)
 
@@ -73,13 +70,10 @@ def test_a_pipedrive_500_echoing_the_token_keeps_it_out_of_the_job(world, caplog
     crm = Echoing(app, "/api/v2/persons", "500 Internal Server Error",
                   lambda auth: {"success": False, "error": "upstream failed",
                                 "error_info": f"request headers: x-api-token={token}; authorization={auth}"})
-    server = SandboxServer(crm)
-    try:
-        config_id = add_pipedrive_config(world, SimpleNamespace(app=app, base_url=server.start(), token=token),
+    with SandboxServer(crm) as base_url:
+        config_id = add_pipedrive_config(world, SimpleNamespace(app=app, base_url=base_url, token=token),
                                          entities=["contacts"])
         job = world.sync(config_id)
-    finally:
-        server.stop()
     assert "upstream failed" in job["error"]
     _assert_hidden(token, job, _stored_errors(world.db_url, config_id), caplog)
 
@@ -124,14 +118,11 @@ def test_a_hubspot_batch_create_echoing_the_token_per_record_keeps_it_out_of_the
 
     crm = Answering(hubspot_sandbox.app, lambda method, path: method == "POST" and path.endswith("/batch/create"),
                     refuse_each)
-    server = SandboxServer(crm)
-    try:
-        world = make(api_base_url=server.start(), entities=["contacts"], sync_direction="push")
+    with SandboxServer(crm) as base_url:
+        world = make(api_base_url=base_url, entities=["contacts"], sync_direction="push")
         with session_scope(world.db_url) as s:
             s.add(Contact(tenant_id=world.tenant_id, email="new@example.org", first_name="New"))
         job = world.sync()
-    finally:
-        server.stop()
     assert crm.seen and token in crm.seen[0]
     assert job["status"] == "succeeded", job["error"]
     [error] = job["counts"]["errors"]
@@ -165,13 +156,10 @@ def test_a_salesforce_record_error_echoing_the_session_is_masked_before_it_is_cu
 
     crm = Answering(app, lambda method, path: method in ("POST", "PATCH") and "/composite/sobjects" in path,
                     refuse_each)
-    server = SandboxServer(crm)
-    try:
-        adapter = _salesforce_adapter(app, server.start())
+    with SandboxServer(crm) as base_url:
+        adapter = _salesforce_adapter(app, base_url)
         [result] = adapter.create_many("contact", [OutboundRecord("L1", {"last_name": "Lovelace",
                                                                          "email": "ada@example.org"})])
-    finally:
-        server.stop()
     session = crm.seen[0].partition(" ")[2]
     secret = session.partition("!")[2][:12]         # before the "!": the org id, no secret
     message = str(result.error)
@@ -186,13 +174,10 @@ def _salesforce_query_refused(app, refuse):
     (the proxy, which saw the requests; the PlatformError raised)."""
     from crmsync.platforms.errors import PlatformError
     crm = Answering(app, lambda method, path: method == "GET" and path.endswith("/query"), refuse)
-    server = SandboxServer(crm)
-    try:
-        adapter = _salesforce_adapter(app, server.start())
+    with SandboxServer(crm) as base_url:
+        adapter = _salesforce_adapter(app, base_url)
         with pytest.raises(PlatformError) as raised:
             adapter.list_changed("contact", adapter.start_cursor("contact", None))
-    finally:
-        server.stop()
     return crm, raised
 
 def test_a_salesforce_error_answer_echoing_the_session_across_its_cut_is_masked_whole(salesforce_sandbox):
@@ -236,12 +221,8 @@ def _hubspot_refresh_refused(app, creds, refuse) -> str:
     from crmsync.platforms.errors import AuthenticationError
     from crmsync.platforms.hubspot import HubSpotClient
     crm = Answering(app, lambda method, path: path == "/oauth/v1/token", refuse)
-    server = SandboxServer(crm)
-    try:
-        with pytest.raises(AuthenticationError) as info:
-            HubSpotClient(creds, server.start()).get_account_details()
-    finally:
-        server.stop()
+    with SandboxServer(crm) as base_url, pytest.raises(AuthenticationError) as info:
+        HubSpotClient(creds, base_url).get_account_details()
     return str(info.value)
 
 
@@ -295,12 +276,8 @@ def test_a_salesforce_oauth_refusal_echoing_the_refresh_token_is_masked_before_i
                                    "error_description": "expired access/refresh token"}
 
     crm = Answering(salesforce_sandbox.app, lambda method, path: path == "/services/oauth2/token", refuse)
-    server = SandboxServer(crm)
-    try:
-        with pytest.raises(AuthenticationError) as info:
-            SalesforceClient(creds, base_url=server.start()).org_id()
-    finally:
-        server.stop()
+    with SandboxServer(crm) as base_url, pytest.raises(AuthenticationError) as info:
+        SalesforceClient(creds, base_url=base_url).org_id()
     message = str(info.value)
     assert "OAuth token call refused: invalid_grant ***" in message, message
     assert creds["refresh_token"][:12] not in message
