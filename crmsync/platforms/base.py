@@ -17,11 +17,12 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
-
-import requests
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from crmsync.platforms.errors import PagingStuck, PlatformError
+
+if TYPE_CHECKING:
+    import requests
 
 
 @dataclass
@@ -308,6 +309,10 @@ def http_session(base_url: str) -> requests.Session:
     trusts the environment; read once here, a page costs fewer syscalls. It also keeps a
     ~/.netrc entry from replacing the CRM's Authorization header."""
     import os
+
+    # Imported here: the sync engine imports this module, and a process whose pages a child reads
+    # (`sync run --inline`) need never load requests.
+    import requests
 
     session = requests.Session()
     session.proxies.update(requests.utils.get_environ_proxies(base_url))

@@ -249,20 +249,19 @@ def run_step(session: Session, step_id: str, *, enqueue: bool = True, wait: bool
     if job.status == "waiting_quota":
         job.status, job.paused_until = "running", None
     config = session.get(SyncConfig, job.sync_config_id)
-    from crmsync.settings import get_settings
-    from crmsync.sync.connect import connect
-    adapter = connect(session, config, wait=get_settings().inline if wait is None else wait)
-    requests_before = adapter.requests_sent()
+    adapter = UnitAdapter(session, config, wait)
+    if step.kind != "pull":
+        adapter.get()     # a pull's units read ahead may need none (see UnitAdapter)
     try:
         if step.kind == "pull":
             more, result = _pull_page(session, config, adapter, job, step, now, read_ahead)
         elif step.kind == "sweep":
             from crmsync.sync.sweep import sweep_unit
-            more, result = sweep_unit(session, config, adapter, job, step, now)
+            more, result = sweep_unit(session, config, adapter.get(), job, step, now)
         else:
             if read_ahead is not None:
                 read_ahead.discard()      # the adapter is this thread's alone while it pushes
-            more, result = _push_batch(session, config, adapter, step, now)
+            more, result = _push_batch(session, config, adapter.get(), step, now)
     except RateLimited as err:
         session.rollback()
         return _wait_for_budget(session, step_id, err, enqueue, now)
@@ -273,7 +272,7 @@ def run_step(session: Session, step_id: str, *, enqueue: bool = True, wait: bool
         fail_step(session, step_id, str(err))
         return None
     _count(job, step.entity_type, result)
-    spent = adapter.requests_sent() - requests_before + (read_ahead.requests_spent() if read_ahead else 0)
+    spent = adapter.requests_spent() + (read_ahead.requests_spent() if read_ahead else 0)
     job.counts = {**job.counts, "requests": job.counts.get("requests", 0) + spent}
     metrics.count_records(session, config.platform, step.entity_type, step.kind, result.counts())
     # Counted with the unit's own writes (one UPDATE): a unit that fails rolls back whole anyway.
@@ -319,13 +318,39 @@ def _checkpoint(session: Session, config: SyncConfig, entity: str) -> SyncCheckp
     return cp
 
 
-def _pull_page(session, config, adapter, job, step, now, read_ahead: ReadAhead | None = None
+class UnitAdapter:
+    """A unit's adapter (`crmsync.sync.connect.connect`), connected when the unit first needs it.
+    The units of `sync run --inline` are read ahead by a child process, which works out where the
+    listing starts too: those units need no adapter, and the process then never loads the CRM's
+    client, requests or the vault's cipher (a tenth of its start-up)."""
+
+    def __init__(self, session: Session, config: SyncConfig, wait: bool | None):
+        self.session, self.config, self.wait = session, config, wait
+        self._adapter = None
+        self._before = 0
+
+    def get(self):
+        if self._adapter is None:
+            from crmsync.settings import get_settings
+            from crmsync.sync.connect import connect
+            self._adapter = connect(self.session, self.config,
+                                    wait=get_settings().inline if self.wait is None else self.wait)
+            self._before = self._adapter.requests_sent()    # connect's adapters are kept: counts run on
+        return self._adapter
+
+    def requests_spent(self) -> int:
+        return 0 if self._adapter is None else self._adapter.requests_sent() - self._before
+
+
+def _pull_page(session, config, adapter: UnitAdapter, job, step, now, read_ahead: ReadAhead | None = None
                ) -> tuple[bool, ApplyResult]:
     from crmsync.settings import get_settings
     _commit_without_waiting_for_disk(session)
     cp = _checkpoint(session, config, step.entity_type)
     if cp.cursor is None:
-        cursor = adapter.start_cursor(step.entity_type, cp.synced_until)
+        cursor = read_ahead.start_cursor(step.entity_type, cp.synced_until) if read_ahead is not None else None
+        if cursor is None:
+            cursor = adapter.get().start_cursor(step.entity_type, cp.synced_until)
         # A listing read ahead of the job (read_early) began before this unit: its high-water mark
         # is when it began, or a record changed in between would be in no page and never looked for.
         began = read_ahead.began(step.entity_type, cursor) if read_ahead is not None else None
@@ -335,14 +360,16 @@ def _pull_page(session, config, adapter, job, step, now, read_ahead: ReadAhead |
         unit_starts = cp.cursor.get("unit_starts", [])
     want = get_settings().page_size
     fetched = read_ahead.take(step.entity_type, cursor) if read_ahead is not None else None
-    records, next_cursor = fetched or fetch_unit(adapter, step.entity_type, cursor, want)
+    records, next_cursor = fetched or fetch_unit(adapter.get(), step.entity_type, cursor, want)
     unit_starts = went_round(unit_starts, cursor, next_cursor, platform=config.platform, entity=step.entity_type)
     if read_ahead is not None and next_cursor is not None:
         # The units read ahead are larger (see INLINE_UNIT_PAGES); the first one stays short so
-        # the writes start soon. A reader already at next_cursor goes on as it is.
-        from crmsync.sync.connect import reader_adapter
-        read_ahead.follow(lambda: reader_adapter(session, config), step.entity_type, next_cursor,
-                          want * INLINE_UNIT_PAGES)
+        # the writes start soon. A reader already at next_cursor goes on as it is (and this
+        # process then loads no CRM client).
+        def reader_adapter():
+            from crmsync.sync.connect import reader_adapter
+            return reader_adapter(session, config)
+        read_ahead.follow(reader_adapter, step.entity_type, next_cursor, want * INLINE_UNIT_PAGES)
     _refresh_planner_statistics(session, step, last_unit=next_cursor is None)
     result = apply_remote_records(session, config, step.entity_type, records, now=now)
     add_errors(job, result.errors)    # records our columns cannot hold, as a push reports its own

@@ -136,16 +136,23 @@ class _Reader:
 
 class _ChildReader(_Reader):
     """One entity's units read by a child process, forked before this process has loaded
-    SQLAlchemy or started a thread, so the listing's requests, JSON and mapping take the other
-    core (about a fifth of a backfill's CPU) instead of this process's turns. The child sends
-    each unit pickled through a pipe (unpickling costs a fifth of reading it); a thread here
-    takes them in, at most DEPTH ahead, and the child waits on the full pipe meanwhile. Requests
-    are counted in memory both share, before each page and as the child ends."""
+    SQLAlchemy, requests or the CRM's client, or started a thread: the child connects to the CRM
+    (`make_adapter`), works out where the listing starts (`start`: ("cursor", a checkpoint's
+    cursor) or ("since", the high-water mark or None), as the job's first unit will), and reads.
+    Its requests, JSON and mapping, and the loading of what they need, then take the other core
+    (about a fifth of a backfill's CPU) instead of this process's turns. The child sends the
+    cursor it starts at, then each unit, pickled through a pipe (unpickling costs a fifth of
+    reading it); a thread here takes them in, at most DEPTH ahead, and the child waits on the full
+    pipe meanwhile. Requests are counted in memory both share, before each page and as the child
+    ends. A child that may not read (`child_may_read`: its rate budget would be its own) ends at
+    once; the job's units then read for themselves."""
 
-    def __init__(self, adapter, entity: str, cursor: dict, want: int):
+    def __init__(self, make_adapter: Callable[[], Any], entity: str, start: tuple[str, Any], want: int):
         import mmap
         import os
         began = datetime.now(UTC)
+        self.start, self._make_adapter = start, make_adapter
+        self._started = False        # whether the child's starting cursor (or its end) came in
         # multiprocessing (a fork-context Process, Pipe and Value) would do the same, but its
         # import adds 15 ms to the start-up this reader exists to shorten; a fork, a pipe and a
         # shared page are all it needs.
@@ -160,20 +167,26 @@ class _ChildReader(_Reader):
             raise
         if self._pid == 0:
             os.close(readable)
-            self._read_in_child(adapter, entity, cursor, want, writable)     # never returns
+            self._read_in_child(make_adapter, entity, start, want, writable)     # never returns
         os.close(writable)
-        adapter.close()                       # the child has a connection of its own
         self._pipe = os.fdopen(readable, "rb")
-        super().__init__(adapter, entity, cursor, want, began=began)
+        super().__init__(None, entity, None, want, began=began)
 
-    def _read_in_child(self, adapter, entity: str, cursor: dict | None, want: int, writable: int) -> None:
+    def _read_in_child(self, make_adapter, entity: str, start: tuple[str, Any], want: int, writable: int) -> None:
         import os
         import pickle
         import signal
         signal.signal(signal.SIGINT, signal.SIG_DFL)    # Ctrl-C ends it with its parent, quietly
+        adapter = None
         try:
-            adapter.client.reconnect()
+            adapter = make_adapter()
             with os.fdopen(writable, "wb") as out:
+                if not child_may_read(adapter):
+                    pickle.dump(DECLINED, out)
+                    return
+                cursor = _starting_at(adapter, entity, start)
+                pickle.dump(cursor, out, protocol=pickle.HIGHEST_PROTOCOL)
+                out.flush()
                 while cursor is not None and not self._stop_asked():
                     records, cursor = fetch_unit(adapter, entity, cursor, want,
                                                  lambda: self._report(adapter) or self._stop_asked())
@@ -184,7 +197,8 @@ class _ChildReader(_Reader):
         except BaseException as err:  # noqa: BLE001  the unit that needs it fetches for itself
             log.debug("read-ahead of %s dropped in its child process: %s", entity, type(err).__name__)
         finally:
-            self._report(adapter)
+            if adapter is not None:
+                self._report(adapter)
             os._exit(0)
 
     def _report(self, adapter) -> None:
@@ -193,15 +207,45 @@ class _ChildReader(_Reader):
     def _stop_asked(self) -> bool:
         return self._shared[8] == 1
 
+    def _run(self, cursor: dict | None, want: int) -> None:
+        import pickle
+        try:
+            cursor = pickle.load(self._pipe)      # noqa: S301  our own child, through our own pipe
+            if cursor == DECLINED:
+                # The child's budget would be its own: this thread reads, as a _Reader does.
+                self.adapter = self._make_adapter()
+                cursor = _starting_at(self.adapter, self.entity, self.start)
+        except Exception as err:  # noqa: BLE001  the units fetch for themselves
+            log.debug("read-ahead of %s dropped before its first unit: %s", self.entity, type(err).__name__)
+            cursor = None
+        with self._cond:
+            self.expected = self.first_cursor = cursor
+            self._started = True
+            if cursor is None:
+                self._done = True
+            self._cond.notify_all()
+        if cursor is not None:
+            super()._run(cursor, want)
+
+    def starting_cursor(self) -> dict | None:
+        """The cursor the child starts at (None: it reads nothing), once it has said so."""
+        with self._cond:
+            while not self._started:
+                self._cond.wait()
+            return self.first_cursor
+
     def _fetch(self, cursor: dict, want: int) -> tuple[list[RemoteRecord], dict | None]:
         import pickle
+        if self.adapter is not None:
+            return super()._fetch(cursor, want)
         try:
             return pickle.load(self._pipe)    # noqa: S301  our own child, through our own pipe
         except EOFError:
             raise EOFError("the child reading ahead ended") from None
 
     def requests_sent(self) -> int:
-        return int.from_bytes(self._shared[0:8], "little")
+        mine = self.adapter.requests_sent() if self.adapter is not None else 0
+        return int.from_bytes(self._shared[0:8], "little") + mine
 
     def stop(self) -> None:
         import os
@@ -212,16 +256,31 @@ class _ChildReader(_Reader):
         self._thread.join()
         self._pipe.close()          # a child waiting on the full pipe ends at once
         os.waitpid(self._pid, 0)    # a page in flight ends first, and is counted
+        if self.adapter is not None:
+            self.adapter.close()
+
+
+DECLINED = "declined"    # what a child that may not read sends instead of its starting cursor
+
+
+def _starting_at(adapter, entity: str, start: tuple[str, Any]) -> dict:
+    kind, value = start
+    return value if kind == "cursor" else adapter.start_cursor(entity, value)
+
+
+def may_fork() -> bool:
+    """Whether a child process may read for this one now: on Linux, where a fork is how processes
+    start, and before any other thread runs (a lock one held at the fork would stay held in the
+    child)."""
+    return sys.platform == "linux" and threading.active_count() == 1
 
 
 def child_may_read(adapter) -> bool:
-    """Whether a child process may read for this process now: on Linux, where a fork is how
-    processes start; before any other thread runs (a lock one held at the fork would stay held
-    in the child); and for a client whose rate budget, if it has one, other processes see too
-    (Redis), since what a child spends from this process's memory would go unseen."""
+    """Whether a child process may read with this adapter: one whose client reconnects, and
+    whose rate budget, if it has one, other processes see too (Redis), since what a child spends
+    from its own memory would go unseen by its parent."""
     client = getattr(adapter, "client", None)
-    return (sys.platform == "linux" and threading.active_count() == 1 and client is not None
-            and hasattr(client, "reconnect") and not client.budget_is_this_process())
+    return client is not None and hasattr(client, "reconnect") and not client.budget_is_this_process()
 
 
 class ReadAhead:
@@ -231,16 +290,31 @@ class ReadAhead:
         self._reader: _Reader | None = None
         self._uncounted = 0          # requests of a let-go reader's own adapter
 
-    def follow(self, make_adapter: Callable[[], Any], entity: str, cursor: dict, want: int, *,
-               in_child: bool = False) -> None:
-        """Read `entity`'s units of `want` records from `cursor` on, unless that is what the reader
-        does already; a new reader gets `make_adapter()`, and with `in_child` reads in a child
-        process (`_ChildReader`; the caller checks `child_may_read`)."""
+    def follow(self, make_adapter: Callable[[], Any], entity: str, cursor: dict, want: int) -> None:
+        """Read `entity`'s units of `want` records from `cursor` on, on a thread, unless that is
+        what the reader does already; a new reader gets `make_adapter()`."""
         reader = self._reader
         if reader is not None and reader.entity == entity and reader.expected == cursor:
             return
         self.discard()
-        self._reader = (_ChildReader if in_child else _Reader)(make_adapter(), entity, cursor, want)
+        self._reader = _Reader(make_adapter(), entity, cursor, want)
+
+    def follow_in_child(self, make_adapter: Callable[[], Any], entity: str, start: tuple[str, Any],
+                        want: int) -> None:
+        """Read `entity`'s units of `want` records in a child process (`_ChildReader`, which
+        calls `make_adapter`; the caller checks `may_fork`), from `start`: ("cursor", cursor) or
+        ("since", the listing's high-water mark or None)."""
+        self.discard()
+        self._reader = _ChildReader(make_adapter, entity, start, want)
+
+    def start_cursor(self, entity: str, since: datetime | None) -> dict | None:
+        """Where a child reading `entity` since `since` starts its listing, as the adapter it
+        made says (waits for it to say so); None for any other reader, or a child that reads
+        nothing. The job's unit then needs no adapter of its own to know where to start."""
+        reader = self._reader
+        if isinstance(reader, _ChildReader) and reader.entity == entity and reader.start == ("since", since):
+            return reader.starting_cursor()
+        return None
 
     def began(self, entity: str, cursor: dict) -> datetime | None:
         """When the reader of a listing that starts at `cursor` sent its first request, if it has
@@ -310,22 +384,30 @@ def read_early(config_id: str, *, full: bool, force: bool, url: str | None = Non
         return None
     if plan["sync_direction"] not in ("pull", "bidirectional") or plan["entity"] is None:
         return None
+    config = ConfigView(**{f: plan[f] for f in ConfigView.__dataclass_fields__})
+    sealed, entity, checkpoint = plan["sealed"], plan["entity"], plan["checkpoint"]
+    if checkpoint is not None and checkpoint["cursor"] is not None and not full:
+        start = ("cursor", checkpoint["cursor"]["adapter"])     # a listing cut short: the job goes on from it
+    else:
+        start = ("since", None if full or checkpoint is None else checkpoint["synced_until"])
+
+    def make_adapter():
+        from crmsync.sync.connect import adapter_for
+        return adapter_for(config, sealed)
+
+    # The first unit is as large as the later ones: it is read while the job is made, so the
+    # writes need not start on a short one.
+    want = get_settings().page_size * INLINE_UNIT_PAGES
+    ahead = ReadAhead()
     adapter = None
     try:
-        from crmsync.sync.connect import adapter_for
-        config = ConfigView(**{f: plan[f] for f in ConfigView.__dataclass_fields__})
-        adapter = adapter_for(config, plan["sealed"])
-        entity, checkpoint = plan["entity"], plan["checkpoint"]
-        if checkpoint is not None and checkpoint["cursor"] is not None and not full:
-            cursor = checkpoint["cursor"]["adapter"]      # a listing cut short: the job goes on from it
+        if may_fork():
+            # The child connects to the CRM itself: this process never loads the CRM's client
+            # unless a unit has to fetch for itself.
+            ahead.follow_in_child(make_adapter, entity, start, want)
         else:
-            since: datetime | None = None if full or checkpoint is None else checkpoint["synced_until"]
-            cursor = adapter.start_cursor(entity, since)
-        # The first unit is as large as the later ones: it is read while the job is made, so
-        # the writes need not start on a short one.
-        ahead = ReadAhead()
-        ahead.follow(lambda: adapter, entity, cursor, get_settings().page_size * INLINE_UNIT_PAGES,
-                     in_child=child_may_read(adapter))
+            adapter = make_adapter()
+            ahead.follow(lambda: adapter, entity, _starting_at(adapter, entity, start), want)
         log.debug("reading %s of config %s ahead of the job", ENTITY_PLURALS[entity], config_id)
         return ahead
     except Exception as err:  # noqa: BLE001  the run meets the same failure and reports it

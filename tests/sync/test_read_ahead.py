@@ -163,22 +163,25 @@ EARLY_READ = """
 import json, sys
 from crmsync.sync.read_ahead import read_early
 ahead = read_early(sys.argv[1], full=False, force=False)
-records, _ = ahead.take("contact", ahead._reader.expected)
-print(json.dumps({"records": len(records), "sqlalchemy": "sqlalchemy" in sys.modules}))
+cursor = ahead.start_cursor("contact", None)
+records, _ = ahead.take("contact", cursor)
+loaded = sorted(m for m in ("sqlalchemy", "requests", "cryptography", "crmsync.sync.connect") if m in sys.modules)
+print(json.dumps({"reader": type(ahead._reader).__name__, "records": len(records), "loaded": loaded}))
 ahead.discard()
 """
 
 
-def test_the_early_read_loads_no_sqlalchemy(make, units_of_100):
+def test_the_early_read_loads_neither_sqlalchemy_nor_the_crms_client(make, units_of_100):
     """Structural, not a timing: what runs before the first request leaves SQLAlchemy and the
-    models to load beside it."""
+    models to load beside it, and the child that reads connects to the CRM itself: this process
+    loads neither requests nor the vault's cipher."""
     world = make(entities=["contacts"], sync_direction="pull")
     world.hs.seed(contacts=40, companies=0, deals=0, tasks=0, notes=0, seed=17)
     environ = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     result = subprocess.run([sys.executable, "-c", EARLY_READ, world.config_id], env=environ,
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"records": 40, "sqlalchemy": False}
+    assert json.loads(result.stdout) == {"reader": "_ChildReader", "records": 40, "loaded": []}
 
 
 def test_a_listing_read_early_is_the_high_water_mark_from_when_it_began(world, pipedrive_crm):
@@ -218,10 +221,12 @@ import json, sys
 from crmsync.sync.inline import run_job_inline
 from crmsync.sync.read_ahead import read_early
 early = read_early(sys.argv[1], full=False, force=False)
-reader = type(early._reader).__name__
+reader = early._reader
 job = run_job_inline(sys.argv[1], full=sys.argv[2] == "full", read_ahead=early)
-print(json.dumps({"reader": reader, "status": job["status"], "requests": job["counts"]["requests"],
-                  "synced": job["contacts_synced"], "job_id": job["job_id"]}))
+print(json.dumps({"reader": type(reader).__name__, "status": job["status"], "requests": job["counts"]["requests"],
+                  "synced": job["contacts_synced"], "job_id": job["job_id"],
+                  "read_here": reader.adapter is not None, "child_sent": reader.requests_sent() - (
+                      reader.adapter.requests_sent() if reader.adapter is not None else 0)}))
 """
 
 
@@ -241,7 +246,7 @@ def test_a_child_process_reads_the_listing_and_every_request_counts(make, units_
     world.hs.seed(contacts=contacts, companies=0, deals=0, tasks=0, notes=0, seed=18)
     before, before_all = contact_list_requests(world.hs), world.hs.requests_log(entries=0)["total"]
     job = run_early_job(world, full=False)
-    assert job["reader"] == "_ChildReader"
+    assert job["reader"] == "_ChildReader" and not job["read_here"]
     assert job["status"] == "succeeded" and job["synced"] == contacts
     assert len(world.rows()) == contacts and len(world.links()) == contacts
     assert contact_list_requests(world.hs) - before == -(-contacts // 100)      # nothing fetched twice
@@ -259,6 +264,24 @@ def test_a_child_process_read_that_is_not_the_jobs_is_dropped_and_counted(world,
     job = run_early_job(world, full=True)      # the early read lists changes; the job lists everything
     assert job["reader"] == "_ChildReader" and job["status"] == "succeeded"
     assert job["requests"] == world.hs.requests_log(entries=0)["total"] - before
+
+
+def test_a_child_whose_budget_would_be_its_own_leaves_the_early_read_to_a_thread(make, units_of_100):
+    """The account has limits and no Redis keeps its budget: the child, having connected, sends
+    no request and says so; a thread of the process reads ahead instead, from the first unit."""
+    world = make(entities=["contacts"], sync_direction="pull")
+    world.hs.seed(contacts=250, companies=0, deals=0, tasks=0, notes=0, seed=20)
+    with session_scope(world.db_url) as s:
+        limited = make_secret(s, {"token": world.hs.token}, tenant_id=world.tenant_id).id   # HubSpot's own limits
+        s.execute(update(SyncConfig).where(SyncConfig.id == world.config_id).values(credentials_vault_id=limited))
+    before, before_all = contact_list_requests(world.hs), world.hs.requests_log(entries=0)["total"]
+    job = run_early_job(world, full=False)
+    assert job["reader"] == "_ChildReader" and job["read_here"] and job["child_sent"] == 0
+    assert job["status"] == "succeeded" and job["synced"] == 250
+    assert contact_list_requests(world.hs) - before == 3          # 100 + 100 + 50: nothing fetched twice
+    assert job["requests"] == world.hs.requests_log(entries=0)["total"] - before_all
+    with session_scope(world.db_url) as s:        # read ahead from the first unit on: units of 500
+        assert s.scalars(select(SyncJobStep.pages).where(SyncJobStep.job_id == job["job_id"])).all() == [1]
 
 
 def test_no_child_process_reads_on_a_budget_only_this_process_keeps(world, monkeypatch):
