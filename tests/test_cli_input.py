@@ -92,7 +92,7 @@ def test_unreachable_database_exits_1_with_one_line(tmp_path):
     env.update(CRMSYNC_DATABASE_URL="postgresql+psycopg://nobody:pw@127.0.0.1:1/none",
                CRMSYNC_SECRET_KEY=TEST_SECRET_KEY, HS_TOKEN="x")
     cases = [("tenants list", ["tenants", "list"]), ("jobs list", ["jobs", "list"]),
-             ("webhooks list", ["webhooks", "list"]), ("rules list", ["rules", "list"]),
+             ("conflicts list", ["conflicts", "list"]), ("webhooks list", ["webhooks", "list"]), ("rules list", ["rules", "list"]),
              ("credentials set", ["credentials", "set", "--name", "n", "--platform", "hubspot",
                                   "--from-env", "HS_TOKEN"])]
     results = _run_all(cases, env)

@@ -1,5 +1,5 @@
-"""A read path without SQLAlchemy, for the start-up of read-only commands (`crmsync jobs list`)
-and for what `crmsync sync run --inline` reads before its first CRM request.
+"""A read path without SQLAlchemy, for the start-up of read-only commands (`crmsync jobs list`,
+`crmsync conflicts list`) and for what `crmsync sync run --inline` reads before its first CRM request.
 
 Importing SQLAlchemy and declaring the ORM models costs a command ~0.3 s before its first query,
 more than a list of a few rows should take in all. So this module opens a plain DB-API connection
@@ -29,10 +29,20 @@ from crmsync.entities import ENTITY_PLURALS
 SYNC_JOB_COLUMNS = ("id", "tenant_id", "sync_config_id", "status", "trigger", "full", "counts", "error",
                     "paused_until", "steps_total", "steps_done", "created_at", "started_at", "finished_at",
                     "lease_owner", "lease_expires_at")
+# The columns of crm_conflict_records a conflict's view shows (`crmsync.sync.conflict_view`); each
+# is also the ConflictRecord attribute of the same name.
+CONFLICT_COLUMNS = ("id", "tenant_id", "config_id", "platform", "entity_type", "entity_id", "external_id",
+                    "local_snapshot", "remote_snapshot", "base_snapshot", "conflicting_fields", "status",
+                    "resolution", "created_at", "resolved_at")
+# How many conflicts a list shows (`crmsync.sync.conflicts.list_conflicts` too).
+CONFLICT_LIST_LIMIT = 200
 # How a column of any statement here is decoded, by its name (a name means one thing in every table).
-_IDS = frozenset({"id", "tenant_id", "sync_config_id", "credentials_vault_id", "vault_tenant_id"})
-_TIMES = frozenset({"paused_until", "created_at", "started_at", "finished_at", "lease_expires_at", "synced_until"})
-_JSON = frozenset({"counts", "field_mappings", "cursor"})
+_IDS = frozenset({"id", "tenant_id", "sync_config_id", "credentials_vault_id", "vault_tenant_id", "config_id",
+                  "entity_id"})
+_TIMES = frozenset({"paused_until", "created_at", "started_at", "finished_at", "lease_expires_at", "synced_until",
+                    "resolved_at"})
+_JSON = frozenset({"counts", "field_mappings", "cursor", "local_snapshot", "remote_snapshot", "base_snapshot",
+                   "conflicting_fields", "resolution"})
 _BOOLS = frozenset({"full", "enabled", "sync_companies", "sync_contacts", "sync_deals", "sync_activities",
                     "sync_tasks"})
 
@@ -53,6 +63,17 @@ RECENT_JOBS_OF_CONFIG = _JOBS + "WHERE sync_config_id = %s ORDER BY created_at D
 ONE_JOB = _JOBS + "WHERE id = %s"
 JOB_STEPS = ("SELECT kind, entity_type, status, pages, attempts, error FROM crm_sync_job_steps "
              "WHERE job_id = %s ORDER BY position")
+
+# CONFLICT_COLUMNS in order, newest first, as `crmsync.sync.conflicts.list_conflicts` selects them:
+# one statement for each filter given (tenant, status), so the text never holds a value.
+_CONFLICTS = ("SELECT id, tenant_id, config_id, platform, entity_type, entity_id, external_id, local_snapshot, "
+              "remote_snapshot, base_snapshot, conflicting_fields, status, resolution, created_at, resolved_at "
+              "FROM crm_conflict_records ")
+_NEWEST = "ORDER BY created_at DESC LIMIT %s"
+RECENT_CONFLICTS = {(False, False): _CONFLICTS + _NEWEST,
+                    (True, False): _CONFLICTS + "WHERE tenant_id = %s " + _NEWEST,
+                    (False, True): _CONFLICTS + "WHERE status = %s " + _NEWEST,
+                    (True, True): _CONFLICTS + "WHERE tenant_id = %s AND status = %s " + _NEWEST}
 
 
 # What `sync run --inline` needs to foresee its job's first pull (`crmsync.sync.read_ahead`). The
@@ -93,6 +114,17 @@ def recent_jobs(limit: int, config_id: str | None = None, url: str | None = None
     if config_id:
         return _select(RECENT_JOBS_OF_CONFIG, [uuid.UUID(config_id), limit], url)
     return _select(RECENT_JOBS, [limit], url)
+
+
+def recent_conflicts(tenant_id: str | None = None, status: str | None = "pending", limit: int = CONFLICT_LIST_LIMIT,
+                     url: str | None = None) -> list[dict[str, Any]]:
+    """The newest `limit` conflicts (of one tenant, in one status, if given), newest first, as
+    {column: value}: the rows `crmsync.sync.conflicts.list_conflicts` gives for the same arguments.
+    ValueError for a tenant id that is not a UUID."""
+    params = [uuid.UUID(tenant_id)] if tenant_id else []
+    if status:
+        params.append(status)
+    return _select(RECENT_CONFLICTS[bool(tenant_id), bool(status)], [*params, limit], url)
 
 
 def job_with_steps(job_id: str, url: str | None = None) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:

@@ -280,9 +280,10 @@ def conflicts():
 @click.option("--tenant", "tenant_id", type=ID)
 @json_option
 def conflicts_list(status, tenant_id, as_json):
-    from crmsync.sync.conflicts import conflict_as_dict, list_conflicts
-    with _session() as s:
-        rows = [conflict_as_dict(c) for c in list_conflicts(s, tenant_id=tenant_id, status=status or None)]
+    # Plain SQL without SQLAlchemy, as `jobs list` (crmsync.db.reads): the rows list_conflicts selects.
+    from crmsync.db.reads import recent_conflicts
+    from crmsync.sync.conflict_view import conflict_as_dict
+    rows = [conflict_as_dict(c) for c in recent_conflicts(tenant_id=tenant_id, status=status or None)]
     emit(rows, as_json, table(rows, ["id", "entity_type", "entity_id", "platform", "conflicting_fields", "status"]))
 
 

@@ -31,10 +31,12 @@ from crmsync.db.models import (
     SyncConfig,
     SyncLink,
 )
+from crmsync.db.reads import CONFLICT_LIST_LIMIT
 from crmsync.db.types import utcnow
 from crmsync.entities import ASSOCIATIONS, SCHEMAS, SYNCED_FIELDS
 from crmsync.settings import get_settings
 from crmsync.sync import store
+from crmsync.sync.conflict_view import conflict_as_dict as conflict_as_dict
 from crmsync.sync.errors import ConfigDisabled, ConflictResolutionError, JobAlreadyActive
 from crmsync.sync.inline import run_job_inline
 from crmsync.sync.jobs import request_push
@@ -44,7 +46,9 @@ SIDES = ("local", "remote")
 
 
 def list_conflicts(session: Session, *, tenant_id: str | None = None, status: str | None = "pending",
-                   limit: int = 200) -> list[ConflictRecord]:
+                   limit: int = CONFLICT_LIST_LIMIT) -> list[ConflictRecord]:
+    """The newest `limit` conflicts, newest first. `crmsync conflicts list` reads the same rows
+    without SQLAlchemy (`crmsync.db.reads.recent_conflicts`)."""
     q = select(ConflictRecord).order_by(ConflictRecord.created_at.desc()).limit(limit)
     if tenant_id:
         q = q.where(ConflictRecord.tenant_id == tenant_id)
@@ -258,15 +262,3 @@ def save_field_rule(session: Session, config: SyncConfig, entity: str, field: st
         touched.append(conflict)
     session.flush()
     return touched
-
-
-def conflict_as_dict(c: ConflictRecord) -> dict:
-    return {"id": c.id, "tenant_id": c.tenant_id, "config_id": c.config_id, "platform": c.platform,
-            "entity_type": c.entity_type, "entity_id": c.entity_id, "external_id": c.external_id,
-            "conflicting_fields": c.conflicting_fields, "status": c.status,
-            "local": {f: c.local_snapshot.get(f) for f in c.conflicting_fields},
-            "remote": {f: c.remote_snapshot.get(f) for f in c.conflicting_fields},
-            "base": {f: (c.base_snapshot or {}).get(f) for f in c.conflicting_fields},
-            "local_snapshot": c.local_snapshot, "remote_snapshot": c.remote_snapshot,
-            "base_snapshot": c.base_snapshot, "resolution": c.resolution, "created_at": c.created_at,
-            "resolved_at": c.resolved_at}

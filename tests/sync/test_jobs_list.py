@@ -19,7 +19,7 @@ from crmsync.db.reads import SYNC_JOB_COLUMNS, recent_jobs
 from crmsync.sync.job_view import ENTITY_PLURALS, job_as_dict
 from crmsync.sync.jobs import create_job
 from tests.fixtures.db import TEST_SECRET_KEY, create_database, drop_database
-from tests.fixtures.factories import make_config, make_tenant
+from tests.fixtures.factories import make_config, make_conflict, make_tenant
 
 CRMSYNC = shutil.which("crmsync") or os.path.join(os.path.dirname(os.sys.executable), "crmsync")
 T0 = datetime(2025, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
@@ -106,18 +106,30 @@ def _env(url: str) -> dict[str, str]:
 
 
 def test_jobs_list_does_not_import_sqlalchemy(any_db_url):
-    """Structural, not a timing: the command's start-up stays off SQLAlchemy and the ORM models."""
+    """Structural, not a timing: the start-up of `jobs list` and `conflicts list` stays off SQLAlchemy
+    and the ORM models."""
     _make_jobs(any_db_url)
+    with session_scope(any_db_url) as s:
+        config = make_config(s, make_tenant(s))
+        for i in range(3):
+            make_conflict(s, config, status="resolved" if i == 1 else "pending", created_at=T0 + timedelta(seconds=i))
+        tenant_id = config.tenant_id
+    commands = [["jobs", "list", "--json"], ["jobs", "list", "--limit", "2"], ["conflicts", "list", "--json"],
+                ["conflicts", "list", "--tenant", tenant_id, "--status", ""]]
     code = ("import sys\n"
             "from crmsync.cli import main\n"
-            "for args in (['jobs', 'list', '--json'], ['jobs', 'list', '--limit', '2']):\n"
+            f"for args in {commands!r}:\n"
             "    main(args, standalone_mode=False)\n"
+            "    print('----')\n"
             "heavy = sorted(m for m in sys.modules if m.split('.')[0] == 'sqlalchemy' or m == 'crmsync.db.models')\n"
             "assert not heavy, heavy\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(any_db_url),
                             timeout=60, check=False)
     assert result.returncode == 0, result.stderr
-    assert len(json.JSONDecoder().raw_decode(result.stdout)[0]) == 5
+    jobs_json, jobs_table, conflicts_json, conflicts_table, rest = result.stdout.split("----\n")
+    assert len(json.loads(jobs_json)) == 5 and len(jobs_table.splitlines()) == 3 and rest == ""
+    assert [c["status"] for c in json.loads(conflicts_json)] == ["pending", "pending"]
+    assert conflicts_table.startswith("ID ") and len(conflicts_table.splitlines()) == 4
 
 
 def _one_line_exit_1(result) -> str:
@@ -134,9 +146,10 @@ def test_not_migrated_is_one_line_and_exit_1(tmp_path):
         empty_file = tmp_path / "empty.db"
         empty_file.touch()
         for url in (empty_pg, f"sqlite:///{missing}", f"sqlite:///{empty_file}"):
-            result = subprocess.run([CRMSYNC, "jobs", "list", "--json"], capture_output=True, text=True,
-                                    env=_env(url), timeout=60, check=False)
-            assert "crmsync db upgrade" in _one_line_exit_1(result) and result.stdout == ""
+            for command in ("jobs", "conflicts"):
+                result = subprocess.run([CRMSYNC, command, "list", "--json"], capture_output=True, text=True,
+                                        env=_env(url), timeout=60, check=False)
+                assert "crmsync db upgrade" in _one_line_exit_1(result) and result.stdout == "", command
         assert not missing.parent.exists()      # a read makes no database file
     finally:
         drop_database(empty_pg)
