@@ -3,13 +3,16 @@ config is refused with the field named and nothing written."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crmsync.db.models import SyncConfig, Tenant, VaultSecret, new_id
+from crmsync.db.models import ONE_ENABLED_PER_CRM, SyncConfig, Tenant, VaultSecret, new_id
 from crmsync.db.types import utcnow
 from crmsync.entities import ENTITY_PLURALS
 from crmsync.errors import Fatal
@@ -89,6 +92,13 @@ def create_config(session: Session, data: dict[str, Any], *, now: datetime | Non
         raise ConfigError(f"{field}: {msg}", field=field) from None
     tenant_id = get_tenant(session, str(clean["tenant_id"])).id
     check_platform_free(session, clean["platform"], tenant_id)
+    # A request racing this one may pass the same check: the database's index settles it, and
+    # everything below is undone with the refused insert.
+    with one_enabled_per_crm(session, tenant_id, clean["platform"], None, SECOND_ACCOUNT):
+        return _insert_config(session, clean, tenant_id, now)
+
+
+def _insert_config(session: Session, clean: dict[str, Any], tenant_id: str, now: datetime | None) -> SyncConfig:
     for key in ("credentials_vault_id", "webhook_secret_vault_id"):
         if clean.get(key):
             claim_entry(session, str(clean[key]), tenant_id, key)
@@ -200,12 +210,62 @@ def check_account_free(session: Session, platform: str, account: str, tenant_id:
 def check_platform_free(session: Session, platform: str, tenant_id: str) -> None:
     """One account per CRM in a tenant: sync links are keyed by (tenant, platform, entity, external
     id), so a second account's records would be merged into the first one's local rows (its contact
-    101 into ours linked to the first account's 101) and pushed back to the wrong account."""
+    101 into ours linked to the first account's 101) and pushed back to the wrong account.
+
+    A new config is refused next to any config of its CRM, disabled or not; the database holds the
+    enabled ones to one per (tenant, platform) (index ONE_ENABLED_PER_CRM, `one_enabled_per_crm`)."""
     other = session.scalar(select(SyncConfig.id).where(SyncConfig.tenant_id == tenant_id,
                                                        SyncConfig.platform == platform).limit(1))
     if other is not None:
-        raise ConfigError(f"platform: tenant {tenant_id} already syncs {platform} through config {other}; "
-                          f"a second {platform} account needs a tenant of its own", field="platform")
+        raise platform_taken(tenant_id, platform, other, SECOND_ACCOUNT)
+
+
+# What to do instead, in the message of a refused create or enable.
+SECOND_ACCOUNT = "a second {platform} account needs a tenant of its own"
+ENABLE_ANOTHER = ("a tenant syncs one account per CRM: `crmsync configs disable {other}` first, or sync this "
+                  "config's account from a tenant of its own")
+
+
+def platform_taken(tenant_id: str, platform: str, other: str | None, advice: str) -> ConfigError:
+    through = f"config {other}" if other else "another enabled config"
+    return ConfigError(f"platform: tenant {tenant_id} already syncs {platform} through {through}; "
+                       + advice.format(platform=platform, other=other or "ID"), field="platform")
+
+
+def enabled_config_of(session: Session, tenant_id: str, platform: str, *, besides: str | None = None) -> str | None:
+    """The id of the tenant's enabled config of `platform` (other than `besides`), if any."""
+    query = select(SyncConfig.id).where(SyncConfig.tenant_id == tenant_id, SyncConfig.platform == platform,
+                                        SyncConfig.enabled.is_(True))
+    if besides is not None:
+        query = query.where(SyncConfig.id != besides)
+    return session.scalar(query.order_by(SyncConfig.created_at).limit(1))
+
+
+def _violates_one_enabled_per_crm(err: IntegrityError) -> bool:
+    diag = getattr(err.orig, "diag", None)
+    if diag is not None:                       # psycopg names the index
+        return getattr(diag, "constraint_name", None) == ONE_ENABLED_PER_CRM
+    # SQLite names a unique index's columns
+    return "crm_sync_configs.tenant_id, crm_sync_configs.platform" in str(err.orig)
+
+
+@contextmanager
+def one_enabled_per_crm(session: Session, tenant_id: str, platform: str, config_id: str | None,
+                        advice: str) -> Iterator[None]:
+    """Run writes that create or enable a config of `platform` in a savepoint, flushed at the end.
+    The Python checks give the clear message; two requests at once can both pass them, and then the
+    database's index (one enabled config per tenant and platform) refuses the second: its
+    IntegrityError becomes the same ConfigError, naming the config that won, and the savepoint's
+    writes are undone (the caller's session stays usable; `session_scope` rolls it back)."""
+    try:
+        with session.begin_nested():
+            yield
+            session.flush()
+    except IntegrityError as err:
+        if not _violates_one_enabled_per_crm(err):
+            raise
+        other = enabled_config_of(session, tenant_id, platform, besides=config_id)
+        raise platform_taken(tenant_id, platform, other, advice) from None
 
 
 def parse_id(value: str, what: str) -> str:
@@ -228,12 +288,27 @@ def get_config(session: Session, config_id: str, *, tenant_id: str | None = None
 
 
 def set_enabled(session: Session, config_id: str, enabled: bool, *, now: datetime | None = None) -> SyncConfig:
+    """Enable or disable a config. Enabling one whose CRM the tenant already syncs through another
+    enabled config (a pair made before `configs create` refused it) is refused, naming that one."""
     config = get_config(session, config_id)
-    config.enabled = enabled
-    if enabled and config.sync_frequency_minutes > 0 and config.next_sync_at is None:
-        config.next_sync_at = now or utcnow()
-    session.flush()
+    if not enabled:
+        config.enabled = False
+        session.flush()
+        return config
+    if not config.enabled:
+        check_none_enabled(session, config)
+    with one_enabled_per_crm(session, config.tenant_id, config.platform, config.id, ENABLE_ANOTHER):
+        config.enabled = True
+        if config.sync_frequency_minutes > 0 and config.next_sync_at is None:
+            config.next_sync_at = now or utcnow()
     return config
+
+
+def check_none_enabled(session: Session, config: SyncConfig) -> None:
+    """No other config of `config`'s CRM is enabled in its tenant."""
+    other = enabled_config_of(session, config.tenant_id, config.platform, besides=config.id)
+    if other is not None:
+        raise platform_taken(config.tenant_id, config.platform, other, ENABLE_ANOTHER)
 
 
 def advance_schedule(config: SyncConfig, now: datetime) -> None:

@@ -171,7 +171,9 @@ def check_one_config_per_crm(session: Session, config) -> Check:
     """A tenant syncs one account per CRM: sync links are keyed by (tenant, platform, entity,
     external id), so two configs of one CRM in a tenant share them, and one account's contact 101
     overwrites the local row of the other's, which then goes back to the wrong account. Configs
-    create refuses such a pair (`crmsync.configs.check_platform_free`); this finds pairs made before."""
+    create refuses such a pair (`crmsync.configs.check_platform_free`); this finds pairs made before.
+    Since migration 0009 the database holds one enabled config per CRM in a tenant, and refuses to
+    upgrade while a pair is enabled: a FAIL is seen on a database not yet upgraded, a WARN after."""
     from crmsync.db.models import SyncConfig
     others = session.execute(select(SyncConfig.id, SyncConfig.enabled).where(
         SyncConfig.tenant_id == config.tenant_id, SyncConfig.platform == config.platform,

@@ -2,12 +2,14 @@
 own tenant's vault entries, its CRM account is the one its token opens, and one CRM account
 belongs to one tenant."""
 import json
+import uuid
 from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
 
 from crmsync.cli import main
+from crmsync.db.models import Tenant
 from crmsync.sandbox.hubspot import create_app
 from crmsync.sandbox.server import SandboxServer
 
@@ -189,3 +191,124 @@ def test_a_token_without_the_schema_scope_creates_the_config_with_a_warning(two_
                "--base-url", b.crm.base_url, "--direction", "push", "--entities", "deals")
     assert text.exit_code == 0 and text.stderr.startswith("warning: marker_properties: deals: refused")
     assert len(text.stderr.strip().splitlines()) == 1
+
+
+# --- one enabled config per CRM in a tenant, held by the database ------------------------------
+def _direct(session, tenant_id, *, platform="hubspot", enabled=True):
+    """A config inserted through the ORM, past every check of `crmsync.configs` (as a pair made
+    before `configs create` refused it, or a request racing another)."""
+    from crmsync.db.models import SyncConfig
+    from tests.fixtures.factories import make_secret
+    config = SyncConfig(tenant_id=tenant_id, platform=platform, account_id=uuid.uuid4().hex[:8], enabled=enabled,
+                        credentials_vault_id=make_secret(session, platform=platform, tenant_id=tenant_id).id)
+    session.add(config)
+    session.flush()
+    return config.id
+
+
+def _configs_of(url, tenant_id):
+    from sqlalchemy import select
+
+    from crmsync.db import session_scope
+    from crmsync.db.models import SyncConfig
+    with session_scope(url) as s:
+        return {c.id: (c.enabled, c.next_sync_at) for c in s.scalars(
+            select(SyncConfig).where(SyncConfig.tenant_id == tenant_id))}
+
+
+def test_the_database_holds_a_tenant_to_one_enabled_config_per_crm(any_db_url):
+    from sqlalchemy.exc import IntegrityError
+
+    from crmsync.configs import _violates_one_enabled_per_crm
+    from crmsync.db import session_scope
+    from tests.fixtures.factories import make_config, make_tenant
+    with session_scope(any_db_url) as s:
+        tenant, other_tenant = make_tenant(s).id, make_tenant(s).id
+        first = make_config(s, s.get(Tenant, tenant)).id
+    with pytest.raises(IntegrityError) as refused, session_scope(any_db_url) as s:
+        _direct(s, tenant)
+    assert _violates_one_enabled_per_crm(refused.value)
+    # Disabled duplicates stay (doctor's way out of a legacy pair), and so do other CRMs and tenants.
+    with session_scope(any_db_url) as s:
+        disabled = {_direct(s, tenant, enabled=False), _direct(s, tenant, enabled=False)}
+        _direct(s, tenant, platform="pipedrive")
+        _direct(s, other_tenant)
+    assert {cid for cid, (enabled, _) in _configs_of(any_db_url, tenant).items() if not enabled} == disabled
+    assert len(_configs_of(any_db_url, tenant)) == 4 and first in _configs_of(any_db_url, tenant)
+
+
+def test_a_create_that_loses_a_race_is_refused_by_the_index_naming_the_winner(any_db_url, monkeypatch):
+    """Two `configs create` at once both pass the Python check; the database refuses the second,
+    which gets the check's ConfigError and writes nothing (not even the vault entry's binding)."""
+    from crmsync import configs
+    from crmsync.db import session_scope
+    from crmsync.db.models import VaultSecret
+    from tests.fixtures.factories import make_config, make_secret, make_tenant
+    with session_scope(any_db_url) as s:
+        tenant = make_tenant(s).id
+        unbound = make_secret(s).id
+    real_check, winner = configs.check_platform_free, []
+
+    def check_then_lose_the_race(session, platform, tenant_id):
+        real_check(session, platform, tenant_id)
+        monkeypatch.setattr(configs, "check_platform_free", real_check)     # the other request's own check
+        with session_scope(any_db_url) as other:
+            winner.append(make_config(other, other.get(Tenant, tenant_id)).id)
+    monkeypatch.setattr(configs, "check_platform_free", check_then_lose_the_race)
+    with pytest.raises(configs.ConfigError) as refused, session_scope(any_db_url) as s:
+        configs.create_config(s, {"tenant_id": tenant, "platform": "hubspot", "credentials_vault_id": unbound,
+                                  "account_id": "424242"})
+    assert str(refused.value) == (f"platform: tenant {tenant} already syncs hubspot through config {winner[0]}; "
+                                  "a second hubspot account needs a tenant of its own")
+    assert refused.value.field == "platform"
+    assert list(_configs_of(any_db_url, tenant)) == winner
+    with session_scope(any_db_url) as s:
+        assert s.get(VaultSecret, unbound).tenant_id is None
+
+
+def test_an_enable_that_loses_a_race_is_refused_by_the_index_naming_the_winner(any_db_url, monkeypatch):
+    from crmsync import configs
+    from crmsync.db import session_scope
+    with session_scope(any_db_url) as s:
+        tenant = configs.create_tenant(s, "legacy").id
+        one, two = _direct(s, tenant, enabled=False), _direct(s, tenant, enabled=False)
+    real_check = configs.check_none_enabled
+
+    def check_then_lose_the_race(session, config):
+        real_check(session, config)
+        monkeypatch.setattr(configs, "check_none_enabled", real_check)
+        with session_scope(any_db_url) as other:
+            configs.set_enabled(other, one, True)
+    monkeypatch.setattr(configs, "check_none_enabled", check_then_lose_the_race)
+    with session_scope(any_db_url) as s:
+        with pytest.raises(configs.ConfigError, match=f"already syncs hubspot through config {one}; "):
+            configs.set_enabled(s, two, True)
+        # The savepoint is undone and the session usable: the caller sees the config as it was.
+        assert s.get(configs.SyncConfig, two).enabled is False
+    state = _configs_of(any_db_url, tenant)
+    assert state[one][0] is True and state[two] == (False, None)
+
+
+def test_enabling_the_second_of_a_legacy_pair_is_refused_naming_the_first(crmsync_env, db_url):
+    """A pair made before `configs create` refused it, one disabled as doctor advises: enabling
+    the other is refused with what to do, and changes nothing, until the first is disabled."""
+    from crmsync.db import session_scope
+    from tests.fixtures.factories import make_config, make_tenant
+    with session_scope(db_url) as s:
+        tenant = make_tenant(s)
+        first, tenant = make_config(s, tenant).id, tenant.id
+        second = _direct(s, tenant, enabled=False)
+    before = _configs_of(db_url, tenant)
+    result = cli("configs", "enable", second, "--json")
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (f"error: platform: tenant {tenant} already syncs hubspot through config {first}; a "
+                             f"tenant syncs one account per CRM: `crmsync configs disable {first}` first, or sync "
+                             "this config's account from a tenant of its own\n")
+    assert result.stdout == "" and _configs_of(db_url, tenant) == before
+    assert ok("configs", "enable", first)["enabled"] is True        # enabling the enabled one: as before
+    assert ok("configs", "disable", first)["enabled"] is False
+    enabled = ok("configs", "enable", second)
+    assert enabled["enabled"] is True and enabled["next_sync_at"]
+    result = cli("configs", "enable", first)
+    assert result.exit_code == 2 and f"through config {second}; " in result.stderr
+    assert f"`crmsync configs disable {second}`" in result.stderr

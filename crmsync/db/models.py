@@ -87,6 +87,9 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None]
 
 
+ONE_ENABLED_PER_CRM = "uq_crm_sync_configs_tenant_platform_enabled"
+
+
 class SyncConfig(Base):
     """The original design's `crm_sync_configs`: one CRM account of one tenant and how to sync it."""
     __tablename__ = "crm_sync_configs"
@@ -131,6 +134,11 @@ class SyncConfig(Base):
         Index("ix_crm_sync_configs_due", "enabled", "next_sync_at"),
         # Also the tenant's configs index, and what a link's (tenant, config) key points at.
         UniqueConstraint("tenant_id", "id", name="uq_crm_sync_configs_tenant_id"),
+        # A tenant syncs one account per CRM (sync links are keyed by tenant and platform): at most
+        # one enabled config per (tenant, platform). Disabled ones may remain: a pair made before
+        # `configs create` refused it is resolved by disabling one (`crmsync doctor`).
+        Index(ONE_ENABLED_PER_CRM, "tenant_id", "platform", unique=True,
+              postgresql_where=text("enabled"), sqlite_where=text("enabled")),
     )
 
     def entity_enabled(self, entity: str) -> bool:

@@ -79,15 +79,18 @@ def test_delivery_bodies_are_lz4_compressed_where_the_server_has_it(pg_url):
     assert method == ("l" if has_lz4 else "")
 
 
-def _config_at_0001(conn, tenant: str, vault_id: str, hook_id: str | None, account: str) -> None:
+def _config_at_0001(conn, tenant: str, vault_id: str, hook_id: str | None, account: str, *,
+                    enabled: bool = True) -> str:
     from sqlalchemy import text
+    config_id = new_uuid()
     conn.execute(text(
         "INSERT INTO crm_sync_configs (id, tenant_id, platform, sync_direction, sync_frequency_minutes, "
         "conflict_strategy, source_priority, sync_contacts, sync_companies, sync_deals, sync_activities, sync_tasks, "
         "credentials_vault_id, webhook_secret_vault_id, field_mappings, value_mappings, account_id, enabled, "
         "created_at, updated_at) VALUES (:id, :t, 'hubspot', 'pull', 60, 'timestamp_based', '[]', true, true, true, "
-        "true, true, :v, :w, '{}', '{}', :a, true, :now, :now)"),
-        {"id": new_uuid(), "t": tenant, "v": vault_id, "w": hook_id, "a": account, "now": NOW})
+        "true, true, :v, :w, '{}', '{}', :a, :e, :now, :now)"),
+        {"id": config_id, "t": tenant, "v": vault_id, "w": hook_id, "a": account, "e": enabled, "now": NOW})
+    return config_id
 
 
 def new_uuid() -> str:
@@ -141,3 +144,51 @@ def test_upgrade_refuses_an_entry_two_tenants_share(empty_url):
     with pytest.raises(RuntimeError, match="shared"):
         upgrade(empty_url)
     assert current_revision(empty_url) == "0001"
+
+
+ONE_PER_CRM = "uq_crm_sync_configs_tenant_platform_enabled"
+
+
+def _has_one_per_crm_index(url) -> bool:
+    return ONE_PER_CRM in {i["name"] for i in inspect(get_engine(url)).get_indexes("crm_sync_configs")}
+
+
+def test_upgrade_refuses_two_enabled_configs_of_one_crm_in_a_tenant_naming_them(empty_url, monkeypatch):
+    """0009 holds a tenant to one enabled config per CRM. A pair made before `configs create`
+    refused it stops the upgrade with what to do, nothing changed; a disabled duplicate is fine."""
+    from click.testing import CliRunner
+    from sqlalchemy import text
+
+    from crmsync import settings
+    from crmsync.cli import main
+    upgrade(empty_url, "0008")
+    with get_engine(empty_url).begin() as conn:
+        tenant, (one, two, three) = _tenant_and_entries(conn, "one", "two", "three")
+        first = _config_at_0001(conn, tenant, one, None, "1")
+        second = _config_at_0001(conn, tenant, two, None, "2")
+        disabled = _config_at_0001(conn, tenant, three, None, "3", enabled=False)
+        other_tenant, (four,) = _tenant_and_entries(conn, "four")
+        _config_at_0001(conn, other_tenant, four, None, "4")      # the same CRM in another tenant
+    with pytest.raises(RuntimeError) as refused:
+        upgrade(empty_url)
+    message = str(refused.value)
+    assert f"tenant {tenant} syncs hubspot through enabled configs " in message
+    assert first in message and second in message and disabled not in message and other_tenant not in message
+    assert "`crmsync configs disable <id>`" in message and "nothing was changed" in message
+    assert current_revision(empty_url) == "0008" and not _has_one_per_crm_index(empty_url)
+    # `crmsync db upgrade` shows the error's first line: the whole message is on it.
+    monkeypatch.setenv("CRMSYNC_DATABASE_URL", empty_url)
+    settings.get_settings.cache_clear()
+    result = CliRunner().invoke(main, ["db", "upgrade"])
+    assert result.exit_code == 1 and f"tenant {tenant} syncs hubspot" in result.stderr
+    assert "crmsync configs disable <id>" in result.stderr
+
+    # As doctor advises: disable one. Two disabled duplicates and an enabled one upgrade.
+    with get_engine(empty_url).begin() as conn:
+        conn.execute(text("UPDATE crm_sync_configs SET enabled = :f WHERE id = :id"), {"f": False, "id": second})
+    upgrade(empty_url)
+    assert _has_one_per_crm_index(empty_url)
+    with get_engine(empty_url).connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM crm_sync_configs")).scalar() == 4
+    downgrade(empty_url, "0008")
+    assert current_revision(empty_url) == "0008" and not _has_one_per_crm_index(empty_url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
 from click.testing import CliRunner
 
 from crmsync.cli import main
@@ -11,6 +12,7 @@ from crmsync.configs import create_config
 from crmsync.db import session_scope
 from crmsync.db.models import ConflictRecord, Contact, SyncJob, WebhookDelivery, WebhookEvent
 from crmsync.db.types import utcnow
+from tests.fixtures.db import create_database, drop_database
 from tests.fixtures.factories import make_secret, make_tenant
 
 
@@ -116,10 +118,26 @@ def test_doctor_reports_a_crm_500_as_unavailable_not_as_refused_credentials(crms
     assert "unavailable" in credentials["detail"] and "refused" not in credentials["detail"]
 
 
-def test_doctor_flags_a_tenant_with_two_configs_of_one_crm(crmsync_env, db_url, hubspot_sandbox):
+@pytest.fixture
+def legacy_db_url(crmsync_env, monkeypatch):
+    """A PostgreSQL database at 0008, before the database held a tenant to one enabled config per
+    CRM, as the process's database: where a pair made before `configs create` refused it lives."""
+    from crmsync import settings
+    from crmsync.db.migrate import upgrade
+    url = create_database("crmsync_legacy")
+    upgrade(url, "0008")
+    monkeypatch.setenv("CRMSYNC_DATABASE_URL", url)
+    settings.get_settings.cache_clear()
+    yield url
+    drop_database(url)
+
+
+def test_doctor_flags_a_tenant_with_two_configs_of_one_crm(legacy_db_url, hubspot_sandbox):
     """`configs create` refuses a second config of a CRM in a tenant (they would share sync links);
-    a pair made before that check is named by the doctor, with what to do."""
+    a pair made before that check is named by the doctor, with what to do, and the upgrade that has
+    the database hold it (0009) waits until one is disabled."""
     from crmsync.db.models import SyncConfig
+    db_url = legacy_db_url
     tenant_id, first = _config(db_url, hubspot_sandbox)
     with session_scope(db_url) as s:       # as `configs create` made it before it refused
         second = SyncConfig(tenant_id=tenant_id, platform="hubspot", account_id="20000002",
@@ -141,9 +159,18 @@ def test_doctor_flags_a_tenant_with_two_configs_of_one_crm(crmsync_env, db_url, 
     text = CliRunner().invoke(main, ["doctor", first])
     assert text.exit_code == 1
     assert f"[FAIL] one config per CRM: tenant {tenant_id} also syncs hubspot through config {second}" in text.output
+    upgraded = CliRunner().invoke(main, ["db", "upgrade"])
+    assert upgraded.exit_code == 1 and f"tenant {tenant_id} syncs hubspot through enabled configs" in upgraded.stderr
+    assert first in upgraded.stderr and second in upgraded.stderr and "crmsync configs disable <id>" in upgraded.stderr
     # With the second one disabled nothing mixes any more: a warning, which names it still.
-    with session_scope(db_url) as s:
-        s.get(SyncConfig, second).enabled = False
+    assert CliRunner().invoke(main, ["configs", "disable", second]).exit_code == 0
     code, report, _ = doctor(first)
     assert checks(report, first)["one config per CRM"]["status"] == "warn"
     assert f"{second} (disabled)" in checks(report, first)["one config per CRM"]["detail"]
+    # Enabling it again is refused before the upgrade too (the Python check; the index comes with 0009).
+    enable = CliRunner().invoke(main, ["configs", "enable", second])
+    assert enable.exit_code == 2 and f"through config {first}; " in enable.stderr
+    assert CliRunner().invoke(main, ["db", "upgrade"]).exit_code == 0
+    code, report, _ = doctor()
+    assert checks(report, first)["one config per CRM"]["status"] == "warn"
+    assert checks(report, second)["enabled"]["status"] == "fail" and code == 1
