@@ -43,6 +43,19 @@ DOMAIN_HELP = {
 }
 
 
+def _refuse_undecodable(args) -> None:
+    """An argument whose bytes are not UTF-8 reaches Python with lone surrogates in it, which no
+    database, log or JSON output can hold: refused here, once for every command."""
+    for position, arg in enumerate(args, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = arg.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+            raise click.UsageError(f"argument {position} is not valid UTF-8: {shown}") from None
+        except AttributeError:     # not a string (a caller passing other values): click decides
+            continue
+
+
 class CrmsyncGroup(click.Group):
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(DOMAIN_COMMANDS))
@@ -79,6 +92,7 @@ class CrmsyncGroup(click.Group):
         (click's own page of usage text would hide the one line the contract promises)."""
         collect_young_less_often()
         try:
+            _refuse_undecodable(sys.argv[1:] if args is None else args)
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as err:
             if not standalone_mode:

@@ -27,6 +27,8 @@ def _cases(tenant_id: str, vault_id: str, rules_file: str, event_file: str) -> l
         ("configs list --tenant zz", ["configs", "list", "--tenant", "zz"]),
         ("webhooks list --tenant zz", ["webhooks", "list", "--tenant", "zz"]),
         ("conflicts list --tenant zz", ["conflicts", "list", "--tenant", "zz"]),
+        ("conflicts list --status not UTF-8", ["conflicts", "list", "--status", NOT_UTF8]),
+        ("rules list --tenant not UTF-8", ["rules", "list", "--tenant", NOT_UTF8]),
         ("rules list --tenant zz", ["rules", "list", "--tenant", "zz"]),
         ("rules runs --tenant zz", ["rules", "runs", "--tenant", "zz"]),
         ("jobs list --config zz", ["jobs", "list", "--config", "zz"]),

@@ -278,6 +278,9 @@ def run_step(session: Session, step_id: str, *, enqueue: bool = True, wait: bool
     # Counted with the unit's own writes (one UPDATE): a unit that fails rolls back whole anyway.
     step.attempts += 1
     step.updated_at = now
+    # A wait it was marked with (a backoff, a rate limit) is over once a unit has run: left set,
+    # it would keep the sweeper from sending the step's next unit on if that message were lost.
+    step.not_before = None
     if more:
         step.pages += 1
         _enqueue(session, enqueue, RUN_STEP, step.id)

@@ -84,3 +84,28 @@ def test_a_push_unit_waits_for_the_disk(make, db_url):
         run_step(s, step_id, enqueue=False)
     assert commits.seen and set(commits.seen) == {"on"}
     assert any(r.props.get("hs_task_subject") == "Call Ada" for r in world.hs.state.records["tasks"].values())
+
+
+def test_a_unit_that_runs_clears_the_wait_its_step_was_marked_with(make, db_url, units_of_100):
+    """A retry's backoff marks the step not_before its end, so the sweeper sends no copy meanwhile.
+    A unit that runs before then (the retry came early, an inline run took the step) ends that wait:
+    left set, it would keep the sweeper from sending the step's next unit if that message were lost."""
+    from datetime import timedelta
+
+    from crmsync.db.types import utcnow
+    from crmsync.sync.jobs import defer_step
+    from crmsync.sync.schedule import sweep_outbox
+    world = make(entities=["contacts"], sync_direction="pull")
+    world.hs.seed(contacts=250, companies=0, deals=0, tasks=0, notes=0, seed=23)
+    with session_scope(db_url) as s:
+        job = create_job(s, s.get(SyncConfig, world.config_id), full=True)
+        start_job(s, job.id, enqueue=False)
+        step_id = s.scalar(select(SyncJobStep.id).where(SyncJobStep.job_id == job.id))
+        defer_step(s, step_id, utcnow() + timedelta(hours=1))
+    with session_scope(db_url) as s:
+        assert run_step(s, step_id, enqueue=False).done is False       # 100 of 250: more to come
+    with session_scope(db_url) as s:
+        step = s.get(SyncJobStep, step_id)
+        assert step.status == "pending" and step.pages == 1 and step.not_before is None
+    with session_scope(db_url) as s:      # its next unit's message lost: the sweeper sends it on
+        assert sweep_outbox(s, now=utcnow() + timedelta(minutes=10))["steps"] == 1
