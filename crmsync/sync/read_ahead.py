@@ -384,6 +384,8 @@ def read_early(config_id: str, *, full: bool, force: bool, url: str | None = Non
         return None
     if plan["sync_direction"] not in ("pull", "bidirectional") or plan["entity"] is None:
         return None
+    if plan["sealed"] is None:       # no vault entry of the config's own tenant: nothing to read with
+        return None
     config = ConfigView(**{f: plan[f] for f in ConfigView.__dataclass_fields__})
     sealed, entity, checkpoint = plan["sealed"], plan["entity"], plan["checkpoint"]
     if checkpoint is not None and checkpoint["cursor"] is not None and not full:
