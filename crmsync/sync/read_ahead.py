@@ -17,9 +17,9 @@ the ORM models (about half a second of one core) with the CRM already answering 
 So this module, and what it calls on the way to the first request, import neither (an OAuth
 refresh on the way saves the new tokens through the ORM, and imports it then). The listing's
 high-water mark is then when the reader began (`began`), not when its first unit is written.
-Where it may (`child_may_read`), that reader is a child process (`_ChildReader`): the listing's
-requests, JSON and mapping then run on the other core instead of taking turns with the imports
-and the writes in this one.
+Where it may (`may_fork`), that reader is a child process (`_ChildReader`) that connects to the
+CRM itself: the listing's requests, JSON and mapping then run on the other core instead of taking
+turns with the imports and the writes in this one, and this process loads no CRM client.
 """
 from __future__ import annotations
 
@@ -144,8 +144,8 @@ class _ChildReader(_Reader):
     cursor it starts at, then each unit, pickled through a pipe (unpickling costs a fifth of
     reading it); a thread here takes them in, at most DEPTH ahead, and the child waits on the full
     pipe meanwhile. Requests are counted in memory both share, before each page and as the child
-    ends. A child that may not read (`child_may_read`: its rate budget would be its own) ends at
-    once; the job's units then read for themselves."""
+    ends. A child that may not read (`child_may_read`: its rate budget would be its own) sends
+    no request and says so; the thread here then reads with an adapter of its own, as a _Reader."""
 
     def __init__(self, make_adapter: Callable[[], Any], entity: str, start: tuple[str, Any], want: int):
         import mmap
@@ -209,6 +209,7 @@ class _ChildReader(_Reader):
 
     def _run(self, cursor: dict | None, want: int) -> None:
         import pickle
+        cursor = None
         try:
             cursor = pickle.load(self._pipe)      # noqa: S301  our own child, through our own pipe
             if cursor == DECLINED:
@@ -218,12 +219,13 @@ class _ChildReader(_Reader):
         except Exception as err:  # noqa: BLE001  the units fetch for themselves
             log.debug("read-ahead of %s dropped before its first unit: %s", self.entity, type(err).__name__)
             cursor = None
-        with self._cond:
-            self.expected = self.first_cursor = cursor
-            self._started = True
-            if cursor is None:
-                self._done = True
-            self._cond.notify_all()
+        finally:     # whatever happened, a unit waiting in starting_cursor is answered
+            with self._cond:
+                self.expected = self.first_cursor = cursor
+                self._started = True
+                if cursor is None:
+                    self._done = True
+                self._cond.notify_all()
         if cursor is not None:
             super()._run(cursor, want)
 
