@@ -3,7 +3,7 @@ config is refused with the field named and nothing written."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -92,9 +92,10 @@ def create_config(session: Session, data: dict[str, Any], *, now: datetime | Non
         raise ConfigError(f"{field}: {msg}", field=field) from None
     tenant_id = get_tenant(session, str(clean["tenant_id"])).id
     check_platform_free(session, clean["platform"], tenant_id)
-    # A request racing this one may pass the same check: the database's index settles it, and
+    # A request racing this one may pass the same checks: the database's indexes settle it, and
     # everything below is undone with the refused insert.
-    with one_enabled_per_crm(session, tenant_id, clean["platform"], None, SECOND_ACCOUNT):
+    with held_by_database(session, one_enabled_per_crm(session, tenant_id, clean["platform"], None, SECOND_ACCOUNT),
+                          one_config_per_account(session, clean["platform"], clean["account_id"], tenant_id)):
         return _insert_config(session, clean, tenant_id, now)
 
 
@@ -166,7 +167,9 @@ def verify_account(session: Session, config: SyncConfig, *, credentials: dict | 
         raise ConfigError(f"account_id: the credentials open {config.platform} account {account}, "
                           f"not {config.account_id}", field="account_id")
     check_account_free(session, config.platform, account, config.tenant_id, config.id)
-    config.account_id = account
+    with held_by_database(session, one_config_per_account(session, config.platform, account, config.tenant_id,
+                                                          config.id)):
+        config.account_id = account
     return account
 
 
@@ -196,15 +199,28 @@ def ensure_marker_fields(session: Session, config: SyncConfig) -> tuple[dict[str
 def check_account_free(session: Session, platform: str, account: str, tenant_id: str,
                        config_id: str | None = None) -> None:
     """One CRM account, one config: webhooks are routed by account, and a second tenant syncing
-    the account would read and write the first one's CRM."""
+    the account would read and write the first one's CRM. The database holds it too (constraint
+    ONE_CONFIG_PER_ACCOUNT, `one_config_per_account`)."""
+    other = config_syncing(session, platform, account, config_id)
+    if other is not None:
+        raise account_taken(platform, account, tenant_id, other)
+
+
+def config_syncing(session: Session, platform: str, account: str, config_id: str | None = None) -> SyncConfig | None:
+    """The config (other than `config_id`) that syncs the CRM account, if any."""
     query = select(SyncConfig).where(SyncConfig.platform == platform, SyncConfig.account_id == account)
     if config_id is not None:
         query = query.where(SyncConfig.id != config_id)
-    other = session.scalar(query)
-    if other is not None:
-        whose = "another tenant's config" if other.tenant_id != tenant_id else f"config {other.id}"
-        raise ConfigError(f"account_id: {platform} account {account} is already synced by {whose}",
-                          field="account_id")
+    return session.scalar(query.limit(1))
+
+
+def account_taken(platform: str, account: str, tenant_id: str, other: SyncConfig | None) -> ConfigError:
+    """Another tenant's config is not named to this one (`other` None: it could not be found)."""
+    if other is None:
+        whose = "another config"
+    else:
+        whose = f"config {other.id}" if other.tenant_id == tenant_id else "another tenant's config"
+    return ConfigError(f"account_id: {platform} account {account} is already synced by {whose}", field="account_id")
 
 
 def check_platform_free(session: Session, platform: str, tenant_id: str) -> None:
@@ -241,31 +257,56 @@ def enabled_config_of(session: Session, tenant_id: str, platform: str, *, beside
     return session.scalar(query.order_by(SyncConfig.created_at).limit(1))
 
 
-def _violates_one_enabled_per_crm(err: IntegrityError) -> bool:
+# crm_sync_configs' unique (platform, account_id), as crmsync.db.models names it.
+ONE_CONFIG_PER_ACCOUNT = "uq_crm_sync_configs_platform_account"
+# psycopg names the violated index; SQLite names its columns.
+_SQLITE_COLUMNS = {ONE_ENABLED_PER_CRM: "crm_sync_configs.tenant_id, crm_sync_configs.platform",
+                   ONE_CONFIG_PER_ACCOUNT: "crm_sync_configs.platform, crm_sync_configs.account_id"}
+
+# A unique index of crm_sync_configs, and the ConfigError its IntegrityError becomes.
+Refusal = tuple[str, Callable[[], ConfigError]]
+
+
+def _violates(err: IntegrityError, index: str) -> bool:
     diag = getattr(err.orig, "diag", None)
-    if diag is not None:                       # psycopg names the index
-        return getattr(diag, "constraint_name", None) == ONE_ENABLED_PER_CRM
-    # SQLite names a unique index's columns
-    return "crm_sync_configs.tenant_id, crm_sync_configs.platform" in str(err.orig)
+    if diag is not None:
+        return getattr(diag, "constraint_name", None) == index
+    return _SQLITE_COLUMNS[index] in str(err.orig)
+
+
+def _violates_one_enabled_per_crm(err: IntegrityError) -> bool:
+    return _violates(err, ONE_ENABLED_PER_CRM)
 
 
 @contextmanager
-def one_enabled_per_crm(session: Session, tenant_id: str, platform: str, config_id: str | None,
-                        advice: str) -> Iterator[None]:
-    """Run writes that create or enable a config of `platform` in a savepoint, flushed at the end.
-    The Python checks give the clear message; two requests at once can both pass them, and then the
-    database's index (one enabled config per tenant and platform) refuses the second: its
-    IntegrityError becomes the same ConfigError, naming the config that won, and the savepoint's
-    writes are undone (the caller's session stays usable; `session_scope` rolls it back)."""
+def held_by_database(session: Session, *refusals: Refusal) -> Iterator[None]:
+    """Run writes in a savepoint, flushed at the end. The Python checks give the clear message; two
+    requests at once can both pass them, and then one of the database's unique indexes refuses the
+    second: the savepoint's writes are undone (the caller's session stays usable; `session_scope`
+    rolls it back) and its IntegrityError becomes the same ConfigError, naming the config that won."""
     try:
         with session.begin_nested():
             yield
             session.flush()
     except IntegrityError as err:
-        if not _violates_one_enabled_per_crm(err):
-            raise
-        other = enabled_config_of(session, tenant_id, platform, besides=config_id)
-        raise platform_taken(tenant_id, platform, other, advice) from None
+        for index, refused in refusals:
+            if _violates(err, index):
+                raise refused() from None
+        raise
+
+
+def one_enabled_per_crm(session: Session, tenant_id: str, platform: str, config_id: str | None,
+                        advice: str) -> Refusal:
+    """For writes that create or enable a config of `platform`: one enabled config per tenant and platform."""
+    return ONE_ENABLED_PER_CRM, lambda: platform_taken(
+        tenant_id, platform, enabled_config_of(session, tenant_id, platform, besides=config_id), advice)
+
+
+def one_config_per_account(session: Session, platform: str, account: str, tenant_id: str,
+                           config_id: str | None = None) -> Refusal:
+    """For writes that set a config's account_id: one config per CRM account (`check_account_free`)."""
+    return ONE_CONFIG_PER_ACCOUNT, lambda: account_taken(
+        platform, account, tenant_id, config_syncing(session, platform, account, config_id))
 
 
 def parse_id(value: str, what: str) -> str:
@@ -297,7 +338,8 @@ def set_enabled(session: Session, config_id: str, enabled: bool, *, now: datetim
         return config
     if not config.enabled:
         check_none_enabled(session, config)
-    with one_enabled_per_crm(session, config.tenant_id, config.platform, config.id, ENABLE_ANOTHER):
+    with held_by_database(session, one_enabled_per_crm(session, config.tenant_id, config.platform, config.id,
+                                                       ENABLE_ANOTHER)):
         config.enabled = True
         if config.sync_frequency_minutes > 0 and config.next_sync_at is None:
             config.next_sync_at = now or utcnow()

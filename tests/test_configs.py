@@ -194,12 +194,13 @@ def test_a_token_without_the_schema_scope_creates_the_config_with_a_warning(two_
 
 
 # --- one enabled config per CRM in a tenant, held by the database ------------------------------
-def _direct(session, tenant_id, *, platform="hubspot", enabled=True):
+def _direct(session, tenant_id, *, platform="hubspot", enabled=True, account_id=None):
     """A config inserted through the ORM, past every check of `crmsync.configs` (as a pair made
     before `configs create` refused it, or a request racing another)."""
     from crmsync.db.models import SyncConfig
     from tests.fixtures.factories import make_secret
-    config = SyncConfig(tenant_id=tenant_id, platform=platform, account_id=uuid.uuid4().hex[:8], enabled=enabled,
+    config = SyncConfig(tenant_id=tenant_id, platform=platform, account_id=account_id or uuid.uuid4().hex[:8],
+                        enabled=enabled,
                         credentials_vault_id=make_secret(session, platform=platform, tenant_id=tenant_id).id)
     session.add(config)
     session.flush()
@@ -312,3 +313,110 @@ def test_enabling_the_second_of_a_legacy_pair_is_refused_naming_the_first(crmsyn
     result = cli("configs", "enable", first)
     assert result.exit_code == 2 and f"through config {second}; " in result.stderr
     assert f"`crmsync configs disable {second}`" in result.stderr
+
+
+# --- one config per CRM account, held by the database ------------------------------------------
+def lose_the_account_race(monkeypatch, url, win):
+    """`check_account_free` passes, then the other request `win(session)` commits in a session of
+    its own (past its own, real check): two requests at once, both through the Python check."""
+    from crmsync import configs
+    from crmsync.db import session_scope
+    real_check = configs.check_account_free
+
+    def check_then_lose_the_race(*args, **kwargs):
+        real_check(*args, **kwargs)
+        monkeypatch.setattr(configs, "check_account_free", real_check)
+        with session_scope(url) as other:
+            win(other)
+    monkeypatch.setattr(configs, "check_account_free", check_then_lose_the_race)
+
+
+def test_the_database_holds_a_crm_account_to_one_config(any_db_url):
+    from sqlalchemy.exc import IntegrityError
+
+    from crmsync.configs import ONE_CONFIG_PER_ACCOUNT, _violates, _violates_one_enabled_per_crm
+    from crmsync.db import session_scope
+    from tests.fixtures.factories import make_tenant
+    with session_scope(any_db_url) as s:
+        first, second = make_tenant(s).id, make_tenant(s).id
+        _direct(s, first, account_id="424242")
+    with pytest.raises(IntegrityError) as refused, session_scope(any_db_url) as s:
+        _direct(s, second, account_id="424242", enabled=False)
+    assert _violates(refused.value, ONE_CONFIG_PER_ACCOUNT) and not _violates_one_enabled_per_crm(refused.value)
+
+
+def test_a_create_that_loses_the_account_race_is_refused_like_the_check(db_url, monkeypatch):
+    """Two tenants create a config of one CRM account at once: the database's unique constraint
+    refuses the second, which gets the check's ConfigError and writes nothing (not even the vault
+    entry's binding), its session still usable. (PostgreSQL: SQLite has one writer, and the check
+    runs after this create has begun writing.)"""
+    from crmsync import configs
+    from crmsync.db import session_scope
+    from crmsync.db.models import VaultSecret
+    from tests.fixtures.factories import make_config, make_secret, make_tenant
+    with session_scope(db_url) as s:
+        first, second = make_tenant(s).id, make_tenant(s).id
+        unbound, other_secret = make_secret(s).id, make_secret(s).id
+    winner = []
+    lose_the_account_race(monkeypatch, db_url, lambda other: winner.append(
+        make_config(other, other.get(Tenant, first), account_id="424242").id))
+    with session_scope(db_url) as s:
+        with pytest.raises(configs.ConfigError) as refused:
+            configs.create_config(s, {"tenant_id": second, "platform": "hubspot", "credentials_vault_id": unbound,
+                                      "account_id": "424242"})
+        assert s.get(VaultSecret, unbound).tenant_id is None
+        assert configs.create_config(s, {"tenant_id": second, "platform": "hubspot",
+                                         "credentials_vault_id": other_secret, "account_id": "434343"})
+    assert str(refused.value) == "account_id: hubspot account 424242 is already synced by another tenant's config"
+    assert refused.value.field == "account_id"
+    assert list(_configs_of(db_url, first)) == winner and len(_configs_of(db_url, second)) == 1
+    with session_scope(db_url) as s:
+        assert s.get(VaultSecret, unbound).tenant_id is None
+
+
+def test_a_connect_that_loses_the_account_race_is_refused_like_the_check(two_tenants, db_url, monkeypatch):
+    """B's token opens A's portal; while B's config is being connected (the CRM asked, the account
+    checked free), A's config of that portal is committed. Setting B's account_id is refused with
+    the check's message, B's config keeps no account, and the session goes on."""
+    from crmsync import configs
+    from crmsync.db import session_scope
+    from tests.fixtures.factories import make_config
+    a, b = two_tenants["a"], two_tenants["b"]
+    portal = str(a.crm.app.options.portal_id)
+    token = ok("credentials", "set", "--name", "b-to-a", "--platform", "hubspot", "--tenant", b.tenant, "--stdin",
+               stdin=a.crm.token)["id"]
+    with session_scope(db_url) as s:          # a config made before accounts were looked up
+        config = configs.SyncConfig(tenant_id=b.tenant, platform="hubspot", credentials_vault_id=token,
+                                    api_base_url=a.crm.base_url)
+        s.add(config)
+        s.flush()
+        config = config.id
+    winner = []
+    lose_the_account_race(monkeypatch, db_url, lambda other: winner.append(
+        make_config(other, other.get(Tenant, a.tenant), credentials_vault_id=a.creds, account_id=portal).id))
+    with session_scope(db_url) as s:
+        with pytest.raises(configs.ConfigError) as refused:
+            configs.verify_account(s, configs.get_config(s, config))
+        assert configs.get_config(s, config).account_id is None
+    assert str(refused.value) == f"account_id: hubspot account {portal} is already synced by another tenant's config"
+    assert refused.value.field == "account_id"
+    assert {c["id"]: c["account_id"] for c in ok("configs", "list")} == {winner[0]: portal, config: None}
+
+
+def test_two_configs_create_of_one_account_at_once_refuse_the_second_on_one_line(two_tenants, db_url, monkeypatch):
+    """`configs create` without --account-id: the account the token opens is set after the CRM is
+    asked, and a create of the same account committed meanwhile refuses it as bad input."""
+    from tests.fixtures.factories import make_config
+    a, b = two_tenants["a"], two_tenants["b"]
+    portal = str(a.crm.app.options.portal_id)
+    token = ok("credentials", "set", "--name", "b-to-a", "--platform", "hubspot", "--tenant", b.tenant, "--stdin",
+               stdin=a.crm.token)["id"]
+    winner = []
+    lose_the_account_race(monkeypatch, db_url, lambda other: winner.append(
+        make_config(other, other.get(Tenant, a.tenant), credentials_vault_id=a.creds, account_id=portal).id))
+    result = cli("configs", "create", "--tenant", b.tenant, "--platform", "hubspot", "--credentials", token,
+                 "--base-url", a.crm.base_url)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: account_id: hubspot account {portal} is already synced by another tenant's config\n"
+    assert a.crm.token not in result.output
+    assert [c["id"] for c in ok("configs", "list")] == winner
