@@ -31,3 +31,15 @@ def current_revision(url: str | None = None) -> str | None:
     from crmsync.db import get_engine
     with get_engine(url).connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def compared_with_models(dialect_name: str):
+    """Alembic's `include_object` for comparing a migrated database with the models: on
+    PostgreSQL the references the models mark PER_STATEMENT are triggers, not FOREIGN KEYs
+    (migration 0010), so autogenerate must not add them back."""
+    from crmsync.db.models import checked_per_statement
+
+    def include(obj, name, type_, reflected, compare_to) -> bool:
+        return not (dialect_name == "postgresql" and type_ == "foreign_key_constraint" and not reflected
+                    and checked_per_statement(obj))
+    return include

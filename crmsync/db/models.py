@@ -49,6 +49,20 @@ def _tenant() -> Mapped[str]:
     return mapped_column(Uuid(as_uuid=False), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False)
 
 
+# References that PostgreSQL checks once per statement, by triggers (migration 0010), instead of
+# once per row by a FOREIGN KEY: the tenant of a synced record and the config of a sync link. A
+# backfill inserts thousands of each per unit, and the per-row checks were a third of PostgreSQL's
+# work on them. The triggers keep what the keys promised: the row's key must exist (and is locked
+# against deletion until commit, as a key check locks it), deleting the referenced row deletes
+# these rows, and changing its key is refused. SQLite keeps the FOREIGN KEYs.
+PER_STATEMENT = "checked_per_statement"
+
+
+def checked_per_statement(constraint) -> bool:
+    """Whether a ForeignKeyConstraint of these models is one of the references above."""
+    return bool(constraint.info.get(PER_STATEMENT)) or any(fk.info.get(PER_STATEMENT) for fk in constraint.elements)
+
+
 def _created() -> Mapped[datetime]:
     return mapped_column(default=utcnow, nullable=False)
 
@@ -149,7 +163,8 @@ class SyncConfig(Base):
 class _Record:
     """Columns every synced entity table shares."""
     id: Mapped[str] = _id()
-    tenant_id: Mapped[str] = _tenant()
+    tenant_id: Mapped[str] = mapped_column(
+        Uuid(as_uuid=False), ForeignKey("tenants.id", ondelete="CASCADE", info={PER_STATEMENT: True}), nullable=False)
     owner_id: Mapped[str | None] = mapped_column(String(64))
     custom_fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Why the row last changed, e.g. "sync:hubspot", "rule:<id>:event:<id>:depth:1" (loop guard).
@@ -296,7 +311,7 @@ class SyncLink(Base):
         UniqueConstraint("tenant_id", "platform", "entity_type", "external_id", name="uq_crm_sync_links_external"),
         UniqueConstraint("tenant_id", "platform", "entity_type", "local_id", name="uq_crm_sync_links_local"),
         ForeignKeyConstraint(["tenant_id", "config_id"], ["crm_sync_configs.tenant_id", "crm_sync_configs.id"],
-                             name="fk_crm_sync_links_config", ondelete="CASCADE"),
+                             name="fk_crm_sync_links_config", ondelete="CASCADE", info={PER_STATEMENT: True}),
         Index("ix_crm_sync_links_config", "config_id", "entity_type"),
     )
 

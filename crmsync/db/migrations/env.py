@@ -1,6 +1,7 @@
 from alembic import context
 
 from crmsync.db import get_engine
+from crmsync.db.migrate import compared_with_models
 from crmsync.db.models import Base
 
 config = context.config
@@ -28,7 +29,8 @@ def _run(connection) -> None:
         # before the first write, when SQLite still accepts it.
         connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
     context.configure(connection=connection, target_metadata=target_metadata, compare_type=True,
-                      render_as_batch=connection.dialect.name == "sqlite")
+                      render_as_batch=connection.dialect.name == "sqlite",
+                      include_object=compared_with_models(connection.dialect.name))
     with context.begin_transaction():
         context.run_migrations()
 
