@@ -91,15 +91,26 @@ def _synced(entity: str) -> frozenset[str]:
     return SYNCED_FIELD_SETS[entity]
 
 
+# A UUID's version and variant bits (RFC 9562, 4.1-4.2) set in its 7th and 9th bytes.
+_VERSION_4 = bytes(b & 0x0F | 0x40 for b in range(256))
+_VARIANT = bytes(b & 0x3F | 0x80 for b in range(256))
+# Where each of a UUID's 32 hex digits goes in its 36 characters of text (8-4-4-4-12).
+_DIGIT_AT = [i + (i >= 8) + (i >= 12) + (i >= 16) + (i >= 20) for i in range(32)]
+
+
 def new_ids(count: int) -> list[str]:
     """`count` random (version 4) UUIDs as text, as `new_id` makes them, for a page of new rows
-    at a fraction of uuid4's cost each."""
+    at a fraction of uuid4's cost each: the page's digits are laid out with slice assignments
+    (one per digit position, not one formatting per id), a space after each id to split on."""
     raw = bytearray(os.urandom(16 * count))
-    raw[6::16] = bytes(b & 0x0F | 0x40 for b in raw[6::16])
-    raw[8::16] = bytes(b & 0x3F | 0x80 for b in raw[8::16])
-    h = raw.hex()
-    return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-{h[i + 12:i + 16]}-{h[i + 16:i + 20]}-{h[i + 20:i + 32]}"
-            for i in range(0, 32 * count, 32)]
+    raw[6::16] = raw[6::16].translate(_VERSION_4)
+    raw[8::16] = raw[8::16].translate(_VARIANT)
+    digits = raw.hex().encode()
+    text = bytearray(b"-" * (37 * count))
+    text[36::37] = b" " * count
+    for i, at in enumerate(_DIGIT_AT):
+        text[at::37] = digits[i::32]
+    return text.decode().split()
 
 
 def among(session: Session, column, values: Iterable) -> ColumnElement[bool]:

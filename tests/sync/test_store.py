@@ -1,6 +1,8 @@
 """The page-at-a-time reads and writes of `crmsync.sync.store`, on PostgreSQL and SQLite."""
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from sqlalchemy import select
 
@@ -31,3 +33,12 @@ def test_among_finds_exactly_the_values_however_they_are_spelled(any_db_url, pro
         by_id = s.scalars(select(Contact.id).where(store.among(s, Contact.id, ids[:3]))).all()
     assert sorted(found) == sorted(e for e in probe if e is not None)
     assert sorted(by_id) == sorted(ids[:3])
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 5000])
+def test_new_ids_are_distinct_version_4_uuids_as_uuid4_spells_them(count):
+    ids = store.new_ids(count)
+    assert len(ids) == len(set(ids)) == count
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
