@@ -28,8 +28,9 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from crmsync.entities import ENTITY_PLURALS
@@ -141,9 +142,9 @@ class _ChildReader(_Reader):
     cursor) or ("since", the high-water mark or None), as the job's first unit will), and reads.
     Its requests, JSON and mapping, and the loading of what they need, then take the other core
     (about a fifth of a backfill's CPU) instead of this process's turns. The child sends the
-    cursor it starts at, then each unit, pickled through a pipe (unpickling costs a fifth of
-    reading it); a thread here takes them in, at most DEPTH ahead, and the child waits on the full
-    pipe meanwhile. Requests are counted in memory both share, before each page and as the child
+    cursor it starts at, then each unit, pickled through a pipe (its records as tuples; unpickling
+    costs a fifth of reading it); a thread here takes them in, at most DEPTH ahead, and the child
+    waits on the full pipe meanwhile. Requests are counted in memory both share, before each page and as the child
     ends. A child that may not read (`child_may_read`: its rate budget would be its own) sends
     no request and says so; the thread here then reads with an adapter of its own, as a _Reader."""
 
@@ -192,7 +193,7 @@ class _ChildReader(_Reader):
                                                  lambda: self._report(adapter) or self._stop_asked())
                     if self._stop_asked():
                         break
-                    pickle.dump((records, cursor), out, protocol=pickle.HIGHEST_PROTOCOL)
+                    pickle.dump((list(map(_as_tuple, records)), cursor), out, protocol=pickle.HIGHEST_PROTOCOL)
                     out.flush()
         except BaseException as err:  # noqa: BLE001  the unit that needs it fetches for itself
             log.debug("read-ahead of %s dropped in its child process: %s", entity, type(err).__name__)
@@ -241,9 +242,10 @@ class _ChildReader(_Reader):
         if self.adapter is not None:
             return super()._fetch(cursor, want)
         try:
-            return pickle.load(self._pipe)    # noqa: S301  our own child, through our own pipe
+            records, cursor = pickle.load(self._pipe)    # noqa: S301  our own child, through our own pipe
         except EOFError:
             raise EOFError("the child reading ahead ended") from None
+        return [RemoteRecord(*values) for values in records], cursor
 
     def requests_sent(self) -> int:
         mine = self.adapter.requests_sent() if self.adapter is not None else 0
@@ -261,6 +263,10 @@ class _ChildReader(_Reader):
         if self.adapter is not None:
             self.adapter.close()
 
+
+# A unit's records cross the pipe as tuples of their fields, in RemoteRecord's order: a dataclass
+# instance costs pickle a quarter more on each side (5,000 records: 33 against 26 ms to pickle).
+_as_tuple = attrgetter(*(f.name for f in fields(RemoteRecord)))
 
 DECLINED = "declined"    # what a child that may not read sends instead of its starting cursor
 
