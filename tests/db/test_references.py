@@ -28,6 +28,16 @@ def _link(tenant_id, config_id, local_id, external_id="101"):
                     local_id=local_id, external_id=external_id)
 
 
+def _contact(session, tenant_id, config_id=None) -> str:
+    """A contact of the tenant, linked through the config if one is given; its id."""
+    contact = Contact(tenant_id=tenant_id, email="a@x.org")
+    session.add(contact)
+    session.flush()
+    if config_id is not None:
+        session.add(_link(tenant_id, config_id, contact.id))
+    return contact.id
+
+
 def _count(url, model, **where) -> int:
     with session_scope(url) as s:
         return s.scalar(select(func.count()).select_from(model).filter_by(**where))
@@ -49,10 +59,7 @@ def _required(entity: str) -> dict:
 def test_a_link_to_another_tenants_config_is_refused(any_db_url):
     a, _b, _ca, cb = _two_tenants(any_db_url)
     with session_scope(any_db_url) as s:
-        contact = Contact(tenant_id=a, email="a@x.org")
-        s.add(contact)
-        s.flush()
-        local = contact.id
+        local = _contact(s, a)
     with pytest.raises(IntegrityError), session_scope(any_db_url) as s:
         s.add(_link(a, cb, local))
     assert _count(any_db_url, SyncLink) == 0
@@ -78,11 +85,7 @@ def test_a_copy_of_links_with_one_bad_config_stores_none_of_them(db_url):
 def test_moving_a_record_or_link_to_a_missing_parent_is_refused(any_db_url):
     a, _b, ca, _cb = _two_tenants(any_db_url)
     with session_scope(any_db_url) as s:
-        contact = Contact(tenant_id=a, email="a@x.org")
-        s.add(contact)
-        s.flush()
-        s.add(_link(a, ca, contact.id))
-        local = contact.id
+        local = _contact(s, a, ca)
     with pytest.raises(IntegrityError), session_scope(any_db_url) as s:
         s.execute(update(Contact).where(Contact.id == local).values(tenant_id=str(uuid.uuid4())))
     with pytest.raises(IntegrityError), session_scope(any_db_url) as s:
@@ -111,10 +114,7 @@ def test_deleting_a_tenant_or_config_deletes_its_rows_only(any_db_url):
 def test_a_tenant_or_config_in_use_keeps_its_key(db_url):
     a, _b, ca, _cb = _two_tenants(db_url)
     with session_scope(db_url) as s:
-        contact = Contact(tenant_id=a, email="a@x.org")
-        s.add(contact)
-        s.flush()
-        s.add(_link(a, ca, contact.id))
+        _contact(s, a, ca)
         only_records = make_tenant(s, "c").id     # no config: only the trigger holds its key
         s.add(Contact(tenant_id=only_records, email="c@x.org"))
     with pytest.raises(IntegrityError, match="crm_contacts_tenant_id_fkey"), session_scope(db_url) as s:
@@ -126,10 +126,7 @@ def test_a_tenant_or_config_in_use_keeps_its_key(db_url):
 def test_truncating_tenants_empties_their_records_and_links(db_url):
     a, _b, ca, _cb = _two_tenants(db_url)
     with session_scope(db_url) as s:
-        contact = Contact(tenant_id=a, email="a@x.org")
-        s.add(contact)
-        s.flush()
-        s.add(_link(a, ca, contact.id))
+        _contact(s, a, ca)
     with get_engine(db_url).begin() as conn:
         conn.execute(text("TRUNCATE tenants CASCADE"))
     assert _count(db_url, Contact) == _count(db_url, SyncLink) == 0
@@ -141,10 +138,7 @@ def test_an_open_insert_holds_its_parents_as_a_key_check_does(db_url):
     a, _b, ca, _cb = _two_tenants(db_url)
     engine = get_engine(db_url)
     with session_scope(db_url) as s:
-        contact = Contact(tenant_id=a, email="a@x.org")
-        s.add(contact)
-        s.flush()
-        local = contact.id
+        local = _contact(s, a)
     with engine.connect() as inserting, engine.connect() as deleting:
         inserting.execute(SyncLink.__table__.insert().values(
             id=str(uuid.uuid4()), tenant_id=a, config_id=ca, platform="hubspot", entity_type="contact",
