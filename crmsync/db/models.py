@@ -45,10 +45,6 @@ def _id() -> Mapped[str]:
     return mapped_column(Uuid(as_uuid=False), primary_key=True, default=new_id)
 
 
-def _tenant() -> Mapped[str]:
-    return mapped_column(Uuid(as_uuid=False), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False)
-
-
 # References that PostgreSQL checks once per statement, by triggers (migration 0010), instead of
 # once per row by a FOREIGN KEY: the tenant of a synced record and the config of a sync link. A
 # backfill inserts thousands of each per unit, and the per-row checks were a third of PostgreSQL's
@@ -61,6 +57,12 @@ PER_STATEMENT = "checked_per_statement"
 def checked_per_statement(constraint) -> bool:
     """Whether a ForeignKeyConstraint of these models is one of the references above."""
     return bool(constraint.info.get(PER_STATEMENT)) or any(fk.info.get(PER_STATEMENT) for fk in constraint.elements)
+
+
+def _tenant(*, per_statement: bool = False) -> Mapped[str]:
+    """The row's tenant; `per_statement`: checked by triggers on PostgreSQL (PER_STATEMENT above)."""
+    info = {PER_STATEMENT: True} if per_statement else {}
+    return mapped_column(Uuid(as_uuid=False), ForeignKey("tenants.id", ondelete="CASCADE", info=info), nullable=False)
 
 
 def _created() -> Mapped[datetime]:
@@ -163,8 +165,7 @@ class SyncConfig(Base):
 class _Record:
     """Columns every synced entity table shares."""
     id: Mapped[str] = _id()
-    tenant_id: Mapped[str] = mapped_column(
-        Uuid(as_uuid=False), ForeignKey("tenants.id", ondelete="CASCADE", info={PER_STATEMENT: True}), nullable=False)
+    tenant_id: Mapped[str] = _tenant(per_statement=True)
     owner_id: Mapped[str | None] = mapped_column(String(64))
     custom_fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Why the row last changed, e.g. "sync:hubspot", "rule:<id>:event:<id>:depth:1" (loop guard).

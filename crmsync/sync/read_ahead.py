@@ -144,8 +144,8 @@ class _ChildReader(_Reader):
     (about a fifth of a backfill's CPU) instead of this process's turns. The child sends the
     cursor it starts at, then each unit, pickled through a pipe (its records as tuples; unpickling
     costs a fifth of reading it); a thread here takes them in, at most DEPTH ahead, and the child
-    waits on the full pipe meanwhile. Requests are counted in memory both share, before each page and as the child
-    ends. A child that may not read (`child_may_read`: its rate budget would be its own) sends
+    waits on the full pipe meanwhile. Requests are counted in memory both share, before each page
+    and as the child ends. A child that may not read (`child_may_read`: its rate budget would be its own) sends
     no request and says so; the thread here then reads with an adapter of its own, as a _Reader."""
 
     def __init__(self, make_adapter: Callable[[], Any], entity: str, start: tuple[str, Any], want: int):

@@ -24,6 +24,7 @@ Revises: 0009
 Create Date: 2026-12-07
 
 """
+import re
 from collections.abc import Sequence
 
 from alembic import op
@@ -43,8 +44,8 @@ def _fk_violation(message: str, detail: str, table: str, constraint: str) -> str
             f"TABLE = {table}, CONSTRAINT = {constraint};")
 
 
-def _statements(schema: str) -> list[str]:
-    s = f'"{schema}"'
+def _functions(s: str) -> list[str]:
+    """The functions the triggers run, `s` the quoted schema."""
     tenant_missing = _fk_violation(
         "format('insert or update on table \"%s\" violates foreign key constraint \"%s_tenant_id_fkey\"', tbl, tbl)",
         "format('Key (tenant_id)=(%s) is not present in table \"tenants\".', key)", "tbl", "tbl || '_tenant_id_fkey'")
@@ -62,7 +63,7 @@ def _statements(schema: str) -> list[str]:
         "on table \"crm_sync_links\"'",
         "format('Key (tenant_id, id)=(%s, %s) is still referenced from table \"crm_sync_links\".', "
         "OLD.tenant_id, OLD.id)", "'crm_sync_configs'", f"'{LINK_KEY}'")
-    out = [
+    return [
         # The check of one key, shared by the statement and row triggers below.
         f"""CREATE FUNCTION {s}.crmsync_hold_tenant(tbl text, key uuid) RETURNS void LANGUAGE plpgsql AS $$
         BEGIN
@@ -139,40 +140,43 @@ def _statements(schema: str) -> list[str]:
             RETURN NULL;
         END $$""",
     ]
+
+
+def _triggers(s: str) -> list[tuple[str, str, str, str]]:
+    """(name, table, when, what it runs) of every trigger the upgrade creates."""
+    out = []
     for t in RECORD_TABLES:
-        out += [f"ALTER TABLE {s}.{t} DROP CONSTRAINT {t}_tenant_id_fkey",
-                f"CREATE TRIGGER {t}_tenant_checked AFTER INSERT ON {s}.{t} REFERENCING NEW TABLE AS new_rows "
-                f"FOR EACH STATEMENT EXECUTE FUNCTION {s}.crmsync_check_new_tenants()",
-                f"CREATE TRIGGER {t}_tenant_changed AFTER UPDATE OF tenant_id ON {s}.{t} FOR EACH ROW "
-                f"WHEN (NEW.tenant_id IS DISTINCT FROM OLD.tenant_id) EXECUTE FUNCTION {s}.crmsync_check_changed_tenant()"]
-    out += [
-        f"ALTER TABLE {s}.crm_sync_links DROP CONSTRAINT {LINK_KEY}",
-        f"CREATE TRIGGER crm_sync_links_config_checked AFTER INSERT ON {s}.crm_sync_links "
-        f"REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {s}.crmsync_check_new_configs()",
-        f"CREATE TRIGGER crm_sync_links_config_changed AFTER UPDATE OF tenant_id, config_id ON {s}.crm_sync_links "
-        "FOR EACH ROW WHEN (NEW.tenant_id IS DISTINCT FROM OLD.tenant_id OR NEW.config_id IS DISTINCT FROM "
-        f"OLD.config_id) EXECUTE FUNCTION {s}.crmsync_check_changed_config()",
-        f"CREATE TRIGGER tenants_records_deleted AFTER DELETE ON {s}.tenants FOR EACH ROW "
-        f"EXECUTE FUNCTION {s}.crmsync_tenant_deleted()",
-        f"CREATE TRIGGER tenants_records_truncated AFTER TRUNCATE ON {s}.tenants FOR EACH STATEMENT "
-        f"EXECUTE FUNCTION {s}.crmsync_tenants_truncated()",
-        f"CREATE TRIGGER tenants_rekeyed AFTER UPDATE OF id ON {s}.tenants FOR EACH ROW "
-        f"WHEN (NEW.id IS DISTINCT FROM OLD.id) EXECUTE FUNCTION {s}.crmsync_tenant_rekeyed()",
-        f"CREATE TRIGGER crm_sync_configs_links_deleted AFTER DELETE ON {s}.crm_sync_configs FOR EACH ROW "
-        f"EXECUTE FUNCTION {s}.crmsync_config_deleted()",
-        f"CREATE TRIGGER crm_sync_configs_links_truncated AFTER TRUNCATE ON {s}.crm_sync_configs FOR EACH STATEMENT "
-        f"EXECUTE FUNCTION {s}.crmsync_configs_truncated()",
-        f"CREATE TRIGGER crm_sync_configs_rekeyed AFTER UPDATE OF tenant_id, id ON {s}.crm_sync_configs FOR EACH ROW "
-        f"WHEN (NEW.id IS DISTINCT FROM OLD.id OR NEW.tenant_id IS DISTINCT FROM OLD.tenant_id) "
-        f"EXECUTE FUNCTION {s}.crmsync_config_rekeyed()",
+        out += [(f"{t}_tenant_checked", t, "AFTER INSERT",
+                 f"REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {s}.crmsync_check_new_tenants()"),
+                (f"{t}_tenant_changed", t, "AFTER UPDATE OF tenant_id",
+                 "FOR EACH ROW WHEN (NEW.tenant_id IS DISTINCT FROM OLD.tenant_id) "
+                 f"EXECUTE FUNCTION {s}.crmsync_check_changed_tenant()")]
+    return out + [
+        ("crm_sync_links_config_checked", "crm_sync_links", "AFTER INSERT",
+         f"REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {s}.crmsync_check_new_configs()"),
+        ("crm_sync_links_config_changed", "crm_sync_links", "AFTER UPDATE OF tenant_id, config_id",
+         "FOR EACH ROW WHEN (NEW.tenant_id IS DISTINCT FROM OLD.tenant_id OR NEW.config_id IS DISTINCT FROM "
+         f"OLD.config_id) EXECUTE FUNCTION {s}.crmsync_check_changed_config()"),
+        ("tenants_records_deleted", "tenants", "AFTER DELETE", f"FOR EACH ROW EXECUTE FUNCTION {s}.crmsync_tenant_deleted()"),
+        ("tenants_records_truncated", "tenants", "AFTER TRUNCATE",
+         f"FOR EACH STATEMENT EXECUTE FUNCTION {s}.crmsync_tenants_truncated()"),
+        ("tenants_rekeyed", "tenants", "AFTER UPDATE OF id",
+         f"FOR EACH ROW WHEN (NEW.id IS DISTINCT FROM OLD.id) EXECUTE FUNCTION {s}.crmsync_tenant_rekeyed()"),
+        ("crm_sync_configs_links_deleted", "crm_sync_configs", "AFTER DELETE",
+         f"FOR EACH ROW EXECUTE FUNCTION {s}.crmsync_config_deleted()"),
+        ("crm_sync_configs_links_truncated", "crm_sync_configs", "AFTER TRUNCATE",
+         f"FOR EACH STATEMENT EXECUTE FUNCTION {s}.crmsync_configs_truncated()"),
+        ("crm_sync_configs_rekeyed", "crm_sync_configs", "AFTER UPDATE OF tenant_id, id",
+         "FOR EACH ROW WHEN (NEW.id IS DISTINCT FROM OLD.id OR NEW.tenant_id IS DISTINCT FROM OLD.tenant_id) "
+         f"EXECUTE FUNCTION {s}.crmsync_config_rekeyed()"),
     ]
-    return out
 
 
-FUNCTIONS = ("crmsync_check_new_tenants()", "crmsync_check_changed_tenant()", "crmsync_check_new_configs()",
-             "crmsync_check_changed_config()", "crmsync_tenant_deleted()", "crmsync_tenants_truncated()",
-             "crmsync_tenant_rekeyed()", "crmsync_config_deleted()", "crmsync_configs_truncated()",
-             "crmsync_config_rekeyed()", "crmsync_hold_tenant(text, uuid)", "crmsync_hold_config(uuid, uuid)")
+# The FOREIGN KEYs the triggers stand in for: (table, name, definition).
+KEYS = [*((t, f"{t}_tenant_id_fkey", "FOREIGN KEY (tenant_id) REFERENCES {s}.tenants (id) ON DELETE CASCADE")
+          for t in RECORD_TABLES),
+        ("crm_sync_links", LINK_KEY,
+         "FOREIGN KEY (tenant_id, config_id) REFERENCES {s}.crm_sync_configs (tenant_id, id) ON DELETE CASCADE")]
 
 
 def _schema() -> str:
@@ -184,27 +188,22 @@ def _schema() -> str:
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    for statement in _statements(_schema()):
+    s = f'"{_schema()}"'
+    for statement in _functions(s):
         op.execute(statement)
+    for table, name, _ in KEYS:
+        op.execute(f"ALTER TABLE {s}.{table} DROP CONSTRAINT {name}")
+    for name, table, when, runs in _triggers(s):
+        op.execute(f"CREATE TRIGGER {name} {when} ON {s}.{table} {runs}")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     s = f'"{_schema()}"'
-    for t in RECORD_TABLES:
-        op.execute(f"DROP TRIGGER {t}_tenant_checked ON {s}.{t}")
-        op.execute(f"DROP TRIGGER {t}_tenant_changed ON {s}.{t}")
-        op.execute(f"ALTER TABLE {s}.{t} ADD CONSTRAINT {t}_tenant_id_fkey FOREIGN KEY (tenant_id) "
-                   f"REFERENCES {s}.tenants (id) ON DELETE CASCADE")
-    for trigger, table in (("crm_sync_links_config_checked", "crm_sync_links"),
-                           ("crm_sync_links_config_changed", "crm_sync_links"),
-                           ("tenants_records_deleted", "tenants"), ("tenants_records_truncated", "tenants"),
-                           ("tenants_rekeyed", "tenants"), ("crm_sync_configs_links_deleted", "crm_sync_configs"),
-                           ("crm_sync_configs_links_truncated", "crm_sync_configs"),
-                           ("crm_sync_configs_rekeyed", "crm_sync_configs")):
-        op.execute(f"DROP TRIGGER {trigger} ON {s}.{table}")
-    op.execute(f"ALTER TABLE {s}.crm_sync_links ADD CONSTRAINT {LINK_KEY} FOREIGN KEY (tenant_id, config_id) "
-               f"REFERENCES {s}.crm_sync_configs (tenant_id, id) ON DELETE CASCADE")
-    for function in FUNCTIONS:
-        op.execute(f"DROP FUNCTION {s}.{function}")
+    for name, table, _, _ in _triggers(s):
+        op.execute(f"DROP TRIGGER {name} ON {s}.{table}")
+    for table, name, definition in KEYS:
+        op.execute(f"ALTER TABLE {s}.{table} ADD CONSTRAINT {name} {definition.format(s=s)}")
+    for statement in _functions(s):
+        op.execute("DROP FUNCTION " + re.match(r"CREATE FUNCTION (\S+?)\(", statement).group(1))
