@@ -69,39 +69,18 @@ def sync_run(config_id, inline, wait, full, sweep, force, as_json):
     if sweep and full:
         bad_input("give at most one of --sweep and --full")
     trigger = "sweep" if sweep else "manual"
-    early = None
-    if inline and not sweep:
-        # The CRM's first pages are read while SQLAlchemy and the models load (~0.5 s of one core).
-        from crmsync.sync.read_ahead import read_early
-        early = read_early(config_id, full=full, force=force)
-    from crmsync.configs import ConfigError, get_config
-    from crmsync.sync.errors import ConfigDisabled, JobAlreadyActive
-    from crmsync.sync.jobs import active_job, create_job, lease_expired, resume_job
-    with _session() as s:
-        try:
-            config = get_config(s, config_id)
-        except ConfigError as err:
-            if early is not None:
-                early.discard()
-            bad_input(str(err))
-        config_id = config.id
     if inline:
-        from crmsync.runtime import settle_startup_objects
-        from crmsync.sync.inline import run_job_inline
-        # A progress display is for a person at a terminal; a script capturing stderr gets none
-        # (nor pays for rich's import and refresh thread).
-        if sys.stderr.isatty():
-            progress, update = _progress_printer(as_json)
-        else:
-            progress, update = contextlib.nullcontext(), None
-        settle_startup_objects()
-        try:
-            with progress:
-                job = run_job_inline(config_id, full=full, trigger=trigger, progress=update, force=force,
-                                     read_ahead=early)
-        except (JobAlreadyActive, ConfigDisabled) as err:
-            failed(str(err))
+        from crmsync.runtime import CollectBetweenUnits
+        # This process does nothing else: its garbage is collected between units, not on
+        # allocation counts (the child reading ahead, forked in there, inherits the same).
+        with CollectBetweenUnits() as collecting:
+            job = _run_here(config_id, full=full, sweep=sweep, force=force, trigger=trigger, as_json=as_json,
+                            unit_done=collecting.unit_done)
     else:
+        config_id = _config_id(config_id)
+        from crmsync.configs import get_config
+        from crmsync.sync.errors import ConfigDisabled, JobAlreadyActive
+        from crmsync.sync.jobs import active_job, create_job, lease_expired, resume_job
         with _session() as s:
             config = get_config(s, config_id)
             try:
@@ -118,6 +97,51 @@ def sync_run(config_id, inline, wait, full, sweep, force, as_json):
         from crmsync.entities import ENTITY_PLURALS
         job["drift"] = {ENTITY_PLURALS[e]: d for e, d in ((job.get("counts") or {}).get("drift") or {}).items()}
     _report(job, as_json, _drift_lines(job["drift"]) if sweep else "")
+
+
+def _config_id(config_id: str, early=None) -> str:
+    """The config's id as stored, or a usage error (the early reader, if any, let go first)."""
+    from crmsync.configs import ConfigError, get_config
+    with _session() as s:
+        try:
+            return get_config(s, config_id).id
+        except ConfigError as err:
+            if early is not None:
+                early.discard()
+            bad_input(str(err))
+
+
+def _run_here(config_id: str, *, full: bool, sweep: bool, force: bool, trigger: str, as_json: bool,
+              unit_done) -> dict:
+    """`sync run --inline`: the whole job in this process, its first CRM pages read while the
+    job is being made."""
+    early = None
+    if not sweep:
+        # The CRM's first pages are read while SQLAlchemy and the models load (~0.5 s of one core).
+        from crmsync.sync.read_ahead import read_early
+        early = read_early(config_id, full=full, force=force)
+    config_id = _config_id(config_id, early)
+    from crmsync.runtime import settle_startup_objects
+    from crmsync.sync.errors import ConfigDisabled, JobAlreadyActive
+    from crmsync.sync.inline import run_job_inline
+    # A progress display is for a person at a terminal; a script capturing stderr gets none
+    # (nor pays for rich's import and refresh thread).
+    if sys.stderr.isatty():
+        progress, update = _progress_printer(as_json)
+    else:
+        progress, update = contextlib.nullcontext(), None
+
+    def step_done(step) -> None:
+        unit_done()
+        if update is not None:
+            update(step)
+    settle_startup_objects()
+    try:
+        with progress:
+            return run_job_inline(config_id, full=full, trigger=trigger, progress=step_done, force=force,
+                                  read_ahead=early)
+    except (JobAlreadyActive, ConfigDisabled) as err:
+        failed(str(err))
 
 
 def _start(session, job_id: str) -> None:

@@ -23,6 +23,7 @@ turns with the imports and the writes in this one, and this process loads no CRM
 """
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import threading
@@ -35,6 +36,7 @@ from typing import Any
 
 from crmsync.entities import ENTITY_PLURALS
 from crmsync.platforms.base import RemoteRecord, moved_on
+from crmsync.runtime import CollectBetweenUnits
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +190,9 @@ class _ChildReader(_Reader):
                 cursor = _starting_at(adapter, entity, start)
                 pickle.dump(cursor, out, protocol=pickle.HIGHEST_PROTOCOL)
                 out.flush()
+                # Collection as in its parent: if the parent turned it off for the run, its
+                # units collect now and then (crmsync.runtime.CollectBetweenUnits).
+                collecting = None if gc.isenabled() else CollectBetweenUnits()
                 while cursor is not None and not self._stop_asked():
                     records, cursor = fetch_unit(adapter, entity, cursor, want,
                                                  lambda: self._report(adapter) or self._stop_asked())
@@ -195,6 +200,8 @@ class _ChildReader(_Reader):
                         break
                     pickle.dump((list(map(_as_tuple, records)), cursor), out, protocol=pickle.HIGHEST_PROTOCOL)
                     out.flush()
+                    if collecting is not None:
+                        collecting.unit_done()
         except BaseException as err:  # noqa: BLE001  the unit that needs it fetches for itself
             log.debug("read-ahead of %s dropped in its child process: %s", entity, type(err).__name__)
         finally:
