@@ -383,19 +383,17 @@ def create_records(page: PageApply, records: list[RemoteRecord], flats: list[dic
                       now, rec.updated_at, now])
             changes.append(RecordChange(entity, local_id, "created", CreatedFields(rflat)))
     result.created += len(records)
-    store.insert_rows(session, entity, rows)
+    store.insert_records(session, entity, rows)
 
 
-def new_row(page: PageApply, local_id: str, rflat: dict[str, Any]) -> dict[str, Any]:
-    """A new local row's columns from a record's remote values."""
-    cols = store.flat_to_columns(page.entity, rflat)
-    cols.update(id=local_id, tenant_id=page.tenant, created_at=page.now, updated_at=page.now,
-                last_change_cause=page.cause)
-    if page.entity == "activity" and not cols.get("type"):
-        cols["type"] = "note"
-    if page.entity == "task" and not cols.get("title"):
-        cols["title"] = "(untitled task)"
-    return cols
+# What a new row holds where the CRM gave nothing for a column ours requires.
+WHEN_EMPTY = {"activity": {"type": "note"}, "task": {"title": "(untitled task)"}}
+
+
+def new_row(page: PageApply, local_id: str, rflat: dict[str, Any]) -> list[Any]:
+    """A new local row's values (`store.record_columns` order) from a record's remote values."""
+    return store.record_values(page.entity, rflat, [local_id, page.tenant, page.now, page.now, page.cause],
+                               WHEN_EMPTY.get(page.entity))
 
 
 def load_known(page: PageApply, records: list[RemoteRecord]) -> Known:
@@ -419,7 +417,7 @@ def merge_records(page: PageApply, records: list[RemoteRecord], flats: list[dict
     """Each record merged three ways against its link's base (`merge_one`); then the page's new
     rows, new links and row updates written, in bulk."""
     session = page.session
-    inserts: list[dict] = []
+    inserts: list[list] = []
     updates: list[dict] = []
     new_links: list[dict] = []
     claimed: set[str] = set()
@@ -434,12 +432,12 @@ def merge_records(page: PageApply, records: list[RemoteRecord], flats: list[dict
     for rec, rflat in zip(records, flats, strict=True):
         merge_one(page, rec, rflat, known, claimed, prefer, inserts, updates, new_links)
     store.insert_many(session, SyncLink.__table__, new_links)
-    store.insert_rows(session, page.entity, inserts)
+    store.insert_records(session, page.entity, inserts)
     store.update_rows(session, page.entity, updates)
 
 
 def merge_one(page: PageApply, rec: RemoteRecord, rflat: dict[str, Any], known: Known, claimed: set[str],
-              prefer, inserts: list[dict], updates: list[dict], new_links: list[dict]) -> None:
+              prefer, inserts: list[list], updates: list[dict], new_links: list[dict]) -> None:
     """One record (`rflat`: its remote_flat, this call's to change): matched to its local row (by
     link, else by email/domain), created when none, otherwise merged against the link's base; the
     link's base moves to what both sides now hold."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
@@ -89,6 +89,44 @@ def flat_to_columns(entity: str, flat: dict[str, Any], current_custom: dict | No
 
 def _synced(entity: str) -> frozenset[str]:
     return SYNCED_FIELD_SETS[entity]
+
+
+# A new record's own columns, ahead of its synced fields in `record_columns`.
+RECORD_OWN_COLUMNS = ("id", "tenant_id", "created_at", "updated_at", "last_change_cause", "custom_fields")
+
+
+@cache
+def record_columns(entity: str) -> list[str]:
+    """The columns of a new synced record's row, in `record_values` order: every synced field
+    is given, NULL where the record has none (no synced column has a server default)."""
+    return [*RECORD_OWN_COLUMNS, *SYNCED_FIELDS[entity]]
+
+
+@cache
+def _fields_converted(entity: str) -> tuple[tuple[str, Any], ...]:
+    conv = _converters(entity)
+    return tuple((name, conv.get(name)) for name in SYNCED_FIELDS[entity])
+
+
+def record_values(entity: str, flat: dict[str, Any], own: list[Any],
+                  when_empty: Mapping[str, Any] | None = None) -> list[Any]:
+    """A new row's values in `record_columns(entity)` order, from canonical flat fields: `own`
+    (its id, tenant, created and updated times, change cause), then its custom fields, then each
+    synced field (`when_empty[field]` where the value is empty). A page of new records is a list
+    of these for one COPY: no dict per row, no scan of every row for its columns."""
+    custom = {key[len(CUSTOM):]: value for key, value in flat.items()
+              if value is not None and key.startswith(CUSTOM)}
+    own.append(custom)
+    get = flat.get
+    for name, conv in _fields_converted(entity):
+        value = get(name)
+        own.append(value if value is None or conv is None else conv(value))
+    if when_empty:
+        at = record_columns(entity).index
+        for name, default in when_empty.items():
+            if not own[at(name)]:
+                own[at(name)] = default
+    return own
 
 
 # A UUID's version and variant bits (RFC 9562, 4.1-4.2) set in its 7th and 9th bytes.
@@ -241,8 +279,12 @@ def asked_meanwhile(session: Session, statement) -> Iterator[Callable[[], Any]]:
         yield asking.submit(conn.scalar, statement).result
 
 
-def insert_rows(session: Session, entity: str, rows: list[dict[str, Any]]) -> None:
-    insert_many(session, ENTITY_MODELS[entity].__table__, rows)
+def insert_records(session: Session, entity: str, rows: list[list[Any]]) -> None:
+    """New synced records, each row from `record_values`, in one COPY (PostgreSQL) or executemany."""
+    if rows:
+        with new_rows(session, ENTITY_MODELS[entity].__table__, record_columns(entity)) as add:
+            for values in rows:
+                add(values)
 
 
 def insert_many(session: Session, table, rows: list[dict[str, Any]]) -> None:

@@ -24,9 +24,8 @@ def test_among_finds_exactly_the_values_however_they_are_spelled(any_db_url, pro
         tenant = make_tenant(s)
         now = utcnow()
         ids = store.new_ids(len(AWKWARD) + 1)
-        store.insert_rows(s, "contact", [{"id": i, "tenant_id": tenant.id, "email": e, "custom_fields": {},
-                                          "created_at": now, "updated_at": now}
-                                         for i, e in zip(ids, [*AWKWARD, "other@example.com"], strict=True)])
+        store.insert_records(s, "contact", [store.record_values("contact", {"email": e}, [i, tenant.id, now, now, None])
+                                            for i, e in zip(ids, [*AWKWARD, "other@example.com"], strict=True)])
         s.flush()
         found = s.scalars(select(Contact.email).where(Contact.tenant_id == tenant.id,
                                                       store.among(s, Contact.email, probe))).all()
@@ -42,3 +41,25 @@ def test_new_ids_are_distinct_version_4_uuids_as_uuid4_spells_them(count):
     for text in ids:
         parsed = uuid.UUID(text)
         assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_a_new_record_row_holds_every_synced_field_its_custom_fields_and_the_defaults(any_db_url):
+    from crmsync.db.models import Activity
+    from crmsync.sync.merge import CUSTOM
+    with session_scope(any_db_url) as s:
+        tenant = make_tenant(s)
+        now = utcnow()
+        first, second = store.new_ids(2)
+        store.insert_records(s, "activity", [
+            store.record_values("activity", {"subject": "Call", "type": "call", "occurred_at": "2025-03-13T15:30:00+00:00",
+                                             CUSTOM + "mood": "good", CUSTOM + "gone": None},
+                                [first, tenant.id, now, now, "sync:hubspot"], {"type": "note"}),
+            store.record_values("activity", {"subject": "Empty", "type": ""}, [second, tenant.id, now, now, None],
+                                {"type": "note"})])
+        s.flush()
+        rows = {a.id: a for a in s.scalars(select(Activity).where(Activity.tenant_id == tenant.id))}
+    call, empty = rows[first], rows[second]
+    assert (call.subject, call.type, call.custom_fields, call.last_change_cause) == (
+        "Call", "call", {"mood": "good"}, "sync:hubspot")
+    assert call.occurred_at.isoformat() == "2025-03-13T15:30:00+00:00"
+    assert (empty.type, empty.custom_fields, empty.body, empty.occurred_at) == ("note", {}, None, None)
